@@ -1,0 +1,79 @@
+"""What a reader kept and skipped: counted, with examples, never silent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from recorder.errors import InputError
+
+MAX_EXAMPLES_PER_REASON = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One input item that was not turned into a record, and why."""
+
+    path: str
+    line: int | None  # line number, or packet number for captures (1-based)
+    reason: str  # a short stable key, e.g. "invalid-json", "non-flow:node_status"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class ReadReport:
+    """Mutable tally a reader fills while it streams.
+
+    ``skip`` is for data that was bad or unusable (counted as skipped; fatal under
+    ``strict``); ``ignore`` is for items that are valid but not flows or not wanted
+    (non-flow Hubble events, replies, dropped verdicts), counted per reason and never
+    fatal.
+    """
+
+    strict: bool = False
+    kept: Counter = field(default_factory=Counter)  # input path -> records yielded
+    lines: Counter = field(default_factory=Counter)  # input path -> items read
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    ignored: Counter = field(default_factory=Counter)  # reason -> count
+    examples: list[Skipped] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)  # input path -> format
+
+    def skip(self, path: str, line: int | None, reason: str, detail: str = "") -> None:
+        item = Skipped(path, line, reason, detail)
+        if self.strict:
+            raise InputError(
+                f"{reason}" + (f": {detail}" if detail else "")
+                + " (--strict makes every skipped item fatal; drop --strict to skip and count it)",
+                path,
+                line,
+            )
+        self.skipped[reason] += 1
+        if sum(1 for e in self.examples if e.reason == reason) < MAX_EXAMPLES_PER_REASON:
+            self.examples.append(item)
+
+    def ignore(self, reason: str, n: int = 1) -> None:
+        self.ignored[reason] += n
+
+    @property
+    def total_kept(self) -> int:
+        return sum(self.kept.values())
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "inputs": {
+                p: {"format": self.formats.get(p), "read": self.lines[p], "kept": self.kept[p]}
+                for p in sorted(set(self.lines) | set(self.kept))
+            },
+            "kept": self.total_kept,
+            "skipped": dict(sorted(self.skipped.items())),
+            "ignored": dict(sorted(self.ignored.items())),
+            "examples": [str(e) for e in self.examples],
+        }
