@@ -72,6 +72,9 @@ class Connection:
     inputs: tuple[str, ...] = ()
     service: tuple[str, str] | None = None  # (namespace, name) when reached via a Service
     service_port: int | None = None  # the port the client used, when it was a Service's
+    # The flow aggregate this came from: a ClusterIP flow expands to one connection per
+    # backend, and counting must not multiply it by the number of backends.
+    flow_id: int = -1
 
 
 @dataclass(frozen=True, slots=True)

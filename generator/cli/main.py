@@ -25,7 +25,7 @@ def _register() -> None:
     # Each command group module adds its commands to ``app``.
     import importlib
 
-    for mod in ("generate", "import_", "snapshot", "verify"):
+    for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate"):
         try:
             importlib.import_module(f"generator.cli.{mod}").register(app)
         except ModuleNotFoundError as e:
@@ -36,25 +36,32 @@ def _register() -> None:
 _register()
 
 
+def _click_exception() -> type[Exception]:
+    # typer >= 0.20 vendors click as typer._click; older typer depends on click.
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover - older typer
+        from click.exceptions import ClickException
+    return ClickException
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: typer.Exit(n) and a command's int return value come
+        # back as the return value instead of exiting inside typer.
+        rc = app(standalone_mode=False)
     except FlowpolError as e:
         typer.echo(f"flowpol: error: {e}", err=True)
         sys.exit(e.exit_code)
-    except (typer.Exit,) as e:  # explicit exits from commands
+    except typer.Exit as e:  # defensive: non-standalone typer returns it instead
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("flowpol: aborted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        raise
-    sys.exit(0)
+    except _click_exception() as e:  # usage errors: unknown option, missing argument
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(2)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

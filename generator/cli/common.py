@@ -1,0 +1,103 @@
+"""Helpers shared by CLI commands: console, progress, option parsing."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated, Callable, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+
+from recorder.errors import UsageError
+
+
+# Options of the commands that read flows (generate, verify): declared once so that they
+# read and behave the same everywhere. Use as ``inputs: FlowInputs`` etc.
+FlowInputs = Annotated[List[str], typer.Argument(
+    metavar="INPUT...",
+    help="Flow inputs: files or directories (Hubble JSON, flowpol flow logs, conntrack, "
+         "pcap; .gz ok).")]
+SnapshotFiles = Annotated[List[str], typer.Option(
+    "--snapshot", "-s", metavar="CLUSTER",
+    help="kubectl get ... -A -o json|yaml output; repeatable, or a directory.")]
+InputFormat = Annotated[Optional[str], typer.Option("--format", help="Force the input format.")]
+IncludeDropped = Annotated[bool, typer.Option(
+    "--include-dropped", help="Count DROPPED flows as needed traffic.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Any skipped input line is fatal.")]
+DumpTime = Annotated[Optional[str], typer.Option(
+    "--time", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
+                   "default: the file's modification time.")]
+
+
+def read_options(include_dropped: bool, dump_time: str | None):
+    """The ReadOptions of the shared flow-reading options."""
+    from recorder.sources import ReadOptions
+
+    return ReadOptions(include_dropped=include_dropped,
+                       dump_time=parse_time_option(dump_time, "--time"))
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_reporter(console: Console, what: str) -> Iterator[Callable[[int], None] | None]:
+    """A live counter on a terminal; nothing at all when stderr is piped."""
+    if not console.is_terminal:
+        yield None
+        return
+    with console.status(f"{what}...") as status:
+        def update(n: int) -> None:
+            status.update(f"{what}: {n:,} records")
+        yield update
+
+
+def parse_time_option(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    from recorder.timefmt import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not an RFC 3339 time "
+                         "(e.g. 2026-11-20T09:00:00Z)") from None
+
+
+def parse_duration(value: str, option: str) -> int:
+    """'60s', '5m', '2h', '7d' or plain seconds -> nanoseconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    v = value.strip().lower()
+    try:
+        if v and v[-1] in units:
+            seconds = float(v[:-1]) * units[v[-1]]
+        else:
+            seconds = float(v)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a duration (e.g. 60s, 5m, 2h, 7d)") from None
+    if seconds <= 0:
+        raise UsageError(f"{option} must be positive, got {value!r}")
+    return int(seconds * 1_000_000_000)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+# Minimum evidence (`flowpol diff`, `flowpol migrate`): declared once, parsed by
+# ``thresholds``.
+MinObservation = Annotated[str, typer.Option(
+    "--min-observation", metavar="DURATION",
+    help="Act only on what a recording of at least this long shows (e.g. 7d, 12h).")]
+MinFlows = Annotated[int, typer.Option(
+    "--min-flows", min=0, metavar="N",
+    help="...and on workloads or policies seen in at least N observed connections.")]
+
+
+def thresholds(min_observation: str, min_flows: int):
+    """The Thresholds of the shared minimum-evidence options."""
+    from generator.review.evidence import Thresholds
+
+    return Thresholds(parse_duration(min_observation, "--min-observation"), min_flows)

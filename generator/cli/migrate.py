@@ -1,0 +1,59 @@
+"""`flowpol migrate`: a staged plan per namespace from open to default-deny.
+
+Exit 0 when every namespace in scope is ready for default-deny, 1 when the plan holds
+something back (a workload without enough evidence, a namespace not ready), 2 on bad
+input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from generator.cli.common import (
+    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
+    Strict, progress_reporter, read_options, stderr_console, thresholds,
+)
+from recorder.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("migrate")(migrate)
+
+
+def migrate(
+    inputs: FlowInputs,
+    snapshot: SnapshotFiles,
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Directory for the plan and the manifests of each step."),
+    min_observation: MinObservation = "7d",
+    min_flows: MinFlows = 1,
+    namespace: List[str] = typer.Option([], "--namespace", "-n",
+                                        help="Only these namespaces (repeatable)."),
+    exclude_namespace: List[str] = typer.Option([], "--exclude-namespace",
+                                                help="Leave these namespaces out."),
+    fmt: InputFormat = None,
+    include_dropped: IncludeDropped = False,
+    strict: Strict = False,
+    dump_time: DumpTime = None,
+) -> None:
+    """Plan the move to default-deny from the traffic in INPUT: allow policies for the
+    workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
+    from generator.migrate.plan import MigrateRequest, run_migrate, summary_lines
+
+    overlap = set(namespace) & set(exclude_namespace)
+    if overlap:
+        raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
+    request = MigrateRequest(
+        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+        read_options=read_options(include_dropped, dump_time),
+        thresholds=thresholds(min_observation, min_flows),
+        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace))
+    with progress_reporter(stderr_console(), "reading flows") as progress:
+        plan, _, _ = run_migrate(request, progress)
+    for line in summary_lines(plan, out):
+        typer.echo(line)
+    if plan.exit_code:
+        raise typer.Exit(plan.exit_code)

@@ -1,0 +1,82 @@
+"""`flowpol verify`: would these NetworkPolicies allow every observed connection?
+
+Exit 0 when everything observed is allowed, 1 when something would be denied, 2 on bad
+input (raised as recorder.errors exceptions; main maps them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from generator.cli.common import (
+    DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
+    read_options, stderr_console,
+)
+from recorder.errors import UsageError
+
+OUTPUT_FORMATS = ("text", "json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+
+
+def verify(
+    inputs: FlowInputs,
+    snapshot: SnapshotFiles,
+    policies: List[str] = typer.Option(
+        [], "--policies", "-p", metavar="PATH",
+        help="NetworkPolicy YAML/JSON: a file or a directory (walked); repeatable."),
+    cluster: bool = typer.Option(
+        False, "--cluster", help="Verify the live cluster's NetworkPolicies instead of files."),
+    context: Optional[str] = typer.Option(
+        None, "--context", help="With --cluster: kubeconfig context (default: current)."),
+    kubeconfig: Optional[str] = typer.Option(
+        None, "--kubeconfig",
+        help="With --cluster: kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    fmt: InputFormat = None,
+    include_dropped: IncludeDropped = False,
+    strict: Strict = False,
+    dump_time: DumpTime = None,
+    output: str = typer.Option("text", "--output", metavar="text|json",
+                               help="text: summary and denied list; json: everything, for "
+                                    "machines."),
+    unused: bool = typer.Option(
+        False, "--unused",
+        help="List the rules and peer/port combinations no observed connection used."),
+    show_allowed: bool = typer.Option(
+        False, "--show-allowed",
+        help="text: also list the allowed connections and the rules allowing them."),
+) -> None:
+    """Replay the traffic in INPUT against NetworkPolicies: allowed, or denied and why."""
+    from generator.verify.render import text_lines, verify_dict
+    from generator.verify.run import (
+        VerifyRequest, policies_from_cluster, policies_from_files, run_verify,
+    )
+
+    if output not in OUTPUT_FORMATS:
+        raise UsageError(f"--output {output!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    if cluster == bool(policies):
+        raise UsageError("give the policies to verify: --policies PATH (repeatable) or "
+                         "--cluster, not both")
+    if not cluster and (context or kubeconfig):
+        raise UsageError("--context and --kubeconfig only apply with --cluster")
+    request = VerifyRequest(inputs=list(inputs), snapshot=list(snapshot), fmt=fmt,
+                            strict=strict,
+                            read_options=read_options(include_dropped, dump_time),
+                            unused=unused)
+    # Policies first: a broken policy file fails before a long read of the flows.
+    policy_set = (policies_from_cluster(kubeconfig, context) if cluster
+                  else policies_from_files(list(policies), strict))
+    with progress_reporter(stderr_console(), "reading flows") as progress:
+        result = run_verify(request, policy_set, progress)
+    if output == "json":
+        typer.echo(json.dumps(verify_dict(result), indent=2, sort_keys=True))
+    else:
+        for line in text_lines(result, show_allowed):
+            typer.echo(line)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

@@ -1,0 +1,55 @@
+"""`flowpol generate` as a function: the CLI only parses options and prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from generator.check import check_connections, denied_lines, verification_dict
+from generator.output import write_output
+from generator.pipeline import observe
+from generator.report import build_report, summary_lines
+from generator.review.report import write_review
+from generator.synthesize import SynthesisOptions, synthesize
+from generator.yamlout import strip_comments
+from recorder.sources import ReadOptions
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    inputs: list[str]
+    snapshot: list[str]
+    out_dir: Path
+    fmt: str | None = None
+    strict: bool = False
+    read_options: ReadOptions = ReadOptions()
+    synthesis: SynthesisOptions = SynthesisOptions()
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateResult:
+    summary: tuple[str, ...]
+    denied_lines: tuple[str, ...]
+    report: dict
+    files: tuple[Path, ...]
+
+
+def run_generate(req: GenerateRequest,
+                 progress: Callable[[int], None] | None = None) -> GenerateResult:
+    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
+                       progress)
+    synth = synthesize(observed.edges, observed.index, req.synthesis)
+    verification = None
+    denied: tuple[str, ...] = ()
+    if req.verify:
+        manifests = [strip_comments(p.manifest) for p in synth.policies]
+        result = check_connections(observed.resolved.connections, manifests, observed.index)
+        verification = verification_dict(result)
+        denied = denied_lines(result)
+    report = build_report(observed, synth, verification)
+    files = write_output(req.out_dir, synth.policies, report)
+    files += write_review(req.out_dir, observed, synth, verification)
+    return GenerateResult(tuple(summary_lines(observed, synth, verification, str(req.out_dir))),
+                          denied, report, tuple(files))

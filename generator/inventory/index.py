@@ -1,0 +1,733 @@
+"""Lookups over an Inventory: what the resolver and the synthesizer are injected with.
+
+Identity follows the root owner (Pod -> ReplicaSet -> Deployment, StatefulSet,
+DaemonSet, Job -> CronJob; bare pods alone). Controllers missing from the snapshot are
+inferred from the names the real controllers give (``<deploy>-<pod-template-hash>``,
+``<cronjob>-<scheduled minute>``), and only when the inferred parent exists.
+
+Every lookup works on a partial inventory (an empty one included): a missing kind gives
+less detail, never a crash. The small Protocols below name what a consumer needs, so a
+test or another source can supply just that part.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterable, Mapping, Protocol
+
+from generator.inventory.model import (
+    Controller,
+    EndpointSlice,
+    Inventory,
+    LabelSelector,
+    Labels,
+    Node,
+    Pod,
+    Service,
+    ServicePort,
+)
+from generator.inventory.load import NAMESPACE_NAME_LABEL
+
+# Labels that differ between pods of one workload or change with every rollout/run: a
+# podSelector on them breaks when the workload scales or rolls.
+VOLATILE_LABELS = frozenset({
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "batch.kubernetes.io/job-name",
+    "job-name",
+    "batch.kubernetes.io/controller-uid",
+    "controller-uid",
+    "batch.kubernetes.io/job-completion-index",
+})
+# Stable for one workload but changed by upgrades; used only when nothing else separates.
+_VERSION_KEYS = frozenset({"version", "app.kubernetes.io/version", "helm.sh/chart", "chart"})
+_VERSION_SUFFIXES = ("-hash", "/hash", ".hash", "-version", "/version", ".version")
+# Keys that name an application: tried first when several single labels would do.
+_IDENTITY_KEYS = (
+    "app.kubernetes.io/name", "app", "k8s-app", "name", "app.kubernetes.io/instance",
+    "app.kubernetes.io/component", "component", "tier", "role",
+)
+_MAX_SUBSET = 4  # label subsets searched exhaustively up to this size
+
+NODE_LOCAL_DNS_IP = "169.254.20.10"
+DNS_PORT = 53
+_RS_SUFFIX = re.compile(r"[a-z0-9]{1,10}")
+_POD_SUFFIX = re.compile(r"[a-z0-9]{5}")
+
+
+def is_volatile(key: str) -> bool:
+    return key in VOLATILE_LABELS
+
+
+def is_version_like(key: str) -> bool:
+    return key in _VERSION_KEYS or key.endswith(_VERSION_SUFFIXES)
+
+
+def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """metav1.LabelSelector semantics; an empty selector matches everything."""
+    for k, v in selector.match_labels:
+        if labels.get(k) != v:
+            return False
+    for key, op, values in selector.match_expressions:
+        present = key in labels
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _labels_match(selector: Labels, labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector)
+
+
+def _as_dict(labels: Labels | Mapping[str, str] | None) -> dict[str, str]:
+    if not labels:
+        return {}
+    return dict(labels.items()) if isinstance(labels, Mapping) else dict(labels)
+
+
+def _norm_ip(ip: str) -> str:
+    if ":" not in ip:
+        return ip
+    try:
+        return ipaddress.ip_address(ip).compressed
+    except ValueError:
+        return ip
+
+
+def container_port_number(pod: Pod, name: str, protocol: str) -> int | None:
+    """The number a pod gives a named container port, for one protocol."""
+    for p in pod.ports:
+        if p.name == name and p.protocol == protocol:
+            return p.port
+    return None
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WorkloadRef:
+    """A root owner: Deployment, StatefulSet, DaemonSet, CronJob, Job, ReplicaSet (no
+    Deployment), Pod (bare), or another owner kind a CRD controller uses."""
+
+    namespace: str
+    kind: str
+    name: str
+
+    def display(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorChoice:
+    """The podSelector for one workload.
+
+    ``origin``: ``spec.selector`` (the controller's own), ``derived`` (smallest stable
+    subset of the controller's pod-template labels), ``pod-labels`` (smallest stable
+    subset of the labels all its pods share). ``also_selects``: other workloads of the
+    namespace whose pods the selector matches too (each named in ``warnings``). An empty
+    selector (no labels, no expressions) means no label can single the workload out;
+    ``warnings`` says so, and it must not be written as ``podSelector: {}``.
+    """
+
+    match_labels: Labels
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...]
+    origin: str
+    warnings: tuple[str, ...] = ()
+    also_selects: tuple[WorkloadRef, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Backend:
+    """One backend of a Service port: the address traffic was DNATed to and the numeric
+    targetPort it arrived on. ``pod_name`` None for non-pod endpoints."""
+
+    namespace: str
+    pod_name: str | None
+    ip: str
+    target_port: int
+    ready: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendsResult:
+    backends: tuple[Backend, ...] = ()
+    warnings: tuple[str, ...] = ()
+    via: str = ""  # "endpointslices", "selector", or "" when nothing was found
+
+    @property
+    def target_ports(self) -> tuple[int, ...]:
+        return tuple(sorted({b.target_port for b in self.backends}))
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResolvers:
+    """The cluster DNS as pods need it under egress isolation.
+
+    ``workloads``: resolver workloads reached through the DNS Service (CoreDNS/kube-dns);
+    ``udp_ports``/``tcp_ports``: the numeric targetPorts they listen on (e.g. 53, 5353),
+    plus 53 when node-local-dns is present. ``node_local_ips``: node-local-dns listener
+    addresses (hostNetwork/link-local, so an ipBlock). ``selectors`` pairs each resolver
+    workload with its podSelector.
+    """
+
+    service: tuple[str, str] | None = None
+    cluster_ips: tuple[str, ...] = ()
+    workloads: tuple[WorkloadRef, ...] = ()
+    pods: tuple[tuple[str, str], ...] = ()
+    udp_ports: tuple[int, ...] = ()
+    tcp_ports: tuple[int, ...] = ()
+    node_local_ips: tuple[str, ...] = ()
+    node_local_workloads: tuple[WorkloadRef, ...] = ()
+    selectors: tuple[tuple[WorkloadRef, SelectorChoice], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(sorted({w.namespace for w in self.workloads}))
+
+
+# -- the interfaces consumers depend on ----------------------------------------------------
+
+
+class PodLookup(Protocol):
+    def pod(self, namespace: str, name: str) -> Pod | None: ...
+    def pods_by_ip(self, ip: str) -> list[Pod]: ...
+
+
+class WorkloadLookup(Protocol):
+    def workload_of(self, pod: Pod) -> WorkloadRef: ...
+    def workload_for_hints(self, namespace: str, labels: Labels | Mapping[str, str] | None,
+                           workload: tuple[str, str] | None,
+                           pod_name: str | None) -> WorkloadRef | None: ...
+    def pods_of(self, workload: WorkloadRef) -> list[Pod]: ...
+    def workloads(self) -> list[WorkloadRef]: ...
+    def selector_for(self, workload: WorkloadRef) -> SelectorChoice: ...
+    def namespace_labels(self, namespace: str) -> Labels: ...
+
+
+class ServiceLookup(Protocol):
+    def service(self, namespace: str, name: str) -> Service | None: ...
+    def service_by_ip(self, ip: str) -> Service | None: ...
+    def services_selecting(self, pod: Pod) -> list[Service]: ...
+    def backends(self, service: Service, port: int, protocol: str) -> BackendsResult: ...
+
+
+class NodeLookup(Protocol):
+    def node_by_ip(self, ip: str) -> Node | None: ...
+    def node_ips(self) -> frozenset[str]: ...
+    def pod_cidrs(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]: ...
+    def is_host_network_ip(self, ip: str) -> bool: ...
+
+
+class DnsLookup(Protocol):
+    def dns_resolvers(self) -> DnsResolvers: ...
+
+
+# -- the index ---------------------------------------------------------------------------
+
+
+class InventoryIndex:
+    """All lookups over one Inventory. Built once; every method is read-only."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self._pods: dict[tuple[str, str], Pod] = {p.key: p for p in inventory.pods}
+        self._pods_by_ip: dict[str, list[Pod]] = defaultdict(list)
+        for p in inventory.pods:
+            for ip in p.ips:
+                self._pods_by_ip[_norm_ip(ip)].append(p)
+        self._pods_by_ns: dict[str, list[Pod]] = defaultdict(list)
+        for p in inventory.pods:
+            self._pods_by_ns[p.namespace].append(p)
+        self._controllers: dict[tuple[str, str, str], Controller] = {
+            (c.namespace, c.kind, c.name): c for c in inventory.controllers
+        }
+        self._controllers_by_ns: dict[str, list[Controller]] = defaultdict(list)
+        for c in inventory.controllers:
+            self._controllers_by_ns[c.namespace].append(c)
+        self._services: dict[tuple[str, str], Service] = {
+            (s.namespace, s.name): s for s in inventory.services
+        }
+        self._services_by_ip: dict[str, Service] = {}
+        # ClusterIPs first: they are unique; external and LB addresses may be shared.
+        for attr in ("cluster_ips", "external_ips", "load_balancer_ips"):
+            for s in inventory.services:
+                for ip in getattr(s, attr):
+                    self._services_by_ip.setdefault(_norm_ip(ip), s)
+        self._slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+        for sl in inventory.endpoint_slices:
+            if sl.service:
+                self._slices[(sl.namespace, sl.service)].append(sl)
+        self._nodes_by_ip: dict[str, Node] = {}
+        for n in inventory.nodes:
+            for ip in n.addresses:
+                self._nodes_by_ip.setdefault(_norm_ip(ip), n)
+        self._namespaces = {n.name: n for n in inventory.namespaces}
+        self._host_network_ips = frozenset(
+            _norm_ip(ip) for p in inventory.pods if p.host_network for ip in p.ips
+        )
+        self._roots: dict[tuple[str, str], WorkloadRef] = {
+            p.key: self._root(p.namespace, p.owner.kind, p.owner.name,
+                              _as_dict(p.labels).get("pod-template-hash"))
+            if p.owner is not None and p.owner.kind != "Node"
+            else WorkloadRef(p.namespace, "Pod", p.name)
+            for p in inventory.pods
+        }
+        self._pods_of: dict[WorkloadRef, list[Pod]] = defaultdict(list)
+        for p in inventory.pods:
+            self._pods_of[self._roots[p.key]].append(p)
+        self._selector_cache: dict[WorkloadRef, SelectorChoice] = {}
+        self._dns: DnsResolvers | None = None
+
+    # -- pods ------------------------------------------------------------------------------
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        return self._pods.get((namespace, name))
+
+    def pods_by_ip(self, ip: str) -> list[Pod]:
+        """Every pod of the snapshot that lists ``ip``, hostNetwork pods included."""
+        return list(self._pods_by_ip.get(_norm_ip(ip), ()))
+
+    # -- workloads -------------------------------------------------------------------------
+
+    def _root(self, ns: str, kind: str, name: str, template_hash: str | None) -> WorkloadRef:
+        seen: set[tuple[str, str]] = set()
+        while (kind, name) not in seen:
+            seen.add((kind, name))
+            c = self._controllers.get((ns, kind, name))
+            if c is not None:
+                if c.owner is None or c.owner.kind == "Node":
+                    break
+                kind, name = c.owner.kind, c.owner.name
+                continue
+            parent = None
+            if kind == "ReplicaSet":
+                parent = self._deployment_for_rs(ns, name, template_hash)
+            elif kind == "Job":
+                parent = self._cronjob_for_job(ns, name)
+            if parent is None:
+                break
+            kind, name = parent
+        return WorkloadRef(ns, kind, name)
+
+    def _deployment_for_rs(self, ns: str, rs_name: str,
+                           template_hash: str | None) -> tuple[str, str] | None:
+        """A ReplicaSet missing from the snapshot: ``<deployment>-<pod-template-hash>``."""
+        if template_hash:
+            if not rs_name.endswith("-" + template_hash):
+                return None
+            base = rs_name[: -len(template_hash) - 1]
+        else:
+            base, sep, suffix = rs_name.rpartition("-")
+            if not sep or not _RS_SUFFIX.fullmatch(suffix):
+                return None
+        return ("Deployment", base) if (ns, "Deployment", base) in self._controllers else None
+
+    def _cronjob_for_job(self, ns: str, job_name: str) -> tuple[str, str] | None:
+        """A Job missing from the snapshot: ``<cronjob>-<scheduled time in minutes>``."""
+        base, sep, suffix = job_name.rpartition("-")
+        if sep and suffix.isdigit() and (ns, "CronJob", base) in self._controllers:
+            return ("CronJob", base)
+        return None
+
+    def workload_of(self, pod: Pod) -> WorkloadRef:
+        root = self._roots.get(pod.key)
+        if root is None:  # a Pod object that is not part of this inventory
+            if pod.owner is None or pod.owner.kind == "Node":
+                return WorkloadRef(pod.namespace, "Pod", pod.name)
+            return self._root(pod.namespace, pod.owner.kind, pod.owner.name,
+                              _as_dict(pod.labels).get("pod-template-hash"))
+        return root
+
+    def _controller_root(self, c: Controller) -> WorkloadRef:
+        return self._root(c.namespace, c.kind, c.name, None)
+
+    def _pod_selector_of(self, c: Controller) -> LabelSelector | None:
+        """What selects the controller's pods: spec.selector, or for a CronJob without
+        a jobTemplate selector its pod-template labels."""
+        if c.selector is not None and not c.selector.is_empty():
+            return c.selector
+        if c.kind == "CronJob" and c.template_labels:
+            return LabelSelector(c.template_labels)
+        return None
+
+    def workload_for_hints(self, namespace: str, labels: Labels | Mapping[str, str] | None,
+                           workload: tuple[str, str] | None,
+                           pod_name: str | None) -> WorkloadRef | None:
+        """The workload of a pod that is not in the snapshot (a dead pod known from a
+        flow source or the IP timeline). None when the hints do not decide it."""
+        lab = _as_dict(labels)
+        if workload is not None and workload[0] and workload[1]:
+            return self._root(namespace, workload[0], workload[1], lab.get("pod-template-hash"))
+        matched: set[WorkloadRef] = set()
+        if lab:
+            for c in self._controllers_by_ns.get(namespace, ()):
+                sel = self._pod_selector_of(c)
+                if sel is not None and selector_matches(sel, lab):
+                    matched.add(self._controller_root(c))
+            if len(matched) == 1:
+                return next(iter(matched))
+        by_name = self._name_candidates(namespace, pod_name, lab) if pod_name else set()
+        if matched:
+            by_name &= matched
+        return next(iter(by_name)) if len(by_name) == 1 else None
+
+    def _name_candidates(self, ns: str, pod_name: str, labels: dict[str, str]) -> set[WorkloadRef]:
+        out: set[WorkloadRef] = set()
+        base, sep, suffix = pod_name.rpartition("-")
+        if not sep:
+            return out
+        if suffix.isdigit() and (ns, "StatefulSet", base) in self._controllers:
+            out.add(self._root(ns, "StatefulSet", base, None))
+        if _POD_SUFFIX.fullmatch(suffix):
+            for kind in ("ReplicaSet", "Job", "DaemonSet"):
+                if (ns, kind, base) in self._controllers:
+                    out.add(self._root(ns, kind, base, None))
+            for parent in (self._deployment_for_rs(ns, base, labels.get("pod-template-hash")),
+                           self._cronjob_for_job(ns, base)):
+                if parent is not None:
+                    out.add(self._root(ns, parent[0], parent[1], None))
+        return out
+
+    def pods_of(self, workload: WorkloadRef) -> list[Pod]:
+        return list(self._pods_of.get(workload, ()))
+
+    def workloads(self) -> list[WorkloadRef]:
+        """Every root owner: of the snapshot's pods, and of controllers without pods
+        (a CronJob between runs)."""
+        roots = set(self._pods_of)
+        roots.update(self._controller_root(c) for c in self.inventory.controllers)
+        return sorted(roots)
+
+    # -- selectors -------------------------------------------------------------------------
+
+    def selector_for(self, workload: WorkloadRef) -> SelectorChoice:
+        choice = self._selector_cache.get(workload)
+        if choice is None:
+            choice = self._choose_selector(workload)
+            self._selector_cache[workload] = choice
+        return choice
+
+    def _others(self, workload: WorkloadRef) -> list[tuple[WorkloadRef, dict[str, str]]]:
+        """Label sets of everything else in the namespace a selector must not match:
+        other workloads' pods, and their pod templates (pods that may come later)."""
+        out = [(self._roots[p.key], _as_dict(p.labels))
+               for p in self._pods_by_ns.get(workload.namespace, ())
+               if self._roots[p.key] != workload]
+        for c in self._controllers_by_ns.get(workload.namespace, ()):
+            root = self._controller_root(c)
+            if root != workload and c.template_labels:
+                out.append((root, dict(c.template_labels)))
+        return out
+
+    def _choose_selector(self, wl: WorkloadRef) -> SelectorChoice:
+        controller = self._controllers.get((wl.namespace, wl.kind, wl.name))
+        others = self._others(wl)
+        spec_sel = controller.selector if controller is not None else None
+        if spec_sel is not None and not spec_sel.is_empty():
+            keys = {k for k, _ in spec_sel.match_labels} | {e[0] for e in spec_sel.match_expressions}
+            if not any(is_volatile(k) for k in keys):
+                return self._spec_selector_choice(wl, spec_sel, others)
+        pods = self._pods_of.get(wl, [])
+        attempts: list[tuple[str, Labels]] = []
+        if controller is not None and controller.template_labels:
+            attempts.append(("derived", controller.template_labels))
+        if pods:
+            shared = set(pods[0].labels).intersection(*(set(p.labels) for p in pods[1:]))
+            attempts.append(("pod-labels", tuple(sorted(shared))))
+        for origin, labels in attempts:
+            candidates = [(k, v) for k, v in labels if not is_volatile(k)]
+            if candidates:
+                chosen, also = _smallest_selector(candidates, others)
+                sel = LabelSelector(chosen)
+                return SelectorChoice(chosen, (), origin,
+                                      self._overlap_warnings(wl, sel, also), also)
+        origin = attempts[-1][0] if attempts else "pod-labels"
+        what = "its pods have" if pods else "the snapshot has no pods or pod template for it, so"
+        return SelectorChoice((), (), origin, (
+            f"{wl.display()}: {what} no stable label (only volatile ones such as "
+            f"pod-template-hash or job-name, or none), so no podSelector can select it "
+            f"alone; give its pods a label such as app.kubernetes.io/name",), ())
+
+    def _spec_selector_choice(self, wl: WorkloadRef, sel: LabelSelector,
+                              others: list[tuple[WorkloadRef, dict[str, str]]]) -> SelectorChoice:
+        """The controller's own selector; without its version-like labels (a chart that
+        puts app.kubernetes.io/version in the selector) when they separate nothing."""
+        also = {w for w, labels in others if selector_matches(sel, labels)}
+        origin = "spec.selector"
+        stable = tuple((k, v) for k, v in sel.match_labels if not is_version_like(k))
+        if len(stable) < len(sel.match_labels) and (stable or sel.match_expressions):
+            trimmed = LabelSelector(stable, sel.match_expressions)
+            if {w for w, labels in others if selector_matches(trimmed, labels)} == also:
+                sel, origin = trimmed, "derived"
+        ordered = tuple(sorted(also))
+        return SelectorChoice(sel.match_labels, sel.match_expressions, origin,
+                              self._overlap_warnings(wl, sel, ordered), ordered)
+
+    @staticmethod
+    def _overlap_warnings(wl: WorkloadRef, sel: LabelSelector,
+                          also: list[WorkloadRef] | tuple[WorkloadRef, ...]) -> tuple[str, ...]:
+        if not also:
+            return ()
+        rendered = ",".join(f"{k}={v}" for k, v in sel.match_labels)
+        rendered += "".join(f",{k} {op} ({'|'.join(v)})" for k, op, v in sel.match_expressions)
+        return (f"the podSelector for {wl.display()} ({rendered.lstrip(',')}) also selects "
+                f"pods of {', '.join(w.display() for w in also)}: its policy applies to them "
+                f"too; give {wl.display()}'s pods a label the others do not have",)
+
+    def namespace_labels(self, namespace: str) -> Labels:
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            return ns.labels
+        # Not in the snapshot: the API server sets at least this label on every namespace.
+        return ((NAMESPACE_NAME_LABEL, namespace),)
+
+    # -- services --------------------------------------------------------------------------
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return self._services.get((namespace, name))
+
+    def service_by_ip(self, ip: str) -> Service | None:
+        """By ClusterIP, then externalIPs and load-balancer addresses."""
+        return self._services_by_ip.get(_norm_ip(ip))
+
+    def services_selecting(self, pod: Pod) -> list[Service]:
+        """Services whose selector matches the pod, or whose EndpointSlices name it."""
+        labels = _as_dict(pod.labels)
+        out = {s.name: s for s in self.inventory.services
+               if s.namespace == pod.namespace and s.selector and _labels_match(s.selector, labels)}
+        for (ns, svc_name), slices in self._slices.items():
+            svc = self._services.get((ns, svc_name))
+            if ns != pod.namespace or svc is None or svc_name in out:
+                continue
+            if any(e.pod == pod.name and (e.pod_namespace or ns) == pod.namespace
+                   for sl in slices for e in sl.endpoints):
+                out[svc_name] = svc
+        return [out[k] for k in sorted(out)]
+
+    def backends(self, service: Service, port: int, protocol: str) -> BackendsResult:
+        """The backends of ``service``'s ``port``/``protocol`` and the numeric targetPort
+        each one receives the traffic on (after kube-proxy's DNAT)."""
+        protocol = protocol.upper()
+        where = f"Service {service.namespace}/{service.name}"
+        if service.type == "ExternalName":
+            return BackendsResult((), (f"{where} is an ExternalName Service (DNS only); "
+                                       "it has no backends",))
+        sp = next((p for p in service.ports if p.port == port and p.protocol == protocol), None)
+        if sp is None and not (service.headless and not service.ports):
+            return BackendsResult((), (f"{where} has no port {port}/{protocol}",))
+        warnings: list[str] = []
+        slices = self._slices.get((service.namespace, service.name), [])
+        if slices:
+            found = self._backends_from_slices(service, sp, port, protocol, slices)
+            if found:
+                return BackendsResult(tuple(sorted(found)), (), "endpointslices")
+            warnings.append(f"{where}: its EndpointSlices have no port "
+                            f"{_port_label(sp, port, protocol)}; used its selector instead")
+        if not service.selector:
+            warnings.append(f"{where} has no selector and no EndpointSlice for port "
+                            f"{port}/{protocol} in the snapshot: its backends are unknown")
+            return BackendsResult((), tuple(warnings))
+        found = []
+        selector = _as_dict(service.selector)
+        target = sp.target_port if sp is not None else port
+        for p in self._pods_by_ns.get(service.namespace, ()):
+            if not p.ips or p.phase in ("Succeeded", "Failed") or not _labels_match(
+                    service.selector, _as_dict(p.labels)):
+                continue
+            number = target if isinstance(target, int) else container_port_number(p, target, protocol)
+            if number is None:
+                warnings.append(f"{where}: pod {p.namespace}/{p.name} has no container port "
+                                f"named {target!r} ({protocol}); skipped as a backend")
+                continue
+            found.extend(Backend(p.namespace, p.name, ip, number, p.phase == "Running")
+                         for ip in p.ips)
+        if not found:
+            warnings.append(f"{where}: no pod in the snapshot matches its selector "
+                            + ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+        return BackendsResult(tuple(sorted(set(found))), tuple(warnings), "selector" if found else "")
+
+    @staticmethod
+    def _backends_from_slices(service: Service, sp: ServicePort | None, port: int,
+                              protocol: str, slices: list[EndpointSlice]) -> list[Backend]:
+        found: set[Backend] = set()
+        want_name = (sp.name or "") if sp is not None else None
+        for sl in slices:
+            if not sl.ports or all(p.port is None for p in sl.ports):
+                number: int | None = port  # no ports = every port (headless without ports)
+            else:
+                number = next((p.port for p in sl.ports if p.protocol == protocol
+                               and (want_name is None or (p.name or "") == want_name)
+                               and p.port is not None), None)
+                if number is None and want_name is None:
+                    number = port
+            if number is None:
+                continue
+            for e in sl.endpoints:
+                for ip in e.addresses:
+                    found.add(Backend(e.pod_namespace or service.namespace, e.pod, ip, number,
+                                      e.ready))
+        return list(found)
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def node_by_ip(self, ip: str) -> Node | None:
+        return self._nodes_by_ip.get(_norm_ip(ip))
+
+    def node_ips(self) -> frozenset[str]:
+        return frozenset(self._nodes_by_ip)
+
+    def pod_cidrs(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        nets = set()
+        for n in self.inventory.nodes:
+            for c in n.pod_cidrs:
+                try:
+                    nets.add(ipaddress.ip_network(c, strict=False))
+                except ValueError:
+                    continue
+        return tuple(sorted(nets, key=lambda n: (n.version, n)))
+
+    def is_host_network_ip(self, ip: str) -> bool:
+        """A node address, or an address a hostNetwork pod lists (its node's)."""
+        ip = _norm_ip(ip)
+        return ip in self._nodes_by_ip or ip in self._host_network_ips
+
+    # -- DNS -------------------------------------------------------------------------------
+
+    def dns_resolvers(self) -> DnsResolvers:
+        if self._dns is None:
+            self._dns = self._find_dns()
+        return self._dns
+
+    def _dns_service(self) -> Service | None:
+        """kube-system/kube-dns (kubeadm, kind, k3s, EKS, GKE); else a Service selecting
+        ``k8s-app=kube-dns`` pods; else OpenShift's openshift-dns/dns-default."""
+        svc = self.service("kube-system", "kube-dns")
+        if svc is not None:
+            return svc
+        for s in self.inventory.services:
+            if s.selector and ("k8s-app", "kube-dns") in s.selector and s.cluster_ips:
+                return s
+        return self.service("openshift-dns", "dns-default")
+
+    def _find_dns(self) -> DnsResolvers:
+        warnings: list[str] = []
+        workloads: set[WorkloadRef] = set()
+        pods: set[tuple[str, str]] = set()
+        ports: dict[str, set[int]] = {"UDP": set(), "TCP": set()}
+        svc = self._dns_service()
+        if svc is not None:
+            for proto in ("UDP", "TCP"):
+                if not any(p.port == DNS_PORT and p.protocol == proto for p in svc.ports):
+                    warnings.append(f"DNS Service {svc.namespace}/{svc.name} has no "
+                                    f"{DNS_PORT}/{proto} port")
+                    continue
+                result = self.backends(svc, DNS_PORT, proto)
+                warnings.extend(result.warnings)
+                for b in result.backends:
+                    pod = self.pod(b.namespace, b.pod_name) if b.pod_name else None
+                    if pod is None:
+                        holders = [p for p in self.pods_by_ip(b.ip) if not p.host_network]
+                        pod = holders[0] if len(holders) == 1 else None
+                    if pod is None:
+                        warnings.append(f"DNS backend {b.ip} of {svc.namespace}/{svc.name} "
+                                        "is not a pod of the snapshot")
+                        continue
+                    ports[proto].add(b.target_port)
+                    pods.add(pod.key)
+                    workloads.add(self.workload_of(pod))
+        else:
+            warnings.append("no kube-dns Service in kube-system: cluster DNS resolver unknown")
+        local_workloads, local_pods = self._node_local_dns()
+        node_local_ips: tuple[str, ...] = ()
+        if local_workloads or local_pods:
+            node_local_ips = (NODE_LOCAL_DNS_IP,)
+            ports["UDP"].add(DNS_PORT)
+            ports["TCP"].add(DNS_PORT)
+        return DnsResolvers(
+            service=(svc.namespace, svc.name) if svc is not None else None,
+            cluster_ips=svc.cluster_ips if svc is not None else (),
+            workloads=tuple(sorted(workloads)),
+            pods=tuple(sorted(pods | local_pods)),
+            udp_ports=tuple(sorted(ports["UDP"])),
+            tcp_ports=tuple(sorted(ports["TCP"])),
+            node_local_ips=node_local_ips,
+            node_local_workloads=tuple(sorted(local_workloads)),
+            selectors=tuple((w, self.selector_for(w)) for w in sorted(workloads)),
+            warnings=tuple(dict.fromkeys(warnings)),
+        )
+
+    def _node_local_dns(self) -> tuple[set[WorkloadRef], set[tuple[str, str]]]:
+        workloads = {self._controller_root(c) for c in self.inventory.controllers
+                     if c.kind == "DaemonSet" and c.name == "node-local-dns"}
+        pods: set[tuple[str, str]] = set()
+        for p in self.inventory.pods:
+            labels = _as_dict(p.labels)
+            if labels.get("k8s-app") == "node-local-dns" or (
+                    p.namespace == "kube-system" and p.name.startswith("node-local-dns")):
+                pods.add(p.key)
+                workloads.add(self.workload_of(p))
+        return workloads, pods
+
+
+def _port_label(sp: ServicePort | None, port: int, protocol: str) -> str:
+    if sp is not None and sp.name:
+        return f"{sp.name!r} ({port}/{protocol})"
+    return f"{port}/{protocol}"
+
+
+def _rank(label: tuple[str, str]) -> tuple[int, int, str, str]:
+    key = label[0]
+    identity = _IDENTITY_KEYS.index(key) if key in _IDENTITY_KEYS else len(_IDENTITY_KEYS)
+    return (1 if is_version_like(key) else 0, identity, key, label[1])
+
+
+def _selects_any(labels: Iterable[tuple[str, str]],
+                 others: list[tuple[WorkloadRef, dict[str, str]]]) -> bool:
+    labels = tuple(labels)
+    return any(all(o.get(k) == v for k, v in labels) for _, o in others)
+
+
+def _smallest_selector(candidates: list[tuple[str, str]],
+                       others: list[tuple[WorkloadRef, dict[str, str]]],
+                       ) -> tuple[Labels, tuple[WorkloadRef, ...]]:
+    """The smallest subset of ``candidates`` matching none of ``others``, preferring
+    identity keys and avoiding version-like ones; when none separates, all candidates
+    and the workloads they still match."""
+    ordered = sorted(set(candidates), key=_rank)
+    stable = [c for c in ordered if not is_version_like(c[0])]
+    versioned = [c for c in ordered if is_version_like(c[0])]
+    for size in range(1, min(len(stable), _MAX_SUBSET) + 1):
+        for combo in combinations(stable, size):
+            if not _selects_any(combo, others):
+                return tuple(sorted(combo)), ()
+    # Stable labels alone do not separate: add the fewest version-like labels to all
+    # stable ones, then drop stable ones that are not needed.
+    for size in range(1, min(len(versioned), _MAX_SUBSET) + 1):
+        for combo in combinations(versioned, size):
+            chosen = list(stable) + list(combo)
+            if not _selects_any(chosen, others):
+                for label in reversed(stable):
+                    trial = [c for c in chosen if c != label]
+                    if any(not is_version_like(k) for k, _ in trial) and not _selects_any(trial, others):
+                        chosen = trial
+                return tuple(sorted(chosen)), ()
+    also = tuple(sorted({w for w, o in others if all(o.get(k) == v for k, v in ordered)}))
+    return tuple(sorted(ordered)), also

@@ -1,0 +1,770 @@
+"""Load a cluster snapshot: what ``kubectl get <kinds> -A -o json|yaml`` prints.
+
+Accepted: one ``kind: List`` (JSON or YAML), typed lists (``PodList``, items without
+``kind``), single objects, several JSON values or YAML documents in one file, several
+files, directories (walked recursively, sorted), gzip (by magic). Refused with a message
+that says so: the Python client's ``to_dict()`` output, whose snake_case field names
+(``cluster_ip``, ``target_port``, ``owner_references``) would otherwise be mis-read as
+absent fields.
+
+Every object becomes a frozen model object (generator.inventory.model); all tuples are
+sorted so that the same cluster gives the same Inventory whatever the input order.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from generator.inventory.kinds import (
+    CAPTURED_AT_ANNOTATION,
+    CONTROLLER_KINDS,
+    KINDS,
+    KUBECTL_COMMAND,
+    NAMESPACED,
+    REQUIRED_KINDS,
+)
+from generator.inventory.model import (
+    ContainerPort,
+    Controller,
+    EndpointSlice,
+    Inventory,
+    LabelSelector,
+    Labels,
+    Namespace,
+    Node,
+    OwnerRef,
+    Pod,
+    Service,
+    ServicePort,
+    SliceEndpoint,
+    SlicePort,
+)
+from recorder.errors import InputError, SnapshotError
+from recorder.sources import expand_inputs, open_input
+from recorder.timefmt import parse_time
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+_HOW_TO_CAPTURE = f"capture it with `flowpol snapshot -o cluster.json` or `{KUBECTL_COMMAND}`"
+
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    inventory: Inventory
+    warnings: tuple[str, ...] = ()
+
+
+class _Malformed(Exception):
+    """A field of one object has the wrong shape; the caller adds file, line and object."""
+
+
+# -- reading files into documents --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Doc:
+    """One top-level JSON value or YAML document, and how to find its lines lazily."""
+
+    path: str
+    data: Any
+    # item index (None = the document itself) -> 1-based line, or None when unknown
+    line_of: Callable[[int | None], int | None]
+
+
+def _read_text(path: Path) -> str:
+    display = str(path)
+    try:
+        with open_input(path) as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile) as e:
+        raise SnapshotError(
+            f"the compressed file is truncated or corrupt ({e}); {_HOW_TO_CAPTURE}", display
+        ) from None
+    except OSError as e:
+        raise SnapshotError(f"cannot read: {e}", display) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SnapshotError(
+            f"not a text file (byte {e.start} is not UTF-8); a snapshot is the JSON or YAML "
+            f"that kubectl prints: {_HOW_TO_CAPTURE}",
+            display,
+        ) from None
+
+
+def _line_at(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _json_docs(text: str, path: str) -> list[_Doc]:
+    decoder = json.JSONDecoder()
+    docs: list[_Doc] = []
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            return docs
+        try:
+            value, next_pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            truncated = e.lineno >= _line_at(text, len(text.rstrip()))
+            raise SnapshotError(
+                f"not valid JSON: {e.msg} (column {e.colno})"
+                + ("; the file ends in the middle of a value, it is truncated" if truncated else "")
+                + f"; {_HOW_TO_CAPTURE}",
+                path,
+                e.lineno,
+            ) from None
+        docs.append(_Doc(path, value, _json_locator(text, pos)))
+        pos = next_pos
+
+
+def _json_locator(text: str, start: int) -> Callable[[int | None], int | None]:
+    offsets: list[int] | None = None
+
+    def line_of(index: int | None) -> int | None:
+        nonlocal offsets
+        if index is None:
+            return _line_at(text, start)
+        if offsets is None:
+            offsets = _json_item_offsets(text, start)
+        return _line_at(text, offsets[index]) if index < len(offsets) else None
+
+    return line_of
+
+
+def _json_item_offsets(text: str, start: int) -> list[int]:
+    """Offsets of the elements of a top-level array, or of the top-level object's
+    ``items`` array. Only called when an error needs a line number."""
+    decoder = json.JSONDecoder()
+
+    def skip_ws(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def array_offsets(i: int) -> list[int]:
+        out: list[int] = []
+        i = skip_ws(i + 1)
+        while i < len(text) and text[i] != "]":
+            out.append(i)
+            _, i = decoder.raw_decode(text, i)
+            i = skip_ws(i)
+            if i < len(text) and text[i] == ",":
+                i = skip_ws(i + 1)
+        return out
+
+    i = skip_ws(start)
+    if text[i] == "[":
+        return array_offsets(i)
+    i = skip_ws(i + 1)
+    while i < len(text) and text[i] != "}":
+        key, i = decoder.raw_decode(text, i)
+        i = skip_ws(skip_ws(i) + 1)  # the colon
+        if key == "items" and text[i] == "[":
+            return array_offsets(i)
+        _, i = decoder.raw_decode(text, i)
+        i = skip_ws(i)
+        if i < len(text) and text[i] == ",":
+            i = skip_ws(i + 1)
+    return []
+
+
+def _yaml_docs(text: str, path: str) -> list[_Doc]:
+    try:
+        values = list(yaml.load_all(text, Loader=_YamlLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SnapshotError(
+            f"not valid YAML: {problem}; {_HOW_TO_CAPTURE}",
+            path,
+            mark.line + 1 if mark is not None else None,
+        ) from None
+    nodes: list[yaml.Node] | None = None
+
+    def locator(doc_index: int) -> Callable[[int | None], int | None]:
+        def line_of(index: int | None) -> int | None:
+            nonlocal nodes
+            if nodes is None:
+                nodes = list(yaml.compose_all(text, Loader=_YamlLoader))
+            node = nodes[doc_index] if doc_index < len(nodes) else None
+            if node is None:
+                return None
+            if index is not None:
+                seq = node
+                if isinstance(node, yaml.MappingNode):
+                    seq = next(
+                        (v for k, v in node.value if getattr(k, "value", None) == "items"), None
+                    )
+                if not isinstance(seq, yaml.SequenceNode) or index >= len(seq.value):
+                    return None
+                node = seq.value[index]
+            return node.start_mark.line + 1
+
+        return line_of
+
+    # Empty documents (a trailing `---`) are not objects.
+    return [_Doc(path, v, locator(i)) for i, v in enumerate(values) if v is not None]
+
+
+def _documents(path: Path) -> list[_Doc]:
+    text = _read_text(path)
+    display = str(path)
+    head = text.lstrip()
+    if not head:
+        raise SnapshotError(f"the file is empty; {_HOW_TO_CAPTURE}", display)
+    if head[0] in "{[":
+        return _json_docs(text, display)
+    return _yaml_docs(text, display)
+
+
+# -- the Python client's to_dict() output --------------------------------------------------
+
+# Field names that exist only in snake_case (to_dict()) form. The API's JSON never has
+# them: its field names are camelCase, and labels/annotations are not inspected here.
+_SNAKE_TOP = frozenset({"api_version", "address_type"})
+_SNAKE_META = frozenset({
+    "creation_timestamp", "owner_references", "resource_version", "deletion_timestamp",
+    "generate_name", "managed_fields", "self_link", "deletion_grace_period_seconds",
+    "_continue", "remaining_item_count",
+})
+_SNAKE_SPEC = frozenset({
+    "cluster_ip", "cluster_i_ps", "node_name", "host_network", "external_traffic_policy",
+    "internal_traffic_policy", "session_affinity", "ip_families", "ip_family_policy",
+    "pod_cidr", "pod_cid_rs", "restart_policy", "dns_policy", "service_account_name",
+    "termination_grace_period_seconds", "job_template", "pod_selector", "policy_types",
+    "min_ready_seconds", "revision_history_limit", "service_name", "external_i_ps",
+})
+_SNAKE_STATUS = frozenset({
+    "pod_ip", "pod_i_ps", "host_ip", "host_i_ps", "start_time", "container_statuses",
+    "load_balancer", "node_info", "ready_replicas", "available_replicas",
+})
+
+
+def _snake_case_key(obj: Any, *, fields: bool) -> str | None:
+    """A snake_case-only key found in ``obj``, else None. Top level and metadata are the
+    same for every kind; spec/status (``fields``) are checked only for the kinds flowpol
+    reads, because a custom resource may use snake_case field names legitimately."""
+    if not isinstance(obj, dict):
+        return None
+    checks = [(_SNAKE_TOP, obj), (_SNAKE_META, obj.get("metadata"))]
+    if fields:
+        checks += [(_SNAKE_SPEC, obj.get("spec")), (_SNAKE_STATUS, obj.get("status"))]
+    for keys, where in checks:
+        if isinstance(where, dict):
+            found = keys.intersection(where)
+            if found:
+                return min(found)
+    return None
+
+
+def _refuse_snake_case(key: str, path: str, line: int | None) -> SnapshotError:
+    return SnapshotError(
+        f"this is snake_case output of the Python kubernetes client's to_dict() (it has "
+        f"{key!r}), not what the API and kubectl print; flowpol reads only the camelCase "
+        f"API format, because snake_case field names would be read as missing. "
+        f"{_HOW_TO_CAPTURE[0].upper()}{_HOW_TO_CAPTURE[1:]}, or serialise client objects "
+        f"with ApiClient().sanitize_for_serialization(obj) instead of obj.to_dict()",
+        path,
+        line,
+    )
+
+
+# -- documents into (kind, object) --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Item:
+    kind: str
+    obj: dict
+    path: str
+    line_of: Callable[[], int | None]
+
+
+def _items(doc: _Doc) -> Iterator[_Item | tuple[str, str]]:
+    """Objects of one document; yields ("empty-list", kind) for typed lists without items
+    so that an empty ``DeploymentList`` still counts as that kind being present."""
+    data = doc.data
+    key = _snake_case_key(data, fields=False)
+    if key is not None:
+        raise _refuse_snake_case(key, doc.path, doc.line_of(None))
+    if isinstance(data, dict) and str(data.get("kind", "")).endswith("List") \
+            and data.get("items") is None:
+        return  # `items: null`: an empty list
+    single = False
+    if isinstance(data, list):
+        elements, implied = data, None
+    elif isinstance(data, dict) and isinstance(data.get("items"), list) and (
+        str(data.get("kind", "")).endswith("List") or "kind" not in data
+    ):
+        elements = data["items"]
+        list_kind = str(data.get("kind", "List"))
+        implied = list_kind[: -len("List")] if list_kind != "List" else None
+        if not elements and implied:
+            yield ("empty-list", implied)
+    elif isinstance(data, dict):
+        elements, implied, single = [data], None, True
+    else:
+        raise SnapshotError(
+            f"expected a Kubernetes object or List, found a {type(data).__name__}; "
+            f"{_HOW_TO_CAPTURE}",
+            doc.path,
+            doc.line_of(None),
+        )
+    for i, obj in enumerate(elements):
+        line_of = (lambda: doc.line_of(None)) if single else (lambda i=i: doc.line_of(i))
+        if not isinstance(obj, dict):
+            raise SnapshotError(
+                f"item {i + 1} of the list is a {type(obj).__name__}, not an object; "
+                f"{_HOW_TO_CAPTURE}",
+                doc.path,
+                line_of(),
+            )
+        kind = str(obj.get("kind") or implied or "")
+        # to_dict() leaves `kind` None on list items: check their fields too.
+        key = _snake_case_key(obj, fields=not kind or kind in KINDS)
+        if key is not None:
+            raise _refuse_snake_case(key, doc.path, line_of())
+        yield _Item(kind, obj, doc.path, line_of)
+
+
+# -- field access ------------------------------------------------------------------------
+
+
+def _map(value: Any, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Malformed(f"{what} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Malformed(f"{what} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Malformed(f"{what} must be a string, not {value!r}")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise _Malformed(f"{what} must be an integer, not {value!r}")
+    return value
+
+
+def _opt_int(value: Any, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _labels(value: Any, what: str) -> Labels:
+    m = _map(value, what)
+    out = []
+    for k, v in m.items():
+        if not isinstance(k, str) or isinstance(v, (dict, list)):
+            raise _Malformed(f"{what} must map strings to strings, found {k!r}: {v!r}")
+        # YAML turns unquoted `true`/`1` into bool/int; the API always has strings.
+        out.append((k, "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))))
+    return tuple(sorted(out))
+
+
+def _time_ns(value: Any, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, _dt.datetime):  # unquoted timestamps in hand-written YAML
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if not isinstance(value, str):
+        raise _Malformed(f"{what} must be an RFC 3339 timestamp, not {value!r}")
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise _Malformed(f"{what}: {e}") from None
+
+
+def _protocol(value: Any, what: str) -> str:
+    return (_opt_str(value, what) or "TCP").upper()
+
+
+def _owner(meta: dict) -> OwnerRef | None:
+    """The controller ownerReference (controller: true); else the first one."""
+    refs = _list(meta.get("ownerReferences"), "metadata.ownerReferences")
+    chosen = None
+    for i, ref in enumerate(refs):
+        ref = _map(ref, f"metadata.ownerReferences[{i}]")
+        if ref.get("controller") is True:
+            chosen = ref
+            break
+        if chosen is None:
+            chosen = ref
+    if chosen is None:
+        return None
+    kind = _opt_str(chosen.get("kind"), "metadata.ownerReferences[].kind")
+    name = _opt_str(chosen.get("name"), "metadata.ownerReferences[].name")
+    if not kind or not name:
+        raise _Malformed("an ownerReference has no kind or name")
+    return OwnerRef(kind, name)
+
+
+def _selector(value: Any, what: str) -> LabelSelector | None:
+    if value is None:
+        return None
+    sel = _map(value, what)
+    exprs = []
+    for i, e in enumerate(_list(sel.get("matchExpressions"), f"{what}.matchExpressions")):
+        e = _map(e, f"{what}.matchExpressions[{i}]")
+        key = _opt_str(e.get("key"), f"{what}.matchExpressions[{i}].key")
+        op = _opt_str(e.get("operator"), f"{what}.matchExpressions[{i}].operator")
+        if not key or op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise _Malformed(f"{what}.matchExpressions[{i}] needs a key and an operator "
+                             f"In, NotIn, Exists or DoesNotExist")
+        values = tuple(sorted(str(v) for v in _list(e.get("values"), f"{what}.values")))
+        exprs.append((key, op, values))
+    return LabelSelector(
+        _labels(sel.get("matchLabels"), f"{what}.matchLabels"), tuple(sorted(exprs))
+    )
+
+
+# -- one parser per kind -----------------------------------------------------------------
+
+
+def _parse_namespace(obj: dict, meta: dict, name: str, ns: str | None) -> Namespace:
+    labels = dict(_labels(meta.get("labels"), "metadata.labels"))
+    labels.setdefault(NAMESPACE_NAME_LABEL, name)  # the API server sets it since 1.21
+    return Namespace(name, tuple(sorted(labels.items())))
+
+
+def _parse_node(obj: dict, meta: dict, name: str, ns: str | None) -> Node:
+    spec = _map(obj.get("spec"), "spec")
+    status = _map(obj.get("status"), "status")
+    addresses = set()
+    for i, a in enumerate(_list(status.get("addresses"), "status.addresses")):
+        a = _map(a, f"status.addresses[{i}]")
+        if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address"):
+            addresses.add(str(a["address"]))
+    cidrs = {str(c) for c in _list(spec.get("podCIDRs"), "spec.podCIDRs")}
+    if spec.get("podCIDR"):
+        cidrs.add(str(spec["podCIDR"]))
+    return Node(name, tuple(sorted(addresses)), tuple(sorted(cidrs)))
+
+
+def _container_ports(spec: dict) -> tuple[ContainerPort, ...]:
+    ports: set[ContainerPort] = set()
+    for field in ("containers", "initContainers"):
+        for i, c in enumerate(_list(spec.get(field), f"spec.{field}")):
+            c = _map(c, f"spec.{field}[{i}]")
+            # Init containers listen only when they are sidecars (restartPolicy Always).
+            if field == "initContainers" and c.get("restartPolicy") != "Always":
+                continue
+            for j, p in enumerate(_list(c.get("ports"), f"spec.{field}[{i}].ports")):
+                p = _map(p, f"spec.{field}[{i}].ports[{j}]")
+                where = f"spec.{field}[{i}].ports[{j}]"
+                ports.add(ContainerPort(
+                    _opt_str(p.get("name"), f"{where}.name") or None,
+                    _int(p.get("containerPort"), f"{where}.containerPort"),
+                    _protocol(p.get("protocol"), f"{where}.protocol"),
+                ))
+    return tuple(sorted(ports, key=lambda p: (p.port, p.protocol, p.name or "")))
+
+
+def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
+    spec = _map(obj.get("spec"), "spec")
+    status = _map(obj.get("status"), "status")
+    ips = set()
+    for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs")):
+        ip = _map(entry, f"status.podIPs[{i}]").get("ip")
+        if ip:
+            ips.add(str(ip))
+    if status.get("podIP"):
+        ips.add(str(status["podIP"]))
+    return Pod(
+        namespace=ns or "",
+        name=name,
+        uid=str(meta.get("uid") or ""),
+        labels=_labels(meta.get("labels"), "metadata.labels"),
+        ips=tuple(sorted(ips)),
+        node=_opt_str(spec.get("nodeName"), "spec.nodeName") or None,
+        host_network=spec.get("hostNetwork") is True,
+        phase=_opt_str(status.get("phase"), "status.phase"),
+        created=_time_ns(meta.get("creationTimestamp"), "metadata.creationTimestamp"),
+        deleted=_time_ns(meta.get("deletionTimestamp"), "metadata.deletionTimestamp"),
+        owner=_owner(meta),
+        ports=_container_ports(spec),
+    )
+
+
+def _target_port(value: Any, default: int, what: str) -> int | str:
+    if value is None or value == "" or value == 0:
+        return default
+    if isinstance(value, str):
+        return int(value) if value.isdigit() else value
+    return _int(value, what)
+
+
+def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
+    spec = _map(obj.get("spec"), "spec")
+    status = _map(obj.get("status"), "status")
+    svc_type = _opt_str(spec.get("type"), "spec.type") or "ClusterIP"
+    ips = [str(ip) for ip in _list(spec.get("clusterIPs"), "spec.clusterIPs")]
+    if not ips and spec.get("clusterIP"):
+        ips = [str(spec["clusterIP"])]
+    # "None" marks a headless Service; ExternalName has no ClusterIP at all.
+    cluster_ips = tuple(ip for ip in ips if ip not in ("None", "")) if svc_type != "ExternalName" else ()
+    ports = []
+    for i, p in enumerate(_list(spec.get("ports"), "spec.ports")):
+        p = _map(p, f"spec.ports[{i}]")
+        port = _int(p.get("port"), f"spec.ports[{i}].port")
+        ports.append(ServicePort(
+            name=_opt_str(p.get("name"), f"spec.ports[{i}].name") or None,
+            port=port,
+            target_port=_target_port(p.get("targetPort"), port, f"spec.ports[{i}].targetPort"),
+            protocol=_protocol(p.get("protocol"), f"spec.ports[{i}].protocol"),
+            node_port=_opt_int(p.get("nodePort"), f"spec.ports[{i}].nodePort"),
+        ))
+    lb_ips = set()
+    for i, ing in enumerate(_list(_map(status.get("loadBalancer"), "status.loadBalancer")
+                                  .get("ingress"), "status.loadBalancer.ingress")):
+        ing = _map(ing, f"status.loadBalancer.ingress[{i}]")
+        if ing.get("ip"):
+            lb_ips.add(str(ing["ip"]))
+    if spec.get("loadBalancerIP"):
+        lb_ips.add(str(spec["loadBalancerIP"]))
+    return Service(
+        namespace=ns or "",
+        name=name,
+        type=svc_type,
+        cluster_ips=cluster_ips,
+        selector=None if spec.get("selector") is None
+        else _labels(spec.get("selector"), "spec.selector"),
+        ports=tuple(sorted(ports, key=lambda p: (p.port, p.protocol, p.name or ""))),
+        external_traffic_policy=_opt_str(spec.get("externalTrafficPolicy"),
+                                         "spec.externalTrafficPolicy"),
+        external_ips=tuple(sorted(str(ip) for ip in _list(spec.get("externalIPs"),
+                                                           "spec.externalIPs"))),
+        load_balancer_ips=tuple(sorted(lb_ips)),
+    )
+
+
+def _parse_endpointslice(obj: dict, meta: dict, name: str, ns: str | None) -> EndpointSlice:
+    labels = dict(_labels(meta.get("labels"), "metadata.labels"))
+    endpoints = []
+    for i, e in enumerate(_list(obj.get("endpoints"), "endpoints")):
+        e = _map(e, f"endpoints[{i}]")
+        ref = _map(e.get("targetRef"), f"endpoints[{i}].targetRef")
+        conditions = _map(e.get("conditions"), f"endpoints[{i}].conditions")
+        ready = conditions.get("ready")
+        topology = _map(e.get("topology"), f"endpoints[{i}].topology")  # v1beta1
+        node = e.get("nodeName") or topology.get("kubernetes.io/hostname")
+        is_pod = ref.get("kind") == "Pod"
+        endpoints.append(SliceEndpoint(
+            addresses=tuple(sorted(str(a) for a in _list(e.get("addresses"),
+                                                          f"endpoints[{i}].addresses"))),
+            pod=str(ref["name"]) if is_pod and ref.get("name") else None,
+            pod_namespace=str(ref.get("namespace") or ns) if is_pod else None,
+            ready=ready if isinstance(ready, bool) else None,
+            node=str(node) if node else None,
+        ))
+    ports = []
+    for i, p in enumerate(_list(obj.get("ports"), "ports")):
+        p = _map(p, f"ports[{i}]")
+        ports.append(SlicePort(
+            name=_opt_str(p.get("name"), f"ports[{i}].name") or None,
+            port=_opt_int(p.get("port"), f"ports[{i}].port"),
+            protocol=_protocol(p.get("protocol"), f"ports[{i}].protocol"),
+        ))
+    return EndpointSlice(
+        namespace=ns or "",
+        name=name,
+        service=labels.get(SERVICE_NAME_LABEL),
+        address_type=_opt_str(obj.get("addressType"), "addressType") or "IPv4",
+        endpoints=tuple(sorted(endpoints, key=lambda e: (e.addresses, e.pod or ""))),
+        ports=tuple(sorted(ports, key=lambda p: (p.name or "", p.port or 0, p.protocol))),
+    )
+
+
+def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Controller]:
+    def parse(obj: dict, meta: dict, name: str, ns: str | None) -> Controller:
+        spec = _map(obj.get("spec"), "spec")
+        prefix = "spec"
+        schedule = None
+        if kind == "CronJob":
+            schedule = _opt_str(spec.get("schedule"), "spec.schedule")
+            spec = _map(_map(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"),
+                        "spec.jobTemplate.spec")
+            prefix = "spec.jobTemplate.spec"
+        template_meta = _map(_map(spec.get("template"), f"{prefix}.template").get("metadata"),
+                             f"{prefix}.template.metadata")
+        return Controller(
+            kind=kind,
+            namespace=ns or "",
+            name=name,
+            selector=_selector(spec.get("selector"), f"{prefix}.selector"),
+            template_labels=_labels(template_meta.get("labels"),
+                                    f"{prefix}.template.metadata.labels"),
+            owner=_owner(meta),
+            labels=_labels(meta.get("labels"), "metadata.labels"),
+            schedule=schedule,
+            replicas=None if kind == "CronJob"
+            else _opt_int(spec.get("replicas"), "spec.replicas"),
+        )
+
+    return parse
+
+
+def _parse_network_policy(obj: dict, meta: dict, name: str, ns: str | None) -> dict:
+    _map(obj.get("spec"), "spec")
+    if "managedFields" in meta:  # noise kubectl hides too
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
+
+
+_PARSERS: dict[str, Callable[[dict, dict, str, str | None], Any]] = {
+    "Namespace": _parse_namespace,
+    "Node": _parse_node,
+    "Pod": _parse_pod,
+    "Service": _parse_service,
+    "EndpointSlice": _parse_endpointslice,
+    "NetworkPolicy": _parse_network_policy,
+    **{k: _controller_parser(k) for k in CONTROLLER_KINDS},
+}
+
+
+# -- putting it together -----------------------------------------------------------------
+
+
+def load_snapshot(paths: list[str]) -> SnapshotResult:
+    """Read a snapshot from files and directories. Raises SnapshotError (exit 2) with
+    ``path:line`` for anything it cannot read faithfully."""
+    if not paths:
+        raise SnapshotError(f"no snapshot given; {_HOW_TO_CAPTURE}")
+    try:
+        files = expand_inputs(paths)
+    except InputError as e:  # a missing path: keep it a snapshot error
+        raise SnapshotError(str(e)) from None
+    if not files:
+        raise SnapshotError(f"{', '.join(paths)}: no files found; {_HOW_TO_CAPTURE}")
+
+    objects: dict[str, dict[tuple[str, str], tuple[Any, str]]] = {k: {} for k in KINDS}
+    present: set[str] = set()
+    ignored: dict[str, int] = {}
+    duplicates: list[str] = []
+    captured_at: int | None = None
+    for path in files:
+        for doc in _documents(path):
+            captured_at = _captured_at(doc, captured_at)
+            for item in _items(doc):
+                if isinstance(item, tuple):
+                    if item[1] in objects:
+                        present.add(item[1])
+                    continue
+                if not item.kind:
+                    raise SnapshotError(
+                        f"an object without `kind`; kubectl prints it for every item, "
+                        f"{_HOW_TO_CAPTURE}", item.path, item.line_of())
+                if item.kind not in objects:
+                    ignored[item.kind] = ignored.get(item.kind, 0) + 1
+                    continue
+                parsed, key = _parse_item(item)
+                present.add(item.kind)
+                previous = objects[item.kind].get(key)
+                if previous is not None and previous[0] != parsed:
+                    duplicates.append(
+                        f"{item.kind} {'/'.join(k for k in key if k)} is in {previous[1]} and "
+                        f"{item.path} with different content; kept the one from {item.path}"
+                    )
+                objects[item.kind][key] = (parsed, item.path)
+
+    sources = tuple(str(p) for p in files)
+    missing = [k for k in REQUIRED_KINDS if not objects[k]]
+    if missing:
+        shown = ", ".join(sources[:5]) + (f" and {len(sources) - 5} more" if len(sources) > 5 else "")
+        raise SnapshotError(
+            f"{shown}: the snapshot has no {', '.join(missing)} objects, but "
+            f"every cluster has them (nodes, the default namespace, the `kubernetes` Service "
+            f"and its EndpointSlice, kube-system pods), so it was captured incompletely; "
+            f"{_HOW_TO_CAPTURE}"
+        )
+
+    def values(kind: str) -> tuple:
+        return tuple(v for _, (v, _) in sorted(objects[kind].items()))
+
+    controllers = sorted(
+        (v for k in CONTROLLER_KINDS for v, _ in objects[k].values()),
+        key=lambda c: (c.namespace, c.kind, c.name),
+    )
+    warnings = list(duplicates)
+    if ignored:
+        warnings.append(
+            f"ignored {sum(ignored.values())} object(s) of kinds flowpol does not use: "
+            + ", ".join(f"{k} ({n})" for k, n in sorted(ignored.items()))
+        )
+    inventory = Inventory(
+        namespaces=values("Namespace"),
+        nodes=values("Node"),
+        pods=values("Pod"),
+        services=values("Service"),
+        endpoint_slices=values("EndpointSlice"),
+        controllers=tuple(controllers),
+        network_policies=values("NetworkPolicy"),
+        kinds_present=frozenset(present),
+        captured_at=captured_at,
+        sources=sources,
+    )
+    return SnapshotResult(inventory, tuple(warnings))
+
+
+def _parse_item(item: _Item) -> tuple[Any, tuple[str, str]]:
+    obj = item.obj
+    name = ns = None
+    try:
+        meta = _map(obj.get("metadata"), "metadata")
+        name = _opt_str(meta.get("name"), "metadata.name")
+        ns = _opt_str(meta.get("namespace"), "metadata.namespace")
+        if not name:
+            raise _Malformed("it has no metadata.name")
+        if item.kind in NAMESPACED and not ns:
+            raise _Malformed("it has no metadata.namespace (kubectl -A always prints it)")
+        parsed = _PARSERS[item.kind](obj, meta, name, ns if item.kind in NAMESPACED else None)
+    except _Malformed as e:
+        label = f"{item.kind} {ns + '/' if ns else ''}{name or '(unnamed)'}"
+        raise SnapshotError(f"{label}: {e}; {_HOW_TO_CAPTURE}", item.path, item.line_of()) from None
+    return parsed, ((ns or "") if item.kind in NAMESPACED else "", name)
+
+
+def _captured_at(doc: _Doc, current: int | None) -> int | None:
+    """``flowpol snapshot`` stamps the List's metadata with the capture time."""
+    meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(CAPTURED_AT_ANNOTATION) if isinstance(annotations, dict) else None
+    if not value:
+        return current
+    try:
+        t = _time_ns(value, f"metadata.annotations[{CAPTURED_AT_ANNOTATION}]")
+    except _Malformed as e:
+        raise SnapshotError(str(e), doc.path, doc.line_of(None)) from None
+    # Several captures: the latest one is when the snapshot as a whole was complete.
+    return t if current is None or (t is not None and t > current) else current

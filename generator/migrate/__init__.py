@@ -1,0 +1,1 @@
+"""`flowpol migrate`: a staged, reversible plan from no policies to default-deny."""

@@ -1,0 +1,295 @@
+"""Resolve flow records to workloads, at the time each flow happened.
+
+Order of evidence per endpoint (first that answers wins):
+1. what the source itself says (Hubble identity: reserved:host, pod name, labels,
+   workload) — recorded at the moment of the flow;
+2. the IP timeline (recorder IP records, then snapshot pods) at the flow's time;
+3. node addresses, Service ClusterIPs (expanded to backends on the targetPort);
+4. addresses inside the cluster's pod CIDRs that no pod held -> unresolved (reported);
+   anything else -> external.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from generator.edges import (
+    APISERVER, EXTERNAL, NODE, UNRESOLVED, WORKLOAD, Connection, Edge, Peer, PodView,
+)
+from generator.inventory.index import InventoryIndex
+from generator.inventory.model import Pod
+from generator.timeline import Holder, IpTimeline
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedFlow:
+    side: str  # "source" or "destination"
+    ip: str
+    port: int | None
+    protocol: str
+    other_ip: str
+    count: int
+    first_seen: int
+    last_seen: int
+    input: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveResult:
+    connections: tuple[Connection, ...]
+    unresolved: tuple[UnresolvedFlow, ...]
+    warnings: tuple[str, ...]
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    peer: Peer
+    pod: PodView | None
+    port: int | None = None  # destination side: the backend's targetPort when expanded
+    service: tuple[str, str] | None = None  # destination side: the Service it came through
+
+
+_HINT_PEER_KINDS = {"host": NODE, "remote-node": NODE, "world": EXTERNAL,
+                    "kube-apiserver": APISERVER}
+
+
+def _pod_view(pod: Pod) -> PodView:
+    return PodView(
+        namespace=pod.namespace, name=pod.name, labels=pod.labels,
+        named_ports=tuple(sorted((p.name, p.protocol, p.port) for p in pod.ports if p.name)),
+        ip=pod.ips[0] if pod.ips else None, host_network=pod.host_network, node=pod.node,
+    )
+
+
+class _Resolver:
+    def __init__(self, index: InventoryIndex, timeline: IpTimeline):
+        self.index = index
+        self.timeline = timeline
+        self.cidrs = tuple(index.pod_cidrs())
+        self.warnings: list[str] = []
+        self.stats: Counter = Counter()
+
+    # -- building blocks -------------------------------------------------------
+    def node_peer(self, ip: str) -> Peer:
+        node = self.index.node_by_ip(ip)
+        return Peer(NODE, ip=ip, node_name=node.name if node else None)
+
+    def in_cluster_range(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr.version == n.version and addr in n for n in self.cidrs)
+
+    def from_pod(self, pod: Pod) -> _Side:
+        if pod.host_network:
+            return _Side(self.node_peer(pod.ips[0] if pod.ips else ""), None)
+        wl = self.index.workload_of(pod)
+        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), _pod_view(pod))
+
+    def from_holder(self, ip: str, h: Holder) -> _Side | str:
+        if h.host_network:
+            return _Side(self.node_peer(ip), None)
+        pod = self.index.pod(h.namespace, h.pod)
+        if pod is not None and ip in pod.ips:
+            return self.from_pod(pod)
+        owner = (h.owner.kind, h.owner.name) if h.owner else None
+        wl = self.index.workload_for_hints(h.namespace, h.labels, owner, h.pod)
+        if wl is None:
+            return (f"pod {h.namespace}/{h.pod} held {ip} then, but it is not in the "
+                    "snapshot and no workload in it matches its labels")
+        self.stats["attributed-by-ip-timeline-dead-pod"] += 1
+        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
+                     PodView(h.namespace, h.pod, h.labels, (), ip, False, h.node))
+
+    def from_hints(self, ip: str, hints: EndpointHints, is_destination: bool
+                   ) -> _Side | str | None:
+        """None = the hints do not decide; str = they decide it cannot be resolved."""
+        kind = _HINT_PEER_KINDS.get(hints.peer_kind or "")
+        # Cilium labels a control-plane node's address kube-apiserver as well as host:
+        # connecting to it is calling the API server, coming from it is the node
+        # (kubelet probes, hostNetwork pods).
+        if kind == APISERVER and not is_destination and self.index.node_by_ip(ip):
+            kind = NODE
+        if kind == NODE:
+            return _Side(self.node_peer(ip), None)
+        if kind == APISERVER:
+            return _Side(Peer(APISERVER, ip=ip), None)
+        if kind == EXTERNAL and not self.in_cluster_range(ip):
+            return _Side(Peer(EXTERNAL, ip=ip), None)
+        if hints.namespace is None or (hints.pod is None and not hints.labels
+                                       and hints.workload is None):
+            return None
+        if hints.pod is not None:
+            pod = self.index.pod(hints.namespace, hints.pod)
+            if pod is not None:
+                self.stats["attributed-by-source-identity"] += 1
+                return self.from_pod(pod)
+        owner = (hints.workload.kind, hints.workload.name) if hints.workload else None
+        wl = self.index.workload_for_hints(hints.namespace, hints.labels, owner, hints.pod)
+        if wl is None:
+            return None  # let the timeline try; the source's identity was not enough
+        self.stats["attributed-by-source-identity-dead-pod"] += 1
+        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
+                     PodView(hints.namespace, hints.pod or "", hints.labels, (), ip))
+
+    def from_address(self, ip: str, holder: Holder | None) -> _Side | str:
+        if holder is not None:
+            return self.from_holder(ip, holder)
+        if self.index.node_by_ip(ip) is not None:
+            return _Side(self.node_peer(ip), None)
+        if self.in_cluster_range(ip):
+            return (f"{ip} is inside the cluster's pod CIDRs but no pod held it at that "
+                    "time (pod gone before the snapshot and no IP timeline record)")
+        return _Side(Peer(EXTERNAL, ip=ip), None)
+
+
+def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResult:
+    flows: list[FlowRecord] = []
+    timeline_records: list[IpTimelineRecord] = []
+    for rec in records:
+        if isinstance(rec, FlowRecord):
+            flows.append(rec)
+        else:
+            timeline_records.append(rec)
+    timeline = IpTimeline(index.inventory.pods, timeline_records)
+    r = _Resolver(index, timeline)
+
+    # One vectorised timeline join for every address at its first and last sighting.
+    q_ips: list[str] = []
+    q_times: list[int] = []
+    for f in flows:
+        for ip in (f.src_ip, f.server_ip):
+            q_ips += [ip, ip]
+            q_times += [f.first_seen, f.last_seen]
+    holders = timeline.lookup(q_ips, q_times)
+
+    connections: list[Connection] = []
+    unresolved: list[UnresolvedFlow] = []
+    untimed = 0
+    for i, f in enumerate(flows):
+        if not f.time_known:
+            untimed += f.count
+        hs = holders[4 * i: 4 * i + 4]
+        src_sides = _resolve_side(r, f.src_ip, f.src, hs[0], hs[1], False)
+        dst_sides = _resolve_destination(r, f, hs[2], hs[3])
+        for side_name, sides, ip, port in (("source", src_sides, f.src_ip, None),
+                                           ("destination", dst_sides, f.server_ip,
+                                            f.server_port)):
+            if isinstance(sides, str):
+                unresolved.append(UnresolvedFlow(
+                    side_name, ip, port, f.protocol,
+                    f.server_ip if side_name == "source" else f.src_ip,
+                    f.count, f.first_seen, f.last_seen, f.input, sides))
+        if isinstance(src_sides, str) or isinstance(dst_sides, str):
+            continue
+        svc = (f.service.namespace, f.service.name) if f.service else None
+        for s in src_sides:
+            for d in dst_sides:
+                connections.append(Connection(
+                    src=s.peer, dst=d.peer, protocol=f.protocol,
+                    port=d.port if d.port is not None else f.server_port,
+                    src_ip=f.src_ip, dst_ip=d.pod.ip if d.pod and d.pod.ip else f.server_ip,
+                    src_pod=s.pod, dst_pod=d.pod, count=f.count,
+                    first_seen=f.first_seen, last_seen=f.last_seen,
+                    inputs=(f.input,) if f.input else (),
+                    service=svc or d.service,
+                    service_port=f.dst_port if (f.xlated_ip or svc or d.service) else None,
+                    flow_id=i,
+                ))
+    if untimed:
+        r.warnings.append(
+            f"{untimed} flow(s) came from inputs without time (conntrack -L dumps): they "
+            "were attributed with the snapshot, so time-aware attribution was not possible")
+    stats = dict(sorted(r.stats.items()))
+    stats.update(flows=len(flows), timeline_records=len(timeline_records),
+                 connections=len(connections), unresolved=len(unresolved))
+    return ResolveResult(tuple(connections), tuple(unresolved), tuple(r.warnings), stats)
+
+
+def _resolve_side(r: _Resolver, ip: str, hints: EndpointHints, h_first: Holder | None,
+                  h_last: Holder | None, is_destination: bool) -> list[_Side] | str:
+    by_hint = r.from_hints(ip, hints, is_destination)
+    if isinstance(by_hint, _Side):
+        return [by_hint]
+    first = r.from_address(ip, h_first)
+    if isinstance(first, str) and isinstance(by_hint, str):
+        return by_hint
+    if h_last is h_first or h_last is None:
+        return first if isinstance(first, str) else [first]
+    # The aggregate spans an IP hand-over: the first sighting was the earlier holder's
+    # connection and the last one the later holder's; both really talked.
+    r.stats["aggregates-spanning-ip-reuse"] += 1
+    last = r.from_address(ip, h_last)
+    sides = [s for s in (first, last) if isinstance(s, _Side)]
+    if not sides:
+        return first  # type: ignore[return-value]
+    return sides
+
+
+def _resolve_destination(r: _Resolver, f: FlowRecord, h_first: Holder | None,
+                         h_last: Holder | None) -> list[_Side] | str:
+    ip = f.server_ip
+    if f.xlated_ip is None:
+        svc = r.index.service_by_ip(ip)
+        if svc is not None and f.dst_port is not None:
+            return _expand_service(r, svc, f)
+    return _resolve_side(r, ip, f.dst, h_first, h_last, True)
+
+
+def _expand_service(r: _Resolver, svc, f: FlowRecord) -> list[_Side] | str:
+    """A ClusterIP destination: every backend may have served it, on its targetPort."""
+    result = r.index.backends(svc, f.dst_port, f.protocol)
+    for w in result.warnings:
+        if w not in r.warnings:
+            r.warnings.append(w)
+    sides: list[_Side] = []
+    for b in result.backends:
+        pod = r.index.pod(b.namespace, b.pod_name) if b.pod_name else None
+        if pod is not None:
+            side = r.from_pod(pod)
+        else:
+            holders = r.timeline.lookup([b.ip], [f.first_seen])
+            side = r.from_address(b.ip, holders[0])
+            if isinstance(side, str):
+                continue
+        sides.append(_Side(side.peer, side.pod, b.target_port, (svc.namespace, svc.name)))
+    r.stats["service-flows-expanded-to-backends"] += 1
+    if not sides:
+        return (f"Service {svc.namespace}/{svc.name} ({f.dst_ip}:{f.dst_port}/{f.protocol}) "
+                "has no backends in the snapshot to map to a targetPort")
+    return sides
+
+
+def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
+    """Group connections by (source peer, destination peer, protocol, port)."""
+    acc: dict[tuple, list] = {}
+    counted: set[tuple] = set()
+    for c in connections:
+        key = (c.src, c.dst, c.protocol, c.port)
+        first_for_flow = c.flow_id < 0 or (key, c.flow_id) not in counted
+        counted.add((key, c.flow_id))
+        a = acc.get(key)
+        if a is None:
+            acc[key] = [c.count, c.first_seen, c.last_seen, set(c.inputs),
+                        {c.service} if c.service else set()]
+        else:
+            if first_for_flow:
+                a[0] += c.count
+            a[1] = min(a[1], c.first_seen)
+            a[2] = max(a[2], c.last_seen)
+            a[3].update(c.inputs)
+            if c.service:
+                a[4].add(c.service)
+    edges = [
+        Edge(src, dst, proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])))
+        for (src, dst, proto, port), a in acc.items()
+    ]
+    edges.sort(key=lambda e: (e.src, e.dst, e.protocol, e.port if e.port is not None else -1))
+    return tuple(edges)

@@ -1,0 +1,1 @@
+"""The review report (report.md, report.html) and the evidence it shows."""

@@ -1,0 +1,222 @@
+"""A report as a list of blocks, rendered to Markdown and to self-contained HTML.
+
+One model, two renderers, so report.md and report.html always say the same thing.
+Inline markup in text: only `code` spans (backticks); everything else is literal.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Union
+
+from generator.review.graph import Graph, mermaid, svg
+
+
+@dataclass(frozen=True, slots=True)
+class Heading:
+    level: int  # 1..4
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    text: str
+    tone: str | None = None  # None, "ok", "warn", "bad": a callout in HTML, bold lead in md
+
+
+@dataclass(frozen=True, slots=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    numeric: tuple[int, ...] = ()  # columns to right-align
+    wrap: tuple[int, ...] = ()  # long-text columns that may break anywhere (HTML)
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    text: str
+    language: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphBlock:
+    graph: Graph
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, Code, GraphBlock]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+_TONE_WORD = {"ok": "OK", "warn": "Note", "bad": "Attention"}
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md_plain(text: str) -> str:
+    text = text.replace("\\", "\\\\")
+    for ch in "*_<>|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _md_inline(text: str, in_table: bool = False) -> str:
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(_md_plain(text[pos:m.start()]))
+        code = m.group(1)
+        if in_table:  # GFM: a pipe ends the cell even inside a code span
+            code = code.replace("|", "\\|")
+        out.append(f"`{code}`")
+        pos = m.end()
+    out.append(_md_plain(text[pos:]))
+    return "".join(out)
+
+
+def _md_cell(text: str) -> str:
+    return _md_inline(text, in_table=True).replace("\n", "<br>") or " "
+
+
+def to_markdown(doc: Document) -> str:
+    out = [f"# {_md_inline(doc.title)}", ""]
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            out += [f"{'#' * min(b.level + 1, 6)} {_md_inline(b.text)}", ""]
+        elif isinstance(b, Paragraph):
+            lead = f"**{_TONE_WORD[b.tone]}:** " if b.tone else ""
+            out += [lead + _md_inline(b.text), ""]
+        elif isinstance(b, Bullets):
+            out += [f"- {_md_inline(i)}" for i in b.items] + [""]
+        elif isinstance(b, Table):
+            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            out.append("|" + "|".join("---:" if i in b.numeric else "---"
+                                      for i in range(len(b.headers))) + "|")
+            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            out.append("")
+        elif isinstance(b, Code):
+            fence = "````" if "```" in b.text else "```"
+            out += [f"{fence}{b.language}", b.text.rstrip("\n"), fence, ""]
+        elif isinstance(b, GraphBlock):
+            out += ["```mermaid", mermaid(b.graph).rstrip("\n"), "```", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _html_inline(text: str) -> str:
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(html.escape(text[pos:m.start()]))
+        out.append(f"<code>{html.escape(m.group(1))}</code>")
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    base = _SLUG.sub("-", text.lower()).strip("-") or "section"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
+
+
+CSS = """
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg: #ffffff; --head: #f6f8fa;
+        --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; }
+* { box-sizing: border-box; }
+body { font: 14px/1.5 -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif;
+       color: var(--fg); background: var(--bg); margin: 0; padding: 24px 32px; }
+main { max-width: 1320px; margin: 0 auto; }
+h1 { font-size: 26px; border-bottom: 1px solid var(--line); padding-bottom: 8px; }
+h2 { font-size: 20px; border-bottom: 1px solid var(--line); padding-bottom: 6px; margin-top: 32px; }
+h3 { font-size: 16px; margin-top: 24px; }
+h4 { font-size: 14px; margin-top: 16px; }
+code { font: 12.5px/1.4 "DejaVu Sans Mono", Menlo, Consolas, monospace; background: #eff1f3;
+       padding: 1px 4px; border-radius: 4px; }
+pre { background: var(--head); border: 1px solid var(--line); border-radius: 6px; padding: 12px;
+      overflow-x: auto; font: 12.5px/1.45 "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+table { border-collapse: collapse; margin: 8px 0 16px; width: 100%; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
+td.wrap { overflow-wrap: anywhere; }
+th { background: var(--head); font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr:nth-child(even) td { background: #fbfcfd; }
+.callout { border-left: 4px solid var(--muted); background: var(--head); padding: 8px 12px;
+           border-radius: 4px; margin: 12px 0; }
+.callout.ok { border-color: var(--ok); } .callout.warn { border-color: var(--warn); }
+.callout.bad { border-color: var(--bad); }
+.callout b.ok { color: var(--ok); } .callout b.warn { color: var(--warn); }
+.callout b.bad { color: var(--bad); }
+.graph { border: 1px solid var(--line); border-radius: 6px; overflow-x: auto; padding: 8px;
+         background: #fff; }
+nav.toc { font-size: 13px; columns: 2; background: var(--head); border: 1px solid var(--line);
+          border-radius: 6px; padding: 8px 24px; }
+nav.toc a { color: #0969da; text-decoration: none; }
+"""
+
+
+def to_html(doc: Document) -> str:
+    """A single file: inline CSS, inline SVG, no script, nothing fetched (CSP says so)."""
+    taken: set[str] = set()
+    body: list[str] = []
+    toc: list[str] = []
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            level = min(b.level + 1, 6)
+            slug = _slug(b.text, taken)
+            if level == 2:
+                toc.append(f'<li><a href="#{slug}">{_html_inline(b.text)}</a></li>')
+            body.append(f'<h{level} id="{slug}">{_html_inline(b.text)}</h{level}>')
+        elif isinstance(b, Paragraph):
+            if b.tone:
+                body.append(f'<div class="callout {b.tone}"><b class="{b.tone}">'
+                            f'{_TONE_WORD[b.tone]}:</b> {_html_inline(b.text)}</div>')
+            else:
+                body.append(f"<p>{_html_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in b.items)
+                        + "</ul>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{_html_inline(h)}</th>" for h in b.headers)
+            rows = "".join(
+                "<tr>" + "".join(
+                    f'<td class="num">{_html_inline(c)}</td>' if i in b.numeric
+                    else f'<td class="wrap">{_html_inline(c)}</td>' if i in b.wrap
+                    else f"<td>{_html_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                for row in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(b, Code):
+            body.append(f"<pre>{html.escape(b.text)}</pre>")
+        elif isinstance(b, GraphBlock):
+            body.append(f'<div class="graph">{svg(b.graph)}</div>')
+    nav = f'<nav class="toc"><ul>{"".join(toc)}</ul></nav>' if len(toc) > 2 else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; img-src data:\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{html.escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<h1>{_html_inline(doc.title)}</h1>\n{nav}\n" + "\n".join(body)
+        + "\n</main>\n</body>\n</html>\n"
+    )

@@ -1,0 +1,347 @@
+"""The workload-to-workload graph of a recording: as Mermaid (report.md) and as an inline
+SVG drawn here (report.html, which must render without fetching mermaid.js).
+
+The SVG uses a simple layered layout: cycles broken by a depth-first search, layers by
+longest path (clients left, servers right), order inside a layer by a few barycentre
+sweeps. Edges between the same two peers are merged, one label line per port.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+from generator.edges import APISERVER, EXTERNAL, NODE, UNRESOLVED, WORKLOAD, Edge, Peer
+
+MAX_PORT_LINES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    id: str
+    label: str
+    sublabel: str
+    kind: str  # a generator.edges peer kind
+    group: str  # the namespace of workloads, else the kind
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEdge:
+    src: str
+    dst: str
+    ports: tuple[tuple[str, int], ...]  # ("TCP/8080", connections), sorted
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, n in self.ports)
+
+    def label_lines(self) -> list[str]:
+        lines = [f"{p} ({n})" for p, n in self.ports[:MAX_PORT_LINES]]
+        if len(self.ports) > MAX_PORT_LINES:
+            lines.append(f"+{len(self.ports) - MAX_PORT_LINES} more")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[GraphEdge, ...]
+
+
+def _node(p: Peer) -> GraphNode:
+    if p.kind == WORKLOAD:
+        return GraphNode(f"{p.namespace}/{p.workload_kind}/{p.workload_name}",
+                         p.workload_name or "?", f"{p.workload_kind} · {p.namespace}", WORKLOAD,
+                         p.namespace or "")
+    if p.kind == NODE:
+        return GraphNode(f"node:{p.ip}", p.node_name or p.ip or "?", f"node {p.ip}", NODE, NODE)
+    if p.kind == APISERVER:
+        return GraphNode(f"apiserver:{p.ip}", "kube-apiserver", p.ip or "", APISERVER, APISERVER)
+    if p.kind == UNRESOLVED:
+        return GraphNode(f"unresolved:{p.ip}", p.ip or "?", "unresolved", UNRESOLVED, UNRESOLVED)
+    return GraphNode(f"external:{p.ip}", p.ip or "?", "external", EXTERNAL, EXTERNAL)
+
+
+def graph_from_edges(edges: Iterable[Edge]) -> Graph:
+    nodes: dict[str, GraphNode] = {}
+    ports: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for e in edges:
+        a, b = _node(e.src), _node(e.dst)
+        nodes[a.id] = a
+        nodes[b.id] = b
+        label = f"{e.protocol}/{e.port}" if e.port is not None else e.protocol
+        ports[(a.id, b.id)][label] += e.count
+    out_edges = tuple(
+        GraphEdge(s, d, tuple(sorted(ports[(s, d)].items(), key=lambda x: (-x[1], x[0]))))
+        for s, d in sorted(ports))
+    return Graph(tuple(nodes[k] for k in sorted(nodes)), out_edges)
+
+
+# ---------------------------------------------------------------- Mermaid
+
+
+def _mermaid_text(text: str) -> str:
+    return (text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
+            .replace(">", "#gt;"))
+
+
+def mermaid(graph: Graph) -> str:
+    ids = {n.id: f"n{i}" for i, n in enumerate(graph.nodes)}
+    lines = ["flowchart LR"]
+    groups: dict[str, list[GraphNode]] = defaultdict(list)
+    for n in graph.nodes:
+        groups[n.group if n.kind == WORKLOAD else ""].append(n)
+    for i, group in enumerate(sorted(groups)):
+        members = groups[group]
+        pad = "  "
+        if group:
+            lines.append(f'  subgraph ns{i}["namespace {_mermaid_text(group)}"]')
+            pad = "    "
+        for n in members:
+            text = _mermaid_text(n.label) + "<br/><small>" + _mermaid_text(n.sublabel) + "</small>"
+            lines.append(f'{pad}{ids[n.id]}["{text}"]')
+        if group:
+            lines.append("  end")
+    for e in graph.edges:
+        label = "<br/>".join(_mermaid_text(x) for x in e.label_lines())
+        lines.append(f'  {ids[e.src]} -->|"{label}"| {ids[e.dst]}')
+    styles = {NODE: "fill:#eeeeee,stroke:#888", EXTERNAL: "fill:#fde2c8,stroke:#c77c2e",
+              APISERVER: "fill:#e6dcf5,stroke:#7a5cb0",
+              UNRESOLVED: "fill:#f8d7da,stroke:#b4232c,stroke-dasharray:4 3"}
+    for kind, style in styles.items():
+        members = [ids[n.id] for n in graph.nodes if n.kind == kind]
+        if members:
+            lines.append(f"  classDef {kind.replace('-', '')} {style}")
+            lines.append(f"  class {','.join(members)} {kind.replace('-', '')}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- SVG layout
+
+NODE_H = 42
+ROW_GAP = 28
+COL_GAP = 170
+MARGIN = 24
+CHAR_W = 7.0  # px per character at 12px sans (DejaVu Sans averages ~6.9)
+NAMESPACE_FILLS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#e0e7ff", "#ccfbf1",
+                   "#fee2e2", "#ede9fe", "#ecfccb", "#cffafe")
+KIND_FILLS = {NODE: ("#eeeeee", "#888888"), EXTERNAL: ("#fde2c8", "#c77c2e"),
+              APISERVER: ("#e6dcf5", "#7a5cb0"), UNRESOLVED: ("#f8d7da", "#b4232c")}
+
+
+@dataclass(slots=True)
+class _Box:
+    node: GraphNode
+    layer: int
+    x: float = 0.0
+    y: float = 0.0
+    w: float = 0.0
+
+    @property
+    def cy(self) -> float:
+        return self.y + NODE_H / 2
+
+
+def _layers(graph: Graph) -> dict[str, int]:
+    succ: dict[str, list[str]] = defaultdict(list)
+    for e in graph.edges:
+        if e.src != e.dst:
+            succ[e.src].append(e.dst)
+    # Depth-first search drops back edges, leaving a DAG.
+    state: dict[str, int] = {}
+    dag: dict[str, list[str]] = defaultdict(list)
+    for root in (n.id for n in graph.nodes):
+        if root in state:
+            continue
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            v, it = stack[-1]
+            w = next(it, None)
+            if w is None:
+                state[v] = 2
+                stack.pop()
+                continue
+            if state.get(w) == 1:
+                continue  # back edge
+            dag[v].append(w)
+            if w not in state:
+                state[w] = 1
+                stack.append((w, iter(succ[w])))
+    indegree: dict[str, int] = {n.id: 0 for n in graph.nodes}
+    for v, ws in dag.items():
+        for w in ws:
+            indegree[w] += 1
+    layer = {n.id: 0 for n in graph.nodes}
+    ready = [n.id for n in graph.nodes if indegree[n.id] == 0]
+    while ready:
+        v = ready.pop()
+        for w in dag[v]:
+            layer[w] = max(layer[w], layer[v] + 1)
+            indegree[w] -= 1
+            if indegree[w] == 0:
+                ready.append(w)
+    return layer
+
+
+def _order(boxes: dict[str, _Box], graph: Graph) -> list[list[_Box]]:
+    depth = max((b.layer for b in boxes.values()), default=0) + 1
+    columns: list[list[_Box]] = [[] for _ in range(depth)]
+    for b in sorted(boxes.values(), key=lambda b: (b.node.kind != WORKLOAD, b.node.group,
+                                                   b.node.label, b.node.id)):
+        columns[b.layer].append(b)
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    for e in graph.edges:
+        if e.src != e.dst:
+            neighbours[e.src].append(e.dst)
+            neighbours[e.dst].append(e.src)
+
+    def position() -> dict[str, float]:
+        return {b.node.id: i / max(1, len(col) - 1) for col in columns for i, b in enumerate(col)}
+
+    for sweep in range(6):
+        forward = sweep % 2 == 0
+        for li in (range(1, depth) if forward else range(depth - 2, -1, -1)):
+            pos = position()
+            towards = (lambda l: l < li) if forward else (lambda l: l > li)
+
+            def key(b: _Box) -> float:
+                near = [pos[n] for n in neighbours[b.node.id] if towards(boxes[n].layer)]
+                return sum(near) / len(near) if near else pos[b.node.id]
+
+            columns[li].sort(key=key)
+    return columns
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _text_width(text: str, size: float = 12.0) -> float:
+    return len(text) * CHAR_W * size / 12.0
+
+
+Point = tuple[float, float]
+
+
+def _bezier(c: tuple[Point, Point, Point, Point], t: float) -> Point:
+    u = 1 - t
+    return (u ** 3 * c[0][0] + 3 * u * u * t * c[1][0] + 3 * u * t * t * c[2][0] + t ** 3 * c[3][0],
+            u ** 3 * c[0][1] + 3 * u * u * t * c[1][1] + 3 * u * t * t * c[2][1] + t ** 3 * c[3][1])
+
+
+def _overlaps(center: Point, w: float, h: float,
+              placed: list[tuple[float, float, float, float]]) -> bool:
+    x, y = center[0] - w / 2, center[1] - h / 2
+    return any(x < px + pw and px < x + w and y < py + ph and py < y + h
+               for px, py, pw, ph in placed)
+
+
+def svg(graph: Graph) -> str:
+    if not graph.nodes:
+        return ('<svg xmlns="http://www.w3.org/2000/svg" width="320" height="40" role="img">'
+                '<text x="10" y="24" font-size="13">no observed edges</text></svg>')
+    layer = _layers(graph)
+    boxes = {n.id: _Box(n, layer[n.id]) for n in graph.nodes}
+    for b in boxes.values():
+        b.w = max(_text_width(b.node.label, 12.5), _text_width(b.node.sublabel, 10.5)) + 24
+    columns = _order(boxes, graph)
+    heights = [len(col) * (NODE_H + ROW_GAP) - ROW_GAP for col in columns]
+    tallest = max(heights)
+    x = float(MARGIN)
+    for col, height in zip(columns, heights):
+        width = max(b.w for b in col) if col else 0
+        y = MARGIN + (tallest - height) / 2
+        for b in col:
+            b.x = x + (width - b.w) / 2
+            b.y = y
+            y += NODE_H + ROW_GAP
+        x += width + COL_GAP
+    width = x - COL_GAP + MARGIN
+    namespaces = sorted({n.group for n in graph.nodes if n.kind == WORKLOAD})
+    fills = {ns: NAMESPACE_FILLS[i % len(NAMESPACE_FILLS)] for i, ns in enumerate(namespaces)}
+
+    edge_parts: list[str] = []
+    label_parts: list[str] = []
+    placed: list[tuple[float, float, float, float]] = [(b.x, b.y, b.w, NODE_H) for b in boxes.values()]
+    below = MARGIN + tallest
+    for e in graph.edges:
+        a, b = boxes[e.src], boxes[e.dst]
+        lines = e.label_lines()
+        lw = max(_text_width(t, 10.5) for t in lines) + 8
+        lh = 13 * len(lines) + 4
+        title = f"{a.node.id} -> {b.node.id}: " + ", ".join(f"{p} ({n})" for p, n in e.ports)
+        if a is b:
+            x0, y0 = a.x + a.w - 18, a.y
+            curve = ((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24), (a.x + a.w, a.cy - 6))
+            candidates = [(x0 + 26, y0 - 26 - k * 14) for k in range(4)]
+        else:
+            if b.layer > a.layer:
+                x1, y1, x2, y2 = a.x + a.w, a.cy, b.x, b.cy
+                dx = (x2 - x1) / 2
+                curve = ((x1, y1), (x1 + dx, y1), (x2 - dx, y2), (x2, y2))
+            else:  # back or same-layer edge: loop below the boxes
+                x1, y1 = a.x + a.w / 2, a.y + NODE_H
+                x2, y2 = b.x + b.w / 2, b.y + NODE_H
+                drop = 46 + abs(x2 - x1) * 0.12
+                curve = ((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2))
+            candidates = [_bezier(curve, t) for t in (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74)]
+        lx, ly = next((c for c in candidates if not _overlaps(c, lw, lh, placed)), candidates[0])
+        placed.append((lx - lw / 2, ly - lh / 2, lw, lh))
+        below = max(below, ly + lh / 2 + 4, max(p[1] for p in curve) + 4)
+        (p0, p1, p2, p3) = curve
+        path = (f"M{p0[0]:.1f},{p0[1]:.1f} C{p1[0]:.1f},{p1[1]:.1f} {p2[0]:.1f},{p2[1]:.1f} "
+                f"{p3[0]:.1f},{p3[1]:.1f}")
+        edge_parts.append(f'<path d="{path}" class="e" marker-end="url(#arrow)">'
+                          f"<title>{_esc(title)}</title></path>")
+        label_parts.append(
+            f'<g class="l"><title>{_esc(title)}</title><rect x="{lx - lw / 2:.1f}" '
+            f'y="{ly - lh / 2:.1f}" width="{lw:.1f}" height="{lh:.1f}" rx="3"/>'
+            + "".join(f'<text x="{lx:.1f}" y="{ly - lh / 2 + 13 * (i + 1) - 1:.1f}">{_esc(t)}</text>'
+                      for i, t in enumerate(lines)) + "</g>")
+
+    node_parts: list[str] = []
+    for b in boxes.values():
+        n = b.node
+        fill, stroke = KIND_FILLS.get(n.kind, (fills.get(n.group, "#eeeeee"), "#5b6b7f"))
+        dash = ' stroke-dasharray="4 3"' if n.kind == UNRESOLVED else ""
+        node_parts.append(
+            f'<g class="n"><title>{_esc(n.id)}</title>'
+            f'<rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w:.1f}" height="{NODE_H}" rx="6" '
+            f'fill="{fill}" stroke="{stroke}"{dash}/>'
+            f'<text class="t" x="{b.x + b.w / 2:.1f}" y="{b.y + 17:.1f}">{_esc(n.label)}</text>'
+            f'<text class="s" x="{b.x + b.w / 2:.1f}" y="{b.y + 33:.1f}">{_esc(n.sublabel)}</text></g>')
+
+    legend_y = below + 22
+    legend: list[str] = []
+    lx = float(MARGIN)
+    entries = [(f"namespace {ns}", fills[ns], "#5b6b7f") for ns in namespaces]
+    entries += [(name, *KIND_FILLS[kind]) for kind, name in
+                ((NODE, "node"), (EXTERNAL, "external"), (APISERVER, "kube-apiserver"),
+                 (UNRESOLVED, "unresolved")) if any(n.kind == kind for n in graph.nodes)]
+    for name, fill, stroke in entries:
+        legend.append(f'<rect x="{lx:.1f}" y="{legend_y - 10:.1f}" width="14" height="14" rx="3" '
+                      f'fill="{fill}" stroke="{stroke}"/>'
+                      f'<text class="g" x="{lx + 20:.1f}" y="{legend_y + 1:.1f}">{_esc(name)}</text>')
+        lx += 20 + _text_width(name, 11.5) + 22
+    width = max(width, lx + MARGIN)
+    height = legend_y + 16
+    style = (".e{fill:none;stroke:#57606a;stroke-width:1.3}"
+             ".l rect{fill:#fff;fill-opacity:.92;stroke:#d0d7de}"
+             ".l text{font-size:10.5px;text-anchor:middle;fill:#24292f}"
+             ".n text{text-anchor:middle;fill:#1f2328}.t{font-size:12.5px;font-weight:600}"
+             ".s{font-size:10.5px;fill:#57606a}.g{font-size:11.5px;fill:#24292f}"
+             "text{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif}")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" style="max-width:100%;height:auto" role="img" '
+        'aria-label="workload graph">'
+        f"<style>{style}</style>"
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="#57606a"/></marker></defs>'
+        + "".join(edge_parts) + "".join(node_parts) + "".join(label_parts) + "".join(legend)
+        + "</svg>"
+    )

@@ -1,0 +1,259 @@
+"""report.md and report.html: what a reviewer reads before applying policies.
+
+Content, in order: a summary; the workload-to-workload graph (Mermaid in Markdown, an
+inline SVG in HTML); the verification result; per policy a table of its rules with
+their evidence (connections, first and last seen, the inputs and Services they came
+through); then everything skipped or unresolved and why.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from generator.output import _atomic_write
+from generator.pipeline import ObservedTraffic
+from generator.report import unresolved_summary
+from generator.review.document import (
+    Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
+)
+from generator.review.evidence import (
+    EntryEvidence, duration_text, entry_evidence, input_names, recording_span, when,
+)
+from generator.review.graph import graph_from_edges
+from generator.synthesize import SynthesisResult
+from generator.verify.evaluator import Evaluator, RuleEntry
+from generator.verify.policy import NetworkPolicy, PolicyPeer, parse_policies
+from generator.verify.usage import ANY_PEER, describe_peer, describe_port
+from generator.yamlout import strip_comments
+
+MAX_ROWS = 300  # per table; the rest is counted, report.json has everything
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewedPolicy:
+    policy: NetworkPolicy
+    file: str  # where the reviewer finds its YAML
+    workload: str | None = None  # "Deployment/api" for per-workload policies
+    note: str | None = None  # e.g. what `flowpol diff` changed
+
+
+# ---------------------------------------------------------------- sections
+
+
+def summary_block(observed: ObservedTraffic) -> Paragraph:
+    r = observed.read
+    span = recording_span(observed)
+    window = (f" The recording covers {duration_text(span.duration)}, from {when(span.start)} "
+              f"to {when(span.end)}." if span else "")
+    return Paragraph(
+        f"{r.total_kept:,} flow record(s) from {len(r.formats)} input(s) "
+        f"({input_names(r.formats)}) resolved to {len(observed.edges):,} edge(s) between "
+        f"peers; {len(observed.resolved.unresolved):,} flow aggregate(s) could not be "
+        f"attributed.{window}")
+
+
+def graph_blocks(observed: ObservedTraffic) -> list[Block]:
+    graph = graph_from_edges(observed.edges)
+    return [
+        Heading(1, "Traffic graph"),
+        Paragraph("Every observed connection, client to server, on the server pod's port "
+                  "(after the Service's DNAT); the number is the count of connections."),
+        GraphBlock(graph),
+    ]
+
+
+def verification_blocks(verification: dict | None) -> list[Block]:
+    blocks: list[Block] = [Heading(1, "Verification")]
+    if verification is None:
+        return blocks + [Paragraph("Not run (--no-verify).", "warn")]
+    total = verification["allowed_connections"] + verification["denied_connections"]
+    if not verification["denied"]:
+        return blocks + [Paragraph(
+            f"Every observed connection is allowed by these policies: {total:,} connection(s) "
+            f"in {verification['checked']:,} aggregate(s) replayed against "
+            f"{verification['policies']} policies.", "ok")]
+    blocks.append(Paragraph(
+        f"{verification['denied_connections']:,} of {total:,} observed connection(s) would be "
+        f"DENIED by these policies ({verification['denied']:,} aggregate(s)).", "bad"))
+    rows = tuple((d["client"], d["server"], f"{d['protocol']}/{d['port']}", str(d["connections"]),
+                  when_text(d["last_seen"]), d["reason"])
+                 for d in verification["denied_list"][:MAX_ROWS])
+    blocks.append(Table(("Client", "Server", "Port", "Connections", "Last seen", "Why"), rows,
+                        numeric=(3,)))
+    return blocks
+
+
+def when_text(rfc3339: str) -> str:
+    return rfc3339[:19] + "Z"
+
+
+def _selects(policy: NetworkPolicy) -> str:
+    return describe_peer(PolicyPeer(pod_selector=policy.pod_selector), policy.namespace)
+
+
+def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence]
+               ) -> list[tuple[str, ...]]:
+    rows = []
+    rules = policy.ingress if direction == "ingress" else policy.egress
+    for i, rule in enumerate(rules):
+        peers = [(j, describe_peer(p, policy.namespace)) for j, p in enumerate(rule.peers)] \
+            or [(None, ANY_PEER)]
+        ports = [(k, describe_port(p)) for k, p in enumerate(rule.ports)] or [(None, "every port")]
+        first_row = True
+        for j, peer_text in peers:
+            for k, port_text in ports:
+                ev = evidence.get((policy.id, direction, i, j, k))
+                ref = f"`{direction}[{i}]`" if first_row else ""
+                first_row = False
+                if ev is None:
+                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—", "not observed"))
+                    continue
+                source = input_names(ev.inputs)
+                if ev.services:
+                    source += "; via Service " + ", ".join(ev.services)
+                observed_peers = ", ".join(ev.peers[:6]) + (
+                    f" +{len(ev.peers) - 6} more" if len(ev.peers) > 6 else "")
+                rows.append((ref, peer_text, port_text, observed_peers, f"{ev.connections:,}",
+                             when(ev.first_seen), when(ev.last_seen), source))
+    return rows
+
+
+def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, EntryEvidence]
+                  ) -> list[Block]:
+    blocks: list[Block] = [Heading(1, "Policies")]
+    by_ns: dict[str, list[ReviewedPolicy]] = defaultdict(list)
+    for rp in policies:
+        by_ns[rp.policy.namespace].append(rp)
+    for ns in sorted(by_ns):
+        blocks.append(Heading(2, f"Namespace {ns}"))
+        for rp in by_ns[ns]:
+            p = rp.policy
+            blocks.append(Heading(3, f"{p.namespace}/{p.name}"))
+            facts = [f"file `{rp.file}`"]
+            if rp.workload:
+                facts.append(f"for {rp.workload}")
+            facts.append(f"selects {_selects(p)}")
+            facts.append("policyTypes " + ", ".join(p.policy_types)
+                         + ("" if p.policy_types_explicit else " (defaulted)"))
+            blocks.append(Paragraph("; ".join(facts) + "."))
+            if rp.note:
+                blocks.append(Paragraph(rp.note, "warn"))
+            rows: list[tuple[str, ...]] = []
+            closed = []
+            for direction, kind in (("ingress", "Ingress"), ("egress", "Egress")):
+                if kind not in p.policy_types:
+                    continue
+                direction_rows = _rule_rows(p, direction, evidence)
+                if not direction_rows:
+                    closed.append(direction)
+                rows += direction_rows
+            if closed:
+                blocks.append(Paragraph(
+                    f"No {' or '.join(closed)} rule: the selected pods are isolated for "
+                    f"{' and '.join(closed)}; only rules of other policies selecting them "
+                    "allow such traffic."))
+            if rows:
+                shown = tuple(rows[:MAX_ROWS])
+                blocks.append(Table(("Rule", "Peer", "Port", "Observed peers", "Connections",
+                                     "First seen", "Last seen", "Source"), shown, numeric=(4,),
+                                     wrap=(1, 3, 7)))
+                if len(rows) > MAX_ROWS:
+                    blocks.append(Paragraph(f"{len(rows) - MAX_ROWS} more row(s) not shown."))
+    return blocks
+
+
+def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str, str]] = (),
+                   idle: Sequence[str] = (), warnings: Sequence[str] = (),
+                   node_peers: Sequence[str] = ()) -> list[Block]:
+    blocks: list[Block] = [Heading(1, "Skipped and unresolved")]
+    r = observed.read
+    said = False
+    if r.total_skipped:
+        said = True
+        blocks.append(Paragraph(f"{r.total_skipped:,} input item(s) could not be read and were "
+                                "skipped:"))
+        blocks.append(Table(("Reason", "Items"), tuple(
+            (reason, f"{n:,}") for reason, n in sorted(r.skipped.items())), numeric=(1,)))
+        if r.examples:
+            blocks.append(Bullets(tuple(f"e.g. `{e}`" for e in r.examples[:10])))
+    unresolved = unresolved_summary(observed)
+    if unresolved:
+        said = True
+        blocks.append(Paragraph("Connections with an endpoint flowpol could not attribute to a "
+                                "pod, node or external address; no rule was written for them:"))
+        blocks.append(Table(("Side", "Address", "Why", "Connections", "Last seen", "Peers"), tuple(
+            (u["side"], u["ip"], u["reason"], f"{u['count']:,}", when_text(u["last_seen"]),
+             ", ".join(u["peers"][:5])) for u in unresolved[:MAX_ROWS]), numeric=(3,)))
+    if skipped_edges:
+        said = True
+        blocks.append(Paragraph("Observed edges no rule was written for:"))
+        blocks.append(Table(("Edge", "Why"), tuple(skipped_edges[:MAX_ROWS])))
+    if idle:
+        said = True
+        blocks.append(Paragraph("Workloads in scope with no observed traffic (default-deny "
+                                "isolates them; only DNS stays allowed):"))
+        blocks.append(Bullets(tuple(f"`{w}`" for w in idle)))
+    if node_peers:
+        said = True
+        blocks.append(Paragraph(
+            "Node peers (kubelet probes, hostNetwork pods, SNATed traffic) are not pods: rules "
+            "allow them by ipBlock of the node address. A pod's own node can always reach it; "
+            "traffic from other nodes depends on the CNI. Seen: "
+            + ", ".join(f"`{n}`" for n in node_peers) + "."))
+    if warnings:
+        said = True
+        blocks.append(Paragraph("Warnings:"))
+        blocks.append(Bullets(tuple(warnings)))
+    if not said:
+        blocks.append(Paragraph("Nothing: every input item was read and every flow attributed.",
+                                "ok"))
+    return blocks
+
+
+# ---------------------------------------------------------------- assembling
+
+
+def policy_evidence(observed: ObservedTraffic, policies: Sequence[NetworkPolicy]
+                    ) -> dict[RuleEntry, EntryEvidence]:
+    evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
+    return entry_evidence(observed.resolved.connections, evaluator)
+
+
+def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[Path]:
+    md, page = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
+    _atomic_write(md, to_markdown(doc))
+    _atomic_write(page, to_html(doc))
+    return [md, page]
+
+
+def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
+                    verification: dict | None) -> Document:
+    manifests = [strip_comments(p.manifest) for p in synth.policies]
+    parsed = parse_policies(manifests)
+    reviewed = [ReviewedPolicy(p, f"{doc.namespace}.yaml",
+                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None)
+                for p, doc in zip(parsed, synth.policies)]
+    evidence = policy_evidence(observed, parsed)
+    scope = ", ".join(synth.namespaces) or "no namespace"
+    blocks: list[Block] = [
+        summary_block(observed),
+        Paragraph(f"{len(synth.policies)} NetworkPolicies for namespace(s) {scope}, one file per "
+                  "namespace beside this report. Review every rule against its evidence before "
+                  "applying."),
+    ]
+    blocks += graph_blocks(observed)
+    blocks += verification_blocks(verification)
+    blocks += policy_blocks(reviewed, evidence)
+    blocks += skipped_blocks(observed, synth.skipped_edges, synth.idle_workloads,
+                             list(observed.snapshot_warnings) + list(observed.resolved.warnings)
+                             + list(synth.warnings), synth.node_peers)
+    return Document(f"flowpol review: {scope}", tuple(blocks))
+
+
+def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,
+                 verification: dict | None) -> list[Path]:
+    """report.md and report.html for `flowpol generate`, beside its YAML."""
+    return write_documents(out_dir, generate_review(observed, synth, verification))

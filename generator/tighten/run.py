@@ -1,0 +1,351 @@
+"""`flowpol diff` as a function: observe, compare, propose, write. The CLI only parses
+options and prints ``summary_lines``.
+
+Written to ``--out DIR``:
+- ``proposed/``: every file of the existing set, edited (unchanged ones copied), plus
+  ``flowpol-added-<ns>.yaml`` when a namespace needs a new policy and has no YAML file;
+- ``proposed.diff``: the unified diff of the changed files against the existing ones;
+- ``report.md`` / ``report.html``: (a) denied, (b) unused, (c) the change list per
+  policy and the diff, then the review of the proposed set (graph, evidence per rule,
+  verification);
+- ``diff.json``: all of it for machines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from generator.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
+    verification_dict
+from generator.output import _atomic_write
+from generator.pipeline import ObservedTraffic, observe
+from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
+from generator.review.evidence import Thresholds, duration_text, when
+from generator.review.report import (
+    ReviewedPolicy, graph_blocks, policy_blocks, policy_evidence, skipped_blocks, summary_block,
+    verification_blocks, when_text, write_documents,
+)
+from generator.tighten.existing import ExistingSet, Locator
+from generator.tighten.propose import (
+    NOT_ENOUGH_EVIDENCE, REMOVED, Proposal, PolicyProposal, propose,
+)
+from generator.tighten.yamledit import Edit, edit_file
+from generator.yamlout import dump_all
+from recorder.errors import UsageError
+from recorder.sources import ReadOptions
+
+JSON_VERSION = 1
+MARKER = ".flowpol-proposed"
+ADDED_HEADER = "New NetworkPolicies proposed by flowpol diff. Review before applying."
+MAX_LISTED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRequest:
+    inputs: list[str]
+    snapshot: list[str]
+    out_dir: Path
+    fmt: str | None = None
+    strict: bool = False
+    read_options: ReadOptions = ReadOptions()
+    thresholds: Thresholds = Thresholds()
+    window_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedFile:
+    name: str
+    old: str | None  # None: a new file
+    new: str
+    method: str  # "unchanged", "edited", "rewritten", "new"
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    existing: ExistingSet
+    observed: ObservedTraffic
+    proposal: Proposal
+    verification: CheckResult  # the proposed set against every observed connection
+    files: tuple[ProposedFile, ...]
+    unified_diff: str
+    written: tuple[Path, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when something needs review: denied connections or proposed changes."""
+        return 1 if self.proposal.denied.denied or any(p.changed for p in self.proposal.policies) \
+            else 0
+
+
+# ---------------------------------------------------------------- files
+
+
+def proposed_files(existing: ExistingSet, proposal: Proposal) -> tuple[ProposedFile, ...]:
+    changed: dict[str, dict[Locator, tuple[dict, tuple[Edit, ...]]]] = {}
+    added: dict[str, list[dict]] = {}
+    for p in proposal.policies:
+        if p.existing is None:
+            added.setdefault(p.file, []).append(p.proposed)
+        elif p.edits:
+            changed.setdefault(p.file, {})[p.existing.locator] = (p.proposed, p.edits)
+    out = []
+    for f in existing.files:
+        if f.name in changed or f.name in added:
+            text, method = edit_file(f, changed.get(f.name, {}), added.pop(f.name, []))
+            out.append(ProposedFile(f.name, f.text, text, method))
+        else:
+            out.append(ProposedFile(f.name, f.text, f.text, "unchanged"))
+    for name, objs in sorted(added.items()):
+        out.append(ProposedFile(name, None, dump_all(objs, (ADDED_HEADER,)), "new"))
+    return tuple(out)
+
+
+def unified_diff(files: tuple[ProposedFile, ...]) -> str:
+    parts = []
+    for f in files:
+        if not f.changed:
+            continue
+        old = f.old.splitlines(keepends=True) if f.old is not None else []
+        parts += difflib.unified_diff(old, f.new.splitlines(keepends=True),
+                                      "/dev/null" if f.old is None else f"a/{f.name}",
+                                      f"b/{f.name}")
+    return "".join(p if p.endswith("\n") else p + "\n\\ No newline at end of file\n"
+                   for p in parts)
+
+
+def _prepare_proposed_dir(path: Path) -> None:
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{path} exists and is not a directory; give another --out")
+        if any(path.iterdir()) and not (path / MARKER).exists():
+            raise UsageError(f"{path} exists and was not written by flowpol diff; give another "
+                             "--out or remove it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("written by flowpol diff; replaced on every run\n")
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _policy_dict(p: PolicyProposal) -> dict:
+    return {"policy": p.id, "file": p.file, "new": p.existing is None, "changed": p.changed,
+            "evidence_connections": p.evidence_connections,
+            "evidence_problem": p.evidence_problem,
+            "changes": [{"action": c.action, "ref": c.ref, "what": c.what, "why": c.why}
+                        for c in p.changes]}
+
+
+def diff_dict(r: DiffResult) -> dict:
+    pr = r.proposal
+    return {
+        "flowpol_diff": JSON_VERSION,
+        "exit_code": r.exit_code,
+        "existing": {"origin": r.existing.origin, "context": r.existing.context,
+                     "files": [f.path for f in r.existing.files],
+                     "policies": [p.policy.id for p in r.existing.policies],
+                     "skipped": [str(s) for s in r.existing.skipped],
+                     "warnings": list(r.existing.warnings)},
+        "inputs": r.observed.read.to_dict(),
+        "recording": {"start": when(pr.span.start) if pr.span else None,
+                      "end": when(pr.span.end) if pr.span else None,
+                      "window_start": when(pr.window_start) if pr.window_start else None,
+                      "coverage_seconds": pr.coverage // 1_000_000_000},
+        "thresholds": {"min_observation_seconds": pr.thresholds.min_observation_ns // 1_000_000_000,
+                       "min_flows": pr.thresholds.min_flows},
+        "denied": [group_detail_dict(g) for g in pr.denied.groups if not g.allowed],
+        "unused": [{"policy": u.policy, "ref": u.ref, "scope": u.scope, "what": u.what,
+                    "last_seen": when(u.last_seen) if u.last_seen is not None else None,
+                    "status": u.status, "reason": u.reason} for u in pr.unused],
+        "additions": [{"workload": a.workload, "direction": a.direction,
+                       "connections": a.connections, "rules": len(a.rules), "policy": a.host,
+                       "problem": a.problem} for a in pr.additions],
+        "policies": [_policy_dict(p) for p in pr.policies],
+        "files": [{"name": f.name, "method": f.method, "changed": f.changed} for f in r.files],
+        "proposed_verification": verification_dict(r.verification),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def _evidence_text(pr: Proposal) -> str:
+    t = pr.thresholds
+    where = (f"the window from {when(pr.window_start)}" if pr.window_start is not None
+             else "the recording")
+    return (f"Use is counted over {where} ({duration_text(pr.coverage)}). Unused items are "
+            f"proposed for removal only when that covers at least --min-observation "
+            f"{duration_text(t.min_observation_ns)} and the policy's pods were seen in at least "
+            f"--min-flows {t.min_flows} connection(s); otherwise they are kept and marked "
+            f"\"{NOT_ENOUGH_EVIDENCE}\".")
+
+
+def diff_document(r: DiffResult) -> Document:
+    pr = r.proposal
+    changed = [p for p in pr.policies if p.changed]
+    blocks: list[Block] = [
+        summary_block(r.observed),
+        Paragraph(f"Existing set: {len(r.existing.policies)} NetworkPolicies from "
+                  + (f"{len(r.existing.files)} file(s)" if r.existing.origin == "files"
+                     else f"the cluster (context {r.existing.context})") + ". "
+                  + _evidence_text(pr)),
+        Heading(1, "Denied: observed connections the existing policies deny"),
+    ]
+    denied = [g for g in pr.denied.groups if not g.allowed]
+    if denied:
+        blocks.append(Paragraph(
+            f"{pr.denied.denied_count:,} observed connection(s) in {len(denied)} group(s) would be "
+            "denied: broken now, or about to break when these policies are applied.", "bad"))
+        blocks.append(Table(("Client", "Server", "Port", "Connections", "Last seen", "Why"), tuple(
+            (g.src.display(), g.dst.display(), f"{g.protocol}/{g.port}", f"{g.count:,}",
+             when(g.last_seen), g.reason + (f" Hint: {g.hint}" if g.hint else ""))
+            for g in denied), numeric=(3,), wrap=(5,)))
+        blocks.append(Paragraph("The proposal adds rules for exactly these workloads and ports:"))
+        blocks.append(Table(("Workload", "Direction", "Connections", "Added to", "Note"), tuple(
+            (a.workload, a.direction, f"{a.connections:,}", f"`{a.host}`" if a.host else "—",
+             a.problem or f"{len(a.rules)} rule(s)") for a in pr.additions), numeric=(2,)))
+    else:
+        blocks.append(Paragraph("None: the existing policies allow every observed connection.",
+                                "ok"))
+    blocks.append(Heading(1, "Unused in the window"))
+    if pr.unused:
+        blocks.append(Paragraph(_evidence_text(pr)))
+        blocks.append(Table(("Policy", "Item", "What", "Last seen", "Proposed", "Why"), tuple(
+            (u.policy, f"`{u.ref}`", u.what, when(u.last_seen), u.status, u.reason)
+            for u in pr.unused), wrap=(2, 5)))
+    else:
+        blocks.append(Paragraph("Nothing: every rule, peer and port was used in the window.", "ok"))
+    blocks.append(Heading(1, "Proposed changes"))
+    if not changed:
+        blocks.append(Paragraph("None: the existing policies are exactly what the traffic needs "
+                                "(or there is not enough evidence to remove anything).", "ok"))
+    for p in pr.policies:
+        if not p.changes:
+            continue
+        blocks.append(Heading(2, p.id + (" (new)" if p.existing is None else "")))
+        blocks.append(Paragraph(f"file `{p.file}`" + (
+            f"; not enough evidence to remove anything: {p.evidence_problem}"
+            if p.evidence_problem else "")))
+        blocks.append(Table(("Action", "Where", "What", "Why"), tuple(
+            (c.action, f"`{c.ref}`" if c.ref else "", c.what, c.why) for c in p.changes),
+            wrap=(2, 3)))
+    unchanged = [p.id for p in pr.policies if not p.changes]
+    if unchanged:
+        blocks.append(Paragraph("Unchanged: " + ", ".join(f"`{x}`" for x in unchanged) + "."))
+    if r.unified_diff:
+        blocks.append(Heading(1, "Unified diff"))
+        blocks.append(Code(r.unified_diff, "diff"))
+    blocks += graph_blocks(r.observed)
+    blocks.append(Heading(1, "The proposed set"))
+    blocks += verification_blocks(verification_dict(r.verification))[1:]
+    proposed = pr.parsed()
+    notes = {p.id: p for p in pr.policies}
+    reviewed = [ReviewedPolicy(pol, notes[pol.id].file, None,
+                               "; ".join(f"{c.action} {c.ref}".strip() for c in notes[pol.id].changes
+                                         if c.action != "keep") or None)
+                for pol in proposed]
+    blocks += policy_blocks(reviewed, policy_evidence(r.observed, proposed))
+    blocks += skipped_blocks(r.observed, warnings=list(r.existing.warnings)
+                             + list(r.observed.snapshot_warnings)
+                             + list(r.observed.resolved.warnings))
+    return Document("flowpol diff: existing policies against observed traffic", tuple(blocks))
+
+
+# ---------------------------------------------------------------- run
+
+
+def run_diff(req: DiffRequest, existing: ExistingSet,
+             progress: Callable[[int], None] | None = None) -> DiffResult:
+    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict, progress)
+    proposal = propose(existing, observed, req.thresholds, req.window_ns)
+    verification = check_policies(observed.resolved.connections, proposal.parsed(),
+                                  observed.index)
+    files = proposed_files(existing, proposal)
+    udiff = unified_diff(files)
+    out = req.out_dir
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    proposed_dir = out / "proposed"
+    _prepare_proposed_dir(proposed_dir)
+    written: list[Path] = []
+    for f in files:
+        path = proposed_dir / f.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, f.new)
+        written.append(path)
+    _atomic_write(out / "proposed.diff", udiff)
+    written.append(out / "proposed.diff")
+    result = DiffResult(existing, observed, proposal, verification, files, udiff, ())
+    _atomic_write(out / "diff.json",
+                  json.dumps(diff_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    written.append(out / "diff.json")
+    written += write_documents(out, diff_document(result))
+    return DiffResult(existing, observed, proposal, verification, files, udiff, tuple(written))
+
+
+def summary_lines(r: DiffResult) -> list[str]:
+    pr = r.proposal
+    ex = r.existing
+    source = (f"{len(ex.files)} file(s)" if ex.origin == "files"
+              else f"the cluster (context {ex.context})")
+    read = r.observed.read
+    lines = [f"existing: {len(ex.policies)} NetworkPolicies from {source}",
+             f"flows: {read.total_kept:,} flow record(s) kept, {read.total_skipped:,} skipped; "
+             f"{len(r.observed.resolved.connections):,} connection aggregate(s), "
+             f"{len(r.observed.resolved.unresolved):,} unresolved"]
+    lines += [f"  warning: {w}" for w in ex.warnings]
+    if pr.span:
+        lines.append(f"recording: {when(pr.span.start)} .. {when(pr.span.end)} "
+                     f"({duration_text(pr.span.duration)}); counted as use: "
+                     + (f"from {when(pr.window_start)}" if pr.window_start else "all of it")
+                     + f"; removal needs --min-observation "
+                       f"{duration_text(pr.thresholds.min_observation_ns)} and --min-flows "
+                       f"{pr.thresholds.min_flows}")
+    denied = denied_lines(pr.denied)
+    if denied:
+        lines.append(f"(a) DENIED: {pr.denied.denied_count:,} observed connection(s) the existing "
+                     "policies deny:")
+        lines += [f"  {d}" for d in denied[:MAX_LISTED]]
+    else:
+        lines.append("(a) denied: none; the existing policies allow every observed connection")
+    if pr.unused:
+        lines.append(f"(b) UNUSED in the window: {len(pr.unused)} rule(s), peer(s), port(s) or "
+                     "combination(s):")
+        for u in pr.unused[:MAX_LISTED]:
+            status = u.status if u.status == REMOVED else f"{u.status}: {u.reason}"
+            lines.append(f"  {u.policy} {u.ref}: {u.what}; {_last_seen(u.last_seen)} [{status}]")
+        if len(pr.unused) > MAX_LISTED:
+            lines.append(f"  ... {len(pr.unused) - MAX_LISTED} more in report.md")
+    else:
+        lines.append("(b) unused: none; every rule, peer and port was used in the window")
+    changed = [p for p in pr.policies if p.changed]
+    counts: dict[str, int] = {}
+    for p in pr.policies:
+        for c in p.changes:
+            counts[c.action] = counts.get(c.action, 0) + 1
+    what = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()) if a != "keep")
+    lines.append(f"(c) proposed: {len(changed)} of {len(pr.policies)} policies change"
+                 + (f" ({what})" if what else ""))
+    v = r.verification
+    lines.append(f"proposed set verified: {v.allowed_count:,} of {v.allowed_count + v.denied_count:,} "
+                 "observed connection(s) allowed" + (f", {v.denied_count:,} DENIED" if v.denied else ""))
+    out = r.written[0].parent.parent if r.written else None
+    if out is not None:
+        lines.append(f"wrote {out}/proposed/ ({len(r.files)} file(s), "
+                     f"{sum(f.changed for f in r.files)} changed), proposed.diff, report.md, "
+                     "report.html, diff.json")
+    return lines
+
+
+def _last_seen(ns: int | None) -> str:
+    return f"last seen {when(ns)}" if ns is not None else "never seen"

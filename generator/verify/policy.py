@@ -1,0 +1,480 @@
+"""networking.k8s.io/v1 NetworkPolicy objects: parsed, validated, frozen.
+
+``parse_policy`` turns one raw object (kubectl JSON/YAML shape, camelCase) into a
+``NetworkPolicy``; ``load_policies`` reads files and directories of YAML/JSON
+(multi-document, ``List``/``NetworkPolicyList``) and skips, counting them, documents that
+are not NetworkPolicies (kustomization.yaml, AdminNetworkPolicy, Services, ...).
+
+Validation mirrors the API server (pkg/apis/networking/validation and the v1 defaults),
+so a file we accept is one ``kubectl apply`` accepts, with two deliberate extras that
+protect the verdict: unknown fields are errors (a typo such as ``form:`` would otherwise
+turn a rule into allow-all, exactly what ``kubectl apply --validate=strict`` rejects), and
+a missing ``spec.podSelector`` is an error (the schema marks it required).
+
+Defaults, as the API server applies them:
+- ``policyTypes`` omitted or empty: ``Ingress``, plus ``Egress`` when ``spec.egress`` has
+  at least one rule (``len(egress) != 0`` in SetDefaults_NetworkPolicy, so ``egress: []``
+  does not make a policy an egress policy).
+- ``ports[].protocol`` omitted: TCP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+
+from generator.inventory.model import LabelSelector
+from generator.verify.selectors import SelectorError, parse_label_selector
+from recorder.errors import InputError
+from recorder.report import Skipped
+from recorder.sources import expand_inputs, open_input
+
+INGRESS = "Ingress"
+EGRESS = "Egress"
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+API_VERSION = "networking.k8s.io/v1"
+POLICY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class IPBlock:
+    cidr: str  # canonical network form, e.g. "10.0.0.0/8"
+    excepts: tuple[str, ...] = ()
+    # Parsed forms of the two fields above (derived; set by make).
+    network: IPNetwork | None = dataclass_field(default=None, repr=False, compare=False)
+    except_networks: tuple[IPNetwork, ...] = dataclass_field(default=(), repr=False, compare=False)
+
+    @staticmethod
+    def make(cidr: str, excepts: Iterable[str] = ()) -> "IPBlock":
+        net = ipaddress.ip_network(cidr, strict=False)
+        nets = tuple(ipaddress.ip_network(e, strict=False) for e in excepts)
+        return IPBlock(str(net), tuple(str(n) for n in nets), net, nets)
+
+    def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        net = self.network
+        if net is None or ip.version != net.version or ip not in net:
+            return False
+        return not any(ip in e for e in self.except_networks)
+
+    def describe(self) -> str:
+        return self.cidr + (f" except {', '.join(self.excepts)}" if self.excepts else "")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPeer:
+    """One element of ``from``/``to``. Selectors set together are ANDed; None = not set."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPort:
+    protocol: str = "TCP"
+    port: int | str | None = None  # None: every port of the protocol
+    end_port: int | None = None  # only with a numeric port
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """An ingress or egress rule. Empty ``peers``: every peer; empty ``ports``: every port."""
+
+    peers: tuple[PolicyPeer, ...] = ()
+    ports: tuple[PolicyPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    policy_types: tuple[str, ...]  # effective: subset of (Ingress, Egress), in that order
+    ingress: tuple[PolicyRule, ...] = ()
+    egress: tuple[PolicyRule, ...] = ()
+    policy_types_explicit: bool = False  # False: inferred as the API server defaults them
+    path: str | None = None  # file it came from
+    line: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def affects_ingress(self) -> bool:
+        return INGRESS in self.policy_types
+
+    @property
+    def affects_egress(self) -> bool:
+        return EGRESS in self.policy_types
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPolicies:
+    """What ``load_policies`` read: the policies, and every document it did not use."""
+
+    policies: tuple[NetworkPolicy, ...]
+    skipped: tuple[Skipped, ...] = ()  # non-NetworkPolicy documents, unreadable files
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+class _Context:
+    """Where a policy came from, to build ``path:line: NetworkPolicy ns/name: ...``."""
+
+    def __init__(self, path: str | None, lines: dict[int, int] | None, obj: dict, what: str):
+        self.path = path
+        self.lines = lines or {}
+        self.what = what
+        self.line = self.lines.get(id(obj))
+
+    def error(self, message: str, node: Any = None) -> InputError:
+        line = self.lines.get(id(node), self.line) if node is not None else self.line
+        return InputError(f"{self.what}: {message}", self.path, line)
+
+
+def parse_policy(
+    obj: dict,
+    path: str | None = None,
+    lines: dict[int, int] | None = None,
+    default_namespace: str = "default",
+) -> NetworkPolicy:
+    """One raw NetworkPolicy object to a validated ``NetworkPolicy``.
+
+    ``lines`` maps ``id()`` of the raw mappings to their 1-based line (from the YAML
+    loader), so errors point at the offending rule or port.
+    """
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise InputError(
+            "NetworkPolicy without metadata; add metadata.name and metadata.namespace",
+            path,
+            (lines or {}).get(id(obj)),
+        )
+    name = meta.get("name")
+    namespace = meta.get("namespace") or default_namespace
+    ctx = _Context(path, lines, obj, f"NetworkPolicy {namespace}/{name}")
+    if not isinstance(name, str) or not name:
+        raise ctx.error("metadata.name is missing; give the policy a name")
+    if not isinstance(namespace, str):
+        raise ctx.error("metadata.namespace must be a string")
+    if obj.get("apiVersion") != API_VERSION:
+        raise ctx.error(
+            f"apiVersion {obj.get('apiVersion')!r} is not supported; NetworkPolicy is "
+            f"{API_VERSION} (extensions/v1beta1 was removed in Kubernetes 1.16)"
+        )
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        raise ctx.error("spec is missing; a NetworkPolicy needs spec.podSelector (use {} for every pod)")
+    _check_fields(ctx, spec, "spec", {"podSelector", "policyTypes", "ingress", "egress"})
+    if "podSelector" not in spec:
+        raise ctx.error("spec.podSelector is missing; use podSelector: {} to select every pod of the namespace", spec)
+    pod_selector = _selector(ctx, spec["podSelector"], "spec.podSelector", spec)
+
+    ingress_raw = _list(ctx, spec, "ingress", "spec")
+    egress_raw = _list(ctx, spec, "egress", "spec")
+    ingress = tuple(_rule(ctx, r, "from", f"spec.ingress[{i}]") for i, r in enumerate(ingress_raw))
+    egress = tuple(_rule(ctx, r, "to", f"spec.egress[{i}]") for i, r in enumerate(egress_raw))
+
+    types_raw = _list(ctx, spec, "policyTypes", "spec")
+    if len(types_raw) > 2:
+        raise ctx.error("spec.policyTypes may not list more than two types (Ingress, Egress)", spec)
+    for t in types_raw:
+        if t not in (INGRESS, EGRESS):
+            raise ctx.error(
+                f"spec.policyTypes has {t!r}; the only types are Ingress and Egress (case matters)", spec
+            )
+    if types_raw:
+        types = tuple(t for t in (INGRESS, EGRESS) if t in types_raw)
+    else:
+        types = (INGRESS, EGRESS) if egress else (INGRESS,)
+    return NetworkPolicy(
+        namespace=namespace,
+        name=name,
+        pod_selector=pod_selector,
+        policy_types=types,
+        ingress=ingress,
+        egress=egress,
+        policy_types_explicit=bool(types_raw),
+        path=path,
+        line=ctx.line,
+    )
+
+
+def _check_fields(ctx: _Context, raw: dict, field: str, allowed: set[str]) -> None:
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if not unknown:
+        return
+    if any(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k.lstrip("_")) in allowed for k in unknown):
+        raise ctx.error(
+            f"{field} has snake_case field(s) {', '.join(unknown)}, as the Python client's to_dict() "
+            "writes them; give the API's camelCase form instead (kubectl get networkpolicies -o yaml)",
+            raw,
+        )
+    raise ctx.error(
+        f"{field} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))} "
+        "(the API server drops unknown fields, which can silently widen a rule)",
+        raw,
+    )
+
+
+def _list(ctx: _Context, raw: dict, key: str, field: str) -> list:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ctx.error(f"{field}.{key} must be a list, got {type(value).__name__}", raw)
+    return value
+
+
+def _selector(ctx: _Context, raw: Any, field: str, node: Any) -> LabelSelector:
+    try:
+        return parse_label_selector(raw, field)
+    except SelectorError as e:
+        raise ctx.error(str(e), raw if isinstance(raw, dict) else node) from None
+
+
+def _rule(ctx: _Context, raw: Any, peers_key: str, field: str) -> PolicyRule:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ctx.error(f"{field} must be a mapping with {peers_key!r} and 'ports'")
+    _check_fields(ctx, raw, field, {peers_key, "ports"})
+    peers = tuple(
+        _peer(ctx, p, f"{field}.{peers_key}[{i}]") for i, p in enumerate(_list(ctx, raw, peers_key, field))
+    )
+    ports = tuple(_port(ctx, p, f"{field}.ports[{i}]") for i, p in enumerate(_list(ctx, raw, "ports", field)))
+    return PolicyRule(peers, ports)
+
+
+def _peer(ctx: _Context, raw: Any, field: str) -> PolicyPeer:
+    if not isinstance(raw, dict):
+        raise ctx.error(f"{field} must be a mapping with podSelector, namespaceSelector or ipBlock")
+    _check_fields(ctx, raw, field, {"podSelector", "namespaceSelector", "ipBlock"})
+    present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if raw.get(k) is not None]
+    if not present:
+        raise ctx.error(
+            f"{field} is empty; a peer needs podSelector, namespaceSelector or ipBlock "
+            "(to allow every peer, leave the whole from/to list out)",
+            raw,
+        )
+    if "ipBlock" in present and len(present) > 1:
+        raise ctx.error(
+            f"{field} combines ipBlock with a selector; put the ipBlock in its own list element", raw
+        )
+    if "ipBlock" in present:
+        return PolicyPeer(ip_block=_ip_block(ctx, raw["ipBlock"], f"{field}.ipBlock"))
+    pod = _selector(ctx, raw["podSelector"], f"{field}.podSelector", raw) if "podSelector" in present else None
+    ns = (
+        _selector(ctx, raw["namespaceSelector"], f"{field}.namespaceSelector", raw)
+        if "namespaceSelector" in present
+        else None
+    )
+    return PolicyPeer(pod_selector=pod, namespace_selector=ns)
+
+
+def _ip_block(ctx: _Context, raw: Any, field: str) -> IPBlock:
+    if not isinstance(raw, dict):
+        raise ctx.error(f"{field} must be a mapping with cidr and except")
+    _check_fields(ctx, raw, field, {"cidr", "except"})
+    cidr = raw.get("cidr")
+    if not isinstance(cidr, str) or not cidr:
+        raise ctx.error(f"{field}.cidr is missing; give a CIDR such as 10.0.0.0/8 or 2001:db8::/32", raw)
+    net = _network(ctx, cidr, f"{field}.cidr", raw)
+    excepts = _list(ctx, raw, "except", field)
+    for i, e in enumerate(excepts):
+        sub = _network(ctx, e, f"{field}.except[{i}]", raw)
+        if sub.version != net.version or not sub.subnet_of(net) or sub.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
+            raise ctx.error(
+                f"{field}.except[{i}] {e} must be a strict subset of cidr {cidr} "
+                "(same address family, inside it, longer prefix)",
+                raw,
+            )
+    return IPBlock.make(cidr, excepts)
+
+
+def _network(ctx: _Context, text: Any, field: str, node: Any) -> IPNetwork:
+    if not isinstance(text, str) or "/" not in text:
+        raise ctx.error(f"{field} {text!r} is not a CIDR; write address/prefix, e.g. 10.0.0.0/8 or 10.1.2.3/32", node)
+    try:
+        # Host bits are accepted as Go's net.ParseCIDR (the API server) accepts them.
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as e:
+        raise ctx.error(f"{field} {text!r} is not a valid CIDR ({e}); e.g. 10.0.0.0/8 or fd00::/64", node) from None
+
+
+def _port(ctx: _Context, raw: Any, field: str) -> PolicyPort:
+    if not isinstance(raw, dict):
+        raise ctx.error(f"{field} must be a mapping with protocol, port and endPort")
+    _check_fields(ctx, raw, field, {"protocol", "port", "endPort"})
+    protocol = raw.get("protocol")
+    if protocol is None:
+        protocol = "TCP"
+    if protocol not in PROTOCOLS:
+        raise ctx.error(f"{field}.protocol {protocol!r} is not supported; use TCP, UDP or SCTP (upper case)", raw)
+    port = raw.get("port")
+    end_port = raw.get("endPort")
+    if isinstance(port, bool) or not (port is None or isinstance(port, (int, str))):
+        raise ctx.error(f"{field}.port must be a number or a port name, got {port!r}", raw)
+    if isinstance(port, int):
+        if not 1 <= port <= 65535:
+            raise ctx.error(f"{field}.port {port} is out of range 1-65535", raw)
+    elif isinstance(port, str):
+        if port.isdigit():
+            raise ctx.error(f"{field}.port {port!r} is a quoted number; write it without quotes: port: {port}", raw)
+        if len(port) > 15 or not _PORT_NAME_RE.fullmatch(port) or "--" in port or not re.search("[a-z]", port):
+            raise ctx.error(
+                f"{field}.port {port!r} is not a valid port name: up to 15 lower-case letters, "
+                "digits and '-', at least one letter, no leading, trailing or double '-'",
+                raw,
+            )
+    if end_port is not None:
+        if isinstance(end_port, bool) or not isinstance(end_port, int):
+            raise ctx.error(f"{field}.endPort must be a number, got {end_port!r}; write it without quotes", raw)
+        if port is None:
+            raise ctx.error(f"{field}.endPort needs a numeric port as the start of the range", raw)
+        if isinstance(port, str):
+            raise ctx.error(
+                f"{field}.endPort cannot be used with the named port {port!r}; use a numeric port range", raw
+            )
+        if not 1 <= end_port <= 65535:
+            raise ctx.error(f"{field}.endPort {end_port} is out of range 1-65535", raw)
+        if end_port < port:
+            raise ctx.error(f"{field}.endPort {end_port} must not be smaller than port {port}", raw)
+    return PolicyPort(protocol, port, end_port)
+
+
+# ---------------------------------------------------------------- loading files
+
+
+def parse_policies(
+    objects: Iterable[dict], path: str | None = None, default_namespace: str = "default"
+) -> tuple[NetworkPolicy, ...]:
+    """Raw NetworkPolicy objects (e.g. ``Inventory.network_policies``) to policies."""
+    return tuple(parse_policy(o, path, None, default_namespace) for o in objects)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping it builds (by id)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # id() of every mapping built -> its 1-based line; valid while the documents live.
+        self.lines: dict[int, int] = {}
+
+
+def _construct_yaml_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[dict]:
+    data: dict = {}
+    loader.lines[id(data)] = node.start_mark.line + 1
+    yield data
+    data.update(loader.construct_mapping(node))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_map)
+
+
+def _read_documents(path: Path) -> tuple[list[Any], dict[int, int]]:
+    display = str(path)
+    with open_input(path) as f:
+        try:
+            text = f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not a text file; give YAML or JSON NetworkPolicies", display) from None
+    loader = _LineLoader(text)
+    try:
+        docs = []
+        while loader.check_data():
+            docs.append(loader.get_data())
+        return docs, loader.lines
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        try:
+            return [json.loads(text)], {}
+        except ValueError:
+            pass
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise InputError(f"not valid YAML or JSON: {problem}; fix the syntax", display, line) from None
+    finally:
+        loader.dispose()
+
+
+def _policy_objects(doc: Any, display: str, lines: dict[int, int], skipped: list[Skipped]) -> Iterator[dict]:
+    if doc is None:
+        return  # an empty document (a trailing ---)
+    if not isinstance(doc, dict):
+        skipped.append(Skipped(display, None, "not-an-object", f"a YAML {type(doc).__name__}"))
+        return
+    kind = doc.get("kind")
+    if kind in ("List", "NetworkPolicyList") and isinstance(doc.get("items"), list):
+        for item in doc["items"]:
+            if kind == "NetworkPolicyList" and isinstance(item, dict):
+                item.setdefault("kind", "NetworkPolicy")
+                item.setdefault("apiVersion", API_VERSION)
+            yield from _policy_objects(item, display, lines, skipped)
+        return
+    api = doc.get("apiVersion")
+    group = api.split("/")[0] if isinstance(api, str) and "/" in api else ""
+    if kind == "NetworkPolicy" and group in ("networking.k8s.io", "extensions"):
+        yield doc
+        return
+    # e.g. Calico's projectcalico.org NetworkPolicy: same kind, other API and semantics.
+    reason = f"other-networkpolicy-api:{group}" if kind == "NetworkPolicy" else f"not-a-networkpolicy:{kind or '?'}"
+    skipped.append(Skipped(display, lines.get(id(doc)), reason, f"apiVersion {api}"))
+
+
+def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "default") -> LoadedPolicies:
+    """Read NetworkPolicies from files and directories (walked recursively, sorted).
+
+    Files named directly are always read; in directories only ``*.yaml``, ``*.yml`` and
+    ``*.json`` (gzip allowed) are, other files are skipped and counted. Documents that are
+    not ``networking.k8s.io`` NetworkPolicies are skipped and counted. A policy without
+    ``metadata.namespace`` gets ``default_namespace`` (as ``kubectl apply`` would), with a
+    warning. The same namespace/name twice is an error: only one could exist.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [str(paths)]
+    policies: list[NetworkPolicy] = []
+    skipped: list[Skipped] = []
+    files: list[str] = []
+    warnings: list[str] = []
+    seen: dict[str, NetworkPolicy] = {}
+    for raw in paths:
+        given = Path(raw)
+        for path in expand_inputs([str(raw)]):
+            display = str(path)
+            if given.is_dir() and not path.name.lower().removesuffix(".gz").endswith(POLICY_FILE_SUFFIXES):
+                skipped.append(Skipped(display, None, "not-a-policy-file", "not .yaml/.yml/.json"))
+                continue
+            files.append(display)
+            docs, lines = _read_documents(path)
+            for doc in docs:
+                for obj in _policy_objects(doc, display, lines, skipped):
+                    policy = parse_policy(obj, display, lines, default_namespace)
+                    meta = obj.get("metadata") or {}
+                    if not meta.get("namespace"):
+                        warnings.append(
+                            f"{display}:{policy.line}: NetworkPolicy {policy.name} has no namespace; "
+                            f"assumed {default_namespace!r}"
+                        )
+                    other = seen.get(policy.id)
+                    if other is not None:
+                        raise InputError(
+                            f"NetworkPolicy {policy.id} is defined twice (also at {other.path}:{other.line}); "
+                            "only one object of a name can exist in a namespace, remove or rename one",
+                            display,
+                            policy.line,
+                        )
+                    seen[policy.id] = policy
+                    policies.append(policy)
+    return LoadedPolicies(tuple(policies), tuple(skipped), tuple(files), tuple(warnings))

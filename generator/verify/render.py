@@ -1,0 +1,171 @@
+"""What `flowpol verify` prints: a concise terminal summary, or one JSON document.
+
+Both are deterministic: groups, rules and entries come in a fixed order and no field
+depends on when or where the command ran.
+"""
+
+from __future__ import annotations
+
+from generator.check import CheckedGroup, group_detail_dict
+from generator.report import unresolved_summary
+from generator.verify.run import VerifyResult
+from generator.verify.usage import EntryUse, RuleUse, UsageResult
+from recorder.timefmt import format_time
+
+JSON_VERSION = 1
+MAX_EXAMPLES = 5
+
+
+def _when(ns: int) -> str:
+    return format_time(ns)[:19] + "Z"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} " + (word if n == 1 else plural or word + "s")
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _rule_dict(r: RuleUse) -> dict:
+    return {"policy": r.policy, "direction": r.direction, "rule": r.rule, "selects": r.selects,
+            "peers": list(r.peers), "ports": list(r.ports), "allows": r.allows,
+            "connections": r.connections, "note": r.note}
+
+
+def _entry_dict(e: EntryUse) -> dict:
+    return {"policy": e.policy, "direction": e.direction, "rule": e.rule, "peer": e.peer,
+            "port": e.port, "peer_text": e.peer_text, "port_text": e.port_text,
+            "connections": e.connections,
+            "last_seen": format_time(e.last_seen) if e.last_seen is not None else None}
+
+
+def usage_dict(u: UsageResult) -> dict:
+    return {
+        "unused_rules": [_rule_dict(r) for r in u.unused_rules],
+        "unused_entries": [_entry_dict(e) for e in u.unused_entries],
+        "rules": [{**_rule_dict(r), "entries": [_entry_dict(e) for e in r.entries]}
+                  for r in u.rules],
+    }
+
+
+def verify_dict(result: VerifyResult) -> dict:
+    p, observed, check = result.policies, result.observed, result.check
+    return {
+        "flowpol_verify": JSON_VERSION,
+        "result": "denied" if check.denied else "allowed",
+        "exit_code": result.exit_code,
+        "policies": {
+            "origin": p.origin, "context": p.context, "files": list(p.files),
+            "count": len(p.policies), "ids": [x.id for x in p.policies],
+            "skipped": [str(s) for s in p.skipped], "warnings": list(p.warnings),
+        },
+        "inputs": observed.read.to_dict(),
+        "snapshot_warnings": list(observed.snapshot_warnings),
+        "resolution": {
+            "stats": observed.resolved.stats,
+            "warnings": list(observed.resolved.warnings),
+            "unresolved": unresolved_summary(observed),
+        },
+        "summary": {
+            "groups": len(check.groups), "checked": check.checked, "allowed": check.allowed,
+            "denied": check.denied, "allowed_connections": check.allowed_count,
+            "denied_connections": check.denied_count,
+            "denied_groups": sum(1 for g in check.groups if not g.allowed),
+        },
+        "denied": [group_detail_dict(g) for g in check.groups if not g.allowed],
+        "allowed": [group_detail_dict(g) for g in check.groups if g.allowed],
+        "unused": usage_dict(result.usage) if result.usage is not None else None,
+    }
+
+
+# ---------------------------------------------------------------- text
+
+
+def _group_head(g: CheckedGroup) -> str:
+    port = f"{g.protocol}/{g.port}" if g.port is not None else g.protocol
+    via = f", via Service {', '.join(g.services)}" if g.services else ""
+    return (f"{g.src.display()} -> {g.dst.display()} {port}: {_plural(g.count, 'connection')}, "
+            f"last seen {_when(g.last_seen)}{via}")
+
+
+def _policy_lines(result: VerifyResult) -> list[str]:
+    p = result.policies
+    namespaces = sorted({x.namespace for x in p.policies})
+    source = (f"from {_plural(len(p.files), 'file')}" if p.origin == "files"
+              else f"from the cluster (context {p.context})")
+    lines = [f"policies: {_plural(len(p.policies), 'NetworkPolicy', 'NetworkPolicies')} in "
+             f"{_plural(len(namespaces), 'namespace')} {source}"]
+    if p.skipped:
+        reasons: dict[str, int] = {}
+        for s in p.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        lines.append(f"  skipped {_plural(len(p.skipped), 'document')} (not networking.k8s.io "
+                     "NetworkPolicies): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+    lines += [f"  warning: {w}" for w in p.warnings]
+    return lines
+
+
+def _input_lines(result: VerifyResult) -> list[str]:
+    observed = result.observed
+    r = observed.read
+    lines = [f"flows: read {sum(r.lines.values()):,} item(s) from {_plural(len(r.formats), 'input')}: "
+             f"{r.total_kept:,} flow record(s) kept, {r.total_skipped:,} skipped, "
+             f"{sum(r.ignored.values()):,} ignored (replies, non-flow events, ...)"]
+    lines += [f"  skipped {reason}: {n:,}" for reason, n in sorted(r.skipped.items())]
+    lines += [f"    e.g. {ex}" for ex in r.examples[:MAX_EXAMPLES]]
+    lines += [f"  warning: {w}" for w in
+              list(observed.snapshot_warnings) + list(observed.resolved.warnings)]
+    unresolved = unresolved_summary(observed)
+    if unresolved:
+        n = sum(u["count"] for u in unresolved)
+        lines.append(f"  not checked: {_plural(n, 'connection')} with an endpoint that could not "
+                     "be attributed (details in --output json):")
+        lines += [f"    {u['side']} {u['ip']}: {u['reason']}" for u in unresolved[:MAX_EXAMPLES]]
+    return lines
+
+
+def _usage_lines(u: UsageResult) -> list[str]:
+    rules, entries = u.unused_rules, u.unused_entries
+    if not rules and not entries:
+        return ["unused: none; every rule and peer/port combination matched observed traffic"]
+    lines = [f"UNUSED: {_plural(len(rules), 'rule')} and "
+             f"{_plural(len(entries), 'peer/port combination')} of used rules that no observed "
+             "connection matched (broader than the traffic):"]
+    for r in rules:
+        lines.append(f"  {r.ref}: {r.allows}" + (f" ({r.note})" if r.note else ""))
+    for e in entries:
+        peer = f"{'from' if e.direction == 'ingress' else 'to'}[{e.peer}]" if e.peer is not None else "any peer"
+        port = f"ports[{e.port}]" if e.port is not None else "every port"
+        lines.append(f"  {e.policy} {e.direction}[{e.rule}] {peer} x {port}: "
+                     f"{e.peer_text} on {e.port_text}")
+    return lines
+
+
+def text_lines(result: VerifyResult, show_allowed: bool = False) -> list[str]:
+    check = result.check
+    lines = _policy_lines(result) + _input_lines(result)
+    denied = [g for g in check.groups if not g.allowed]
+    allowed = [g for g in check.groups if g.allowed]
+    total = check.allowed_count + check.denied_count
+    lines.append(
+        f"verified {_plural(total, 'observed connection')} in "
+        f"{_plural(len(check.groups), 'group')} (client, server, port): "
+        f"{check.allowed_count:,} allowed, {check.denied_count:,} denied"
+        + (f" in {_plural(len(denied), 'group')}" if denied else ""))
+    if denied:
+        lines.append("DENIED: observed connections these policies would block:")
+        for g in denied:
+            lines.append(f"  {_group_head(g)}")
+            lines.append(f"    {g.reason}")
+            if g.hint:
+                lines.append(f"    hint: {g.hint}")
+    if show_allowed and allowed:
+        lines.append("ALLOWED:")
+        for g in allowed:
+            lines.append(f"  {_group_head(g)}")
+            lines.append(f"    {g.reason}")
+    if result.usage is not None:
+        lines += _usage_lines(result.usage)
+    return lines

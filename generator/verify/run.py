@@ -1,0 +1,103 @@
+"""`flowpol verify` as functions: load policies, replay the observed traffic, count usage.
+
+The CLI (generator/cli/verify.py) only parses options and prints what
+``generator.verify.render`` makes of a ``VerifyResult``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from generator.check import CheckResult, check_policies
+from generator.pipeline import ObservedTraffic, observe
+from generator.verify.evaluator import Evaluator
+from generator.verify.policy import NetworkPolicy, load_policies, parse_policies
+from generator.verify.usage import UsageResult, rule_usage
+from recorder.errors import InputError
+from recorder.report import Skipped
+from recorder.sources import ReadOptions
+
+# Skipped documents that are policies of another API: verifying without them would
+# claim more than we know, so --strict refuses them.
+OTHER_POLICY_API = "other-networkpolicy-api"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """The policies to verify and where they came from."""
+
+    policies: tuple[NetworkPolicy, ...]
+    origin: str  # "files" or "cluster"
+    files: tuple[str, ...] = ()
+    context: str | None = None  # origin "cluster": the kubeconfig context
+    skipped: tuple[Skipped, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def policies_from_files(paths: list[str], strict: bool = False) -> PolicySet:
+    loaded = load_policies(paths)
+    foreign = [s for s in loaded.skipped if s.reason.startswith(OTHER_POLICY_API)]
+    if strict and foreign:
+        s = foreign[0]
+        raise InputError(
+            f"{s.reason.split(':', 1)[1]} NetworkPolicy ({s.detail}) cannot be verified: flowpol "
+            "evaluates networking.k8s.io/v1 NetworkPolicies only; remove it from the inputs or "
+            "drop --strict to skip it (and count it)", s.path, s.line)
+    if not loaded.policies:
+        skipped = f" ({len(loaded.skipped)} document(s) skipped: " + "; ".join(
+            str(s) for s in loaded.skipped[:5]) + ")" if loaded.skipped else ""
+        raise InputError(f"no networking.k8s.io/v1 NetworkPolicy found in {', '.join(paths)}"
+                         f"{skipped}; give the files or directory holding the policies to verify")
+    warnings = list(loaded.warnings)
+    for s in foreign:
+        warnings.append(f"{s}: skipped; its rules are not part of this verification")
+    return PolicySet(loaded.policies, "files", loaded.files, None, loaded.skipped,
+                     tuple(warnings))
+
+
+def policies_from_cluster(kubeconfig: str | None, context: str | None) -> PolicySet:
+    from generator.inventory.live import read_network_policies
+
+    live = read_network_policies(kubeconfig=kubeconfig, context=context)
+    policies = parse_policies(live.items, f"cluster context {live.context}")
+    warnings = list(live.warnings)
+    if not policies:
+        warnings.append(f"the cluster of context {live.context} has no NetworkPolicy: every "
+                        "observed connection is allowed")
+    return PolicySet(policies, "cluster", (), live.context, (), tuple(warnings))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    inputs: list[str]
+    snapshot: list[str]
+    fmt: str | None = None
+    strict: bool = False
+    read_options: ReadOptions = ReadOptions()
+    unused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    policies: PolicySet
+    observed: ObservedTraffic
+    check: CheckResult
+    usage: UsageResult | None  # with --unused
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an observed connection would be denied, else 0."""
+        return 1 if self.check.denied else 0
+
+
+def run_verify(req: VerifyRequest, policies: PolicySet,
+               progress: Callable[[int], None] | None = None) -> VerifyResult:
+    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict, progress)
+    # One evaluator for the check and the usage count: the second pass hits its caches.
+    evaluator = Evaluator.from_inventory(policies.policies, observed.index.inventory)
+    connections = observed.resolved.connections
+    check = check_policies(connections, policies.policies, observed.index, evaluator)
+    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory)
+             if req.unused else None)
+    return VerifyResult(policies, observed, check, usage)

@@ -1,0 +1,178 @@
+"""Which parts of a policy set the observed traffic used (`flowpol verify --unused`).
+
+An *entry* is one (policy, direction, rule, peer element, port entry) combination: what
+one ``from``/``to`` element allows on one ``ports`` entry. A rule without ``from``/``to``
+has one peer "any peer", a rule without ``ports`` one port "every port", so every rule
+has at least one entry. An entry is used when an observed connection matches it on its
+side (source egress, destination ingress) - also when the other side denies that
+connection: the traffic needs the rule, and the denial is reported with the denied
+connections. What is left unused is what the policies allow beyond the traffic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+from generator.edges import Connection
+from generator.inventory.model import Inventory, LabelSelector
+from generator.verify.evaluator import NAMESPACE_NAME_LABEL, Evaluator
+from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, PolicyPeer, PolicyPort
+from generator.verify.selectors import describe, matches
+
+ANY_PEER = "any peer (every pod and address)"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryUse:
+    policy: str  # "ns/name"
+    direction: str  # "ingress" or "egress"
+    rule: int  # index in spec.ingress / spec.egress
+    peer: int | None  # index in from/to; None: the rule has none (any peer)
+    port: int | None  # index in ports; None: the rule has none (every port)
+    peer_text: str
+    port_text: str
+    connections: int  # observed connections that matched (sum of counts)
+    last_seen: int | None
+
+    @property
+    def used(self) -> bool:
+        return self.connections > 0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleUse:
+    policy: str
+    direction: str
+    rule: int
+    selects: str  # the pods the policy applies to, readable
+    peers: tuple[str, ...]
+    ports: tuple[str, ...]
+    entries: tuple[EntryUse, ...]
+    note: str | None = None  # why no connection can ever match it, when that is known
+
+    @property
+    def connections(self) -> int:
+        return sum(e.connections for e in self.entries)
+
+    @property
+    def used(self) -> bool:
+        return any(e.used for e in self.entries)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.policy} {self.direction}[{self.rule}]"
+
+    @property
+    def allows(self) -> str:
+        towards = "from" if self.direction == "ingress" else "to"
+        return (f"{self.direction} of {self.selects} {towards} {' or '.join(self.peers)} "
+                f"on {', '.join(self.ports)}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageResult:
+    rules: tuple[RuleUse, ...]  # every rule of every policy, in the order given
+
+    @property
+    def unused_rules(self) -> tuple[RuleUse, ...]:
+        return tuple(r for r in self.rules if not r.used)
+
+    @property
+    def unused_entries(self) -> tuple[EntryUse, ...]:
+        """Unused peer/port combinations of rules that are otherwise used."""
+        return tuple(e for r in self.rules if r.used for e in r.entries if not e.used)
+
+
+def rule_usage(connections: Iterable[Connection], policies: Iterable[NetworkPolicy],
+               evaluator: Evaluator, inventory: Inventory | None = None) -> UsageResult:
+    """Count, per entry, the observed connections it allows on its side.
+
+    ``evaluator`` must have been built for ``policies``. ``inventory``: when given,
+    rules of policies that select no pod in it say so in their ``note``.
+    """
+    counts: dict[tuple, int] = defaultdict(int)
+    last: dict[tuple, int] = {}
+    for c in connections:
+        src = c.src_pod if c.src_pod is not None else c.src_ip
+        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
+        for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
+            counts[entry] += c.count
+            if last.get(entry, -1) < c.last_seen:
+                last[entry] = c.last_seen
+    label_sets = _label_sets(inventory) if inventory is not None else None
+    rules: list[RuleUse] = []
+    for policy in policies:
+        selects_none = label_sets is not None and not any(
+            matches(policy.pod_selector, dict(labels)) for labels in label_sets.get(policy.namespace, ()))
+        selects = describe_peer(PolicyPeer(pod_selector=policy.pod_selector), policy.namespace)
+        for direction, kind, rule_list in (("ingress", INGRESS, policy.ingress),
+                                           ("egress", EGRESS, policy.egress)):
+            note = None
+            if kind not in policy.policy_types:
+                note = (f"has no effect: spec.policyTypes does not list {kind}, so the API "
+                        f"server ignores spec.{direction}")
+            elif selects_none:
+                note = "the policy selects no pod in the snapshot"
+            for i, rule in enumerate(rule_list):
+                peer_items: list[tuple[int | None, str]] = (
+                    [(j, describe_peer(p, policy.namespace)) for j, p in enumerate(rule.peers)]
+                    or [(None, ANY_PEER)])
+                port_items: list[tuple[int | None, str]] = (
+                    [(j, describe_port(p)) for j, p in enumerate(rule.ports)] or [(None, "every port")])
+                entries = []
+                for peer_index, peer_text in peer_items:
+                    for port_index, port_text in port_items:
+                        key = (policy.id, direction, i, peer_index, port_index)
+                        entries.append(EntryUse(policy.id, direction, i, peer_index, port_index,
+                                                peer_text, port_text, counts.get(key, 0),
+                                                last.get(key)))
+                rules.append(RuleUse(policy.id, direction, i, selects,
+                                     tuple(t for _, t in peer_items), tuple(t for _, t in port_items),
+                                     tuple(entries), note))
+    return UsageResult(tuple(rules))
+
+
+def _label_sets(inventory: Inventory) -> dict[str, set]:
+    out: dict[str, set] = defaultdict(set)
+    for pod in inventory.pods:
+        if not pod.host_network:
+            out[pod.namespace].add(pod.labels)
+    return out
+
+
+# ---------------------------------------------------------------- readable text
+
+
+def _namespaces_text(selector: LabelSelector | None, policy_namespace: str) -> str:
+    if selector is None:
+        return f"namespace {policy_namespace}"
+    if selector.is_empty():
+        return "every namespace"
+    if not selector.match_expressions and len(selector.match_labels) == 1 \
+            and selector.match_labels[0][0] == NAMESPACE_NAME_LABEL:
+        return f"namespace {selector.match_labels[0][1]}"
+    return f"namespaces {describe(selector)}"
+
+
+def describe_peer(peer: PolicyPeer, policy_namespace: str) -> str:
+    """One from/to element, e.g. ``pods app=web in namespace shop``, ``ipBlock 10.0.0.0/8``."""
+    if peer.ip_block is not None:
+        return f"ipBlock {peer.ip_block.describe()}"
+    where = _namespaces_text(peer.namespace_selector, policy_namespace)
+    if peer.pod_selector is None or peer.pod_selector.is_empty():
+        return f"every pod in {where}"
+    return f"pods {describe(peer.pod_selector)} in {where}"
+
+
+def describe_port(port: PolicyPort) -> str:
+    """One ports entry: ``TCP/8080``, ``TCP/8000-8099``, ``TCP/http (named port)``,
+    ``every UDP port``."""
+    if port.port is None:
+        return f"every {port.protocol} port"
+    if isinstance(port.port, str):
+        return f"{port.protocol}/{port.port} (named port)"
+    if port.end_port is not None and port.end_port != port.port:
+        return f"{port.protocol}/{port.port}-{port.end_port}"
+    return f"{port.protocol}/{port.port}"

@@ -1,0 +1,325 @@
+"""Streaming aggregation: many observations -> one record per edge and time window.
+
+Two steps per flow record:
+
+1. Dedup: the same connection observed twice (the source and the destination node both
+   saw the SYN, a retransmitted SYN, a UDP packet train) is counted once. A connection
+   is (protocol, src ip, src port, dst ip, dst port); observations closer than
+   ``dedup_ns`` to the last one of the same connection are duplicates. The table of
+   recent connections is bounded (``dedup_capacity``): memory does not grow with the
+   input. Aggregated inputs (count > 1, or no src port on TCP/UDP/SCTP) skip this step.
+2. Aggregate by every field except first/last seen, count and src port, plus the window
+   index ``first_seen // window_ns``: count, min first_seen, max last_seen.
+
+Dropped wins: when one observation of a connection says DROPPED or ERROR (the
+destination node's policy denied the SYN the source node forwarded), the connection is
+counted as dropped, whichever observation came first. Dropped connections are left out
+of the output unless ``include_dropped``: a dropped flow is no proof of need. This is
+why readers pass dropped records on instead of filtering them.
+
+Records are grouped with keys built from their fields. EndpointHints are frozen
+dataclasses whose hash is computed in Python on every call; they are interned once and
+keyed by identity after that (the intern table holds every object it has seen keyed by
+id, so an id is never reused while it is in the table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+
+SECOND = 1_000_000_000
+DEDUP_NS = 10 * SECOND  # repeats of one connection closer than this are one connection
+DROPPED_VERDICTS = frozenset({"DROPPED", "ERROR"})
+_ICMP = ("ICMP", "ICMPv6")
+
+
+class RecentTable:
+    """A bounded map of recently used keys: two generations of plain dicts. Lookups
+    check both (an old hit moves to the young one), inserts go to the young one, and
+    when it is full the old one is dropped. O(1) per operation, at most ``capacity``
+    entries, so memory does not grow with the input."""
+
+    __slots__ = ("_young", "_old", "_generation_size")
+
+    def __init__(self, capacity: int) -> None:
+        self._young: dict[Any, Any] = {}
+        self._old: dict[Any, Any] = {}
+        self._generation_size = max(1, capacity // 2)
+
+    def get(self, key: Any) -> Any:
+        value = self._young.get(key)
+        if value is None:
+            value = self._old.pop(key, None)
+            if value is not None:
+                self.put(key, value)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        young = self._young
+        if key not in young and len(young) >= self._generation_size:
+            self._old = young
+            self._young = young = {}
+        young[key] = value
+
+    def prune(self, keep: Callable[[Any], bool]) -> None:
+        """Drop the entries whose value ``keep`` rejects."""
+        for table in (self._young, self._old):
+            for key in [k for k, v in table.items() if not keep(v)]:
+                del table[key]
+
+    def clear(self) -> None:
+        self._young.clear()
+        self._old.clear()
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+
+@dataclass
+class AggregateStats:
+    seen: int = 0  # flow records given to add()
+    duplicates: int = 0  # ... of which were another observation of a counted connection
+    keys: int = 0  # aggregates currently held (drain/flush_before hand them out)
+    overflow: int = 0  # records dropped because max_keys aggregates were held
+    dropped: int = 0  # connections left out because a verdict said DROPPED/ERROR
+    ip_records: int = 0  # IP timeline records passed through
+    emitted: int = 0  # aggregates handed out by drain/flush_before
+
+
+class _Interner:
+    """Equal EndpointHints -> one shared object, looked up by id() on the hot path."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._by_value: dict[EndpointHints, EndpointHints] = {}
+        # id(obj) -> (obj, canonical). Holding obj keeps its id from being reused.
+        self._by_id: dict[int, tuple[Any, EndpointHints]] = {}
+        self._limit = limit
+
+    def __call__(self, h: EndpointHints) -> EndpointHints:
+        hit = self._by_id.get(id(h))
+        if hit is not None:
+            return hit[1]
+        canonical = self._by_value.setdefault(h, h)
+        if len(self._by_id) >= self._limit:
+            # Readers that make a new object per record would grow this without bound.
+            self._by_id.clear()
+        self._by_id[id(h)] = (h, canonical)
+        return canonical
+
+
+class Aggregator:
+    def __init__(
+        self,
+        window_ns: int = 60 * SECOND,
+        dedup_ns: int = DEDUP_NS,
+        max_keys: int = 1_000_000,
+        dedup_capacity: int = 131_072,
+        include_dropped: bool = False,
+    ) -> None:
+        if window_ns <= 0:
+            raise ValueError("window_ns must be positive")
+        self.window_ns = window_ns
+        self.dedup_ns = dedup_ns
+        self.max_keys = max_keys
+        self.include_dropped = include_dropped
+        self.stats = AggregateStats()
+        self._ip_records: list[IpTimelineRecord] = []
+        # key -> [first_seen, last_seen, count, template record]
+        self._aggs: dict[tuple[Any, ...], list[Any]] = {}
+        # connection -> [last time seen, aggregate key of its counted observation,
+        #                whether that observation is a drop]
+        self._recent = RecentTable(dedup_capacity)
+        self._intern = _Interner()
+
+    # ------------------------------------------------------------------------ input
+
+    def add_all(self, records: Iterable[LogRecord]) -> None:
+        add = self.add
+        for rec in records:
+            add(rec)
+
+    def add(self, rec: LogRecord) -> None:
+        if type(rec) is not FlowRecord:
+            if isinstance(rec, IpTimelineRecord):
+                self._ip_records.append(rec)
+                self.stats.ip_records += 1
+                return
+            if not isinstance(rec, FlowRecord):
+                raise TypeError(f"not a flow-log record: {type(rec).__name__}")
+        self.stats.seen += 1
+        t = rec.first_seen
+        conn = None
+        moved = None  # the entry of a connection that turned out to be dropped
+        dropped = rec.verdict in DROPPED_VERDICTS
+        if rec.count == 1 and (rec.src_port is not None or rec.protocol in _ICMP):
+            conn = (rec.protocol, rec.src_ip, rec.src_port, rec.dst_ip, rec.dst_port)
+            entry = self._recent.get(conn)
+            if entry is not None and -self.dedup_ns <= t - entry[0] <= self.dedup_ns:
+                self.stats.duplicates += 1
+                if t > entry[0]:
+                    entry[0] = t
+                counted = self._aggs.get(entry[1])
+                if not dropped or entry[2]:
+                    if counted is not None:  # extend the evidence of the counted one
+                        if rec.first_seen < counted[0]:
+                            counted[0] = rec.first_seen
+                        if rec.last_seen > counted[1]:
+                            counted[1] = rec.last_seen
+                    return
+                # Dropped wins: take the connection off the aggregate that counted it
+                # and count it below, under this observation's (dropped) key.
+                if counted is not None:
+                    counted[2] -= 1
+                    if counted[2] == 0:
+                        del self._aggs[entry[1]]
+                    elif counted[3].src_port == rec.src_port:  # the template was the moved one
+                        counted[3] = dataclasses.replace(counted[3], src_port=None)
+                moved = entry
+        intern = self._intern
+        key = (
+            t // self.window_ns,
+            rec.protocol,
+            rec.src_ip,
+            rec.dst_ip,
+            rec.dst_port,
+            rec.xlated_ip,
+            rec.xlated_port,
+            rec.node,
+            id(intern(rec.src)),
+            id(intern(rec.dst)),
+            rec.service,
+            rec.verdict,
+            rec.source_format,
+            rec.input,
+            rec.inferred,
+            rec.time_known,
+        )
+        agg = self._aggs.get(key)
+        if agg is None:
+            if len(self._aggs) >= self.max_keys:
+                self.stats.overflow += 1
+                return
+            self._aggs[key] = [rec.first_seen, rec.last_seen, rec.count, rec]
+            self.stats.keys = len(self._aggs)
+        else:
+            if rec.first_seen < agg[0]:
+                agg[0] = rec.first_seen
+            if rec.last_seen > agg[1]:
+                agg[1] = rec.last_seen
+            agg[2] += rec.count
+        if moved is not None:
+            moved[1] = key
+            moved[2] = True
+        elif conn is not None:
+            # A new connection, or one seen again after a long gap.
+            self._recent.put(conn, [t, key, dropped])
+
+    # ----------------------------------------------------------------------- output
+
+    def drain(self) -> list[LogRecord]:
+        """Every IP record and aggregate held, in a deterministic order; empties."""
+        out = self._take(list(self._aggs))
+        self._recent.clear()
+        return out
+
+    def flush_before(self, t_ns: int) -> list[LogRecord]:
+        """Aggregates of windows that ended at or before ``t_ns`` (and every IP record
+        held), for a recorder that writes as it goes. Later observations of a flushed
+        connection start a new aggregate."""
+        closed = [k for k in self._aggs if (k[0] + 1) * self.window_ns <= t_ns]
+        horizon = t_ns - self.dedup_ns
+        self._recent.prune(lambda entry: entry[0] >= horizon)
+        return self._take(closed)
+
+    def _take(self, keys: list[tuple[Any, ...]]) -> list[LogRecord]:
+        flows: list[FlowRecord] = []
+        replace = dataclasses.replace
+        for key in keys:
+            first, last, count, rec = self._aggs.pop(key)
+            if count != 1 or rec.first_seen != first or rec.last_seen != last:
+                # the port of one observation; an aggregate of many has none
+                rec = replace(
+                    rec,
+                    first_seen=first,
+                    last_seen=last,
+                    count=count,
+                    src_port=rec.src_port if count == 1 else None,
+                )
+            flows.append(rec)
+        self.stats.keys = len(self._aggs)
+        if not self.include_dropped:
+            kept = [r for r in flows if r.verdict not in DROPPED_VERDICTS]
+            self.stats.dropped += sum(r.count for r in flows) - sum(r.count for r in kept)
+            flows = kept
+        self.stats.emitted += len(flows)
+        ips = self._ip_records
+        self._ip_records = []
+        return sorted_records(ips) + sorted_records(flows)
+
+
+def _hints_key(h: EndpointHints) -> tuple[Any, ...]:
+    wl = h.workload
+    return (
+        h.namespace or "",
+        h.pod or "",
+        h.labels,
+        (wl.kind, wl.name) if wl else ("", ""),
+        h.peer_kind or "",
+        h.names,
+    )
+
+
+def _record_sort_key(r: LogRecord, hints_keys: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
+    if isinstance(r, IpTimelineRecord):
+        o = r.owner
+        return (
+            r.valid_from,
+            r.ip,
+            -1 if r.valid_to is None else r.valid_to,
+            r.namespace,
+            r.pod,
+            r.labels,
+            (o.kind, o.name) if o else ("", ""),
+            r.node or "",
+            r.host_network,
+        )
+    # keyed by id: the records (and so their hints) live until the sort is done
+    src = hints_keys.get(id(r.src))
+    if src is None:
+        src = hints_keys[id(r.src)] = _hints_key(r.src)
+    dst = hints_keys.get(id(r.dst))
+    if dst is None:
+        dst = hints_keys[id(r.dst)] = _hints_key(r.dst)
+    svc = r.service
+    return (
+        r.first_seen,
+        r.protocol,
+        r.src_ip,
+        r.dst_ip,
+        -1 if r.dst_port is None else r.dst_port,
+        r.xlated_ip or "",
+        -1 if r.xlated_port is None else r.xlated_port,
+        r.node or "",
+        src,
+        dst,
+        (svc.namespace, svc.name) if svc else ("", ""),
+        r.verdict or "",
+        r.source_format,
+        r.input,
+        r.inferred,
+        r.time_known,
+        r.last_seen,
+        r.count,
+        -1 if r.src_port is None else r.src_port,
+    )
+
+
+def sorted_records(records: Iterable[LogRecord]) -> list[LogRecord]:
+    """Deterministic order: by time, then by every other field (a total order on
+    distinct records, so input order never shows through)."""
+    hints_keys: dict[int, tuple[Any, ...]] = {}
+    return sorted(records, key=lambda r: _record_sort_key(r, hints_keys))

@@ -1,0 +1,484 @@
+"""The flow log: JSON Lines (gzip when the name ends in .gz), schema in docs/flow-schema.md.
+
+Writing is streaming and atomic (temp file in the target's directory, fsync, rename),
+and deterministic: sorted keys, no gzip timestamp or file name. Reading lives in
+recorder/sources/flowlog.py; this module turns one parsed line into a record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+import orjson
+
+from recorder.errors import InputError, UsageError
+from recorder.schema import (
+    PROTOCOLS,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    EndpointHints,
+    FlowLogHeader,
+    FlowRecord,
+    IpTimelineRecord,
+    LogRecord,
+    NO_HINTS,
+    ServiceRef,
+    Workload,
+)
+from recorder.timefmt import format_time, parse_time
+
+KINDS = ("header", "flow", "ip")
+_SCHEMA_DOC = "docs/flow-schema.md"
+_WRITE_BATCH = 2048
+
+
+class RecordError(ValueError):
+    """One flow-log line is not a valid record (message without path and line)."""
+
+
+# ---------------------------------------------------------------------------- write
+
+
+def _hints_to_dict(h: EndpointHints) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if h.namespace is not None:
+        d["namespace"] = h.namespace
+    if h.pod is not None:
+        d["pod"] = h.pod
+    if h.labels:
+        d["labels"] = dict(h.labels)
+    if h.workload is not None:
+        d["workload"] = {"kind": h.workload.kind, "name": h.workload.name}
+    if h.peer_kind is not None:
+        d["peer_kind"] = h.peer_kind
+    if h.names:
+        d["names"] = list(h.names)
+    return d
+
+
+def _flow_to_dict(r: FlowRecord) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": "flow",
+        "first_seen": format_time(r.first_seen),
+        "last_seen": format_time(r.last_seen),
+        "count": r.count,
+        "protocol": r.protocol,
+        "src_ip": r.src_ip,
+        "dst_ip": r.dst_ip,
+    }
+    optional = (
+        ("dst_port", r.dst_port),
+        ("src_port", r.src_port),
+        ("xlated_ip", r.xlated_ip),
+        ("xlated_port", r.xlated_port),
+        ("node", r.node),
+        ("verdict", r.verdict),
+    )
+    for key, value in optional:
+        if value is not None:
+            d[key] = value
+    if not r.src.is_empty():
+        d["src"] = _hints_to_dict(r.src)
+    if not r.dst.is_empty():
+        d["dst"] = _hints_to_dict(r.dst)
+    if r.service is not None:
+        d["service"] = {"namespace": r.service.namespace, "name": r.service.name}
+    if r.source_format:
+        d["source_format"] = r.source_format
+    if r.input:
+        d["input"] = r.input
+    if r.inferred:
+        d["inferred"] = True
+    if not r.time_known:
+        d["time_known"] = False
+    return d
+
+
+def _ip_to_dict(r: IpTimelineRecord) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": "ip",
+        "ip": r.ip,
+        "valid_from": format_time(r.valid_from),
+        "namespace": r.namespace,
+        "pod": r.pod,
+    }
+    if r.valid_to is not None:
+        d["valid_to"] = format_time(r.valid_to)
+    if r.labels:
+        d["labels"] = dict(r.labels)
+    if r.owner is not None:
+        d["owner"] = {"kind": r.owner.kind, "name": r.owner.name}
+    if r.node is not None:
+        d["node"] = r.node
+    if r.host_network:
+        d["host_network"] = True
+    return d
+
+
+def header_to_json(h: FlowLogHeader) -> bytes:
+    d: dict[str, Any] = {
+        "kind": "header",
+        "schema": h.schema,
+        "version": h.version,
+        "created_by": h.created_by,
+    }
+    if h.node is not None:
+        d["node"] = h.node
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+
+def record_to_json(rec: LogRecord) -> bytes:
+    """One line of the flow log, without the newline. Deterministic: keys sorted,
+    None and empty fields omitted."""
+    if isinstance(rec, FlowRecord):
+        d = _flow_to_dict(rec)
+    elif isinstance(rec, IpTimelineRecord):
+        d = _ip_to_dict(rec)
+    else:
+        raise TypeError(f"not a flow-log record: {type(rec).__name__}")
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+
+def _write_lines(out: IO[bytes], header: FlowLogHeader, records: Iterable[LogRecord]) -> int:
+    out.write(header_to_json(header) + b"\n")
+    n = 0
+    batch: list[bytes] = []
+    for rec in records:
+        batch.append(record_to_json(rec))
+        n += 1
+        if len(batch) >= _WRITE_BATCH:
+            batch.append(b"")
+            out.write(b"\n".join(batch))
+            batch.clear()
+    if batch:
+        batch.append(b"")
+        out.write(b"\n".join(batch))
+    return n
+
+
+def write_flow_log(
+    records: Iterable[LogRecord], path: str | Path, header: FlowLogHeader = FlowLogHeader()
+) -> int:
+    """Stream ``records`` into a flow log at ``path`` ("-" = stdout); returns how many.
+
+    The file appears complete or not at all: a crash or an error while the records are
+    produced leaves any previous file at ``path`` untouched.
+    """
+    if str(path) == "-":
+        out = sys.stdout.buffer
+        n = _write_lines(out, header, records)
+        out.flush()
+        return n
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UsageError(
+            f"{target}: cannot write the flow log: {e.strerror}; "
+            "check that the directory exists and is writable"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if target.name.endswith(".gz"):
+                # mtime=0 and no file name: the same records give the same bytes.
+                with gzip.GzipFile(
+                    filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0
+                ) as gz:
+                    n = _write_lines(gz, header, records)  # type: ignore[arg-type]
+            else:
+                n = _write_lines(raw, header, records)
+            raw.flush()
+            os.fsync(raw.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return n
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- read
+
+
+def check_header(obj: dict[str, Any], path: str, line: int) -> FlowLogHeader:
+    """Validate a header line; a newer major version is fatal (we would misread it)."""
+    schema = obj.get("schema", SCHEMA_NAME)
+    if schema != SCHEMA_NAME:
+        raise InputError(
+            f"header names schema {schema!r}, not {SCHEMA_NAME!r}; "
+            "this is not a flowpol flow log (use --format to pick the right reader)",
+            path,
+            line,
+        )
+    version = obj.get("version")
+    if type(version) is not int or version < 1:
+        raise InputError(
+            f"header has no valid 'version' (got {version!r}); "
+            f"a flow-log header needs an integer version (see {_SCHEMA_DOC})",
+            path,
+            line,
+        )
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"flow log schema version {version} is newer than this flowpol understands "
+            f"(version {SCHEMA_VERSION}); upgrade flowpol to read it",
+            path,
+            line,
+        )
+    node = obj.get("node")
+    return FlowLogHeader(
+        schema=SCHEMA_NAME,
+        version=version,
+        created_by=str(obj.get("created_by", "")),
+        node=node if isinstance(node, str) else None,
+    )
+
+
+_valid_ips: dict[str, str] = {}
+_hints_cache: dict[Any, EndpointHints] = {}
+_CACHE_LIMIT = 65536
+
+
+def _ip(obj: dict[str, Any], key: str, required: bool = True) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise RecordError(f"field {key!r} is missing; add the IP address")
+        return None
+    if type(v) is not str:
+        raise RecordError(f"field {key!r} must be an IP address string, got {v!r}")
+    known = _valid_ips.get(v)
+    if known is not None:
+        return known
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise RecordError(f"field {key!r} is not an IP address: {v!r}") from None
+    if len(_valid_ips) >= _CACHE_LIMIT:
+        _valid_ips.clear()
+    _valid_ips[v] = v
+    return v
+
+
+def _port(obj: dict[str, Any], key: str) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if type(v) is not int or not 0 <= v <= 65535:
+        raise RecordError(f"field {key!r} must be a port number 0..65535, got {v!r}")
+    return v
+
+
+def _text(obj: dict[str, Any], key: str, required: bool = False) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise RecordError(f"field {key!r} is missing")
+        return None
+    if type(v) is not str:
+        raise RecordError(f"field {key!r} must be a string, got {v!r}")
+    return v
+
+
+def _time(obj: dict[str, Any], key: str, required: bool = True) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise RecordError(
+                f"field {key!r} is missing; write an RFC 3339 time like "
+                "2024-01-02T03:04:05.000000000Z"
+            )
+        return None
+    try:
+        return parse_time(v)
+    except ValueError:
+        raise RecordError(
+            f"field {key!r} is not an RFC 3339 time: {v!r}; "
+            "write it like 2024-01-02T03:04:05.000000000Z"
+        ) from None
+
+
+def _labels(v: Any, key: str) -> tuple[tuple[str, str], ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, dict) or not all(type(x) is str for x in v.values()):
+        raise RecordError(f"field {key!r} must be an object of string labels, got {v!r}")
+    return tuple(sorted(v.items()))
+
+
+def _workload(v: Any, key: str) -> Workload | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or type(v.get("kind")) is not str or type(v.get("name")) is not str:
+        raise RecordError(f"field {key!r} must be {{\"kind\": ..., \"name\": ...}}, got {v!r}")
+    return Workload(v["kind"], v["name"])
+
+
+def _hints(obj: dict[str, Any], key: str) -> EndpointHints:
+    v = obj.get(key)
+    if v is None or v == {}:
+        return NO_HINTS
+    if not isinstance(v, dict):
+        raise RecordError(f"field {key!r} must be an object, got {v!r}")
+    names = v.get("names") or ()
+    if not isinstance(names, (list, tuple)) or not all(type(n) is str for n in names):
+        raise RecordError(f"field '{key}.names' must be a list of strings, got {names!r}")
+    labels = _labels(v.get("labels"), f"{key}.labels")
+    workload = _workload(v.get("workload"), f"{key}.workload")
+    cache_key = (
+        _text(v, "namespace"),
+        _text(v, "pod"),
+        labels,
+        workload,
+        _text(v, "peer_kind"),
+        tuple(names),
+    )
+    hit = _hints_cache.get(cache_key)
+    if hit is not None:
+        return hit
+    hints = EndpointHints(
+        namespace=cache_key[0],
+        pod=cache_key[1],
+        labels=labels,
+        workload=workload,
+        peer_kind=cache_key[4],
+        names=cache_key[5],
+    )
+    if len(_hints_cache) >= _CACHE_LIMIT:
+        _hints_cache.clear()
+    _hints_cache[cache_key] = hints
+    return hints
+
+
+def _flow(obj: dict[str, Any]) -> FlowRecord:
+    protocol = obj.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise RecordError(
+            f"field 'protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
+    first = _time(obj, "first_seen")
+    last = _time(obj, "last_seen", required=False)
+    assert first is not None
+    if last is None:
+        last = first
+    if last < first:
+        raise RecordError("'last_seen' is before 'first_seen'; swap them or fix the times")
+    count = obj.get("count", 1)
+    if type(count) is not int or count < 1:
+        raise RecordError(f"field 'count' must be a positive integer, got {count!r}")
+    service = obj.get("service")
+    if service is not None:
+        if (
+            not isinstance(service, dict)
+            or type(service.get("namespace")) is not str
+            or type(service.get("name")) is not str
+        ):
+            raise RecordError(
+                f"field 'service' must be {{\"namespace\": ..., \"name\": ...}}, got {service!r}"
+            )
+        service = ServiceRef(service["namespace"], service["name"])
+    inferred = obj.get("inferred", False)
+    time_known = obj.get("time_known", True)
+    if type(inferred) is not bool or type(time_known) is not bool:
+        raise RecordError("fields 'inferred' and 'time_known' must be true or false")
+    src_ip = _ip(obj, "src_ip")
+    dst_ip = _ip(obj, "dst_ip")
+    assert src_ip is not None and dst_ip is not None
+    return FlowRecord(
+        first_seen=first,
+        last_seen=last,
+        protocol=protocol,
+        src_ip=src_ip,
+        dst_ip=dst_ip,
+        dst_port=_port(obj, "dst_port"),
+        src_port=_port(obj, "src_port"),
+        xlated_ip=_ip(obj, "xlated_ip", required=False),
+        xlated_port=_port(obj, "xlated_port"),
+        count=count,
+        node=_text(obj, "node"),
+        src=_hints(obj, "src"),
+        dst=_hints(obj, "dst"),
+        service=service,
+        verdict=_text(obj, "verdict"),
+        source_format=_text(obj, "source_format") or "",
+        input=_text(obj, "input") or "",
+        inferred=inferred,
+        time_known=time_known,
+    )
+
+
+def _ip_record(obj: dict[str, Any]) -> IpTimelineRecord:
+    valid_from = _time(obj, "valid_from")
+    valid_to = _time(obj, "valid_to", required=False)
+    assert valid_from is not None
+    if valid_to is not None and valid_to < valid_from:
+        raise RecordError("'valid_to' is before 'valid_from'; fix the times")
+    host_network = obj.get("host_network", False)
+    if type(host_network) is not bool:
+        raise RecordError("field 'host_network' must be true or false")
+    ip = _ip(obj, "ip")
+    namespace = _text(obj, "namespace", required=True)
+    pod = _text(obj, "pod", required=True)
+    assert ip is not None and namespace is not None and pod is not None
+    return IpTimelineRecord(
+        ip=ip,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        namespace=namespace,
+        pod=pod,
+        labels=_labels(obj.get("labels"), "labels"),
+        owner=_workload(obj.get("owner"), "owner"),
+        node=_text(obj, "node"),
+        host_network=host_network,
+    )
+
+
+def parse_record(obj: dict[str, Any]) -> LogRecord:
+    """A parsed ``flow`` or ``ip`` line -> record. Raises RecordError (no path/line)."""
+    kind = obj.get("kind")
+    if kind == "flow":
+        return _flow(obj)
+    if kind == "ip":
+        return _ip_record(obj)
+    raise RecordError(f"line kind {kind!r} is not a record; expected 'flow' or 'ip'")
+
+
+def json_error_detail(raw: bytes, error: Exception) -> str:
+    """Why a JSON line did not parse, in words a user can act on."""
+    if not raw.rstrip(b"\r\n \t").endswith((b"}", b"]")):
+        return "the line is cut off (a truncated write?); it was left out"
+    return f"not valid JSON ({error}); the line was left out"
+
+
+def record_from_dict(obj: dict[str, Any], path: str, line: int) -> LogRecord:
+    """Like ``parse_record``, with the error as an InputError naming path:line."""
+    try:
+        return parse_record(obj)
+    except RecordError as e:
+        raise InputError(f"{e} (see {_SCHEMA_DOC})", path, line) from None

@@ -1,0 +1,638 @@
+"""Reader for Hubble flow JSON: ``hubble observe -o json|jsonpb``, the Hubble exporter's
+events.log, legacy bare flow objects, and files holding one JSON array of those.
+
+One connection is counted once:
+
+* TCP: only the SYN without ACK. Everything else on a TCP connection (SYN-ACK, ACK,
+  data, FIN, RST, and L7 records, which carry no flags) is ignored as ``tcp-not-syn``.
+* UDP/SCTP: every packet that is not a reply; repeats of one 5-tuple are merged (below,
+  and by the aggregator downstream, for which the ``src_port`` stays on the record).
+* ICMP: echo requests only (type 8 / ICMPv6 128); replies and errors are ignored.
+* Socket-LB trace events (``Type: SOCK``) are not packets (they lack a port); the
+  packets of the same connection carry the backend address: ``sock-trace``.
+* ``is_reply`` true (camelCase ``isReply``; ``reply`` on Hubble before 1.10) -> ignored
+  as ``reply``. ``is_reply`` absent means unknown: the packet is kept, except a UDP
+  packet from port 53 to another port, which is a DNS answer (``reply-inferred``).
+* Verdicts DROPPED and ERROR are kept on the records: the aggregator decides (a
+  connection forwarded by one node and dropped by the other is dropped) and leaves
+  dropped connections out unless ``--include-dropped``.
+
+Ignored lines are counted per reason (``report.ignore``); broken lines (invalid JSON,
+a flow with a bad time) are skipped with path:line (``report.skip``).
+
+* The same connection seen again soon (another observation point, a policy-verdict
+  event, a retransmitted SYN, the next packet of a UDP stream) is ignored as
+  ``repeated-observation``: same ``IP`` and ``l4`` bytes within 10 s (TCP) or
+  ``ReadOptions.udp_window_ns`` (UDP/SCTP) of the last time it was seen.
+
+Ignored lines are counted per reason (``report.ignore``); broken lines (invalid JSON,
+a flow with a bad time) are skipped with path:line (``report.skip``).
+
+Speed: half of a typical capture is replies, most TCP packets are not a SYN, and every
+connection is seen at several observation points. Such lines are recognised by byte
+tests before any JSON parsing (see ``_Reader.records``). For every well-formed line
+the byte tests give the answer the parsed path would give; a malformed line that still
+looks like a reply is counted as a reply rather than as invalid JSON. Spaced-out JSON
+(not what Hubble writes) skips the byte tests and is only slower; its repeated
+observations are then merged by the aggregator instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from itertools import chain
+from typing import Any, BinaryIO, Iterable, Iterator
+
+import orjson
+
+from recorder.aggregate import DEDUP_NS, RecentTable
+from recorder.flowlog import json_error_detail
+from recorder.report import ReadReport
+from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, LogRecord, ServiceRef, Workload
+from recorder.sources import ReadOptions, Source
+from recorder.sources.fastrecord import flow_record_maker
+from recorder.timefmt import parse_time
+
+NAME = "hubble"
+
+_NON_FLOW_KINDS = {
+    "node_status": "node_status",
+    "nodeStatus": "node_status",
+    "lost_events": "lost_events",
+    "lostEvents": "lost_events",
+    "agent_event": "agent_event",
+    "agentEvent": "agent_event",
+    "debug_event": "debug_event",
+    "debugEvent": "debug_event",
+}
+# Keys that mark a bare (legacy) flow object.
+_BARE_FLOW_KEYS = ("IP", "l4", "verdict", "event_type", "eventType", "Type")
+_WRAPPER_KEYS = frozenset({"node_name", "nodeName", "time"})
+_MAX_NON_FLOW_REASONS = 16
+
+# A TCP SYN seen again this soon is the same connection: another observation point, a
+# policy-verdict event or a retransmission (the aggregator uses the same window).
+_TCP_REPEAT_NS = DEDUP_NS
+_DROP_VERDICTS = (b"DROPPED", b"ERROR")
+_ICMP_ECHO_REQUEST = {"ICMP": 8, "ICMPv6": 128}
+_L4_PROTOCOL = {"TCP": "TCP", "UDP": "UDP", "SCTP": "SCTP", "ICMPv4": "ICMP", "ICMPv6": "ICMPv6"}
+
+_PEER_KIND_BY_LABEL = {
+    "reserved:kube-apiserver": "kube-apiserver",  # first: may come with remote-node/host
+    "reserved:host": "host",
+    "reserved:remote-node": "remote-node",
+    "reserved:world": "world",
+    "reserved:world-ipv4": "world",
+    "reserved:world-ipv6": "world",
+}
+_PEER_KIND_ORDER = ("kube-apiserver", "host", "remote-node", "world")
+# Cilium-internal labels: namespace labels, service account, cluster name. The pod's own
+# labels are what a podSelector can use.
+_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+_INTERNAL_LABEL_PREFIXES = ("io.cilium.k8s.", "io.cilium.", _NAMESPACE_LABEL)
+# (pod labels, peer kind from reserved: labels, namespace from the namespace label)
+_ParsedLabels = tuple[tuple[tuple[str, str], ...], "str | None", "str | None"]
+
+_SNIFF_MARKER = re.compile(
+    rb'"flow"\s*:\s*\{|"(?:node_status|nodeStatus|lost_events|lostEvents|agent_event|'
+    rb'agentEvent|debug_event|debugEvent)"\s*:|"l4"\s*:\s*\{|"IP"\s*:\s*\{'
+)
+
+
+# ----------------------------------------------------------------------------- sniff
+
+
+def _looks_like_hubble(obj: Any) -> bool:
+    if not isinstance(obj, dict) or "kind" in obj:  # "kind" = a flowpol flow log
+        return False
+    if isinstance(obj.get("flow"), dict):
+        return True
+    return any(k in obj for k in _NON_FLOW_KINDS) or any(k in obj for k in _BARE_FLOW_KEYS)
+
+
+def sniff(head: bytes) -> bool:
+    s = head.lstrip()
+    if s.startswith(b"["):
+        s = s[1:].lstrip()
+        return s.startswith(b"{") and _SNIFF_MARKER.search(s) is not None
+    if not s.startswith(b"{"):
+        return False
+    line = s.split(b"\n", 1)[0]
+    try:
+        return _looks_like_hubble(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        # A first line cut off by the sniff window or truncated: judge by its keys.
+        return b'"kind"' not in line and _SNIFF_MARKER.search(line) is not None
+
+
+# ------------------------------------------------------------------ byte-level tests
+
+
+# The start of a flow as Hubble prints it (protobuf field order, compact): time,
+# optional uuid, verdict, optional ethernet, IP, l4. Groups: time, verdict, the
+# connection's bytes ("IP":{...},"l4":{"P":{ports and flags, up to the first "}"),
+# the protocol, the l4 body. Lines that do not match (other field orders, drops with
+# a drop_reason, ICMP) take the parsed path.
+_FLOW_HEAD = re.compile(
+    rb'\{(?:"flow":\{)?"time":"([^"]*)",(?:"uuid":"[^"]*",)?"verdict":"([A-Z_]+)",'
+    rb'(?:"ethernet":\{[^}]*\},)?("IP":\{[^}]*\},"l4":\{"(TCP|UDP|SCTP)":\{([^}]*))'
+)
+# Where is_reply can be: near the end (only interface, Summary and a few late fields
+# follow it). A line that has it further up takes the parsed path.
+_REPLY_TAIL = 768
+
+
+# ------------------------------------------------------------------- identity hints
+
+
+class _Hints:
+    """Endpoint JSON -> EndpointHints, memoised: a cluster has few distinct endpoints."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], EndpointHints] = {}
+        self._labels: dict[tuple[str, ...], _ParsedLabels] = {}
+        # (namespace, pod) -> (labels list, hints): comparing the parsed list is
+        # cheaper than hashing it. A pod's workload never changes (its name is unique
+        # to its owner), its labels may: they are compared.
+        self._by_pod: dict[tuple[Any, Any], tuple[Any, EndpointHints]] = {}
+
+    def get(self, ep: Any, names: Any) -> EndpointHints:
+        if not ep:
+            if not names:
+                return NO_HINTS
+            ep = {}
+        elif not isinstance(ep, dict):
+            raise ValueError(f"an endpoint must be a JSON object, got {ep!r}")
+        raw_labels = ep.get("labels")
+        pod_key = (ep.get("namespace"), ep.get("pod_name") or ep.get("podName"))
+        if not names and pod_key[1]:
+            hit = self._by_pod.get(pod_key)
+            if hit is not None and hit[0] == raw_labels:
+                return hit[1]
+        wls = ep.get("workloads")
+        labels = tuple(raw_labels) if raw_labels else ()
+        wl = wls[0] if wls and isinstance(wls, list) and isinstance(wls[0], dict) else None
+        key = (
+            pod_key[0],
+            pod_key[1],
+            labels,
+            (wl.get("kind"), wl.get("name")) if wl else None,
+            tuple(names) if names else (),
+        )
+        hints = self._cache.get(key)
+        if hints is None:
+            hints = self._build(key)
+            if len(self._cache) > 100_000:  # far more endpoints than any cluster has
+                self._cache.clear()
+                self._by_pod.clear()
+                self._labels.clear()
+            self._cache[key] = hints
+        if not names and pod_key[1]:
+            self._by_pod[pod_key] = (raw_labels, hints)
+        return hints
+
+    def _build(self, key: tuple[Any, ...]) -> EndpointHints:
+        namespace, pod, raw_labels, wl, names = key
+        labels, peer_kind, label_namespace = self._parse_labels(raw_labels)
+        # Endpoints on other nodes come without "namespace" but with the namespace label.
+        namespace = namespace or label_namespace
+        if peer_kind is None and namespace:
+            peer_kind = "pod"
+        workload = None
+        if wl and wl[0] and wl[1]:
+            workload = Workload(str(wl[0]), str(wl[1]))
+        return EndpointHints(
+            namespace=str(namespace) if namespace else None,
+            pod=str(pod) if pod else None,
+            labels=labels,
+            workload=workload,
+            peer_kind=peer_kind,
+            names=tuple(sorted({str(n) for n in names})),
+        )
+
+    def _parse_labels(self, raw: tuple[str, ...]) -> _ParsedLabels:
+        hit = self._labels.get(raw)
+        if hit is not None:
+            return hit
+        kinds = set()
+        pairs: dict[str, str] = {}
+        namespace = None
+        for item in raw:
+            if type(item) is not str:
+                continue
+            kind = _PEER_KIND_BY_LABEL.get(item)
+            if kind is not None:
+                kinds.add(kind)
+                continue
+            if not item.startswith("k8s:"):
+                continue  # reserved:, container:, cidr:, fqdn: ... say nothing about pods
+            k, _, v = item[4:].partition("=")
+            if k == _NAMESPACE_LABEL:
+                namespace = v or None
+            elif k and not k.startswith(_INTERNAL_LABEL_PREFIXES):
+                pairs[k] = v
+        peer_kind = next((k for k in _PEER_KIND_ORDER if k in kinds), None)
+        result = (tuple(sorted(pairs.items())), peer_kind, namespace)
+        self._labels[raw] = result
+        return result
+
+
+# ------------------------------------------------------------------------- records
+
+
+class _BadFlow(ValueError):
+    """A flow with a field we cannot use; becomes a report.skip with path:line."""
+
+
+def _port(l4: dict[str, Any], snake: str, camel: str) -> int:
+    v = l4.get(snake)
+    if v is None:
+        v = l4.get(camel, 0)  # proto3 JSON omits zero values
+    if type(v) is not int:
+        try:
+            v = int(v)
+        except (TypeError, ValueError):
+            raise _BadFlow(f"{snake} is not a port number: {v!r}") from None
+    if not 0 <= v <= 65535:
+        raise _BadFlow(f"{snake} is out of range: {v}")
+    return v
+
+
+def _repeats(time_text: bytes, seen: list[int]) -> bool:
+    """Is a packet at ``time_text`` another observation of the connection last seen at
+    seen[0] (within seen[1] ns)? Updates seen[0]: a steady stream stays one flow."""
+    try:
+        t = parse_time(time_text.decode())
+    except (ValueError, UnicodeDecodeError):
+        return False  # the parsed path reports the bad time
+    if abs(t - seen[0]) > seen[1]:
+        return False
+    if t > seen[0]:
+        seen[0] = t
+    return True
+
+
+class _Reader:
+    """State of one input: caches, counters and the line -> record logic."""
+
+    def __init__(self, path: str, report: ReadReport, options: ReadOptions) -> None:
+        self.path = path
+        self.report = report
+        self.udp_window_ns = options.udp_window_ns
+        self.ignored: Counter[str] = Counter()
+        self.hints = _Hints()
+        self.strings: dict[str, str] = {}
+        self.recent = RecentTable(1 << 16)
+        self.new_record = flow_record_maker(
+            "first_seen", "last_seen", "protocol", "src_ip", "dst_ip", "dst_port",
+            "src_port", "node", "src", "dst", "service", "verdict",
+            source_format=NAME, input=path,
+        )
+        self.lines = 0
+        self.kept = 0
+
+    def flush_counts(self) -> None:
+        for reason, n in self.ignored.items():
+            self.report.ignore(reason, n)
+        self.ignored.clear()
+        self.report.lines[self.path] += self.lines
+        self.report.kept[self.path] += self.kept
+        self.lines = self.kept = 0
+
+    def records(self, items: Iterable[tuple[int, bytes]]) -> Iterator[FlowRecord]:
+        """Lines (or array elements) with their line numbers -> kept records.
+
+        Before any JSON parsing, byte tests settle most lines. They apply only to a
+        whole line (``}`` and a newline last) starting the way Hubble prints a flow
+        (``_FLOW_HEAD``; the reply test needs only the former); anything else takes
+        the parsed path,
+        which gives the same answers in the same order. The keys looked for, with
+        their quotes and colon, cannot occur inside a JSON string (quotes in strings
+        are escaped). ``is_reply`` sits near the end of a flow (searched from the
+        end), ``IP`` and ``l4`` near the start.
+
+        * ``..."is_reply":true...`` -> reply.
+        * TCP whose l4 bytes lack ``"SYN":true`` or have ``"ACK":true`` -> not a SYN.
+        * Not a drop (drops always reach the aggregator) and ``"Type":"SOCK"``
+          after l4 -> sock-trace.
+        * Otherwise its ``"IP":{...},"l4":{...`` bytes name the connection; seen
+          again within the repeat window (another observation point, a
+          policy-verdict event, a retransmission) -> repeated-observation.
+        """
+        recent = self.recent
+        loads = orjson.loads
+        rfind = bytes.rfind
+        head = _FLOW_HEAD.match
+        lines = n_reply = n_not_syn = n_repeated = n_sock = 0
+        try:
+            for lineno, raw in items:
+                key = None
+                if raw[-2:] == b"}\n":  # a whole line, as Hubble writes them
+                    lines += 1
+                    i = rfind(raw, b'eply":', -_REPLY_TAIL)  # from max(0, len - TAIL)
+                    if (
+                        i != -1
+                        and raw[i + 6 : i + 10] == b"true"
+                        and (
+                            raw[i - 5 : i] == b'"is_r'
+                            or raw[i - 4 : i] == b'"isR'
+                            or raw[i - 2 : i] == b'"r'
+                        )
+                    ):
+                        n_reply += 1
+                        continue
+                    m = head(raw)
+                    if m is not None:
+                        time_text, verdict, conn, proto, l4_body = m.groups()
+                        if proto == b"TCP" and (
+                            b'"SYN":true' not in l4_body or b'"ACK":true' in l4_body
+                        ):
+                            n_not_syn += 1
+                            continue
+                        if verdict not in _DROP_VERDICTS:
+                            if raw.find(b'"Type":"SOCK"', m.end()) != -1:
+                                n_sock += 1
+                                continue
+                            key = conn
+                            seen = recent.get(key)
+                            if seen is not None and _repeats(time_text, seen):
+                                n_repeated += 1
+                                continue
+                elif not raw or raw.isspace():
+                    continue
+                else:
+                    lines += 1
+                try:
+                    obj = loads(raw)
+                except orjson.JSONDecodeError as e:
+                    self.report.skip(self.path, lineno, "invalid-json", json_error_detail(raw, e))
+                    continue
+                rec = self.from_object(obj, lineno)
+                if rec is not None:
+                    self.kept += 1
+                    if key is not None:
+                        window = _TCP_REPEAT_NS if rec.protocol == "TCP" else self.udp_window_ns
+                        recent.put(key, [rec.first_seen, window])
+                    yield rec
+        finally:
+            self.lines += lines
+            for reason, n in (
+                ("reply", n_reply),
+                ("tcp-not-syn", n_not_syn),
+                ("repeated-observation", n_repeated),
+                ("sock-trace", n_sock),
+            ):
+                if n:
+                    self.ignored[reason] += n
+
+    def from_object(self, obj: Any, lineno: int) -> FlowRecord | None:
+        if not isinstance(obj, dict):
+            self.report.skip(
+                self.path, lineno, "not-an-object", "a Hubble line must be a JSON object"
+            )
+            return None
+        flow = obj.get("flow")
+        if flow is None:
+            if not any(k in obj for k in _BARE_FLOW_KEYS) or any(
+                k in obj for k in _NON_FLOW_KINDS
+            ):
+                self.ignored[self._non_flow_reason(obj)] += 1
+                return None
+            flow = obj  # legacy output: the bare flow object
+        elif not isinstance(flow, dict):
+            self.report.skip(self.path, lineno, "bad-flow", "'flow' is not a JSON object")
+            return None
+        try:
+            rec = self._flow_record(flow, obj)
+        except _BadFlow as e:
+            self.report.skip(self.path, lineno, "bad-flow", str(e))
+            return None
+        if type(rec) is str:
+            self.ignored[rec] += 1
+            return None
+        return rec  # type: ignore[return-value]
+
+    def _non_flow_reason(self, obj: dict[str, Any]) -> str:
+        for k in obj:
+            kind = _NON_FLOW_KINDS.get(k)
+            if kind is not None:
+                return "non-flow:" + kind
+        for k in obj:
+            if k not in _WRAPPER_KEYS:
+                known = sum(1 for r in self.ignored if r.startswith("non-flow:"))
+                if len(k) <= 32 and k.isidentifier() and known < _MAX_NON_FLOW_REASONS:
+                    return "non-flow:" + k
+                return "non-flow:other"
+        return "non-flow:empty"
+
+    def _flow_record(self, flow: dict[str, Any], wrapper: dict[str, Any]) -> FlowRecord | str:
+        """A flow -> its record, or the reason it is ignored. The checks run in the
+        order of the byte tests in ``records``: reply first, then the TCP flags."""
+        is_reply = flow.get("is_reply")
+        if is_reply is None:
+            is_reply = flow.get("isReply")
+        if is_reply is True or flow.get("reply") is True:
+            return "reply"
+        l4 = flow.get("l4")
+        if not l4 or not isinstance(l4, dict):
+            return "no-l4"
+        for name in l4:
+            protocol = _L4_PROTOCOL.get(name)
+            if protocol is not None:
+                break
+        else:
+            return "unsupported-l4"
+        l4v = l4[name]
+        if not isinstance(l4v, dict):
+            raise _BadFlow(f"l4.{name} is not a JSON object")
+        src_port: int | None
+        dst_port: int | None
+        if protocol == "TCP":
+            flags = l4v.get("flags")
+            if not flags or not isinstance(flags, dict) or not flags.get("SYN") or flags.get("ACK"):
+                return "tcp-not-syn"
+        if flow.get("Type") == "SOCK":
+            # Socket-LB trace events (connect/sendmsg/recvmsg translation) are no
+            # packets: no source or no destination port. The packets are seen apart.
+            return "sock-trace"
+        if protocol == "TCP":
+            src_port = _port(l4v, "source_port", "sourcePort")
+            dst_port = _port(l4v, "destination_port", "destinationPort")
+        elif protocol == "UDP" or protocol == "SCTP":
+            src_port = _port(l4v, "source_port", "sourcePort")
+            dst_port = _port(l4v, "destination_port", "destinationPort")
+            if is_reply is None and src_port == 53 and dst_port != 53:
+                return "reply-inferred"
+        else:
+            if l4v.get("type", 0) != _ICMP_ECHO_REQUEST[protocol]:
+                return "icmp-not-echo-request"
+            src_port = dst_port = None
+        ip = flow.get("IP")
+        if not ip or not isinstance(ip, dict):
+            return "no-ip"
+        src_ip = ip.get("source")
+        dst_ip = ip.get("destination")
+        if not src_ip or not dst_ip:
+            return "no-ip"
+        if type(src_ip) is not str or type(dst_ip) is not str:
+            raise _BadFlow(f"IP addresses must be strings: {ip!r}")
+        t = flow.get("time") or wrapper.get("time")
+        if t is None:
+            raise _BadFlow("the flow has no 'time'; every Hubble flow carries one")
+        try:
+            ns = parse_time(t)
+        except ValueError as e:
+            raise _BadFlow(f"bad 'time': {e}") from None
+        node = flow.get("node_name") or flow.get("nodeName")
+        if node is None:
+            node = wrapper.get("node_name") or wrapper.get("nodeName")
+        verdict = flow.get("verdict")
+        strings = self.strings
+        if len(strings) > 200_000:
+            strings.clear()
+        intern = strings.setdefault
+        service = None
+        svc = flow.get("destination_service") or flow.get("destinationService")
+        if svc:
+            if not isinstance(svc, dict) or not svc.get("name"):
+                raise _BadFlow(f"destination_service has no name: {svc!r}")
+            service = ServiceRef(str(svc.get("namespace", "")), str(svc["name"]))
+        hints = self.hints.get
+        try:
+            src = hints(flow.get("source"), flow.get("source_names") or flow.get("sourceNames"))
+            dst = hints(
+                flow.get("destination"),
+                flow.get("destination_names") or flow.get("destinationNames"),
+            )
+        except (ValueError, TypeError, AttributeError) as e:
+            raise _BadFlow(f"bad endpoint: {e}") from None
+        return self.new_record(
+            ns,
+            ns,
+            protocol,
+            intern(src_ip, src_ip),
+            intern(dst_ip, dst_ip),
+            dst_port,
+            src_port,
+            intern(node, node) if type(node) is str else None,
+            src,
+            dst,
+            service,
+            intern(verdict, verdict) if type(verdict) is str else None,
+        )
+
+
+# ------------------------------------------------------------------------- framing
+
+
+_ARRAY_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[{}\[\],]', re.DOTALL)
+_CHUNK = 1 << 20
+
+
+def _array_elements(
+    buf: bytes, stream: BinaryIO, path: str, report: ReadReport
+) -> Iterator[tuple[int, bytes]]:
+    """(line of the element's first byte, element bytes) of one top-level JSON array,
+    read in chunks: memory holds one chunk plus one element, not the file."""
+    start = buf.index(b"[") + 1
+    line = 1 + buf.count(b"\n", 0, start)
+    eof = False
+    while True:
+        depth = 0
+        for m in _ARRAY_TOKEN.finditer(buf, start):
+            tok = m.group()
+            if tok == b'"':
+                break  # a string runs past the end of the buffer: read more
+            c = tok[0]
+            if c == 0x7B or c == 0x5B:  # { [
+                depth += 1
+            elif c == 0x7D or c == 0x5D:  # } ]
+                if depth:
+                    depth -= 1
+                    continue
+                # "]" at depth 0: end of the array
+                yield from _element(buf, start, m.start(), line)
+                if buf[m.end() :].strip() or not _rest_is_blank(stream):
+                    report.skip(
+                        path, line + buf.count(b"\n", start, m.end()), "trailing-data",
+                        "data after the closing ']' of the JSON array was left out",
+                    )
+                return
+            elif c == 0x2C and depth == 0:  # ,
+                yield from _element(buf, start, m.start(), line)
+                line += buf.count(b"\n", start, m.end())
+                start = m.end()
+        if eof:
+            elem = buf[start:].strip()
+            if elem:
+                elem_line = line + _leading_newlines(buf, start)
+                report.skip(
+                    path, elem_line, "invalid-json",
+                    "the JSON array is cut off here (truncated file?); the rest was left out",
+                )
+            else:
+                report.skip(path, line, "invalid-json", "the JSON array has no closing ']'")
+            return
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            eof = True
+        buf = buf[start:] + chunk
+        start = 0
+
+
+def _rest_is_blank(stream: BinaryIO) -> bool:
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return True
+        if chunk.strip():
+            return False
+
+
+def _leading_newlines(buf: bytes, start: int) -> int:
+    end = start
+    n = len(buf)
+    while end < n and buf[end] in b" \t\r\n":
+        end += 1
+    return buf.count(b"\n", start, end)
+
+
+def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int, bytes]]:
+    elem = buf[start:end]
+    if elem.strip():
+        yield line + _leading_newlines(buf, start), elem
+
+
+def read(
+    stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
+) -> Iterator[LogRecord]:
+    reader = _Reader(path, report, options)
+    try:
+        # Read up to the first non-blank line (at most a chunk of it): small reads, so
+        # a cut-off gzip stream still yields every line before the cut.
+        pending: list[bytes] = []
+        while True:
+            piece = stream.readline(_CHUNK)
+            pending.append(piece)
+            if not piece or piece.strip():
+                break
+        if pending[-1].lstrip().startswith(b"["):
+            items: Iterable[tuple[int, bytes]] = _array_elements(
+                b"".join(pending), stream, path, report
+            )
+        else:
+            if pending[-1] and not pending[-1].endswith(b"\n"):
+                pending[-1] += stream.readline()  # a first line longer than a chunk
+            items = enumerate(chain(pending, stream), 1)
+        yield from reader.records(items)
+    finally:
+        reader.flush_counts()
+
+
+SOURCE = Source(
+    name=NAME,
+    description="Hubble flows: hubble observe -o json/jsonpb, exporter events.log, JSON array",
+    sniff=sniff,
+    read=read,
+)

@@ -1,0 +1,138 @@
+"""`flowpol import`, run as a user runs it: a subprocess of the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+ASSETS = REPO / "tests" / "recorder" / "assets" / "hubble"
+
+
+def flowpol(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator.cli.main", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+
+def log_lines(path: Path) -> list[dict]:
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_import_writes_an_aggregated_flow_log(tmp_path: Path) -> None:
+    out = tmp_path / "flows.jsonl.gz"
+    run = flowpol("import", str(ASSETS / "wrapped.json"), str(ASSETS / "dropped.json"),
+                  "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    lines = log_lines(out)
+    assert lines[0]["kind"] == "header" and lines[0]["schema"] == "flowpol.flowlog"
+    flows = lines[1:]
+    assert all(line["kind"] == "flow" for line in flows)
+    assert sum(f["count"] for f in flows) == 8 + 4  # kept in wrapped.json + dropped.json
+    assert not any(f.get("verdict") in ("DROPPED", "ERROR") for f in flows)
+    # the summary: per input, ignored reasons, aggregation, the output
+    assert f"{ASSETS / 'wrapped.json'}: hubble, 17 lines read, 8 records kept" in run.stderr
+    assert "reply 2" in run.stderr
+    assert "left out 3 dropped connections" in run.stderr
+    assert f"wrote {len(flows)} records to {out}" in run.stderr
+    assert run.stdout == ""
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    assert flowpol("import", str(ASSETS), "-o", str(a)).returncode == 2  # bad assets inside
+    assert flowpol("import", str(ASSETS), "-o", str(b)).returncode == 2
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_include_dropped_and_window(tmp_path: Path) -> None:
+    out = tmp_path / "d.jsonl"
+    run = flowpol("import", str(ASSETS / "dropped.json"), "-o", str(out),
+                  "--include-dropped", "--window", "1h")
+    assert run.returncode == 0, run.stderr
+    flows = log_lines(out)[1:]
+    assert sorted(f["verdict"] for f in flows) == [
+        "AUDIT", "DROPPED", "DROPPED", "ERROR", "REDIRECTED", "TRACED", "TRANSLATED"
+    ]
+    assert "window 3600s" in run.stderr
+
+
+def test_flow_log_reimports_to_the_same_records(tmp_path: Path) -> None:
+    first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    assert flowpol("import", str(ASSETS / "wrapped.json"), "-o", str(first)).returncode == 0
+    run = flowpol("import", str(first), "-o", str(second))
+    assert run.returncode == 0, run.stderr
+    assert f"{first}: flowlog" in run.stderr
+    assert log_lines(first)[1:] == log_lines(second)[1:]
+
+
+def test_stdout_output() -> None:
+    run = flowpol("import", str(ASSETS / "legacy-bare.json"), "-o", "-")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["kind"] for line in lines] == ["header", "flow", "flow"]
+
+
+def test_truncated_line_keeps_valid_records_and_exits_2(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    path = ASSETS / "truncated-line.json"
+    run = flowpol("import", str(path), "-o", str(out))
+    assert run.returncode == 2
+    assert f"{path}:2: invalid-json" in run.stderr
+    assert "flowpol: error:" in run.stderr and "Traceback" not in run.stderr
+    assert len(log_lines(out)) == 1 + 2  # header + the SYNs of lines 1 and 3
+
+
+def test_strict_stops_at_the_first_bad_line_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    path = ASSETS / "truncated-line.json"
+    run = flowpol("import", str(path), "-o", str(out), "--strict")
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"flowpol: error: {path}:2: invalid-json")
+    assert not out.exists()
+
+
+def test_unusable_inputs_exit_2_and_the_rest_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    run = flowpol("import", str(ASSETS / "empty.json"), str(ASSETS / "not-json.txt"),
+                  str(tmp_path / "missing.json"), str(ASSETS / "wrapped.json"), "-o", str(out))
+    assert run.returncode == 2
+    assert f"{ASSETS / 'empty.json'}: the file is empty" in run.stderr
+    assert f"{ASSETS / 'not-json.txt'}: unknown input format" in run.stderr
+    assert f"{tmp_path / 'missing.json'}: no such file or directory" in run.stderr
+    assert "3 input(s) could not be read" in run.stderr
+    assert sum(f["count"] for f in log_lines(out)[1:]) == 8  # wrapped.json still imported
+    assert "Traceback" not in run.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    out = str(tmp_path / "x.jsonl")
+    run = flowpol("import", str(ASSETS / "wrapped.json"), "-o", out, "--window", "soon")
+    assert run.returncode == 2 and "--window" in run.stderr and "e.g. 60s" in run.stderr
+    run = flowpol("import", str(ASSETS / "wrapped.json"), "-o", out, "--format", "pcapx")
+    assert run.returncode == 2 and "unknown --format 'pcapx'" in run.stderr
+    run = flowpol("import", str(ASSETS / "wrapped.json"))  # no -o
+    assert run.returncode == 2 and "--output" in run.stderr
+    run = flowpol("import", str(ASSETS / "wrapped.json"), "-o", str(tmp_path / "no" / "x"))
+    assert run.returncode == 2 and "cannot write the flow log" in run.stderr
+
+
+def test_format_override(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    run = flowpol("import", str(ASSETS / "wrapped.json"), "-o", str(out), "--format", "flowlog")
+    # read as a flow log, every Hubble line lacks "kind": all skipped, exit 2
+    assert run.returncode == 2
+    assert "bad-record 17" in run.stderr
+
+
+def test_help_exits_0() -> None:
+    run = flowpol("import", "--help")
+    assert run.returncode == 0
+    assert "--include-dropped" in run.stdout

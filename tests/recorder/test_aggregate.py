@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from recorder.aggregate import SECOND, Aggregator, RecentTable
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord
+
+T0 = 28_333_333 * 60 * SECOND  # on a window boundary (windows start at the epoch)
+WEB = EndpointHints(namespace="shop", pod="web-1", labels=(("app", "web"),), peer_kind="pod")
+
+
+def syn(t: float, sport: int = 40000, dst: str = "10.0.0.2", dport: int = 80, **kw: object) -> FlowRecord:
+    ns = T0 + int(t * SECOND)
+    fields = dict(first_seen=ns, last_seen=ns, protocol="TCP", src_ip="10.0.0.1", dst_ip=dst,
+                  dst_port=dport, src_port=sport, src=WEB, source_format="hubble", input="a")
+    fields.update(kw)
+    return FlowRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_same_connection_twice_counts_once_and_extends_the_evidence() -> None:
+    agg = Aggregator()
+    agg.add(syn(0))
+    agg.add(syn(0.001, node="other-node"))  # the destination node saw the same SYN
+    agg.add(syn(3))  # retransmission
+    (rec,) = agg.drain()
+    assert rec.count == 1 and rec.first_seen == T0 and rec.last_seen == T0 + 3 * SECOND
+    assert rec.src_port == 40000  # a single connection keeps its port
+    assert agg.stats.seen == 3 and agg.stats.duplicates == 2
+
+
+def test_connections_aggregate_per_key_and_window() -> None:
+    agg = Aggregator(window_ns=60 * SECOND)
+    for i in range(5):
+        agg.add(syn(i, sport=40000 + i))
+    agg.add(syn(61, sport=41000))  # next window
+    agg.add(syn(2, sport=42000, dport=443))  # another port: another key
+    out = agg.drain()
+    assert [(r.dst_port, r.count, r.src_port) for r in out] == [
+        (80, 5, None), (443, 1, 42000), (80, 1, 41000)
+    ]
+    assert out[0].first_seen == T0 and out[0].last_seen == T0 + 4 * SECOND
+
+
+def test_a_gap_longer_than_dedup_is_a_new_connection() -> None:
+    agg = Aggregator(dedup_ns=10 * SECOND)
+    agg.add(syn(0))
+    agg.add(syn(11))  # same 5-tuple, 11 s later
+    (rec,) = agg.drain()
+    assert rec.count == 2 and agg.stats.duplicates == 0
+
+
+def test_dedup_is_sliding_for_a_steady_stream() -> None:
+    agg = Aggregator(dedup_ns=10 * SECOND)
+    for t in range(0, 100, 5):  # a UDP packet every 5 s
+        agg.add(syn(t, protocol="UDP"))
+    out = agg.drain()
+    assert sum(r.count for r in out) == 1
+
+
+def test_icmp_dedups_without_ports_and_aggregates_are_not_deduped() -> None:
+    agg = Aggregator()
+    ping = dict(protocol="ICMP", dst_port=None, src_port=None)
+    agg.add(syn(0, **ping))
+    agg.add(syn(1, **ping))
+    agg.add(syn(2, count=7, src_port=None))  # already an aggregate: no dedup
+    agg.add(syn(3, count=7, src_port=None))
+    icmp, tcp = sorted(agg.drain(), key=lambda r: r.protocol)
+    assert icmp.count == 1
+    assert tcp.count == 14
+
+
+def test_ip_records_pass_through() -> None:
+    agg = Aggregator()
+    ip = IpTimelineRecord("10.0.0.1", T0, None, "shop", "web-1")
+    agg.add(syn(0))
+    agg.add(ip)
+    out = agg.drain()
+    assert out[0] == ip and isinstance(out[1], FlowRecord)
+    assert agg.stats.ip_records == 1 and agg.stats.seen == 1
+
+
+def test_drain_is_deterministic_whatever_the_input_order() -> None:
+    rng = random.Random(3)
+    records = [
+        syn(rng.uniform(0, 300), sport=rng.randrange(30000, 60000),
+            dst=f"10.0.0.{rng.randrange(2, 6)}", dport=rng.choice((80, 443)),
+            src=rng.choice((WEB, EndpointHints(), EndpointHints(namespace="x"))),
+            verdict=rng.choice((None, "FORWARDED")))
+        for _ in range(400)
+    ]
+    reference = None
+    for _ in range(5):
+        rng.shuffle(records)
+        agg = Aggregator()
+        agg.add_all(records)
+        out = agg.drain()
+        assert sum(r.count for r in out) + agg.stats.duplicates == 400
+        if reference is None:
+            reference = out
+        assert out == reference
+    assert reference == sorted(reference, key=lambda r: r.first_seen)
+
+
+def test_max_keys_overflow_is_counted_and_existing_keys_still_aggregate() -> None:
+    agg = Aggregator(max_keys=2)
+    agg.add(syn(0, dport=1))
+    agg.add(syn(0, dport=2))
+    agg.add(syn(0, dport=3))  # a third key: overflow
+    agg.add(syn(1, sport=40001, dport=1))  # existing key: still counted
+    out = agg.drain()
+    assert [(r.dst_port, r.count) for r in out] == [(1, 2), (2, 1)]
+    assert agg.stats.overflow == 1
+
+
+def test_flush_before_hands_out_closed_windows_only() -> None:
+    agg = Aggregator(window_ns=60 * SECOND)
+    agg.add(syn(10))
+    agg.add(syn(70, sport=40001))
+    agg.add(IpTimelineRecord("10.0.0.1", T0, None, "shop", "web-1"))
+    first = agg.flush_before(T0 + 60 * SECOND)
+    assert [type(r).__name__ for r in first] == ["IpTimelineRecord", "FlowRecord"]
+    assert first[1].first_seen == T0 + 10 * SECOND
+    assert agg.flush_before(T0 + 100 * SECOND) == []
+    (rest,) = agg.drain()
+    assert rest.first_seen == T0 + 70 * SECOND
+    assert agg.stats.emitted == 2 and agg.stats.keys == 0
+
+
+def test_flush_before_prunes_the_recent_connections() -> None:
+    agg = Aggregator(window_ns=60 * SECOND, dedup_ns=10 * SECOND)
+    agg.add(syn(10))
+    agg.flush_before(T0 + 120 * SECOND)
+    assert len(agg._recent) == 0  # noqa: SLF001 - the memory bound is the point
+
+
+def test_recent_connections_table_is_bounded() -> None:
+    agg = Aggregator(dedup_capacity=1000)
+    for i in range(50_000):
+        agg.add(syn(i / 1000, sport=10000 + i % 50000, dst=f"10.1.{i // 250}.{i % 250}"))
+    assert len(agg._recent) <= 1000  # noqa: SLF001
+    assert agg.stats.seen == 50_000
+
+
+def test_recent_table() -> None:
+    table = RecentTable(4)
+    for k in "abcd":
+        table.put(k, k.upper())
+    assert table.get("a") == "A"  # moved to the young generation
+    table.put("e", "E")
+    table.put("f", "F")
+    assert len(table) <= 4
+    assert table.get("a") == "A" and table.get("f") == "F"
+    table.prune(lambda v: v != "A")
+    assert table.get("a") is None
+
+
+def test_hints_are_compared_by_value() -> None:
+    agg = Aggregator()
+    agg.add(syn(0, sport=1, src=dataclasses.replace(WEB)))
+    agg.add(syn(0, sport=2, src=dataclasses.replace(WEB)))  # equal, not identical
+    (rec,) = agg.drain()
+    assert rec.count == 2
+
+
+def test_dropped_wins_whichever_observation_comes_first() -> None:
+    for order in ([("FORWARDED", 0), ("DROPPED", 0.001)], [("DROPPED", 0), ("FORWARDED", 0.001)]):
+        agg = Aggregator()
+        agg.add(syn(0, sport=1, verdict="FORWARDED"))  # another, allowed connection
+        for verdict, t in order:
+            agg.add(syn(t, sport=2, verdict=verdict))
+        agg.add(syn(1, sport=2, verdict="FORWARDED"))  # a retransmission forwarded again
+        (rec,) = agg.drain()
+        assert rec.count == 1 and rec.src_port == 1  # what is left is the other connection
+        assert agg.stats.dropped == 1 and agg.stats.duplicates == 2
+
+
+def test_moving_the_template_connection_forgets_its_port() -> None:
+    agg = Aggregator()
+    agg.add(syn(0, sport=2, verdict="FORWARDED"))  # the template of the aggregate
+    agg.add(syn(0.5, sport=1, verdict="FORWARDED"))
+    agg.add(syn(0.6, sport=2, verdict="DROPPED"))
+    (rec,) = agg.drain()
+    assert rec.count == 1 and rec.src_port is None
+
+
+def test_dropped_connections_kept_when_asked() -> None:
+    agg = Aggregator(include_dropped=True)
+    agg.add(syn(0, verdict="FORWARDED"))
+    agg.add(syn(0.001, verdict="DROPPED", node="b"))
+    agg.add(syn(5, sport=2, verdict="ERROR"))
+    out = agg.drain()
+    assert sorted((r.verdict, r.count) for r in out) == [("DROPPED", 1), ("ERROR", 1)]
+    assert agg.stats.dropped == 0
