@@ -78,6 +78,7 @@ def check_policies(connections: Iterable[Connection], policies: tuple[NetworkPol
     # reason text, costly to build, is built once per verdict.
     reasons: dict[int, str] = {}
     checked = allowed = denied = allowed_count = denied_count = 0
+    counted: set[tuple] = set()
     for c in connections:
         src, dst = _endpoint(c.src_pod, c.src_ip), _endpoint(c.dst_pod, c.dst_ip)
         v = evaluator.check(src, dst, c.protocol, c.port)
@@ -85,21 +86,27 @@ def check_policies(connections: Iterable[Connection], policies: tuple[NetworkPol
         if reason is None:
             reason = reasons[id(v)] = v.reason
         checked += 1
+        # A ClusterIP flow expanded to several backends is one set of connections:
+        # count it once per verdict and per group, not once per backend.
+        new_flow = c.flow_id < 0 or (v.allowed, c.flow_id) not in counted
+        counted.add((v.allowed, c.flow_id))
         if v.allowed:
             allowed += 1
-            allowed_count += c.count
+            allowed_count += c.count if new_flow else 0
         else:
             denied += 1
-            denied_count += c.count
+            denied_count += c.count if new_flow else 0
         key = (c.src, c.dst, c.protocol, c.port if c.port is not None else -1, v.allowed,
                reason)
+        new_in_group = c.flow_id < 0 or (key, c.flow_id) not in counted
+        counted.add((key, c.flow_id))
         g = groups.get(key)
         if g is None:
             g = groups[key] = [c.count, 1, c.first_seen, c.last_seen, v,
                                f"{_who(c.src_pod, c.src_ip)} -> {_who(c.dst_pod, c.dst_ip)}",
                                c.port, set(), _NO_HINT_YET]
         else:
-            g[0] += c.count
+            g[0] += c.count if new_in_group else 0
             g[1] += 1
             g[2] = min(g[2], c.first_seen)
             g[3] = max(g[3], c.last_seen)

@@ -13,6 +13,7 @@ from generator.report import build_report, summary_lines
 from generator.review.report import write_review
 from generator.synthesize import SynthesisOptions, synthesize
 from generator.yamlout import strip_comments
+from recorder.errors import InputError
 from recorder.sources import ReadOptions
 
 
@@ -34,12 +35,13 @@ class GenerateResult:
     denied_lines: tuple[str, ...]
     report: dict
     files: tuple[Path, ...]
+    unreadable: tuple[InputError, ...] = ()  # the CLI raises them after printing
 
 
 def run_generate(req: GenerateRequest,
                  progress: Callable[[int], None] | None = None) -> GenerateResult:
     observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                       progress)
+                       progress, allow_unreadable=True)
     synth = synthesize(observed.edges, observed.index, req.synthesis)
     verification = None
     denied: tuple[str, ...] = ()
@@ -52,4 +54,4 @@ def run_generate(req: GenerateRequest,
     files = write_output(req.out_dir, synth.policies, report)
     files += write_review(req.out_dir, observed, synth, verification)
     return GenerateResult(tuple(summary_lines(observed, synth, verification, str(req.out_dir))),
-                          denied, report, tuple(files))
+                          denied, report, tuple(files), observed.unreadable)

@@ -6,7 +6,8 @@ sources -> flow records -> (aggregate) -> resolve -> edges -> synthesize -> veri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+import dataclasses
+from typing import Callable, Iterable, Iterator
 
 from generator.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
@@ -14,15 +15,16 @@ from generator.inventory.load import load_snapshot
 from generator.resolve import ResolveResult, aggregate_edges, resolve
 from generator.synthesize import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator
-from recorder.errors import InputError
+from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources import ReadOptions, read_inputs
+from recorder.sources import ReadOptions, expand_inputs, read_inputs
 
-# generate aggregates over the whole recording: time-aware attribution uses each
-# aggregate's first and last sighting, which is exact unless an IP changed hands more
-# than once inside one aggregate.
+# Flows whose ends the source identified (Hubble pod names) are attributed without
+# the timeline, so they aggregate over the whole recording. Others keep one-minute
+# windows: time-aware attribution uses each aggregate's first and last sighting.
 WHOLE_INPUT_WINDOW_NS = 1 << 62
+ADDRESS_ONLY_WINDOW_NS = 60 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,45 +37,111 @@ class ObservedTraffic:
     edges: tuple[Edge, ...]
     index: InventoryIndex
     snapshot_warnings: tuple[str, ...] = ()
+    unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
+
+
+def _unchanged(records: Iterable[LogRecord], label: str) -> Iterable[LogRecord]:
+    return records
+
+
+def read_into(
+    aggregator: Aggregator,
+    inputs: list[str],
+    report: ReadReport,
+    options: ReadOptions,
+    fmt: str | None = None,
+    wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
+) -> list[InputError]:
+    """Read every input into ``aggregator``. An input that cannot be read at all
+    (missing, empty, unknown format, newer schema) is collected and the others are
+    still read, unless ``report.strict``; the caller decides when to raise."""
+    errors: list[InputError] = []
+    for raw in inputs:
+        try:
+            paths = expand_inputs([raw])
+        except InputError as e:
+            if report.strict:
+                raise
+            errors.append(e)
+            continue
+        for path in paths:
+            try:
+                aggregator.add_all(wrap(read_inputs([str(path)], report, options, fmt),
+                                        str(path)))
+            except UsageError:
+                raise
+            except InputError as e:
+                if report.strict:
+                    raise
+                errors.append(e)
+    return errors
+
+
+def raise_for_unreadable(errors: Iterable[InputError], output: str | None) -> None:
+    """Inputs that could not be read at all are an input error (exit 2), raised after
+    the output of every readable input was written. Bad lines inside a readable input
+    are not: they are skipped, counted and reported (--strict makes them fatal)."""
+    errors = list(errors)
+    if errors:
+        raise InputError(
+            f"{len(errors)} input(s) could not be read: "
+            + "; ".join(str(e) for e in errors)
+            + (f". {output[0].upper() + output[1:]} holds every valid record of the other "
+               "inputs" if output else "")
+            + "; fix or leave out the unreadable ones to get exit code 0.")
+
+
+def _progress_wrap(progress: Callable[[int], None] | None):
+    if progress is None:
+        return _unchanged
+    seen = [0]
+
+    def wrap(records: Iterable[LogRecord], label: str) -> Iterator[LogRecord]:
+        for rec in records:
+            seen[0] += 1
+            if seen[0] % 50_000 == 0:
+                progress(seen[0])
+            yield rec
+    return wrap
 
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                  fmt: str | None, progress: Callable[[int], None] | None = None
-                 ) -> tuple[list[LogRecord], dict]:
-    agg = Aggregator(window_ns=WHOLE_INPUT_WINDOW_NS)
-    n = 0
-    for rec in read_inputs(inputs, report, options, fmt):
-        agg.add(rec)
-        n += 1
-        if progress is not None and n % 50_000 == 0:
-            progress(n)
+                 ) -> tuple[list[LogRecord], dict, list[InputError]]:
+    agg = Aggregator(window_ns=ADDRESS_ONLY_WINDOW_NS, include_dropped=options.include_dropped,
+                     identified_window_ns=WHOLE_INPUT_WINDOW_NS)
+    errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
     records = agg.drain()
-    stats = agg.stats
-    stats_dict = {k: getattr(stats, k) for k in getattr(stats, "__slots__", ())} \
-        or dict(getattr(stats, "__dict__", {}))
+    stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
         raise InputError(
             "no flows could be read from the inputs"
+            + "".join(f"; {e}" for e in errors)
             + (f" ({report.total_skipped} item(s) skipped: "
                + ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) + ")"
                if report.total_skipped else "")
             + (f"; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
                if report.ignored else ""),
             ", ".join(inputs))
-    return records, stats_dict
+    return records, stats_dict, errors
 
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
-            progress: Callable[[int], None] | None = None) -> ObservedTraffic:
+            progress: Callable[[int], None] | None = None,
+            allow_unreadable: bool = False) -> ObservedTraffic:
+    """``allow_unreadable``: go on when some inputs cannot be read at all; the caller
+    then writes its output and calls ``raise_for_unreadable(observed.unreadable, ...)``."""
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats = read_records(inputs, report, options, fmt, progress)
+    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress)
+    if errors and not allow_unreadable:
+        raise_for_unreadable(errors, None)
     resolved = resolve(records, index)
     edges = aggregate_edges(resolved.connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
-                           tuple(snap.warnings))
+                           tuple(snap.warnings), tuple(errors))
 
 
 def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:

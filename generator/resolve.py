@@ -177,17 +177,20 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
         if not f.time_known:
             untimed += f.count
         hs = holders[4 * i: 4 * i + 4]
-        src_sides = _resolve_side(r, f.src_ip, f.src, hs[0], hs[1], False)
-        dst_sides = _resolve_destination(r, f, hs[2], hs[3])
-        for side_name, sides, ip, port in (("source", src_sides, f.src_ip, None),
-                                           ("destination", dst_sides, f.server_ip,
-                                            f.server_port)):
-            if isinstance(sides, str):
+        src_sides, src_why = _resolve_side(r, f.src_ip, f.src, hs[0], hs[1], False)
+        dst_sides, dst_why = _resolve_destination(r, f, hs[2], hs[3])
+        for side_name, sides, why, ip, port in (
+                ("source", src_sides, src_why, f.src_ip, None),
+                ("destination", dst_sides, dst_why, f.server_ip, f.server_port)):
+            if why is not None:
+                if sides:  # some of the aggregate was attributed, some not
+                    why = ("part of this aggregate (how many connections is unknown): "
+                           + why)
                 unresolved.append(UnresolvedFlow(
                     side_name, ip, port, f.protocol,
                     f.server_ip if side_name == "source" else f.src_ip,
-                    f.count, f.first_seen, f.last_seen, f.input, sides))
-        if isinstance(src_sides, str) or isinstance(dst_sides, str):
+                    f.count, f.first_seen, f.last_seen, f.input, why))
+        if not src_sides or not dst_sides:
             continue
         svc = (f.service.namespace, f.service.name) if f.service else None
         for s in src_sides:
@@ -214,27 +217,26 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
 
 
 def _resolve_side(r: _Resolver, ip: str, hints: EndpointHints, h_first: Holder | None,
-                  h_last: Holder | None, is_destination: bool) -> list[_Side] | str:
+                  h_last: Holder | None, is_destination: bool
+                  ) -> tuple[list[_Side], str | None]:
+    """The peers one side of an aggregate was, and why (part of) it is unresolved."""
     by_hint = r.from_hints(ip, hints, is_destination)
     if isinstance(by_hint, _Side):
-        return [by_hint]
+        return [by_hint], None
     first = r.from_address(ip, h_first)
-    if isinstance(first, str) and isinstance(by_hint, str):
-        return by_hint
     if h_last is h_first or h_last is None:
-        return first if isinstance(first, str) else [first]
+        return ([], first) if isinstance(first, str) else ([first], None)
     # The aggregate spans an IP hand-over: the first sighting was the earlier holder's
     # connection and the last one the later holder's; both really talked.
     r.stats["aggregates-spanning-ip-reuse"] += 1
     last = r.from_address(ip, h_last)
-    sides = [s for s in (first, last) if isinstance(s, _Side)]
-    if not sides:
-        return first  # type: ignore[return-value]
-    return sides
+    sides = [x for x in (first, last) if isinstance(x, _Side)]
+    reasons = [x for x in (first, last) if isinstance(x, str)]
+    return sides, (reasons[0] if reasons else None)
 
 
 def _resolve_destination(r: _Resolver, f: FlowRecord, h_first: Holder | None,
-                         h_last: Holder | None) -> list[_Side] | str:
+                         h_last: Holder | None) -> tuple[list[_Side], str | None]:
     ip = f.server_ip
     if f.xlated_ip is None:
         svc = r.index.service_by_ip(ip)
@@ -243,7 +245,7 @@ def _resolve_destination(r: _Resolver, f: FlowRecord, h_first: Holder | None,
     return _resolve_side(r, ip, f.dst, h_first, h_last, True)
 
 
-def _expand_service(r: _Resolver, svc, f: FlowRecord) -> list[_Side] | str:
+def _expand_service(r: _Resolver, svc, f: FlowRecord) -> tuple[list[_Side], str | None]:
     """A ClusterIP destination: every backend may have served it, on its targetPort."""
     result = r.index.backends(svc, f.dst_port, f.protocol)
     for w in result.warnings:
@@ -262,9 +264,9 @@ def _expand_service(r: _Resolver, svc, f: FlowRecord) -> list[_Side] | str:
         sides.append(_Side(side.peer, side.pod, b.target_port, (svc.namespace, svc.name)))
     r.stats["service-flows-expanded-to-backends"] += 1
     if not sides:
-        return (f"Service {svc.namespace}/{svc.name} ({f.dst_ip}:{f.dst_port}/{f.protocol}) "
+        return [], (f"Service {svc.namespace}/{svc.name} ({f.dst_ip}:{f.dst_port}/{f.protocol}) "
                 "has no backends in the snapshot to map to a targetPort")
-    return sides
+    return sides, None
 
 
 def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:

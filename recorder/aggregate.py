@@ -111,6 +111,13 @@ class _Interner:
         return canonical
 
 
+_NON_POD_KINDS = frozenset({"host", "remote-node", "world", "kube-apiserver"})
+
+
+def _identified(h: EndpointHints) -> bool:
+    return h.pod is not None or h.peer_kind in _NON_POD_KINDS
+
+
 class Aggregator:
     def __init__(
         self,
@@ -119,10 +126,16 @@ class Aggregator:
         max_keys: int = 1_000_000,
         dedup_capacity: int = 131_072,
         include_dropped: bool = False,
+        identified_window_ns: int | None = None,
     ) -> None:
+        """``identified_window_ns``: a (longer) window for records whose both ends the
+        source itself identified (pod names, reserved identities): their attribution
+        does not depend on time, so they need not be split by time (``generate`` sets
+        it). ``flush_before`` assumes it is None."""
         if window_ns <= 0:
             raise ValueError("window_ns must be positive")
         self.window_ns = window_ns
+        self.identified_window_ns = identified_window_ns
         self.dedup_ns = dedup_ns
         self.max_keys = max_keys
         self.include_dropped = include_dropped
@@ -180,8 +193,12 @@ class Aggregator:
                         counted[3] = dataclasses.replace(counted[3], src_port=None)
                 moved = entry
         intern = self._intern
+        window = self.window_ns
+        if self.identified_window_ns is not None and _identified(rec.src) \
+                and _identified(rec.dst):
+            window = self.identified_window_ns
         key = (
-            t // self.window_ns,
+            t // window,
             rec.protocol,
             rec.src_ip,
             rec.dst_ip,

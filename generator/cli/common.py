@@ -67,19 +67,16 @@ def parse_time_option(value: str | None, option: str) -> int | None:
 
 
 def parse_duration(value: str, option: str) -> int:
-    """'60s', '5m', '2h', '7d' or plain seconds -> nanoseconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    v = value.strip().lower()
+    """'60s', '5m', '2h', '7d' or plain seconds -> nanoseconds (positive)."""
+    from recorder.timefmt import parse_duration as parse
+
     try:
-        if v and v[-1] in units:
-            seconds = float(v[:-1]) * units[v[-1]]
-        else:
-            seconds = float(v)
-    except ValueError:
-        raise UsageError(f"{option} {value!r} is not a duration (e.g. 60s, 5m, 2h, 7d)") from None
-    if seconds <= 0:
+        ns = parse(value.strip().lower())
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
+    if ns <= 0:
         raise UsageError(f"{option} must be positive, got {value!r}")
-    return int(seconds * 1_000_000_000)
+    return ns
 
 
 def is_tty() -> bool:

@@ -41,6 +41,7 @@ def generate(
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
+    from generator.pipeline import raise_for_unreadable
     from generator.synthesize import SynthesisOptions
 
     overlap = set(namespace) & set(exclude_namespace)
@@ -64,4 +65,6 @@ def generate(
         typer.echo("observed connections the generated policies would DENY:", err=True)
         for line in result.denied_lines:
             typer.echo(f"  {line}", err=True)
+    raise_for_unreadable(result.unreadable, f"the policies in {out}")
+    if result.denied_lines:
         raise typer.Exit(1)

@@ -1,8 +1,4 @@
-"""`flowpol import`: any supported input -> one aggregated flow log.
-
-``read_into`` and ``render_summary`` are shared with other commands that read flows
-(generate), so every command reports skipped and ignored input the same way.
-"""
+"""`flowpol import`: any supported input -> one aggregated flow log."""
 
 from __future__ import annotations
 
@@ -14,9 +10,10 @@ import typer
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError, UsageError
 from recorder.flowlog import write_flow_log
+from generator.pipeline import raise_for_unreadable, read_into
 from recorder.report import ReadReport
 from recorder.schema import FlowLogHeader, LogRecord
-from recorder.sources import ReadOptions, expand_inputs, read_inputs
+from recorder.sources import ReadOptions
 from recorder.timefmt import parse_duration
 
 _PROGRESS_EVERY = 1_000
@@ -57,39 +54,6 @@ def _with_progress(records: Iterable[LogRecord], label: str) -> Iterator[LogReco
             if n % _PROGRESS_EVERY == 0:
                 progress.update(task, completed=n)
             yield rec
-
-
-def read_into(
-    aggregator: Aggregator,
-    inputs: list[str],
-    report: ReadReport,
-    options: ReadOptions,
-    fmt: Optional[str] = None,
-) -> list[InputError]:
-    """Read every input into ``aggregator``. An input that cannot be read at all
-    (missing, empty, unknown format, newer schema) is collected and the others are
-    still read, unless ``report.strict``; the caller decides the exit code."""
-    errors: list[InputError] = []
-    for raw in inputs:
-        try:
-            paths = expand_inputs([raw])
-        except InputError as e:
-            if report.strict:
-                raise
-            errors.append(e)
-            continue
-        for path in paths:
-            try:
-                aggregator.add_all(
-                    _with_progress(read_inputs([str(path)], report, options, fmt), str(path))
-                )
-            except UsageError:
-                raise
-            except InputError as e:
-                if report.strict:
-                    raise
-                errors.append(e)
-    return errors
 
 
 def render_summary(
@@ -159,19 +123,14 @@ def register(app: typer.Typer) -> None:
         report = ReadReport(strict=strict)
         aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
         errors = read_into(
-            aggregator, inputs, report, ReadOptions(include_dropped=include_dropped), fmt
+            aggregator, inputs, report, ReadOptions(include_dropped=include_dropped), fmt,
+            wrap=_with_progress,
         )
         written = write_flow_log(aggregator.drain(), output, FlowLogHeader())
         typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
         typer.echo(f"wrote {written:,} records to {output}", err=True)
-        if errors or report.total_skipped:
-            problems = []
-            if errors:
-                problems.append(f"{len(errors)} input(s) could not be read")
-            if report.total_skipped:
-                problems.append(f"{report.total_skipped:,} bad item(s) were skipped")
+        raise_for_unreadable(errors, "the flow log")
+        if report.total_kept == 0 and report.total_skipped:
             raise InputError(
-                " and ".join(problems)
-                + " (listed above); the flow log holds every valid record. "
-                "Fix or leave out the bad input to get exit code 0."
-            )
+                f"no valid record in the input(s); {report.total_skipped:,} bad item(s) were "
+                "skipped (listed above). Check the input format (--format)")

@@ -31,7 +31,7 @@ def record(
     duration: Optional[str] = typer.Option(None, "--duration",
                                            help="Stop after this long (e.g. 60s, 2h)."),
     window: str = typer.Option("60s", "--window", help="Aggregation window."),
-    max_keys: int = typer.Option(200_000, "--max-keys",
+    max_keys: int = typer.Option(100_000, "--max-keys",
                                  help="Distinct connection keys held per run of windows; "
                                       "more are counted as overflow and reported."),
     output: Optional[str] = typer.Option(None, "--output", "-o",

@@ -6,8 +6,9 @@ workloads are touched. Step 2 says what to watch and for how long. Step 3 applie
 default-deny plus allow-dns to the whole namespace - only when every workload in it is
 ready and the replay of the observed traffic against existing + step 1 + step 3 policies
 denies nothing; otherwise the plan says why and step 3 waits. Every step has a rollback
-manifest (the same objects, for ``kubectl delete -f``) and, when a step replaces
-policies that already exist in the cluster, a restore manifest with their old version.
+manifest under ``rollback/<ns>/`` (the same objects, for ``kubectl delete -f``) and, when
+a step replaces policies that already exist in the cluster, a restore manifest with
+their old version.
 """
 
 from __future__ import annotations
@@ -244,9 +245,11 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
                                  (3, p.step3, "default-deny and DNS for the whole namespace")):
             if not docs:
                 continue
+            # Rollbacks live apart, so that <ns>/ holds only what is to be applied.
             (out / p.namespace).mkdir(exist_ok=True)
+            (out / "rollback" / p.namespace).mkdir(parents=True, exist_ok=True)
             name = f"{p.namespace}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
-            rollback = f"{p.namespace}/step-{step}-rollback.yaml"
+            rollback = f"rollback/{p.namespace}/step-{step}.yaml"
             manifests = [d.manifest for d in docs]
             _atomic_write(out / name, dump_all(manifests, (
                 f"flowpol migration plan, namespace {p.namespace}, step {step}: {what}.",
@@ -261,7 +264,7 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
             names = {d.name for d in docs}
             old = [o for o in p.replaced if (o.get("metadata") or {}).get("name") in names]
             if old:
-                restore = f"{p.namespace}/step-{step}-restore.yaml"
+                restore = f"rollback/{p.namespace}/step-{step}-restore.yaml"
                 _atomic_write(out / restore, dump_all(old, (
                     f"Step {step} replaces these existing policies; after the rollback, restore "
                     f"them: kubectl apply -f {restore}",)))

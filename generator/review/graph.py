@@ -121,14 +121,18 @@ def mermaid(graph: Graph) -> str:
 # ---------------------------------------------------------------- SVG layout
 
 NODE_H = 42
-ROW_GAP = 28
-COL_GAP = 170
+DUMMY_H = 10  # the slot a long edge takes in a column it passes through
+ROW_GAP = 24
+COL_GAP = 150
 MARGIN = 24
 CHAR_W = 7.0  # px per character at 12px sans (DejaVu Sans averages ~6.9)
+DUMMY = "dummy"
 NAMESPACE_FILLS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#e0e7ff", "#ccfbf1",
                    "#fee2e2", "#ede9fe", "#ecfccb", "#cffafe")
 KIND_FILLS = {NODE: ("#eeeeee", "#888888"), EXTERNAL: ("#fde2c8", "#c77c2e"),
               APISERVER: ("#e6dcf5", "#7a5cb0"), UNRESOLVED: ("#f8d7da", "#b4232c")}
+
+Point = tuple[float, float]
 
 
 @dataclass(slots=True)
@@ -138,18 +142,24 @@ class _Box:
     x: float = 0.0
     y: float = 0.0
     w: float = 0.0
+    h: float = NODE_H
 
     @property
     def cy(self) -> float:
-        return self.y + NODE_H / 2
+        return self.y + self.h / 2
+
+    @property
+    def dummy(self) -> bool:
+        return self.node.kind == DUMMY
 
 
 def _layers(graph: Graph) -> dict[str, int]:
+    """Longest-path layers of the graph with its back edges (found by a depth-first
+    search) left out."""
     succ: dict[str, list[str]] = defaultdict(list)
     for e in graph.edges:
         if e.src != e.dst:
             succ[e.src].append(e.dst)
-    # Depth-first search drops back edges, leaving a DAG.
     state: dict[str, int] = {}
     dag: dict[str, list[str]] = defaultdict(list)
     for root in (n.id for n in graph.nodes):
@@ -171,7 +181,7 @@ def _layers(graph: Graph) -> dict[str, int]:
                 state[w] = 1
                 stack.append((w, iter(succ[w])))
     indegree: dict[str, int] = {n.id: 0 for n in graph.nodes}
-    for v, ws in dag.items():
+    for ws in dag.values():
         for w in ws:
             indegree[w] += 1
     layer = {n.id: 0 for n in graph.nodes}
@@ -186,29 +196,29 @@ def _layers(graph: Graph) -> dict[str, int]:
     return layer
 
 
-def _order(boxes: dict[str, _Box], graph: Graph) -> list[list[_Box]]:
+def _order(boxes: dict[str, _Box], links: list[tuple[str, str]]) -> list[list[_Box]]:
+    """Columns of boxes, ordered by barycentre sweeps to keep edges short and uncrossed."""
     depth = max((b.layer for b in boxes.values()), default=0) + 1
     columns: list[list[_Box]] = [[] for _ in range(depth)]
-    for b in sorted(boxes.values(), key=lambda b: (b.node.kind != WORKLOAD, b.node.group,
-                                                   b.node.label, b.node.id)):
+    for b in sorted(boxes.values(), key=lambda b: (b.dummy, b.node.kind != WORKLOAD,
+                                                   b.node.group, b.node.label, b.node.id)):
         columns[b.layer].append(b)
     neighbours: dict[str, list[str]] = defaultdict(list)
-    for e in graph.edges:
-        if e.src != e.dst:
-            neighbours[e.src].append(e.dst)
-            neighbours[e.dst].append(e.src)
+    for a, b in links:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
 
     def position() -> dict[str, float]:
         return {b.node.id: i / max(1, len(col) - 1) for col in columns for i, b in enumerate(col)}
 
-    for sweep in range(6):
+    for sweep in range(8):
         forward = sweep % 2 == 0
         for li in (range(1, depth) if forward else range(depth - 2, -1, -1)):
             pos = position()
-            towards = (lambda l: l < li) if forward else (lambda l: l > li)
+            toward = li - 1 if forward else li + 1
 
             def key(b: _Box) -> float:
-                near = [pos[n] for n in neighbours[b.node.id] if towards(boxes[n].layer)]
+                near = [pos[n] for n in neighbours[b.node.id] if boxes[n].layer == toward]
                 return sum(near) / len(near) if near else pos[b.node.id]
 
             columns[li].sort(key=key)
@@ -223,20 +233,22 @@ def _text_width(text: str, size: float = 12.0) -> float:
     return len(text) * CHAR_W * size / 12.0
 
 
-Point = tuple[float, float]
-
-
 def _bezier(c: tuple[Point, Point, Point, Point], t: float) -> Point:
     u = 1 - t
     return (u ** 3 * c[0][0] + 3 * u * u * t * c[1][0] + 3 * u * t * t * c[2][0] + t ** 3 * c[3][0],
             u ** 3 * c[0][1] + 3 * u * u * t * c[1][1] + 3 * u * t * t * c[2][1] + t ** 3 * c[3][1])
 
 
-def _overlaps(center: Point, w: float, h: float,
-              placed: list[tuple[float, float, float, float]]) -> bool:
+def _overlap(center: Point, w: float, h: float,
+             placed: list[tuple[float, float, float, float]]) -> float:
     x, y = center[0] - w / 2, center[1] - h / 2
-    return any(x < px + pw and px < x + w and y < py + ph and py < y + h
+    return sum(max(0.0, min(x + w, px + pw) - max(x, px)) * max(0.0, min(y + h, py + ph) - max(y, py))
                for px, py, pw, ph in placed)
+
+
+def _smooth(a: Point, b: Point) -> tuple[Point, Point, Point, Point]:
+    dx = (b[0] - a[0]) / 2
+    return (a, (a[0] + dx, a[1]), (b[0] - dx, b[1]), b)
 
 
 def svg(graph: Graph) -> str:
@@ -247,17 +259,38 @@ def svg(graph: Graph) -> str:
     boxes = {n.id: _Box(n, layer[n.id]) for n in graph.nodes}
     for b in boxes.values():
         b.w = max(_text_width(b.node.label, 12.5), _text_width(b.node.sublabel, 10.5)) + 24
-    columns = _order(boxes, graph)
-    heights = [len(col) * (NODE_H + ROW_GAP) - ROW_GAP for col in columns]
+    # An edge across several layers passes its own slot in each column between, so it
+    # never runs through a box.
+    chains: dict[tuple[str, str], list[str]] = {}
+    links: list[tuple[str, str]] = []
+    for e in graph.edges:
+        a, b = boxes[e.src], boxes[e.dst]
+        if a is b:
+            continue
+        if b.layer <= a.layer:
+            links.append((e.src, e.dst))
+            continue
+        chain = []
+        for li in range(a.layer + 1, b.layer):
+            did = f"{e.src}->{e.dst}#{li}"
+            boxes[did] = _Box(GraphNode(did, "", "", DUMMY, ""), li, w=0.0, h=DUMMY_H)
+            chain.append(did)
+        path = [e.src, *chain, e.dst]
+        links += list(zip(path, path[1:]))
+        chains[(e.src, e.dst)] = chain
+    columns = _order(boxes, links)
+    heights = [sum(b.h for b in col) + ROW_GAP * max(0, len(col) - 1) for col in columns]
     tallest = max(heights)
     x = float(MARGIN)
+    col_span: list[tuple[float, float]] = []
     for col, height in zip(columns, heights):
-        width = max(b.w for b in col) if col else 0
+        width = max((b.w for b in col), default=0.0)
         y = MARGIN + (tallest - height) / 2
         for b in col:
             b.x = x + (width - b.w) / 2
             b.y = y
-            y += NODE_H + ROW_GAP
+            y += b.h + ROW_GAP
+        col_span.append((x, x + width))
         x += width + COL_GAP
     width = x - COL_GAP + MARGIN
     namespaces = sorted({n.group for n in graph.nodes if n.kind == WORKLOAD})
@@ -265,7 +298,8 @@ def svg(graph: Graph) -> str:
 
     edge_parts: list[str] = []
     label_parts: list[str] = []
-    placed: list[tuple[float, float, float, float]] = [(b.x, b.y, b.w, NODE_H) for b in boxes.values()]
+    placed: list[tuple[float, float, float, float]] = [
+        (b.x, b.y, b.w, b.h) for b in boxes.values() if not b.dummy]
     below = MARGIN + tallest
     for e in graph.edges:
         a, b = boxes[e.src], boxes[e.dst]
@@ -273,28 +307,41 @@ def svg(graph: Graph) -> str:
         lw = max(_text_width(t, 10.5) for t in lines) + 8
         lh = 13 * len(lines) + 4
         title = f"{a.node.id} -> {b.node.id}: " + ", ".join(f"{p} ({n})" for p, n in e.ports)
+        curves: list[tuple[Point, Point, Point, Point]] = []
+        straight: list[tuple[Point, Point]] = []
         if a is b:
             x0, y0 = a.x + a.w - 18, a.y
-            curve = ((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24), (a.x + a.w, a.cy - 6))
+            curves.append(((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24),
+                           (a.x + a.w, a.cy - 6)))
             candidates = [(x0 + 26, y0 - 26 - k * 14) for k in range(4)]
-        else:
-            if b.layer > a.layer:
-                x1, y1, x2, y2 = a.x + a.w, a.cy, b.x, b.cy
-                dx = (x2 - x1) / 2
-                curve = ((x1, y1), (x1 + dx, y1), (x2 - dx, y2), (x2, y2))
-            else:  # back or same-layer edge: loop below the boxes
-                x1, y1 = a.x + a.w / 2, a.y + NODE_H
-                x2, y2 = b.x + b.w / 2, b.y + NODE_H
-                drop = 46 + abs(x2 - x1) * 0.12
-                curve = ((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2))
-            candidates = [_bezier(curve, t) for t in (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74)]
-        lx, ly = next((c for c in candidates if not _overlaps(c, lw, lh, placed)), candidates[0])
+        elif b.layer > a.layer:
+            point: Point = (a.x + a.w, a.cy)
+            for did in chains[(e.src, e.dst)]:
+                d = boxes[did]
+                left, right = col_span[d.layer]
+                curves.append(_smooth(point, (left, d.cy)))
+                straight.append(((left, d.cy), (right, d.cy)))
+                point = (right, d.cy)
+            curves.append(_smooth(point, (b.x, b.cy)))
+            candidates = [_bezier(c, t) for c in curves for t in (0.5, 0.36, 0.64, 0.22, 0.78)]
+        else:  # back or same-layer edge: a loop below the boxes
+            x1, y1 = a.x + a.w / 2, a.y + a.h
+            x2, y2 = b.x + b.w / 2, b.y + b.h
+            drop = 46 + abs(x2 - x1) * 0.12
+            curves.append(((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2)))
+            candidates = [_bezier(curves[0], t) for t in (0.5, 0.35, 0.65)]
+        lx, ly = min(candidates, key=lambda c: (_overlap(c, lw, lh, placed) > 0,
+                                                 _overlap(c, lw, lh, placed),
+                                                 candidates.index(c)))
         placed.append((lx - lw / 2, ly - lh / 2, lw, lh))
-        below = max(below, ly + lh / 2 + 4, max(p[1] for p in curve) + 4)
-        (p0, p1, p2, p3) = curve
-        path = (f"M{p0[0]:.1f},{p0[1]:.1f} C{p1[0]:.1f},{p1[1]:.1f} {p2[0]:.1f},{p2[1]:.1f} "
-                f"{p3[0]:.1f},{p3[1]:.1f}")
-        edge_parts.append(f'<path d="{path}" class="e" marker-end="url(#arrow)">'
+        below = max(below, ly + lh / 2 + 4, max(p[1] for c in curves for p in c) + 4)
+        d = f"M{curves[0][0][0]:.1f},{curves[0][0][1]:.1f}"
+        for i, c in enumerate(curves):
+            d += (f" C{c[1][0]:.1f},{c[1][1]:.1f} {c[2][0]:.1f},{c[2][1]:.1f} "
+                  f"{c[3][0]:.1f},{c[3][1]:.1f}")
+            if i < len(straight):
+                d += f" L{straight[i][1][0]:.1f},{straight[i][1][1]:.1f}"
+        edge_parts.append(f'<path d="{d}" class="e" marker-end="url(#arrow)">'
                           f"<title>{_esc(title)}</title></path>")
         label_parts.append(
             f'<g class="l"><title>{_esc(title)}</title><rect x="{lx - lw / 2:.1f}" '
@@ -304,6 +351,8 @@ def svg(graph: Graph) -> str:
 
     node_parts: list[str] = []
     for b in boxes.values():
+        if b.dummy:
+            continue
         n = b.node
         fill, stroke = KIND_FILLS.get(n.kind, (fills.get(n.group, "#eeeeee"), "#5b6b7f"))
         dash = ' stroke-dasharray="4 3"' if n.kind == UNRESOLVED else ""

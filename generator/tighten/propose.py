@@ -231,11 +231,11 @@ class _PolicyWork:
         if not rules and not added:
             return
         if rules and kind not in p.policy_types:
-            why = (f"no effect: spec.policyTypes does not list {kind}, so the API server ignores "
+            why = (f"spec.policyTypes does not list {kind}, so the API server ignores "
                    f"spec.{direction}")
             self.edits.append(Edit(REMOVE_KEY, ("spec", direction)))
             self.changes.append(Change("remove-inert", direction,
-                                       f"{len(rules)} {direction} rule(s)", why))
+                                       f"{len(rules)} {direction} rule(s)", f"no effect: {why}"))
             for r in uses:
                 self.unused.append(Unused(p.id, direction, r.rule, "rule", None, None, r.allows,
                                           _last(ever, r.rule, [(e.peer, e.port) for e in r.entries]),
@@ -508,10 +508,9 @@ def _new_policy_object(n: _NewPolicy) -> dict:
             "spec": spec}
 
 
-def _new_policy_file(existing: ExistingSet, namespace: str) -> str:
-    for ep in existing.policies:
-        if ep.policy.namespace == namespace and not existing.file(ep.file).is_json:
-            return ep.file
+def _new_policy_file(namespace: str) -> str:
+    """New policies go to a file of their own, so the review sees them as new (a file of
+    that name in the existing set, from an earlier run, is extended)."""
     return f"flowpol-added-{namespace}.yaml"
 
 
@@ -571,7 +570,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
         obj = _new_policy_object(n)
         what = ", ".join(f"{len(v)} {d} rule(s)" for d, v in n.rules.items())
         proposals.append(PolicyProposal(
-            f"{n.namespace}/{n.name}", _new_policy_file(existing, n.namespace), None, obj, (),
+            f"{n.namespace}/{n.name}", _new_policy_file(n.namespace), None, obj, (),
             (Change("add-policy", "", f"new policy for {n.workload}: {what}",
                     "no existing policy selects exactly this workload; the new one isolates "
                     "no pod that was not isolated already"),), 0, None))

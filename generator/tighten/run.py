@@ -78,6 +78,7 @@ class DiffResult:
     files: tuple[ProposedFile, ...]
     unified_diff: str
     written: tuple[Path, ...]
+    out_dir: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -290,7 +291,8 @@ def run_diff(req: DiffRequest, existing: ExistingSet,
                   json.dumps(diff_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     written.append(out / "diff.json")
     written += write_documents(out, diff_document(result))
-    return DiffResult(existing, observed, proposal, verification, files, udiff, tuple(written))
+    return DiffResult(existing, observed, proposal, verification, files, udiff, tuple(written),
+                      out)
 
 
 def summary_lines(r: DiffResult) -> list[str]:
@@ -339,9 +341,8 @@ def summary_lines(r: DiffResult) -> list[str]:
     v = r.verification
     lines.append(f"proposed set verified: {v.allowed_count:,} of {v.allowed_count + v.denied_count:,} "
                  "observed connection(s) allowed" + (f", {v.denied_count:,} DENIED" if v.denied else ""))
-    out = r.written[0].parent.parent if r.written else None
-    if out is not None:
-        lines.append(f"wrote {out}/proposed/ ({len(r.files)} file(s), "
+    if r.out_dir is not None:
+        lines.append(f"wrote {r.out_dir}/proposed/ ({len(r.files)} file(s), "
                      f"{sum(f.changed for f in r.files)} changed), proposed.diff, report.md, "
                      "report.html, diff.json")
     return lines

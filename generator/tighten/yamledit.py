@@ -153,9 +153,10 @@ class _Text:
         # (first line, last line inclusive, replacement lines); applied bottom-up
         self.changes: list[tuple[int, int, list[str]]] = []
 
-    def item_range(self, seq: Node, index: int) -> tuple[int, int, int]:
+    def item_range(self, seq: Node, index: int, with_comments: bool = True
+                   ) -> tuple[int, int, int]:
         """(first line, last line, dash column) of a block sequence item, with the
-        comment lines right above it at its dash's indentation."""
+        comment lines right above it at its dash's indentation (``with_comments``)."""
         if not isinstance(seq, SequenceNode) or seq.flow_style or index >= len(seq.value):
             raise _Unsupported
         item = seq.value[index]
@@ -173,7 +174,7 @@ class _Text:
                 and _indent(self.lines[end + 1]) > dash_col:
             end += 1
         start = dash_line
-        while start > 0 and _is_comment(self.lines[start - 1]) \
+        while with_comments and start > 0 and _is_comment(self.lines[start - 1]) \
                 and _indent(self.lines[start - 1]) == dash_col:
             start -= 1
         return start, end, dash_col
@@ -231,7 +232,8 @@ def _edit_policy(t: _Text, node: Node, edits: tuple[Edit, ...]) -> None:
     for e in edits:
         if e.op in (REMOVE, REPLACE):
             seq = _node_at(node, e.path[:-1])
-            start, end, col = t.item_range(seq, e.path[-1])
+            # A replaced item keeps the author's comment above it; a removed one takes it.
+            start, end, col = t.item_range(seq, e.path[-1], with_comments=e.op == REMOVE)
             t.replace(start, end, _render_items(e.items, col) if e.op == REPLACE else [])
         elif e.op == APPEND:
             seq = _node_at(node, e.path)

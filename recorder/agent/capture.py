@@ -153,8 +153,9 @@ class NatTwins:
     with: a client sending the same datagram from one port to several servers sends
     them all out of its own interface, and those stay separate connections. The hold
     covers the first SYN retransmission (1 s): when the first SYN is lost behind the
-    NAT, the twin is its retransmission. A TCP/SCTP twin later still (the start was
-    already handed on) is folded without its translation: counted once, never twice.
+    NAT, the twin is its retransmission. A TCP/SCTP twin from the same client later
+    still (the start was already handed on) is folded without its translation: counted
+    once, not twice.
     """
 
     def __init__(self, hold_ns: int = 1_200_000_000, capacity: int = 65536,
@@ -164,7 +165,7 @@ class NatTwins:
         self.remember_ns = remember_ns
         # key -> [record, arrival ns, where seen]; oldest first
         self._pending: dict[tuple, list] = {}
-        self._done = RecentTable(capacity)  # key -> arrival ns of a start handed on
+        self._done = RecentTable(capacity)  # key -> (arrival ns, client) of a start handed on
         self.paired = 0  # starts that got their translated destination from a twin
         self.twins = 0  # sightings folded into another (counted once)
         self.late = 0  # ... of which arrived after the start was handed on
@@ -181,7 +182,7 @@ class NatTwins:
             return
         if entry is None:
             done = self._done.get(key) if key[0] != 17 else None
-            if done is not None and now - done <= self.remember_ns:
+            if done is not None and now - done[0] <= self.remember_ns and done[1] == rec.src_ip:
                 self.twins += 1
                 self.late += 1
                 return
@@ -205,11 +206,11 @@ class NatTwins:
             if (now is not None and now - arrived < self.hold_ns) or (
                     limit is not None and len(done) >= limit):
                 break
-            done.append((key, arrived))
+            done.append((key, (arrived, rec.src_ip)))
             out.append(rec)
-        for key, arrived in done:
+        for key, seen in done:
             del pending[key]
-            self._done.put(key, arrived)
+            self._done.put(key, seen)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -245,6 +246,7 @@ class CaptureSource:
         self.opened: list[str] = []  # every interface ever captured, in order
         self._program = None
         self._sockets: dict[str, socket.socket] = {}
+        self._index: dict[str, int] = {}  # interface name -> index when its socket opened
         self._selector = selectors.DefaultSelector()
         self._netlink: socket.socket | None = None
         self._lock = threading.Lock()
@@ -282,15 +284,18 @@ class CaptureSource:
         return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
     def rediscover(self) -> None:
-        present = {name for _, name in socket.if_nameindex()}
+        present = {name: index for index, name in socket.if_nameindex()}
+        # A name whose index changed is a new interface (a pod replaced between two
+        # looks): its old socket is bound to a link that no longer exists.
+        for name in sorted(n for n, i in self._index.items() if present.get(n) != i):
+            self._close(name)
         for name in sorted(present):
             if name not in self._sockets and self._wanted(name):
                 try:
                     self._open(name)
+                    self._index[name] = present[name]
                 except OSError as e:  # gone again, or not up yet: next notification
                     self.log(f"capture: cannot open {name}: {e.strerror}")
-        for name in sorted(set(self._sockets) - present):
-            self._close(name)
 
     def _open(self, name: str) -> None:
         from scapy.arch.linux import sock_fprog
@@ -330,6 +335,7 @@ class CaptureSource:
                 return
 
     def _close(self, name: str) -> None:
+        self._index.pop(name, None)
         s = self._sockets.pop(name)
         self._account(s)
         self._selector.unregister(s)

@@ -36,7 +36,7 @@ from recorder.timefmt import format_time
 
 SECOND = 1_000_000_000
 DEFAULT_WINDOW_NS = 60 * SECOND
-DEFAULT_MAX_KEYS = 200_000
+DEFAULT_MAX_KEYS = 100_000
 SOURCES = ("capture", "conntrack")
 QUEUE_BATCHES = 4096
 

@@ -129,3 +129,17 @@ def test_a_twin_after_the_hold_is_counted_once_without_translation() -> None:
     src.twins.expire(None, out)
     assert [(r.dst_ip, r.xlated_ip) for r in out] == [("10.96.0.10", None)]
     assert src.stats()["nat_late_twins"] == 1
+
+
+def test_a_later_start_of_another_client_with_the_same_port_and_isn_is_not_folded() -> None:
+    # Flood tools often send one fixed sequence number: such starts stay separate.
+    a = _syn("10.0.0.5", "10.0.0.9", 40007, 80, 1)
+    b = _syn("10.0.0.6", "10.0.0.9", 40007, 80, 1)
+    src = CaptureSource(["eth-test"])
+    src.twins = NatTwins(hold_ns=100 * MS)
+    out: list = []
+    src.handle(a, "veth5", T0, out)
+    src.twins.expire(T0 + 200 * MS, out)
+    src.handle(b, "veth6", T0 + 300 * MS, out)
+    src.twins.expire(None, out)
+    assert sorted(r.src_ip for r in out) == ["10.0.0.5", "10.0.0.6"]

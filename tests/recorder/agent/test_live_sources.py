@@ -105,5 +105,5 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     res = run("--source", "capture")
     assert res.returncode == 2 and "nowhere to write" in res.stderr
     res = run("--source", "capture", "--window", "soon", "-o", str(tmp_path / "x"))
-    assert res.returncode == 2 and "--window 'soon' is not a duration" in res.stderr
-    assert not any("Traceback" in r for r in (res.stderr,))
+    assert res.returncode == 2 and "--window" in res.stderr and "not a duration" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,153 @@
+"""`flowpol generate` through the real entry point: exit codes, messages, options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from k8s_schema import validate_manifests
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO = ROOT / "fixtures" / "demo"
+SCEN = ROOT / "fixtures" / "scenarios"
+HUBBLE_ASSETS = ROOT / "tests" / "recorder" / "assets" / "hubble"
+INVENTORY_ASSETS = ROOT / "tests" / "generator" / "inventory" / "assets"
+
+
+def flowpol(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "generator.cli.main", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def generate(out: Path, *inputs: str, snapshot: Path = DEMO / "cluster.json",
+             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return flowpol("generate", *inputs, "--snapshot", str(snapshot), "--out", str(out), *extra)
+
+
+def docs_of(out: Path) -> list[dict]:
+    docs = []
+    for f in sorted(out.glob("*.yaml")):
+        if f.name != "kustomization.yaml":
+            docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return docs
+
+
+def test_demo_writes_valid_policies_kustomization_and_report(tmp_path: Path) -> None:
+    run = generate(tmp_path, str(DEMO / "flows"))
+    assert run.returncode == 0, run.stderr
+    assert "verified:" in run.stdout and " 0 denied" in run.stdout
+    kustomization = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["payments.yaml", "platform.yaml", "storefront.yaml"]
+    docs = docs_of(tmp_path)
+    assert validate_manifests(docs) == len(docs)  # raises on any schema problem
+    names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs}
+    assert ("payments", "flowpol-default-deny") in names
+    assert ("storefront", "flowpol-api") in names
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verification"]["denied"] == 0
+    assert report["inputs"]["kept"] > 0
+    # evidence sits right above each rule
+    text = (tmp_path / "storefront.yaml").read_text()
+    assert "connection(s), 2026-11-20T" in text
+
+
+def test_cli_output_is_byte_identical(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert generate(a, str(DEMO / "flows")).returncode == 0
+    assert generate(b, str(DEMO / "flows")).returncode == 0
+    for f in sorted(a.iterdir()):
+        assert f.read_bytes() == (b / f.name).read_bytes(), f.name
+
+
+def test_truncated_line_is_reported_with_file_and_line_and_valid_records_kept(tmp_path: Path) -> None:
+    bad = tmp_path / "flows-truncated.jsonl"
+    lines = (DEMO / "flows" / "hubble-node-a.jsonl").read_text().splitlines()
+    bad.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]]) + "\n")
+    run = generate(tmp_path / "out", str(bad), str(DEMO / "flows" / "hubble-node-b.jsonl"))
+    assert run.returncode == 0, run.stderr
+    assert f"{bad}:{len(lines)}: invalid-json" in run.stdout
+    assert (tmp_path / "out" / "payments.yaml").exists()
+    strict = generate(tmp_path / "strict", str(bad), extra=("--strict",))
+    assert strict.returncode == 2
+    assert strict.stderr.startswith(f"flowpol: error: {bad}:{len(lines)}: invalid-json")
+    assert "Traceback" not in strict.stderr
+    assert not (tmp_path / "strict" / "kustomization.yaml").exists()
+
+
+def test_unreadable_inputs_exit_2_after_writing_the_rest(tmp_path: Path) -> None:
+    for asset, words in (("not-json.txt", "unknown input format"),
+                         ("empty.json", "the file is empty")):
+        out = tmp_path / asset
+        run = generate(out, str(HUBBLE_ASSETS / asset), str(DEMO / "flows"))
+        assert run.returncode == 2, run.stderr
+        assert f"{HUBBLE_ASSETS / asset}: {words}" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert (out / "payments.yaml").exists()  # the valid inputs' policies
+
+
+def test_nothing_readable_is_an_error(tmp_path: Path) -> None:
+    run = generate(tmp_path, str(HUBBLE_ASSETS / "not-json.txt"))
+    assert run.returncode == 2
+    assert "not-json.txt" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unknown_format_option(tmp_path: Path) -> None:
+    run = generate(tmp_path, str(DEMO / "flows"), extra=("--format", "netflow"))
+    assert run.returncode == 2
+    assert "unknown --format 'netflow'" in run.stderr
+
+
+def test_bad_snapshots_exit_2_naming_the_file(tmp_path: Path) -> None:
+    for asset, words in (("missing_node.json", "Node"), ("snake_case_to_dict.json", "snake_case"),
+                         ("truncated.json", "truncated.json:")):
+        run = generate(tmp_path / asset, str(DEMO / "flows"), snapshot=INVENTORY_ASSETS / asset)
+        assert run.returncode == 2, (asset, run.stderr)
+        assert asset in run.stderr and words in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_no_default_deny_puts_dns_into_every_workload_policy(tmp_path: Path) -> None:
+    run = generate(tmp_path, str(DEMO / "flows"), extra=("--no-default-deny",))
+    assert run.returncode == 0, run.stderr
+    docs = docs_of(tmp_path)
+    assert not [d for d in docs if d["metadata"]["name"] in ("flowpol-default-deny",
+                                                             "flowpol-allow-dns")]
+    for d in docs:
+        egress = d["spec"].get("egress", [])
+        dns = [r for r in egress if {"protocol": "UDP", "port": 53} in r.get("ports", [])]
+        assert dns, d["metadata"]["name"]
+        assert dns[0]["to"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "kube-system"}
+
+
+def test_namespace_scope_options(tmp_path: Path) -> None:
+    only = generate(tmp_path / "only", str(DEMO / "flows"), extra=("--namespace", "payments"))
+    assert only.returncode == 0, only.stderr
+    assert sorted(p.name for p in (tmp_path / "only").glob("*.yaml")) == [
+        "kustomization.yaml", "payments.yaml"]
+    excl = generate(tmp_path / "excl", str(DEMO / "flows"), extra=("--exclude-namespace", "platform"))
+    assert excl.returncode == 0
+    assert not (tmp_path / "excl" / "platform.yaml").exists()
+    both = generate(tmp_path / "both", str(DEMO / "flows"),
+                    extra=("--namespace", "payments", "--exclude-namespace", "payments"))
+    assert both.returncode == 2 and "both included and excluded" in both.stderr
+
+
+def test_cidr_prefix_aggregates_external_peers(tmp_path: Path) -> None:
+    scenario = SCEN / "external"
+    exact = generate(tmp_path / "exact", str(scenario / "flows.jsonl"),
+                     snapshot=scenario / "cluster.json")
+    wide = generate(tmp_path / "wide", str(scenario / "flows.jsonl"),
+                    snapshot=scenario / "cluster.json", extra=("--cidr-prefix", "24"))
+    assert exact.returncode == 0 and wide.returncode == 0
+
+    def cidrs(out: Path) -> set[str]:
+        return {p["ipBlock"]["cidr"] for d in docs_of(out) for r in d["spec"].get("egress", [])
+                for p in r["to"] if "ipBlock" in p}
+    assert {"203.0.113.10/32", "203.0.113.77/32"} <= cidrs(tmp_path / "exact")
+    assert "203.0.113.0/24" in cidrs(tmp_path / "wide")
+    assert not {"203.0.113.10/32", "203.0.113.77/32"} & cidrs(tmp_path / "wide")
