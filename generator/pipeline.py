@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import dataclasses
+import gc
 from typing import Callable, Iterable, Iterator
 
 from generator.edges import Connection, Edge
@@ -110,8 +111,16 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                  ) -> tuple[list[LogRecord], dict, list[InputError]]:
     agg = Aggregator(window_ns=ADDRESS_ONLY_WINDOW_NS, include_dropped=options.include_dropped,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS)
-    errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
-    records = agg.drain()
+    # Reading allocates millions of short-lived objects and no cycles; the cyclic
+    # collector's passes over the growing aggregate table cost ~10% for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
+        records = agg.drain()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
         raise InputError(

@@ -22,7 +22,7 @@ from generator.edges import (
 from generator.inventory.index import InventoryIndex
 from generator.inventory.model import Pod
 from generator.timeline import Holder, IpTimeline
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,7 @@ class _Resolver:
         self.cidrs = tuple(index.pod_cidrs())
         self.warnings: list[str] = []
         self.stats: Counter = Counter()
+        self._hint_cache: dict[tuple, _Side | None] = {}
 
     # -- building blocks -------------------------------------------------------
     def node_peer(self, ip: str) -> Peer:
@@ -108,9 +109,20 @@ class _Resolver:
         return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
                      PodView(h.namespace, h.pod, h.labels, (), ip, False, h.node))
 
+    def hint(self, ip: str, hints: EndpointHints, is_destination: bool) -> _Side | None:
+        """``from_hints``, cached: aggregates of one pod repeat the same hints."""
+        if hints is NO_HINTS:
+            return None
+        key = (ip, hints, is_destination)
+        try:
+            return self._hint_cache[key]
+        except KeyError:
+            side = self._hint_cache[key] = self.from_hints(ip, hints, is_destination)
+            return side
+
     def from_hints(self, ip: str, hints: EndpointHints, is_destination: bool
-                   ) -> _Side | str | None:
-        """None = the hints do not decide; str = they decide it cannot be resolved."""
+                   ) -> _Side | None:
+        """None = the hints do not decide."""
         kind = _HINT_PEER_KINDS.get(hints.peer_kind or "")
         # Cilium labels a control-plane node's address kube-apiserver as well as host:
         # connecting to it is calling the API server, coming from it is the node
@@ -129,13 +141,12 @@ class _Resolver:
         if hints.pod is not None:
             pod = self.index.pod(hints.namespace, hints.pod)
             if pod is not None:
-                self.stats["attributed-by-source-identity"] += 1
                 return self.from_pod(pod)
         owner = (hints.workload.kind, hints.workload.name) if hints.workload else None
         wl = self.index.workload_for_hints(hints.namespace, hints.labels, owner, hints.pod)
         if wl is None:
             return None  # let the timeline try; the source's identity was not enough
-        self.stats["attributed-by-source-identity-dead-pod"] += 1
+        self.stats["pods-gone-attributed-by-source-identity"] += 1
         return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
                      PodView(hints.namespace, hints.pod or "", hints.labels, (), ip))
 
@@ -161,13 +172,27 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     timeline = IpTimeline(index.inventory.pods, timeline_records)
     r = _Resolver(index, timeline)
 
-    # One vectorised timeline join for every address at its first and last sighting.
+    # What each side's source identity settles needs no timeline; every other address
+    # goes into one vectorised timeline join, at its first and last sighting.
     q_ips: list[str] = []
     q_times: list[int] = []
+    plans: list[tuple] = []
     for f in flows:
-        for ip in (f.src_ip, f.server_ip):
-            q_ips += [ip, ip]
+        src_hint = r.hint(f.src_ip, f.src, False)
+        svc = None
+        if f.xlated_ip is None and f.dst_port is not None:
+            svc = index.service_by_ip(f.server_ip)
+        dst_hint = r.hint(f.server_ip, f.dst, True) if svc is None else None
+        q_src = q_dst = -1
+        if src_hint is None:
+            q_src = len(q_ips)
+            q_ips += [f.src_ip, f.src_ip]
             q_times += [f.first_seen, f.last_seen]
+        if svc is None and dst_hint is None:
+            q_dst = len(q_ips)
+            q_ips += [f.server_ip, f.server_ip]
+            q_times += [f.first_seen, f.last_seen]
+        plans.append((src_hint, dst_hint, svc, q_src, q_dst))
     holders = timeline.lookup(q_ips, q_times)
 
     connections: list[Connection] = []
@@ -176,9 +201,21 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     for i, f in enumerate(flows):
         if not f.time_known:
             untimed += f.count
-        hs = holders[4 * i: 4 * i + 4]
-        src_sides, src_why = _resolve_side(r, f.src_ip, f.src, hs[0], hs[1], False)
-        dst_sides, dst_why = _resolve_destination(r, f, hs[2], hs[3])
+        src_hint, dst_hint, svc_hit, q_src, q_dst = plans[i]
+        r.stats["sides-attributed-by-source-identity"] += (src_hint is not None) + (
+            dst_hint is not None)
+        if src_hint is not None:
+            src_sides, src_why = [src_hint], None
+        else:
+            src_sides, src_why = _resolve_address(r, f.src_ip, holders[q_src],
+                                                  holders[q_src + 1])
+        if svc_hit is not None:
+            dst_sides, dst_why = _expand_service(r, svc_hit, f)
+        elif dst_hint is not None:
+            dst_sides, dst_why = [dst_hint], None
+        else:
+            dst_sides, dst_why = _resolve_address(r, f.server_ip, holders[q_dst],
+                                                  holders[q_dst + 1])
         for side_name, sides, why, ip, port in (
                 ("source", src_sides, src_why, f.src_ip, None),
                 ("destination", dst_sides, dst_why, f.server_ip, f.server_port)):
@@ -216,13 +253,9 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     return ResolveResult(tuple(connections), tuple(unresolved), tuple(r.warnings), stats)
 
 
-def _resolve_side(r: _Resolver, ip: str, hints: EndpointHints, h_first: Holder | None,
-                  h_last: Holder | None, is_destination: bool
-                  ) -> tuple[list[_Side], str | None]:
-    """The peers one side of an aggregate was, and why (part of) it is unresolved."""
-    by_hint = r.from_hints(ip, hints, is_destination)
-    if isinstance(by_hint, _Side):
-        return [by_hint], None
+def _resolve_address(r: _Resolver, ip: str, h_first: Holder | None, h_last: Holder | None
+                     ) -> tuple[list[_Side], str | None]:
+    """The peers an address was over an aggregate, and why (part of) it is unresolved."""
     first = r.from_address(ip, h_first)
     if h_last is h_first or h_last is None:
         return ([], first) if isinstance(first, str) else ([first], None)
@@ -233,16 +266,6 @@ def _resolve_side(r: _Resolver, ip: str, hints: EndpointHints, h_first: Holder |
     sides = [x for x in (first, last) if isinstance(x, _Side)]
     reasons = [x for x in (first, last) if isinstance(x, str)]
     return sides, (reasons[0] if reasons else None)
-
-
-def _resolve_destination(r: _Resolver, f: FlowRecord, h_first: Holder | None,
-                         h_last: Holder | None) -> tuple[list[_Side], str | None]:
-    ip = f.server_ip
-    if f.xlated_ip is None:
-        svc = r.index.service_by_ip(ip)
-        if svc is not None and f.dst_port is not None:
-            return _expand_service(r, svc, f)
-    return _resolve_side(r, ip, f.dst, h_first, h_last, True)
 
 
 def _expand_service(r: _Resolver, svc, f: FlowRecord) -> tuple[list[_Side], str | None]:

@@ -90,7 +90,7 @@ MinObservation = Annotated[str, typer.Option(
     help="Act only on what a recording of at least this long shows (e.g. 7d, 12h).")]
 MinFlows = Annotated[int, typer.Option(
     "--min-flows", min=0, metavar="N",
-    help="...and on workloads or policies seen in at least N observed connections.")]
+    help="Act only on workloads or policies seen in at least N observed connections.")]
 
 
 def thresholds(min_observation: str, min_flows: int):

@@ -10,7 +10,6 @@ import typer
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError, UsageError
 from recorder.flowlog import write_flow_log
-from generator.pipeline import raise_for_unreadable, read_into
 from recorder.report import ReadReport
 from recorder.schema import FlowLogHeader, LogRecord
 from recorder.sources import ReadOptions
@@ -119,6 +118,10 @@ def register(app: typer.Typer) -> None:
         window: str = typer.Option("60s", "--window", help="Aggregation window, e.g. 60s, 5m."),
     ) -> None:
         """Normalise any supported input into a flowpol flow log."""
+        # imported here: the pipeline brings pandas, which the other commands (the
+        # recorder agent's among them) should not pay for at start-up
+        from generator.pipeline import raise_for_unreadable, read_into
+
         window_ns = parse_window(window)
         report = ReadReport(strict=strict)
         aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)

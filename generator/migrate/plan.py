@@ -32,6 +32,7 @@ from generator.pipeline import ObservedTraffic, observe
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
     NS_PER_S, Span, Thresholds, duration_text, is_dns_traffic, recording_span, when,
+    workload_ref,
 )
 from generator.review.report import graph_blocks, skipped_blocks, summary_block, write_documents
 from generator.synthesize import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
@@ -161,8 +162,7 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
                 for d in allow.policies if d.workload}
     dns_only = dns_only_workloads(connections, lambda c: is_dns_traffic(c, index))
     workloads = [w for w in index.workloads() if w.namespace in scope]
-    seen = {WorkloadRef(p.namespace, p.workload_kind, p.workload_name)  # type: ignore[arg-type]
-            for c in connections for p in (c.src, c.dst) if p.kind == "workload"}
+    seen = {workload_ref(p) for c in connections for p in (c.src, c.dst) if p.kind == "workload"}
     workloads += sorted(w for w in seen - set(workloads) if w.namespace in scope)
     verdicts = judge_all(sorted(workloads), connections, index, span, t, set(allow_of), dns_only)
 

@@ -19,7 +19,7 @@ from generator.edges import WORKLOAD, Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Controller
 from generator.migrate.cron import CronError, fires, parse
-from generator.review.evidence import Span, Thresholds, duration_text, when
+from generator.review.evidence import Span, Thresholds, duration_text, when, workload_ref
 
 READY = "ready"
 NOT_READY = "not ready"
@@ -66,7 +66,7 @@ def activity(connections: Iterable[Connection]) -> dict[WorkloadRef, Activity]:
         for peer, pod in ((c.src, c.src_pod), (c.dst, c.dst_pod)):
             if peer.kind != WORKLOAD:
                 continue
-            ref = WorkloadRef(peer.namespace, peer.workload_kind, peer.workload_name)  # type: ignore[arg-type]
+            ref = workload_ref(peer)
             slot = acc.get(ref)
             if slot is None:
                 slot = acc[ref] = [0, c.first_seen, c.last_seen, set()]
@@ -108,8 +108,9 @@ def judge(ref: WorkloadRef, act: Activity | None, index: InventoryIndex, span: S
             except CronError as e:
                 reasons.append(f"its schedule {schedule!r} cannot be read ({e})")
         if fired == 0:
+            assert span is not None  # fired is only counted over a recording
             reasons.append(f"its schedule `{schedule}` did not fire during the recording "
-                           f"({when(span.start)} to {when(span.end)}), so its traffic was never "  # type: ignore[union-attr]
+                           f"({when(span.start)} to {when(span.end)}), so its traffic was never "
                            "observed")
         elif fired and act is None:
             reasons.append(f"its schedule `{schedule}` fired {fired} time(s) during the recording "
@@ -162,8 +163,7 @@ def dns_only_workloads(connections: Iterable[Connection], is_dns) -> set[Workloa
     servers: set[WorkloadRef] = set()
     for c in connections:
         if c.src.kind == WORKLOAD:
-            kinds[WorkloadRef(c.src.namespace, c.src.workload_kind, c.src.workload_name)].add(  # type: ignore[arg-type]
-                bool(is_dns(c)))
+            kinds[workload_ref(c.src)].add(bool(is_dns(c)))
         if c.dst.kind == WORKLOAD:
-            servers.add(WorkloadRef(c.dst.namespace, c.dst.workload_kind, c.dst.workload_name))  # type: ignore[arg-type]
+            servers.add(workload_ref(c.dst))
     return {ref for ref, k in kinds.items() if k == {True} and ref not in servers}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from generator.edges import WORKLOAD, Connection, Edge
+from generator.edges import WORKLOAD, Connection, Edge, Peer
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.pipeline import ObservedTraffic
 from generator.verify.evaluator import Evaluator, RuleEntry
@@ -92,6 +92,11 @@ def entry_evidence(connections: Iterable[Connection],
             for k, v in acc.items()}
 
 
+def workload_ref(peer: Peer) -> WorkloadRef:
+    """The WorkloadRef of a workload peer."""
+    return WorkloadRef(peer.namespace, peer.workload_kind, peer.workload_name)  # type: ignore[arg-type]
+
+
 def is_dns_traffic(item: Connection | Edge, index: InventoryIndex) -> bool:
     """To the cluster resolver on one of its DNS ports (as synthesize recognises DNS)."""
     dns = index.dns_resolvers()
@@ -100,8 +105,7 @@ def is_dns_traffic(item: Connection | Edge, index: InventoryIndex) -> bool:
     if item.port not in ports:
         return False
     if item.dst.kind == WORKLOAD:
-        return WorkloadRef(item.dst.namespace, item.dst.workload_kind,  # type: ignore[arg-type]
-                           item.dst.workload_name) in dns.workloads
+        return workload_ref(item.dst) in dns.workloads
     return item.dst.ip in dns.node_local_ips
 
 

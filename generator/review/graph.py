@@ -64,11 +64,23 @@ def _node(p: Peer) -> GraphNode:
     return GraphNode(f"external:{p.ip}", p.ip or "?", "external", EXTERNAL, EXTERNAL)
 
 
-def graph_from_edges(edges: Iterable[Edge]) -> Graph:
+def _namespace_node(p: Peer) -> GraphNode:
+    if p.kind == WORKLOAD:
+        return GraphNode(f"namespace:{p.namespace}", p.namespace or "?", "namespace", WORKLOAD,
+                         p.namespace or "")
+    label = {NODE: "nodes", EXTERNAL: "outside the cluster", APISERVER: "kube-apiserver",
+             UNRESOLVED: "unresolved"}.get(p.kind, p.kind)
+    return GraphNode(f"{p.kind}:*", label, "all addresses", p.kind, p.kind)
+
+
+def graph_from_edges(edges: Iterable[Edge], by_namespace: bool = False) -> Graph:
+    """Peers as nodes; ``by_namespace``: workloads merged per namespace and other peers
+    per kind (for graphs too large to draw workload by workload)."""
+    node_of = _namespace_node if by_namespace else _node
     nodes: dict[str, GraphNode] = {}
     ports: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in edges:
-        a, b = _node(e.src), _node(e.dst)
+        a, b = node_of(e.src), node_of(e.dst)
         nodes[a.id] = a
         nodes[b.id] = b
         label = f"{e.protocol}/{e.port}" if e.port is not None else e.protocol
@@ -208,13 +220,16 @@ def _order(boxes: dict[str, _Box], links: list[tuple[str, str]]) -> list[list[_B
         neighbours[a].append(b)
         neighbours[b].append(a)
 
-    def position() -> dict[str, float]:
-        return {b.node.id: i / max(1, len(col) - 1) for col in columns for i, b in enumerate(col)}
+    def place(col: list[_Box]) -> None:
+        for i, b in enumerate(col):
+            pos[b.node.id] = i / max(1, len(col) - 1)
 
+    pos: dict[str, float] = {}
+    for col in columns:
+        place(col)
     for sweep in range(8):
         forward = sweep % 2 == 0
         for li in (range(1, depth) if forward else range(depth - 2, -1, -1)):
-            pos = position()
             toward = li - 1 if forward else li + 1
 
             def key(b: _Box) -> float:
@@ -222,6 +237,7 @@ def _order(boxes: dict[str, _Box], links: list[tuple[str, str]]) -> list[list[_B
                 return sum(near) / len(near) if near else pos[b.node.id]
 
             columns[li].sort(key=key)
+            place(columns[li])
     return columns
 
 
@@ -239,11 +255,38 @@ def _bezier(c: tuple[Point, Point, Point, Point], t: float) -> Point:
             u ** 3 * c[0][1] + 3 * u * u * t * c[1][1] + 3 * u * t * t * c[2][1] + t ** 3 * c[3][1])
 
 
-def _overlap(center: Point, w: float, h: float,
-             placed: list[tuple[float, float, float, float]]) -> float:
-    x, y = center[0] - w / 2, center[1] - h / 2
-    return sum(max(0.0, min(x + w, px + pw) - max(x, px)) * max(0.0, min(y + h, py + ph) - max(y, py))
-               for px, py, pw, ph in placed)
+class _Placed:
+    """Rectangles already drawn, in a grid of cells, for quick overlap queries."""
+
+    CELL = 64.0
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], list[tuple[float, float, float, float]]] = \
+            defaultdict(list)
+
+    def _keys(self, x: float, y: float, w: float, h: float):
+        c = self.CELL
+        for i in range(int(x // c), int((x + w) // c) + 1):
+            for j in range(int(y // c), int((y + h) // c) + 1):
+                yield i, j
+
+    def add(self, x: float, y: float, w: float, h: float) -> None:
+        for key in self._keys(x, y, w, h):
+            self.cells[key].append((x, y, w, h))
+
+    def overlap(self, center: Point, w: float, h: float) -> float:
+        x, y = center[0] - w / 2, center[1] - h / 2
+        seen = set()
+        total = 0.0
+        for key in self._keys(x, y, w, h):
+            for r in self.cells.get(key, ()):
+                if r in seen:
+                    continue
+                seen.add(r)
+                px, py, pw, ph = r
+                total += max(0.0, min(x + w, px + pw) - max(x, px)) * \
+                    max(0.0, min(y + h, py + ph) - max(y, py))
+        return total
 
 
 def _smooth(a: Point, b: Point) -> tuple[Point, Point, Point, Point]:
@@ -298,8 +341,10 @@ def svg(graph: Graph) -> str:
 
     edge_parts: list[str] = []
     label_parts: list[str] = []
-    placed: list[tuple[float, float, float, float]] = [
-        (b.x, b.y, b.w, b.h) for b in boxes.values() if not b.dummy]
+    placed = _Placed()
+    for b in boxes.values():
+        if not b.dummy:
+            placed.add(b.x, b.y, b.w, b.h)
     below = MARGIN + tallest
     for e in graph.edges:
         a, b = boxes[e.src], boxes[e.dst]
@@ -330,10 +375,15 @@ def svg(graph: Graph) -> str:
             drop = 46 + abs(x2 - x1) * 0.12
             curves.append(((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2)))
             candidates = [_bezier(curves[0], t) for t in (0.5, 0.35, 0.65)]
-        lx, ly = min(candidates, key=lambda c: (_overlap(c, lw, lh, placed) > 0,
-                                                 _overlap(c, lw, lh, placed),
-                                                 candidates.index(c)))
-        placed.append((lx - lw / 2, ly - lh / 2, lw, lh))
+        best, best_overlap = candidates[0], float("inf")
+        for c in candidates:  # the first free spot, else the least covered
+            covered = placed.overlap(c, lw, lh)
+            if covered < best_overlap:
+                best, best_overlap = c, covered
+                if covered == 0:
+                    break
+        lx, ly = best
+        placed.add(lx - lw / 2, ly - lh / 2, lw, lh)
         below = max(below, ly + lh / 2 + 4, max(p[1] for c in curves for p in c) + 4)
         d = f"M{curves[0][0][0]:.1f},{curves[0][0][1]:.1f}"
         for i, c in enumerate(curves):

@@ -30,6 +30,7 @@ from generator.verify.usage import ANY_PEER, describe_peer, describe_port
 from generator.yamlout import strip_comments
 
 MAX_ROWS = 300  # per table; the rest is counted, report.json has everything
+MAX_GRAPH_EDGES = 400  # beyond this the graph is drawn per namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +58,20 @@ def summary_block(observed: ObservedTraffic) -> Paragraph:
 
 def graph_blocks(observed: ObservedTraffic) -> list[Block]:
     graph = graph_from_edges(observed.edges)
-    return [
+    blocks: list[Block] = [
         Heading(1, "Traffic graph"),
         Paragraph("Every observed connection, client to server, on the server pod's port "
                   "(after the Service's DNAT); the number is the count of connections."),
-        GraphBlock(graph),
     ]
+    if len(graph.edges) > MAX_GRAPH_EDGES:
+        blocks.append(Paragraph(
+            f"{len(graph.nodes):,} peers with {len(graph.edges):,} edges between them are too "
+            "many to draw one by one (Mermaid renders at most 500 edges): shown per namespace, "
+            "with the other peers per kind. Every edge is in report.json and in the policy "
+            "tables below.", "warn"))
+        graph = graph_from_edges(observed.edges, by_namespace=True)
+    blocks.append(GraphBlock(graph))
+    return blocks
 
 
 def verification_blocks(verification: dict | None) -> list[Block]:
@@ -250,7 +259,8 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     blocks += skipped_blocks(observed, synth.skipped_edges, synth.idle_workloads,
                              list(observed.snapshot_warnings) + list(observed.resolved.warnings)
                              + list(synth.warnings), synth.node_peers)
-    return Document(f"flowpol review: {scope}", tuple(blocks))
+    title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
+    return Document(f"flowpol review: {title}", tuple(blocks))
 
 
 def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,

@@ -26,6 +26,8 @@ from recorder.sources import expand_inputs, open_input
 
 DEFAULT_NAMESPACE = "default"  # what load_policies assumes for a policy without one
 CLUSTER_HEADER = "NetworkPolicies of the cluster as read by flowpol diff (server-side fields removed)"
+# libyaml when PyYAML has it: the same data, several times faster on large sets.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Locator of a policy object in its file: (document index, index in a List's items or None).
 Locator = tuple[int, int | None]
 
@@ -66,7 +68,7 @@ class ExistingSet:
 def read_documents(text: str, path: str) -> tuple[list[Any], bool]:
     """All documents of a YAML (or JSON) text; ``True`` when it is JSON only."""
     try:
-        return list(yaml.safe_load_all(text)), False
+        return list(yaml.load_all(text, Loader=YAML_LOADER)), False
     except yaml.YAMLError:
         try:
             return [json.loads(text)], True

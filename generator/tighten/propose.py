@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 from generator.check import CheckResult, check_policies
 from generator.edges import WORKLOAD, Connection, Peer
-from generator.inventory.index import InventoryIndex, WorkloadRef
+from generator.inventory.index import InventoryIndex
 from generator.pipeline import ObservedTraffic
 from generator.resolve import _pod_view, aggregate_edges
 from generator.review.evidence import (
-    Span, Thresholds, duration_text, is_dns_traffic, recording_span, when,
+    Span, Thresholds, duration_text, is_dns_traffic, recording_span, when, workload_ref,
 )
 from generator.synthesize import MANAGED_BY, SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
@@ -54,6 +54,9 @@ from generator.yamlout import Commented, strip_comments
 REMOVED = "remove"
 NOT_ENOUGH_EVIDENCE = "not enough evidence"
 NO_EFFECT = "no effect"
+KEPT_DNS = "kept: DNS"
+DNS_TWIN = ("DNS over the other protocol is in use: resolvers answer over UDP and retry over TCP "
+            "when the answer is too large, so both stay")
 
 KIND = {"ingress": INGRESS, "egress": EGRESS}
 PEERS_KEY = {"ingress": "from", "egress": "to"}
@@ -215,10 +218,12 @@ def _split_rule(raw_rule: dict, direction: str, used: set[tuple[int, int]]) -> l
 class _PolicyWork:
     """Edits and changes of one existing policy, built direction by direction."""
 
-    def __init__(self, ep: ExistingPolicy, removable: bool, problem: str | None):
+    def __init__(self, ep: ExistingPolicy, removable: bool, problem: str | None,
+                 dns_ports: frozenset[tuple[str, int]] = frozenset()):
         self.ep = ep
         self.removable = removable
         self.problem = problem
+        self.dns_ports = dns_ports
         self.edits: list[Edit] = []
         self.changes: list[Change] = []
         self.unused: list[Unused] = []
@@ -244,8 +249,10 @@ class _PolicyWork:
         raw_rules = self.ep.raw["spec"].get(direction) or []
         removals: list[Edit] = []
         kept = len(added)
+        twins = self._dns_twins(rules, uses)
         for r in uses:
-            kept += self._rule(direction, r, raw_rules[r.rule], ever, removals)
+            kept += self._rule(direction, r, raw_rules[r.rule], ever, removals,
+                               {(j, k) for i, j, k in twins if i == r.rule})
         if self.removable and rules and kept == 0:
             # Every rule goes: drop the key, and keep Egress isolation if it was defaulted.
             removals = [Edit(REMOVE_KEY, ("spec", direction))]
@@ -259,12 +266,34 @@ class _PolicyWork:
         if added:
             self.edits.append(Edit(APPEND, ("spec", direction), tuple(added)))
 
+    def _dns_twins(self, rules, uses: list[RuleUse]) -> set[tuple]:
+        """Unused DNS entries whose peer is used for DNS over the other protocol."""
+        def dns(i: int, k: int | None) -> int | None:
+            port = rules[i].ports[k] if k is not None else None
+            if port is not None and isinstance(port.port, int) \
+                    and (port.protocol, port.port) in self.dns_ports:
+                return port.port
+            return None
+
+        used = {(e.peer_text, dns(r.rule, e.port)) for r in uses for e in r.entries if e.used}
+        return {(r.rule, e.peer, e.port) for r in uses for e in r.entries
+                if not e.used and dns(r.rule, e.port) is not None
+                and (e.peer_text, dns(r.rule, e.port)) in used}
+
     def _rule(self, direction: str, r: RuleUse, raw_rule: dict, ever: dict[tuple, int],
-              removals: list[Edit]) -> int:
+              removals: list[Edit], twins: set[tuple]) -> int:
         """Edits for one rule; returns 1 when the rule stays (whole or in part)."""
         p, i = self.ep.policy, r.rule
         all_pairs = [(e.peer, e.port) for e in r.entries]
         used = {(e.peer, e.port) for e in r.entries if e.used}
+        for j, k in sorted(twins, key=str):
+            e = next(e for e in r.entries if (e.peer, e.port) == (j, k))
+            alone = len(r.peers) == 1  # the port entry is the item, whatever the peer
+            self.unused.append(Unused(p.id, direction, i, "port" if alone else "combination",
+                                      None if alone else j, k,
+                                      f"{e.peer_text} on {e.port_text}",
+                                      ever.get((i, j, k)), KEPT_DNS, DNS_TWIN))
+        used |= twins
         status = REMOVED if self.removable else NOT_ENOUGH_EVIDENCE
         ref = f"{direction}[{i}]"
         if not used:
@@ -365,10 +394,6 @@ def _marked(rule: object) -> Commented:
     return Commented(rule, (ADDED_NOTE,))
 
 
-def _workload_ref(peer: Peer) -> WorkloadRef:
-    return WorkloadRef(peer.namespace, peer.workload_kind, peer.workload_name)  # type: ignore[arg-type]
-
-
 @dataclass
 class _NewPolicy:
     namespace: str
@@ -426,7 +451,7 @@ class _Additions:
             if direction == "egress" and any(is_dns_traffic(e, self.index) for e in mine):
                 rules = list(dns_rules.get(t.namespace, [])) + rules
             selector = doc.manifest["spec"]["podSelector"] if doc else \
-                _selector_dict(self.index.selector_for(_workload_ref(t)))
+                _selector_dict(self.index.selector_for(workload_ref(t)))
             if not rules or selector is None:
                 reasons = sorted({why for label, why in synth.skipped_edges
                                   if t.display() in label})
@@ -453,7 +478,7 @@ class _Additions:
         """The policy to add rules to: an existing one selecting exactly this workload's
         pods for the direction, else a new one when that isolates nothing new."""
         kind = KIND[direction]
-        ref = _workload_ref(t)
+        ref = workload_ref(t)
         mine = [dict(p.labels) for p in self.index.pods_of(ref) if not p.host_network]
         mine += [dict(p.labels) for p in seen]
         others = [dict(p.labels) for p in self.index.inventory.pods
@@ -545,6 +570,9 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
         uses[(r.policy, r.direction)].append(r)
     flows = _policy_flows(in_window, evaluator)
 
+    dns = observed.index.dns_resolvers()
+    dns_ports = frozenset({("UDP", p) for p in dns.udp_ports or (53,)}
+                          | {("TCP", p) for p in dns.tcp_ports or (53,)})
     adds = _Additions(existing, observed.index, evaluator)
     adds.run(connections)
 
@@ -554,7 +582,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
         pid = ep.policy.id
         problem = _evidence_problem(coverage, flows.get(pid, 0), thresholds,
                                     window_ns is not None)
-        work = _PolicyWork(ep, problem is None, problem)
+        work = _PolicyWork(ep, problem is None, problem, dns_ports)
         for direction in ("ingress", "egress"):
             added = adds.by_host.get((pid, direction), [])
             if added:

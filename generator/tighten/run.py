@@ -28,7 +28,7 @@ from generator.review.document import Block, Code, Document, Heading, Paragraph,
 from generator.review.evidence import Thresholds, duration_text, when
 from generator.review.report import (
     ReviewedPolicy, graph_blocks, policy_blocks, policy_evidence, skipped_blocks, summary_block,
-    verification_blocks, when_text, write_documents,
+    verification_blocks, write_documents,
 )
 from generator.tighten.existing import ExistingSet, Locator
 from generator.tighten.propose import (
@@ -197,8 +197,7 @@ def diff_document(r: DiffResult) -> Document:
         summary_block(r.observed),
         Paragraph(f"Existing set: {len(r.existing.policies)} NetworkPolicies from "
                   + (f"{len(r.existing.files)} file(s)" if r.existing.origin == "files"
-                     else f"the cluster (context {r.existing.context})") + ". "
-                  + _evidence_text(pr)),
+                     else f"the cluster (context {r.existing.context})") + "."),
         Heading(1, "Denied: observed connections the existing policies deny"),
     ]
     denied = [g for g in pr.denied.groups if not g.allowed]

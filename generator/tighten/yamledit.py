@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from generator.tighten.existing import Locator, PolicyFile, read_documents
+from generator.tighten.existing import YAML_LOADER, Locator, PolicyFile, read_documents
 from generator.yamlout import dump, dump_all, strip_comments
 
 REMOVE = "remove"  # a list item
@@ -284,11 +284,11 @@ def edit_file(file: PolicyFile, changed: dict[Locator, tuple[dict, tuple[Edit, .
 
     def parses_back(text: str) -> bool:
         try:
-            return list(yaml.safe_load_all(text)) == expected
+            return list(yaml.load_all(text, Loader=YAML_LOADER)) == expected
         except yaml.YAMLError:
             return False
 
-    roots = list(yaml.compose_all(file.text))
+    roots = list(yaml.compose_all(file.text, Loader=YAML_LOADER))
     method = EDITED
     t = _Text(file.text)
     for locator, (obj, edits) in sorted(changed.items()):

@@ -16,11 +16,14 @@ from bank_scenario import MINUTE, observe_bank, write
 from generator.check import check_policies
 from generator.migrate.plan import MigrateRequest, plan_migration, run_migrate
 from generator.migrate.readiness import NOT_AFFECTED, NOT_READY, READY
+from generator.pipeline import observe
 from generator.resolve import _pod_view
 from generator.review.evidence import Thresholds
 from generator.verify.evaluator import Evaluator
-from generator.verify.policy import load_policies
+from generator.verify.policy import load_policies, parse_policies
+from generator.yamlout import strip_comments
 from k8s_schema import validate_manifests
+from recorder.sources import ReadOptions
 
 REPO = Path(__file__).resolve().parents[3]
 THRESHOLDS = Thresholds(min_observation_ns=30 * MINUTE, min_flows=3)
@@ -60,9 +63,6 @@ def test_a_workload_with_too_little_evidence_is_held_back(bank, tmp_path: Path) 
     # Step 1: the ready workloads only; the held-back one keeps running unisolated.
     assert [d.workload for d in shop.step1] == [("Deployment", "api"), ("Deployment", "web")]
     step1 = [p for ns in plan.namespaces for p in ns.step1]
-    from generator.verify.policy import parse_policies
-    from generator.yamlout import strip_comments
-
     evaluator = Evaluator.from_inventory(
         parse_policies([strip_comments(d.manifest) for d in step1]), observed.index.inventory)
     [admin_pod] = [p for p in observed.index.inventory.pods if p.name.startswith("admin-")]
@@ -125,9 +125,6 @@ def test_everything_ready_with_enough_evidence(bank, tmp_path: Path) -> None:
 
 def test_host_network_workloads_are_not_affected(tmp_path: Path) -> None:
     demo = REPO / "fixtures" / "demo"
-    from generator.pipeline import observe
-    from recorder.sources import ReadOptions
-
     observed = observe([str(demo / "flows")], [str(demo / "cluster.json")], ReadOptions())
     plan = plan_migration(observed, MigrateRequest([], [], tmp_path,
                                                    thresholds=Thresholds(60 * MINUTE, 1)))

@@ -21,7 +21,7 @@ from generator.check import check_policies
 from generator.resolve import _pod_view
 from generator.review.evidence import Thresholds
 from generator.tighten.existing import existing_from_files, existing_from_objects
-from generator.tighten.propose import NO_EFFECT, NOT_ENOUGH_EVIDENCE, REMOVED, propose
+from generator.tighten.propose import KEPT_DNS, NO_EFFECT, NOT_ENOUGH_EVIDENCE, REMOVED, propose
 from generator.tighten.run import proposed_files
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import NetworkPolicy
@@ -146,7 +146,7 @@ def test_too_broad_set_loses_exactly_what_went_unused(bank) -> None:
         ("shop/api-server", "ingress[2]"): REMOVED,  # ssh from anywhere
         ("shop/web-extra", "ingress[0]"): REMOVED,
         ("shop/web-extra", "egress[0]"): REMOVED,
-        ("billing/billing-dns", "egress[0].ports[1]"): REMOVED,  # TCP 53: billing never used it
+        ("billing/billing-dns", "egress[0].ports[1]"): KEPT_DNS,  # TCP 53 unused, UDP used
         ("billing/ledger", "egress[0].to[0].ports[1]"): REMOVED,  # db on 443
         ("billing/ledger", "egress[0].to[1].ports[0]"): REMOVED,  # gateway on 5432
         ("billing/db-ingress-only", "egress[0]"): NO_EFFECT,  # policyTypes lacks Egress
@@ -157,7 +157,6 @@ def test_too_broad_set_loses_exactly_what_went_unused(bank) -> None:
     assert actions == {
         "shop/api-server": ["remove-peer", "remove-port", "remove-rule"],
         "shop/web-extra": ["remove-rule", "remove-rule", "set-policy-types"],
-        "billing/billing-dns": ["remove-port"],
         "billing/ledger": ["split-rule"],
         "billing/db-ingress-only": ["remove-inert"],
         "ops/legacy-app": ["keep"],
@@ -205,7 +204,7 @@ def test_too_broad_proposal_verifies_clean_and_is_strictly_narrower(bank) -> Non
                 _allowed(old, bank, ends, ports) - _allowed(new, bank, ends, ports)}
     assert ("198.51.100.7", "shop/Deployment/api", "TCP", 22) in narrowed  # ssh rule
     assert ("shop/Deployment/web", "198.51.100.7", "TCP", 443) in narrowed  # web-extra
-    assert ("billing/CronJob/report", "kube-system/Deployment/coredns", "TCP", 53) in narrowed
+    assert ("billing/CronJob/report", "kube-system/Deployment/coredns", "TCP", 53) not in narrowed
     assert ("billing/Deployment/ledger", "203.0.113.10", "TCP", 5432) in narrowed
 
 
@@ -255,7 +254,7 @@ def test_too_little_evidence_removes_nothing_but_still_reports(bank) -> None:
     statuses = _unused(proposal)
     assert statuses[("shop/api-server", "ingress[2]")] == NOT_ENOUGH_EVIDENCE
     assert statuses[("billing/db-ingress-only", "egress[0]")] == NO_EFFECT  # changes nothing
-    assert {s for s in statuses.values()} == {NOT_ENOUGH_EVIDENCE, NO_EFFECT}
+    assert {s for s in statuses.values()} == {NOT_ENOUGH_EVIDENCE, NO_EFFECT, KEPT_DNS}
     api = next(p for p in proposal.policies if p.id == "shop/api-server")
     assert not api.edits and "less than --min-observation 7d" in api.evidence_problem
     changed = [p.id for p in proposal.policies if p.changed]

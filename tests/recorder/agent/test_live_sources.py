@@ -64,11 +64,11 @@ def test_capture_kernel_filter_nat_pairing_ipv6_and_new_interfaces(tmp_path: Pat
         ("TCP", late.ip, "10.96.0.10", 80, web.ip, 8080): 2,
     }, agent.stderr
     # Only connection starts crossed the kernel filter: each SYN on two veths, each UDP
-    # request and reply on two veths. Data, ACKs and FINs (more than 5 per connection)
-    # never reached user space.
+    # request and reply on two veths (retransmissions aside). Without the filter every
+    # TCP connection alone would bring 10+ frames per veth (handshake, data, FINs).
     stats = next(line for line in agent.stderr_lines if line.startswith("capture: frames="))
     frames = int(stats.split("frames=")[1].split(",")[0])
-    assert 2 * 9 + 4 * 3 <= frames <= 2 * 9 + 4 * 3 + 4, stats
+    assert 2 * 9 + 4 * 3 <= frames <= 2 * (2 * 9 + 4 * 3), stats
     assert "kernel_drops=0" in stats
 
 
