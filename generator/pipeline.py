@@ -5,7 +5,7 @@ sources -> flow records -> (aggregate) -> resolve -> edges -> synthesize -> veri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import dataclasses
 import gc
 from typing import Callable, Iterable, Iterator
@@ -129,7 +129,7 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
             + (f" ({report.total_skipped} item(s) skipped: "
                + ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) + ")"
                if report.total_skipped else "")
-            + (f"; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
+            + ("; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
                if report.ignored else ""),
             ", ".join(inputs))
     return records, stats_dict, errors

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from generator.edges import (
-    APISERVER, EXTERNAL, NODE, UNRESOLVED, WORKLOAD, Connection, Edge, Peer, PodView,
+    APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PodView,
 )
 from generator.inventory.index import InventoryIndex
 from generator.inventory.model import Pod
@@ -59,7 +59,7 @@ _HINT_PEER_KINDS = {"host": NODE, "remote-node": NODE, "world": EXTERNAL,
                     "kube-apiserver": APISERVER}
 
 
-def _pod_view(pod: Pod) -> PodView:
+def pod_view(pod: Pod) -> PodView:
     return PodView(
         namespace=pod.namespace, name=pod.name, labels=pod.labels,
         named_ports=tuple(sorted((p.name, p.protocol, p.port) for p in pod.ports if p.name)),
@@ -92,7 +92,7 @@ class _Resolver:
         if pod.host_network:
             return _Side(self.node_peer(pod.ips[0] if pod.ips else ""), None)
         wl = self.index.workload_of(pod)
-        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), _pod_view(pod))
+        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), pod_view(pod))
 
     def from_holder(self, ip: str, h: Holder) -> _Side | str:
         if h.host_network:

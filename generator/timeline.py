@@ -63,8 +63,11 @@ class IpTimeline:
             {
                 "ip": pd.Series(ips, dtype="string"),
                 "start": pd.Series([h.valid_from for h in holders], dtype="int64"),
-                # recorder records first, so on equal starts the recorder wins below
-                "prio": pd.Series([0 if not h.from_snapshot else 1 for h in holders],
+                # On equal starts the recorder wins over the snapshot, and a closed
+                # record over an open one (the recorder writes "assigned" when a pod
+                # gets its IP and the closed interval when it goes): see lookup.
+                "prio": pd.Series([(0 if not h.from_snapshot else 2)
+                                   + (1 if h.valid_to == FOREVER else 0) for h in holders],
                                   dtype="int64"),
                 "holder": pd.Series(range(len(holders)), dtype="int64"),
             }

@@ -8,7 +8,7 @@ Python and RFC 3339 strings with nanoseconds (UTC, ``Z``) in JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 SCHEMA_NAME = "flowpol.flowlog"

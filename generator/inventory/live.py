@@ -31,6 +31,7 @@ from generator.inventory.kinds import (
     RESOURCE,
 )
 from recorder.errors import ClusterError, UsageError
+from recorder.kube import api_client as make_api_client, root_cause
 from recorder.timefmt import format_time
 
 DEFAULT_PAGE_SIZE = 500
@@ -71,7 +72,7 @@ def read_cluster(kubeconfig: str | None = None, context: str | None = None,
     """List every snapshot kind. Raises ClusterError with what to do on failure."""
     if page_size < 1:
         raise UsageError(f"--page-size must be at least 1, got {page_size}")
-    api_client, context_name = _api_client(kubeconfig, context)
+    api_client, context_name = make_api_client(kubeconfig, context)
     server = api_client.configuration.host
     started = clock()
     items: list[dict] = []
@@ -126,89 +127,6 @@ def write_snapshot(document: dict, output: str) -> None:
 # -- connecting --------------------------------------------------------------------------
 
 
-def _kubeconfig_files(kubeconfig: str | None) -> list[str]:
-    spec = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    files = [os.path.expanduser(p) for p in spec.split(os.pathsep) if p]
-    if kubeconfig:
-        missing = [f for f in files if not os.path.isfile(f)]
-        if missing:
-            raise ClusterError(f"{missing[0]}: no such kubeconfig file; pass the path of an "
-                               "existing kubeconfig with --kubeconfig")
-    return [f for f in files if os.path.isfile(f)]
-
-
-def _configuration() -> Any:
-    """A client Configuration that sends bearer tokens on every client version.
-
-    kubernetes 36.0.0 looks the token up as ``api_key['BearerToken']`` while its own
-    kubeconfig and in-cluster loaders store ``api_key['authorization']``, so every
-    token-authenticated request went out anonymous (kubernetes-client/python#2582,
-    fixed in 36.0.1). Fall back to the loaders' key when the generated lookup finds none.
-    """
-    from kubernetes import client
-
-    class Configuration(client.Configuration):
-        def auth_settings(self) -> dict:
-            auth = super().auth_settings()
-            if not auth and "authorization" in self.api_key:
-                auth["BearerToken"] = {
-                    "type": "api_key", "in": "header", "key": "authorization",
-                    "value": self.get_api_key_with_prefix("authorization"),
-                }
-            return auth
-
-    return Configuration()
-
-
-def _api_client(kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    from kubernetes import client, config
-    from kubernetes.config import kube_config
-    from kubernetes.config.config_exception import ConfigException
-
-    files = _kubeconfig_files(kubeconfig)
-    if not files:
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None:
-            cfg = _configuration()
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except ConfigException as e:
-                raise ClusterError(f"in-cluster configuration failed: {e}") from None
-            return client.ApiClient(cfg), "in-cluster"
-        raise ClusterError(
-            "no kubeconfig found ($KUBECONFIG is unset or names no file, and ~/.kube/config "
-            "does not exist); pass one with --kubeconfig FILE or set KUBECONFIG"
-        )
-    where = os.pathsep.join(files)
-    try:
-        # The merged kubeconfig as a dict (KUBECONFIG may name several files).
-        merged = kube_config.KubeConfigMerger(where).config
-        raw = merged.value if merged is not None else None
-    except Exception as e:  # yaml.YAMLError, OSError, ... from a corrupt file
-        raise ClusterError(f"{where}: cannot read the kubeconfig ({' '.join(str(e).split())})"
-                           ) from None
-    if not isinstance(raw, dict):
-        raise ClusterError(f"{where}: not a kubeconfig (no configuration found); check it "
-                           "with `kubectl config view`")
-    contexts = [getattr(c, "value", c) for c in raw.get("contexts") or []]  # ConfigNodes
-    names = sorted(str(c.get("name", "")) for c in contexts if isinstance(c, dict))
-    current = raw.get("current-context") or None
-    if context is not None and context not in names:
-        raise ClusterError(f"context {context!r} is not in {where}; it has "
-                           f"{', '.join(names) or 'no contexts'}. Choose one with --context")
-    if context is None and not current:
-        raise ClusterError(f"{where} has no current-context; choose one of "
-                           f"{', '.join(names) or '(none)'} with --context")
-    context_name = context or str(current)
-    cfg = _configuration()  # its own, not the process-wide default
-    try:
-        config.load_kube_config(config_file=where, context=context_name,
-                                client_configuration=cfg, persist_config=False)
-    except (ConfigException, ValueError, KeyError, TypeError) as e:
-        raise ClusterError(f"{where}: context {context_name!r} cannot be used ({e}); check "
-                           "it with `kubectl config view`") from None
-    return client.ApiClient(cfg), context_name
-
-
 # -- listing -----------------------------------------------------------------------------
 
 
@@ -245,7 +163,7 @@ def _list_kind(api_client: Any, kind: str, page_size: int, context: str, server:
         except (Urllib3Error, OSError) as e:
             raise ClusterError(
                 f"cannot reach the API server {server} of context {context!r} "
-                f"({_root_cause(e)}); check that the cluster is running and that "
+                f"({root_cause(e)}); check that the cluster is running and that "
                 f"`kubectl --context {context} get nodes` works"
             ) from None
         except ValueError as e:
@@ -258,16 +176,6 @@ def _list_kind(api_client: Any, kind: str, page_size: int, context: str, server:
         token = (body.get("metadata") or {}).get("continue") or None
         if token is None:
             return items, requests
-
-
-def _root_cause(e: BaseException) -> str:
-    reason = getattr(e, "reason", None)
-    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
-        reason = reason.reason
-    text = str(reason or e)
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    return text
 
 
 def _api_error(e: Any, kind: str, context: str, server: str) -> ClusterError:
@@ -317,7 +225,7 @@ class LivePolicies:
 def read_network_policies(kubeconfig: str | None = None, context: str | None = None,
                           page_size: int = DEFAULT_PAGE_SIZE) -> LivePolicies:
     """List only the NetworkPolicies of every namespace. Raises ClusterError on failure."""
-    api_client, context_name = _api_client(kubeconfig, context)
+    api_client, context_name = make_api_client(kubeconfig, context)
     server = api_client.configuration.host
     warnings: list[str] = []
     try:

@@ -6,7 +6,7 @@ cluster (inventory.live). Times are ns since the epoch; None when unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
 

@@ -27,7 +27,7 @@ from generator.migrate.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
-from generator.output import _atomic_write
+from generator.output import atomic_write
 from generator.pipeline import ObservedTraffic, observe
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
@@ -251,11 +251,11 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
             name = f"{p.namespace}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
             rollback = f"rollback/{p.namespace}/step-{step}.yaml"
             manifests = [d.manifest for d in docs]
-            _atomic_write(out / name, dump_all(manifests, (
+            atomic_write(out / name, dump_all(manifests, (
                 f"flowpol migration plan, namespace {p.namespace}, step {step}: {what}.",
                 f"Apply: kubectl apply -f {name}",
                 f"Roll back: kubectl delete -f {rollback}", "Review before applying.")))
-            _atomic_write(out / rollback, dump_all([strip_comments(m) for m in manifests], (
+            atomic_write(out / rollback, dump_all([strip_comments(m) for m in manifests], (
                 f"ROLLBACK of step {step} for namespace {p.namespace}: kubectl delete -f {rollback}",
                 f"These are the objects step {step} creates; deleting them undoes it.",
                 "(Applying this file by mistake only re-applies the step.)")))
@@ -265,7 +265,7 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
             old = [o for o in p.replaced if (o.get("metadata") or {}).get("name") in names]
             if old:
                 restore = f"rollback/{p.namespace}/step-{step}-restore.yaml"
-                _atomic_write(out / restore, dump_all(old, (
+                atomic_write(out / restore, dump_all(old, (
                     f"Step {step} replaces these existing policies; after the rollback, restore "
                     f"them: kubectl apply -f {restore}",)))
                 written.append(out / restore)
@@ -435,7 +435,7 @@ def run_migrate(req: MigrateRequest, progress: Callable[[int], None] | None = No
     plan, written = write_plan(req.out_dir, plan)
     written += write_documents(req.out_dir, plan_document(plan, observed), "plan")
     path = req.out_dir / "plan.json"
-    _atomic_write(path, json.dumps(plan_dict(plan), indent=2, sort_keys=True,
+    atomic_write(path, json.dumps(plan_dict(plan), indent=2, sort_keys=True,
                                    ensure_ascii=False) + "\n")
     written.append(path)
     return plan, written, observed

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from generator.output import _atomic_write
+from generator.output import atomic_write
 from generator.pipeline import ObservedTraffic
 from generator.report import unresolved_summary
 from generator.review.document import (
@@ -233,8 +233,8 @@ def policy_evidence(observed: ObservedTraffic, policies: Sequence[NetworkPolicy]
 
 def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[Path]:
     md, page = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
-    _atomic_write(md, to_markdown(doc))
-    _atomic_write(page, to_html(doc))
+    atomic_write(md, to_markdown(doc))
+    atomic_write(page, to_html(doc))
     return [md, page]
 
 

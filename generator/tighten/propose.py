@@ -35,7 +35,7 @@ from generator.check import CheckResult, check_policies
 from generator.edges import WORKLOAD, Connection, Peer
 from generator.inventory.index import InventoryIndex
 from generator.pipeline import ObservedTraffic
-from generator.resolve import _pod_view, aggregate_edges
+from generator.resolve import pod_view, aggregate_edges
 from generator.review.evidence import (
     Span, Thresholds, duration_text, is_dns_traffic, recording_span, when, workload_ref,
 )
@@ -503,7 +503,7 @@ class _Additions:
             if pod.namespace != t.namespace or pod.host_network:
                 continue
             if matches(parsed, dict(pod.labels)):
-                isolating = self.evaluator.selecting(_pod_view(pod))
+                isolating = self.evaluator.selecting(pod_view(pod))
                 if not isolating[0 if direction == "ingress" else 1]:
                     newly_isolated.append(f"{pod.namespace}/{pod.name}")
         if newly_isolated:

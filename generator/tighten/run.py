@@ -22,7 +22,7 @@ from typing import Callable
 
 from generator.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
     verification_dict
-from generator.output import _atomic_write
+from generator.output import atomic_write
 from generator.pipeline import ObservedTraffic, observe
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
@@ -281,12 +281,12 @@ def run_diff(req: DiffRequest, existing: ExistingSet,
     for f in files:
         path = proposed_dir / f.name
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, f.new)
+        atomic_write(path, f.new)
         written.append(path)
-    _atomic_write(out / "proposed.diff", udiff)
+    atomic_write(out / "proposed.diff", udiff)
     written.append(out / "proposed.diff")
     result = DiffResult(existing, observed, proposal, verification, files, udiff, ())
-    _atomic_write(out / "diff.json",
+    atomic_write(out / "diff.json",
                   json.dumps(diff_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     written.append(out / "diff.json")
     written += write_documents(out, diff_document(result))

@@ -19,7 +19,6 @@ import pytest
 
 from generator.edges import PodView
 from generator.generate import GenerateRequest, run_generate
-from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies

@@ -17,7 +17,7 @@ from generator.check import check_policies
 from generator.migrate.plan import MigrateRequest, plan_migration, run_migrate
 from generator.migrate.readiness import NOT_AFFECTED, NOT_READY, READY
 from generator.pipeline import observe
-from generator.resolve import _pod_view
+from generator.resolve import pod_view
 from generator.review.evidence import Thresholds
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies, parse_policies
@@ -66,7 +66,7 @@ def test_a_workload_with_too_little_evidence_is_held_back(bank, tmp_path: Path) 
     evaluator = Evaluator.from_inventory(
         parse_policies([strip_comments(d.manifest) for d in step1]), observed.index.inventory)
     [admin_pod] = [p for p in observed.index.inventory.pods if p.name.startswith("admin-")]
-    assert evaluator.selecting(_pod_view(admin_pod)) == ((), ())
+    assert evaluator.selecting(pod_view(admin_pod)) == ((), ())
     # Step 3 only where every workload is ready, and the plan says why not elsewhere.
     assert not shop.ready and shop.step3 == ()
     assert shop.not_ready[0].startswith("`Deployment/admin`: seen in 1 connection(s)")

@@ -18,7 +18,7 @@ import yaml
 
 from bank_scenario import END, MINUTE, observe_bank
 from generator.check import check_policies
-from generator.resolve import _pod_view
+from generator.resolve import pod_view
 from generator.review.evidence import Thresholds
 from generator.tighten.existing import existing_from_files, existing_from_objects
 from generator.tighten.propose import KEPT_DNS, NO_EFFECT, NOT_ENOUGH_EVIDENCE, REMOVED, propose
@@ -59,7 +59,7 @@ def _ports(policies: tuple[NetworkPolicy, ...], observed) -> list[int]:
 
 def _ends(observed) -> list:
     inv = observed.index.inventory
-    return [_pod_view(p) for p in inv.pods] + [a for n in inv.nodes for a in n.addresses] \
+    return [pod_view(p) for p in inv.pods] + [a for n in inv.nodes for a in n.addresses] \
         + list(OUTSIDE)
 
 
