@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from generator.edges import Connection, Peer
+from generator.edges import Connection, Peer, PeerIds
 from generator.inventory.index import InventoryIndex
 from generator.verify.evaluator import Evaluator, SideVerdict, Verdict
 from generator.verify.policy import NetworkPolicy, parse_policies
@@ -48,10 +48,6 @@ class CheckResult:
     policies: int
 
 
-def _endpoint(pod, ip):
-    return pod if pod is not None else ip
-
-
 def _who(pod, ip: str) -> str:
     return f"{pod.namespace}/{pod.name}" if pod is not None else ip
 
@@ -79,9 +75,12 @@ def check_policies(connections: Iterable[Connection], policies: tuple[NetworkPol
     reasons: dict[int, str] = {}
     checked = allowed = denied = allowed_count = denied_count = 0
     counted: set[tuple] = set()
+    peer_id = PeerIds()
+    check = evaluator.check
     for c in connections:
-        src, dst = _endpoint(c.src_pod, c.src_ip), _endpoint(c.dst_pod, c.dst_ip)
-        v = evaluator.check(src, dst, c.protocol, c.port)
+        src = c.src_pod if c.src_pod is not None else c.src_ip
+        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
+        v = check(src, dst, c.protocol, c.port)
         reason = reasons.get(id(v))
         if reason is None:
             reason = reasons[id(v)] = v.reason
@@ -96,28 +95,30 @@ def check_policies(connections: Iterable[Connection], policies: tuple[NetworkPol
         else:
             denied += 1
             denied_count += c.count if new_flow else 0
-        key = (c.src, c.dst, c.protocol, c.port if c.port is not None else -1, v.allowed,
-               reason)
+        key = (peer_id(c.src), peer_id(c.dst), c.protocol,
+               c.port if c.port is not None else -1, v.allowed, reason)
         new_in_group = c.flow_id < 0 or (key, c.flow_id) not in counted
         counted.add((key, c.flow_id))
         g = groups.get(key)
         if g is None:
             g = groups[key] = [c.count, 1, c.first_seen, c.last_seen, v,
                                f"{_who(c.src_pod, c.src_ip)} -> {_who(c.dst_pod, c.dst_ip)}",
-                               c.port, set(), _NO_HINT_YET]
+                               c.port, set(), _NO_HINT_YET, c.src, c.dst]
         else:
             g[0] += c.count if new_in_group else 0
             g[1] += 1
-            g[2] = min(g[2], c.first_seen)
-            g[3] = max(g[3], c.last_seen)
+            if c.first_seen < g[2]:
+                g[2] = c.first_seen
+            if c.last_seen > g[3]:
+                g[3] = c.last_seen
         if c.service is not None and c.service_port is not None:
             g[7].add(f"{c.service[0]}/{c.service[1]}:{c.service_port}")
         if g[8] is _NO_HINT_YET and not v.allowed:
             g[8] = _hint(evaluator, c, src, dst, v)
     out = []
     for key in groups:
-        src, dst, proto, _, ok, reason = key
-        count, n, first, last, v, example, port, services, hint = groups[key]
+        _, _, proto, _, ok, reason = key
+        count, n, first, last, v, example, port, services, hint, src, dst = groups[key]
         if hint is _NO_HINT_YET:
             hint = None
         out.append(CheckedGroup(src, dst, proto, port, ok, count, n, first, last, reason,

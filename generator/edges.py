@@ -36,6 +36,30 @@ class Peer:
         return f"{self.kind} {self.ip}"
 
 
+class PeerIds:
+    """Equal peers -> one small int, found by identity first.
+
+    A frozen dataclass's hash runs Python code over every field on each call; grouping
+    tens of thousands of connections by peer would pay it several times a connection,
+    while the connections share a few thousand Peer objects. Each object is held beside
+    its number, so its id cannot be reused by another object meanwhile.
+    """
+
+    __slots__ = ("_by_id", "_by_value")
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Peer, int]] = {}
+        self._by_value: dict[Peer, int] = {}
+
+    def __call__(self, peer: Peer) -> int:
+        hit = self._by_id.get(id(peer))
+        if hit is not None:
+            return hit[1]
+        n = self._by_value.setdefault(peer, len(self._by_value))
+        self._by_id[id(peer)] = (peer, n)
+        return n
+
+
 @dataclass(frozen=True, slots=True)
 class PodView:
     """What the evaluator needs of a pod at the time of a connection."""

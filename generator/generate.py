@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator.check import check_connections, denied_lines, verification_dict
+from generator.check import check_policies, denied_lines, verification_dict
 from generator.output import write_output
-from generator.pipeline import observe
+from generator.pipeline import collector_paused, observe
 from generator.report import build_report, summary_lines
 from generator.review.report import write_review
 from generator.synthesize import SynthesisOptions, synthesize
+from generator.verify.evaluator import Evaluator
+from generator.verify.policy import parse_policies
 from generator.yamlout import strip_comments
 from recorder.errors import InputError
 from recorder.sources import ReadOptions
@@ -40,18 +42,27 @@ class GenerateResult:
 
 def run_generate(req: GenerateRequest,
                  progress: Callable[[int], None] | None = None) -> GenerateResult:
+    with collector_paused():
+        return _run_generate(req, progress)
+
+
+def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) -> GenerateResult:
     observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
                        progress, allow_unreadable=True)
     synth = synthesize(observed.edges, observed.index, req.synthesis)
+    # The verification and the review's evidence ask the same evaluator: its caches
+    # (pods, label sets, verdicts) are built once.
+    policies = parse_policies([strip_comments(p.manifest) for p in synth.policies])
+    evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
     verification = None
     denied: tuple[str, ...] = ()
     if req.verify:
-        manifests = [strip_comments(p.manifest) for p in synth.policies]
-        result = check_connections(observed.resolved.connections, manifests, observed.index)
+        result = check_policies(observed.resolved.connections, policies, observed.index,
+                                evaluator)
         verification = verification_dict(result)
         denied = denied_lines(result)
     report = build_report(observed, synth, verification)
     files = write_output(req.out_dir, synth.policies, report)
-    files += write_review(req.out_dir, observed, synth, verification)
+    files += write_review(req.out_dir, observed, synth, verification, (policies, evaluator))
     return GenerateResult(tuple(summary_lines(observed, synth, verification, str(req.out_dir))),
                           denied, report, tuple(files), observed.unreadable)

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from generator.edges import (
-    APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PodView,
+    APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
 from generator.inventory.index import InventoryIndex
 from generator.inventory.model import Pod
 from generator.timeline import Holder, IpTimeline
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+from recorder.sources.fastrecord import slots_maker
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,12 @@ class _Side:
     service: tuple[str, str] | None = None  # destination side: the Service it came through
 
 
+# One Connection per flow aggregate: a frozen dataclass's keyword __init__ costs
+# several times what filling its slots does.
+_new_connection = slots_maker(
+    Connection, "src", "dst", "protocol", "port", "src_ip", "dst_ip", "src_pod", "dst_pod",
+    "count", "first_seen", "last_seen", "inputs", "service", "service_port", "flow_id")
+
 _HINT_PEER_KINDS = {"host": NODE, "remote-node": NODE, "world": EXTERNAL,
                     "kube-apiserver": APISERVER}
 
@@ -75,6 +82,11 @@ class _Resolver:
         self.warnings: list[str] = []
         self.stats: Counter = Counter()
         self._hint_cache: dict[tuple, _Side | None] = {}
+        # In front of it, by the hints' identity: EndpointHints' dataclass hash walks
+        # its labels in Python on every call, and the aggregated records share one
+        # hints object per endpoint (the aggregator interns them). Each entry holds
+        # its hints object, so that the id stays unique.
+        self._hint_by_id: dict[tuple, tuple[EndpointHints, _Side | None]] = {}
 
     # -- building blocks -------------------------------------------------------
     def node_peer(self, ip: str) -> Peer:
@@ -113,12 +125,17 @@ class _Resolver:
         """``from_hints``, cached: aggregates of one pod repeat the same hints."""
         if hints is NO_HINTS:
             return None
+        id_key = (ip, id(hints), is_destination)
+        hit = self._hint_by_id.get(id_key)
+        if hit is not None and hit[0] is hints:
+            return hit[1]
         key = (ip, hints, is_destination)
         try:
-            return self._hint_cache[key]
+            side = self._hint_cache[key]
         except KeyError:
             side = self._hint_cache[key] = self.from_hints(ip, hints, is_destination)
-            return side
+        self._hint_by_id[id_key] = (hints, side)
+        return side
 
     def from_hints(self, ip: str, hints: EndpointHints, is_destination: bool
                    ) -> _Side | None:
@@ -198,12 +215,12 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     connections: list[Connection] = []
     unresolved: list[UnresolvedFlow] = []
     untimed = 0
+    by_identity = 0
     for i, f in enumerate(flows):
         if not f.time_known:
             untimed += f.count
         src_hint, dst_hint, svc_hit, q_src, q_dst = plans[i]
-        r.stats["sides-attributed-by-source-identity"] += (src_hint is not None) + (
-            dst_hint is not None)
+        by_identity += (src_hint is not None) + (dst_hint is not None)
         if src_hint is not None:
             src_sides, src_why = [src_hint], None
         else:
@@ -216,33 +233,25 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
         else:
             dst_sides, dst_why = _resolve_address(r, f.server_ip, holders[q_dst],
                                                   holders[q_dst + 1])
-        for side_name, sides, why, ip, port in (
-                ("source", src_sides, src_why, f.src_ip, None),
-                ("destination", dst_sides, dst_why, f.server_ip, f.server_port)):
-            if why is not None:
-                if sides:  # some of the aggregate was attributed, some not
-                    why = ("part of this aggregate (how many connections is unknown): "
-                           + why)
-                unresolved.append(UnresolvedFlow(
-                    side_name, ip, port, f.protocol,
-                    f.server_ip if side_name == "source" else f.src_ip,
-                    f.count, f.first_seen, f.last_seen, f.input, why))
+        if src_why is not None or dst_why is not None:
+            _report_unresolved(unresolved, f, src_sides, src_why, dst_sides, dst_why)
         if not src_sides or not dst_sides:
             continue
         svc = (f.service.namespace, f.service.name) if f.service else None
         for s in src_sides:
             for d in dst_sides:
-                connections.append(Connection(
-                    src=s.peer, dst=d.peer, protocol=f.protocol,
-                    port=d.port if d.port is not None else f.server_port,
-                    src_ip=f.src_ip, dst_ip=d.pod.ip if d.pod and d.pod.ip else f.server_ip,
-                    src_pod=s.pod, dst_pod=d.pod, count=f.count,
-                    first_seen=f.first_seen, last_seen=f.last_seen,
-                    inputs=(f.input,) if f.input else (),
-                    service=svc or d.service,
-                    service_port=f.dst_port if (f.xlated_ip or svc or d.service) else None,
-                    flow_id=i,
+                connections.append(_new_connection(
+                    s.peer, d.peer, f.protocol,
+                    d.port if d.port is not None else f.server_port,  # port
+                    f.src_ip, d.pod.ip if d.pod and d.pod.ip else f.server_ip,  # src/dst ip
+                    s.pod, d.pod, f.count, f.first_seen, f.last_seen,
+                    (f.input,) if f.input else (),  # inputs
+                    svc or d.service,  # service
+                    f.dst_port if (f.xlated_ip or svc or d.service) else None,  # service_port
+                    i,  # flow_id
                 ))
+    if flows:
+        r.stats["sides-attributed-by-source-identity"] += by_identity
     if untimed:
         r.warnings.append(
             f"{untimed} flow(s) came from inputs without time (conntrack -L dumps): they "
@@ -251,6 +260,22 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     stats.update(flows=len(flows), timeline_records=len(timeline_records),
                  connections=len(connections), unresolved=len(unresolved))
     return ResolveResult(tuple(connections), tuple(unresolved), tuple(r.warnings), stats)
+
+
+def _report_unresolved(unresolved: list[UnresolvedFlow], f: FlowRecord,
+                       src_sides: list[_Side], src_why: str | None,
+                       dst_sides: list[_Side], dst_why: str | None) -> None:
+    for side_name, sides, why, ip, port in (
+            ("source", src_sides, src_why, f.src_ip, None),
+            ("destination", dst_sides, dst_why, f.server_ip, f.server_port)):
+        if why is not None:
+            if sides:  # some of the aggregate was attributed, some not
+                why = ("part of this aggregate (how many connections is unknown): "
+                       + why)
+            unresolved.append(UnresolvedFlow(
+                side_name, ip, port, f.protocol,
+                f.server_ip if side_name == "source" else f.src_ip,
+                f.count, f.first_seen, f.last_seen, f.input, why))
 
 
 def _resolve_address(r: _Resolver, ip: str, h_first: Holder | None, h_last: Holder | None
@@ -296,25 +321,28 @@ def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
     """Group connections by (source peer, destination peer, protocol, port)."""
     acc: dict[tuple, list] = {}
     counted: set[tuple] = set()
+    peer_id = PeerIds()
     for c in connections:
-        key = (c.src, c.dst, c.protocol, c.port)
+        key = (peer_id(c.src), peer_id(c.dst), c.protocol, c.port)
         first_for_flow = c.flow_id < 0 or (key, c.flow_id) not in counted
         counted.add((key, c.flow_id))
         a = acc.get(key)
         if a is None:
             acc[key] = [c.count, c.first_seen, c.last_seen, set(c.inputs),
-                        {c.service} if c.service else set()]
+                        {c.service} if c.service else set(), c.src, c.dst]
         else:
             if first_for_flow:
                 a[0] += c.count
-            a[1] = min(a[1], c.first_seen)
-            a[2] = max(a[2], c.last_seen)
+            if c.first_seen < a[1]:
+                a[1] = c.first_seen
+            if c.last_seen > a[2]:
+                a[2] = c.last_seen
             a[3].update(c.inputs)
             if c.service:
                 a[4].add(c.service)
     edges = [
-        Edge(src, dst, proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])))
-        for (src, dst, proto, port), a in acc.items()
+        Edge(a[5], a[6], proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])))
+        for (_, _, proto, port), a in acc.items()
     ]
     edges.sort(key=lambda e: (e.src, e.dst, e.protocol, e.port if e.port is not None else -1))
     return tuple(edges)

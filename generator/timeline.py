@@ -9,15 +9,17 @@ the time, by IP, and accepts it only if the time is before the interval's end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from generator.inventory.model import Pod
 from recorder.schema import IpTimelineRecord, Workload
 
-FOREVER = np.iinfo(np.int64).max
+if TYPE_CHECKING:
+    import pandas as pd
+
+# int64 bounds: open interval ends (the frame's columns are int64)
+FOREVER = (1 << 63) - 1
+BEGINNING = -(1 << 63)
 # A pod's IP is assigned a little after creationTimestamp; flows a few seconds before
 # the snapshot's creation time of the pod cannot be anyone else's only if the IP was
 # free, which we do not know. No slack: an earlier flow is "unresolved", not guessed.
@@ -52,16 +54,28 @@ class IpTimeline:
         for pod in pods:
             if pod.host_network:
                 continue  # its IP is the node's: never "held" by the pod alone
-            start = pod.created if pod.created is not None else np.iinfo(np.int64).min
+            start = pod.created if pod.created is not None else BEGINNING
             end = pod.deleted if pod.deleted is not None else FOREVER
             for ip in pod.ips:
                 holders.append(Holder(pod.namespace, pod.name, pod.labels, None, False,
                                       pod.node, True, start, end))
                 ips.append(ip)
         self._holders = holders
+        self._ips = ips
+        self._frame: pd.DataFrame | None = None
+
+    def _sorted_frame(self) -> pd.DataFrame:
+        """The intervals as a sorted frame, built on the first lookup: when the source
+        identified every flow (Hubble) there is none, and importing pandas and building
+        the frame would cost more than the rest of the resolution."""
+        if self._frame is not None:
+            return self._frame
+        import pandas as pd
+
+        holders = self._holders
         frame = pd.DataFrame(
             {
-                "ip": pd.Series(ips, dtype="string"),
+                "ip": pd.Series(self._ips, dtype="string"),
                 "start": pd.Series([h.valid_from for h in holders], dtype="int64"),
                 # On equal starts the recorder wins over the snapshot, and a closed
                 # record over an open one (the recorder writes "assigned" when a pod
@@ -73,6 +87,7 @@ class IpTimeline:
             }
         )
         self._frame = frame.sort_values(["start", "prio", "holder"], kind="stable")
+        return self._frame
 
     def __len__(self) -> int:
         return len(self._holders)
@@ -83,6 +98,9 @@ class IpTimeline:
             return []
         if not self._holders:
             return [None] * len(ips)
+        import pandas as pd
+
+        frame = self._sorted_frame()
         q = pd.DataFrame(
             {
                 "ip": pd.Series(ips, dtype="string"),
@@ -91,7 +109,7 @@ class IpTimeline:
             }
         ).sort_values("t", kind="stable")
         # Prefer recorder intervals over snapshot ones that start at the same time.
-        right = self._frame.drop_duplicates(["ip", "start"], keep="first")
+        right = frame.drop_duplicates(["ip", "start"], keep="first")
         joined = pd.merge_asof(q, right, left_on="t", right_on="start", by="ip",
                                direction="backward")
         out: list[Holder | None] = [None] * len(ips)

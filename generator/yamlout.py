@@ -7,6 +7,7 @@ always parses back to the same data (a test checks that round trip).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -30,11 +31,45 @@ def strip_comments(obj: object) -> object:
     return obj
 
 
-def _scalar(v: object) -> str:
+def _dump_scalar(v: object) -> str:
     text = yaml.safe_dump(v, default_flow_style=True, width=1 << 30, allow_unicode=True)
     if text.endswith("\n...\n"):
         text = text[: -len("\n...\n")]
     return text.rstrip("\n")
+
+
+# yaml.safe_dump builds a whole Dumper per call (~60 us) and a policy set has tens of
+# thousands of scalars, mostly repeats (label keys and values, names, ports, protocols):
+# each distinct scalar is dumped once. Keyed by type too: True == 1 == 1.0.
+_scalar_cache: dict[tuple[type, object], str] = {}
+_MAX_SCALAR_CACHE = 100_000
+# A word PyYAML writes plain (no indicator characters, not starting with a digit, sign
+# or dot), unless it reads back as something else (yes, off, null ...): the resolver
+# decides that, as it does inside safe_dump.
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")
+_STR_TAG = "tag:yaml.org,2002:str"
+_resolver = yaml.resolver.Resolver()
+
+
+def _scalar(v: object) -> str:
+    t = type(v)
+    if t is int:
+        return str(v)  # what safe_dump writes for an int
+    try:
+        return _scalar_cache[(t, v)]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: an empty {} or []
+        return _dump_scalar(v)
+    if t is str and _PLAIN_WORD.fullmatch(v) and \
+            _resolver.resolve(yaml.ScalarNode, v, (True, False)) == _STR_TAG:  # type: ignore[arg-type]
+        text = v
+    else:
+        text = _dump_scalar(v)
+    if len(_scalar_cache) >= _MAX_SCALAR_CACHE:
+        _scalar_cache.clear()
+    _scalar_cache[(t, v)] = text  # type: ignore[assignment]
+    return text
 
 
 def _is_scalar(v: object) -> bool:

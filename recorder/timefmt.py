@@ -2,7 +2,8 @@
 
 ``parse_time`` sits on the hot path of every Hubble import (one call per kept flow),
 so it avoids ``datetime`` for all but the first timestamp of each minute: the
-``YYYY-MM-DDTHH:MM`` prefix is converted once and cached.
+``YYYY-MM-DDTHH:MM`` prefix is converted once and cached. UTC times of a second seen
+before take a shorter path still: ``YYYY-MM-DDTHH:MM:SS`` -> ns is cached too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ _MAX_PREFIX_CACHE = 4096
 
 # prefix "YYYY-MM-DDTHH:MM" -> epoch seconds of that minute (UTC, no offset applied)
 _prefix_seconds: dict[str, int] = {}
+# prefix "YYYY-MM-DDTHH:MM:SS" of a UTC ("Z") time -> ns of that second, for the fast path
+_second_ns: dict[str, int] = {}
 
 _FULL = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -45,18 +48,15 @@ def parse_time(s: str) -> int:
 
     Raises ValueError for anything else (the caller adds path and line).
     """
-    # Fast path: a UTC time in a minute already seen (validated then).
+    # Fast path: a UTC time in a second already seen (validated then).
     if type(s) is str and s[-1:] == "Z":
-        base = _prefix_seconds.get(s[:16])
-        if base is not None and s[16:17] == ":":
-            sec = s[17:19]
-            if sec.isdigit() and sec.isascii() and sec < "60":
-                n = len(s)
-                if n == 20:
-                    return (base + int(sec)) * _NS
-                frac = s[20:-1]
-                if s[19] == "." and 0 < len(frac) <= 9 and frac.isdigit() and frac.isascii():
-                    return (base + int(sec)) * _NS + int(frac) * _FRACTION_SCALE[len(frac)]
+        base = _second_ns.get(s[:19])
+        if base is not None:
+            if len(s) == 20:
+                return base
+            frac = s[20:-1]
+            if s[19] == "." and 0 < len(frac) <= 9 and frac.isdigit() and frac.isascii():
+                return base + int(frac) * _FRACTION_SCALE[len(frac)]
     return _parse_time_slow(s)
 
 
@@ -80,6 +80,9 @@ def _parse_time_slow(s: str) -> int:
     if last == "Z" or last == "z":
         body = s[19:-1]
         offset = 0
+        if len(_second_ns) >= _MAX_PREFIX_CACHE:
+            _second_ns.clear()
+        _second_ns[s[:19]] = (base + sec) * _NS
     else:
         zone = s[-6:]
         body = s[19:-6]

@@ -30,6 +30,7 @@ from generator.inventory.model import (
     Service,
     ServicePort,
 )
+from generator.verify.selectors import matches as selector_matches
 from generator.inventory.load import NAMESPACE_NAME_LABEL
 
 # Labels that differ between pods of one workload or change with every rollout/run: a
@@ -68,24 +69,6 @@ def is_volatile(key: str) -> bool:
 
 def is_version_like(key: str) -> bool:
     return key in _VERSION_KEYS or key.endswith(_VERSION_SUFFIXES)
-
-
-def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    """metav1.LabelSelector semantics; an empty selector matches everything."""
-    for k, v in selector.match_labels:
-        if labels.get(k) != v:
-            return False
-    for key, op, values in selector.match_expressions:
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def _labels_match(selector: Labels, labels: Mapping[str, str]) -> bool:

@@ -74,6 +74,8 @@ def _md_plain(text: str) -> str:
 
 
 def _md_inline(text: str, in_table: bool = False) -> str:
+    if "`" not in text:  # most table cells: no code span to keep
+        return _md_plain(text)
     out, pos = [], 0
     for m in _CODE_SPAN.finditer(text):
         out.append(_md_plain(text[pos:m.start()]))
@@ -118,6 +120,8 @@ def to_markdown(doc: Document) -> str:
 
 
 def _html_inline(text: str) -> str:
+    if "`" not in text:  # most table cells: no code span to keep
+        return html.escape(text).replace("\n", "<br>")
     out, pos = [], 0
     for m in _CODE_SPAN.finditer(text):
         out.append(html.escape(text[pos:m.start()]))

@@ -72,21 +72,30 @@ def entry_evidence(connections: Iterable[Connection],
     """Per matched entry, the connections it allowed on its side (see
     ``Evaluator.matched_entries``). Entries nothing matched are absent."""
     acc: dict[RuleEntry, list] = {}
+    matched_entries = evaluator.matched_entries
+    # Peer.display() per peer object, not per connection and entry (the connections
+    # share a few thousand peers and keep them alive, so their ids stay unique)
+    shown: dict[int, str] = {}
     for c in connections:
         src = c.src_pod if c.src_pod is not None else c.src_ip
         dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
-        for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
+        for entry in matched_entries(src, dst, c.protocol, c.port):
             slot = acc.get(entry)
             if slot is None:
                 slot = acc[entry] = [0, c.first_seen, c.last_seen, set(), set(), set()]
             slot[0] += c.count
-            slot[1] = min(slot[1], c.first_seen)
-            slot[2] = max(slot[2], c.last_seen)
+            if c.first_seen < slot[1]:
+                slot[1] = c.first_seen
+            if c.last_seen > slot[2]:
+                slot[2] = c.last_seen
             slot[3].update(c.inputs)
             if c.service is not None and c.service_port is not None:
                 slot[4].add(f"{c.service[0]}/{c.service[1]}:{c.service_port}")
             other = c.src if entry[1] == "ingress" else c.dst
-            slot[5].add(other.display())
+            text = shown.get(id(other))
+            if text is None:
+                text = shown[id(other)] = other.display()
+            slot[5].add(text)
     return {k: EntryEvidence(v[0], v[1], v[2], tuple(sorted(v[3])), tuple(sorted(v[4])),
                              tuple(sorted(v[5])))
             for k, v in acc.items()}

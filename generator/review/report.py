@@ -225,9 +225,11 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
 # ---------------------------------------------------------------- assembling
 
 
-def policy_evidence(observed: ObservedTraffic, policies: Sequence[NetworkPolicy]
-                    ) -> dict[RuleEntry, EntryEvidence]:
-    evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
+def policy_evidence(observed: ObservedTraffic, policies: Sequence[NetworkPolicy],
+                    evaluator: Evaluator | None = None) -> dict[RuleEntry, EntryEvidence]:
+    """``evaluator``: one already built for ``policies`` (to share its caches), or None."""
+    if evaluator is None:
+        evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
     return entry_evidence(observed.resolved.connections, evaluator)
 
 
@@ -239,13 +241,20 @@ def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[
 
 
 def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
-                    verification: dict | None) -> Document:
-    manifests = [strip_comments(p.manifest) for p in synth.policies]
-    parsed = parse_policies(manifests)
+                    verification: dict | None,
+                    checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
+                    ) -> Document:
+    """``checked``: ``synth.policies`` already parsed, and an Evaluator built for them
+    (`flowpol generate` shares those of its verification), or None."""
+    if checked is None:
+        parsed = parse_policies([strip_comments(p.manifest) for p in synth.policies])
+        evaluator = None
+    else:
+        parsed, evaluator = checked
     reviewed = [ReviewedPolicy(p, f"{doc.namespace}.yaml",
                                f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None)
                 for p, doc in zip(parsed, synth.policies)]
-    evidence = policy_evidence(observed, parsed)
+    evidence = policy_evidence(observed, parsed, evaluator)
     scope = ", ".join(synth.namespaces) or "no namespace"
     blocks: list[Block] = [
         summary_block(observed),
@@ -264,6 +273,8 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
 
 
 def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,
-                 verification: dict | None) -> list[Path]:
+                 verification: dict | None,
+                 checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
+                 ) -> list[Path]:
     """report.md and report.html for `flowpol generate`, beside its YAML."""
-    return write_documents(out_dir, generate_review(observed, synth, verification))
+    return write_documents(out_dir, generate_review(observed, synth, verification, checked))

@@ -177,7 +177,7 @@ class _End:
     """
 
     __slots__ = ("kind", "namespace", "labels", "ns_labels", "named_ports", "blocks", "node", "pod_key",
-                 "peer_key", "ports_key")
+                 "peer_key", "ports_key", "peer_id", "ports_id")
 
     def __init__(self, kind: str, namespace: str | None, labels: dict[str, str] | None,
                  ns_labels: dict[str, str] | None, named_ports: dict[tuple[str, str], int],
@@ -193,6 +193,9 @@ class _End:
         self.pod_key = pod_key
         self.peer_key = (kind, namespace, labels_key, blocks)
         self.ports_key = ports_key
+        # peer_key and ports_key numbered by the Evaluator (equal keys, equal numbers)
+        self.peer_id = -1
+        self.ports_id = -1
 
 
 _NOT_ISOLATED = SideVerdict(isolated=False)
@@ -229,14 +232,28 @@ class Evaluator:
                 self._compile_rules(p.egress, p.namespace, block_index) if p.affects_egress else None,
             )
             self._by_namespace.setdefault(p.namespace, []).append((p.pod_selector, compiled))
+        # Every address is tested against every ipBlock; comparing integers gives the
+        # answer of IPBlock.contains at a fraction of the cost of ipaddress's ``in``.
+        self._block_ranges = [_int_ranges(b) for b in self._blocks]
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._selection: dict[tuple[str, Labels], tuple[tuple[_Policy, ...], tuple[_Policy, ...]]] = {}
         self._pod_ends: dict[PodView, _End] = {}
         self._ip_ends: dict[str, _End] = {}
         self._ip_blocks: dict[str, frozenset[int]] = {}
+        # keyed by id() of a tuple of selecting policies: _selection holds each for good,
+        # and hashing the policies themselves would walk all their rules
         self._egress_cache: dict[tuple, SideVerdict] = {}
         self._ingress_cache: dict[tuple, SideVerdict] = {}
         self._cache: dict[tuple, Verdict] = {}
+        # Hashing a PodView (a dataclass) or an identity key (nested tuples of labels)
+        # walks every label on each call, while callers ask about the same few objects
+        # again and again (one per pod, for tens of thousands of connections). So
+        # endpoints are looked up by identity first (each held beside its _End, so its
+        # id stays unique), and each distinct peer_key / ports_key gets a small number
+        # that the verdict caches are keyed by.
+        self._ends_by_id: dict[int, tuple[Endpoint, _End]] = {}
+        self._peer_ids: dict[tuple, int] = {}
+        self._ports_ids: dict[tuple, int] = {}
 
     @classmethod
     def from_inventory(cls, policies: Iterable[NetworkPolicy], inventory: Inventory) -> "Evaluator":
@@ -282,7 +299,7 @@ class Evaluator:
             protocol = protocol.upper()
         own_node = d.kind == POD and s.kind != POD and s.node is not None and s.node == d.node
         itself = s.kind == POD and s.pod_key == d.pod_key
-        key = (s.peer_key, d.peer_key, d.ports_key, protocol, port, own_node, itself)
+        key = (s.peer_id, d.peer_id, d.ports_id, protocol, port, own_node, itself)
         verdict = self._cache.get(key)
         if verdict is None:
             verdict = self._cache[key] = self._evaluate(s, d, protocol, port, own_node, itself)
@@ -311,7 +328,7 @@ class Evaluator:
         d = self._end(dst)
         if protocol not in _PROTOCOL_NAMES:
             protocol = protocol.upper()
-        key = (s.peer_key, d.peer_key, d.ports_key, protocol, port)
+        key = (s.peer_id, d.peer_id, d.ports_id, protocol, port)
         found = self._entries.get(key)
         if found is None:
             out: list[RuleEntry] = []
@@ -321,11 +338,14 @@ class Evaluator:
                 selected = self._select(end.namespace, end.peer_key[2])  # type: ignore[arg-type]
                 for policy in selected[0 if direction == "ingress" else 1]:
                     for rule in getattr(policy, direction):
-                        peers = (None,) if rule.peers is None else tuple(
-                            i for i, p in enumerate(rule.peers) if _peers_match((p,), peer))
-                        ports = (None,) if rule.ports is None else tuple(
+                        # most rules are about other peers: their ports are not looked at
+                        peers: tuple | list = (None,) if rule.peers is None else [
+                            i for i, p in enumerate(rule.peers) if _peers_match((p,), peer)]
+                        if not peers:
+                            continue
+                        ports: tuple | list = (None,) if rule.ports is None else [
                             i for i, p in enumerate(rule.ports)
-                            if _ports_match((p,), d, protocol, port))
+                            if _ports_match((p,), d, protocol, port)]
                         out.extend((policy.id, direction, rule.index, a, b) for a in peers for b in ports)
             found = self._entries[key] = tuple(out)
         return found
@@ -349,7 +369,7 @@ class Evaluator:
         policies = self._select(s.namespace, s.peer_key[2])[1]  # type: ignore[arg-type]
         if not policies:
             return _NOT_ISOLATED
-        key = (policies, d.peer_key, d.ports_key, protocol, port)
+        key = (id(policies), d.peer_id, d.ports_id, protocol, port)
         side = self._egress_cache.get(key)
         if side is None:
             side = self._egress_cache[key] = _side(policies, "egress", d, d, protocol, port)
@@ -361,7 +381,7 @@ class Evaluator:
         policies = self._select(d.namespace, d.peer_key[2])[0]  # type: ignore[arg-type]
         if not policies:
             return _NOT_ISOLATED
-        key = (policies, s.peer_key, d.ports_key, protocol, port)
+        key = (id(policies), s.peer_id, d.ports_id, protocol, port)
         side = self._ingress_cache.get(key)
         if side is None:
             side = self._ingress_cache[key] = _side(policies, "ingress", s, d, protocol, port)
@@ -382,6 +402,17 @@ class Evaluator:
     # ------------------------------------------------------------ endpoints
 
     def _end(self, endpoint: Endpoint) -> _End:
+        hit = self._ends_by_id.get(id(endpoint))
+        if hit is not None and hit[0] is endpoint:
+            return hit[1]
+        end = self._end_by_value(endpoint)
+        if end.peer_id < 0:  # new: number its keys
+            end.peer_id = self._peer_ids.setdefault(end.peer_key, len(self._peer_ids))
+            end.ports_id = self._ports_ids.setdefault(end.ports_key, len(self._ports_ids))
+        self._ends_by_id[id(endpoint)] = (endpoint, end)
+        return end
+
+    def _end_by_value(self, endpoint: Endpoint) -> _End:
         if isinstance(endpoint, str):
             end = self._ip_ends.get(endpoint)
             if end is None:
@@ -429,11 +460,27 @@ class Evaluator:
         found = self._ip_blocks.get(ip)
         if found is None:
             address = ipaddress.ip_address(ip)
-            found = self._ip_blocks[ip] = frozenset(i for i, b in enumerate(self._blocks) if b.contains(address))
+            version, n = address.version, int(address)
+            found = self._ip_blocks[ip] = frozenset(
+                i for i, (net, excepts) in enumerate(self._block_ranges)
+                if net is not None and net[0] == version and net[1] <= n <= net[2]
+                and not any(e[0] == version and e[1] <= n <= e[2] for e in excepts))
         return found
 
 
 _PROTOCOL_NAMES = frozenset(("TCP", "UDP", "SCTP", "ICMP", "ICMPV6"))
+_IntRange = tuple[int, int, int]  # (IP version, first address, last address)
+
+
+def _int_range(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> _IntRange:
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def _int_ranges(block: IPBlock) -> tuple[_IntRange | None, tuple[_IntRange, ...]]:
+    """An ipBlock's network and its excepts as integer ranges (None: matches nothing)."""
+    net = block.network
+    return (_int_range(net) if net is not None else None,
+            tuple(_int_range(e) for e in block.except_networks))
 
 
 def _canonical_ip(text: str) -> str:

@@ -28,13 +28,14 @@ import calendar
 import io
 import ipaddress
 import os
+import re
 import time
 import xml.etree.ElementTree as ET
 from itertools import islice
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from recorder.report import ReadReport
-from recorder.schema import LogRecord
+from recorder.schema import FlowRecord, LogRecord
 from recorder.sources import ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 
@@ -54,6 +55,26 @@ _L3 = frozenset({"ipv4", "ipv6"})
 _HEAD_OFFSETS = {**{name: 0 for name in (*_PROTOCOLS, *_OTHER_PROTOCOLS)}, "ipv4": 2, "ipv6": 2}
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+# The fast path: the ``conntrack -L`` / nf_conntrack line as conntrack and the kernel
+# print it for TCP, UDP and SCTP (optional ``ipv4     2 `` prefix, timeout and state,
+# counters, zones, [UNREPLIED]; the tail after the reply's sport is not needed), read
+# with one match instead of token by token. Separators are single spaces and each group
+# is either digits or an address _ip() validates, so a line it matches splits into the
+# same tokens the general parser reads; anything else, and anything a group's value
+# makes invalid, goes to the general parser, which decides and words the skip.
+_LIST_LINE = re.compile(  # optional parts as "(?:...|)": cheaper than "(?:...)?" in sre
+    r"(?:ipv[46] +[0-9]+ +|)(tcp +6|udp +17|sctp +132) (?:[0-9]+ |)(?:[A-Z_]+ |)"
+    r"(?P<key>src=([^ ]+) dst=([^ ]+) sport=([0-9]+) dport=([0-9]+)) "
+    r"(?:zone-orig=[0-9]+ |)(?:packets=[0-9]+ bytes=[0-9]+ |)(?:\[UNREPLIED\] |)"
+    r"src=([^ ]+) dst=[0-9a-fA-F.:]+ sport=([0-9]+) "
+    # No bracket after the reply's sport but the flags: "[start=" (-o ktimestamp) and
+    # anything unknown go to the general parser.
+    r"[^[]*(?:\[ASSURED\][^[]*|)(?:\[(?:HW_)?OFFLOAD\][^[]*|)\Z"
+)
+# The matched protocol group's first letter -> protocol (the pattern pairs name and number).
+_LIST_PROTOCOLS = {name[0]: (_PROTOCOLS[name], _MARKERS[_PROTOCOLS[name]])
+                   for name in ("tcp", "udp", "sctp")}
 
 # Bounded memory: tuples remembered to count a connection once. An entry leaves on
 # DESTROY; beyond this many live tuples the oldest is forgotten (the kernel's own
@@ -155,6 +176,26 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise _BadLine(f"port out of range: {value}")
     return value
+
+
+_port_cache: dict[str, int] = {}
+
+
+def _cached_port(text: str) -> int:
+    """A port from its digits (fast path: callers try ``_port_cache`` first)."""
+    value = int(text)
+    if value > 65535:
+        raise _BadLine(f"port out of range: {value}")
+    if len(_port_cache) >= _MAX_CACHE:
+        _port_cache.clear()
+    _port_cache[text] = value
+    return value
+
+
+def _validated(dport: str, rsport: str, src: str, dst: str, rsrc: str
+               ) -> tuple[int, int, str, str, str]:
+    """The fast path's ports and addresses when one is not cached yet; _BadLine if bad."""
+    return _cached_port(dport), _cached_port(rsport), _ip(src), _ip(dst), _ip(rsrc)
 
 
 def _value(token: str, key: str) -> str:
@@ -347,7 +388,7 @@ def _other_line(line: str, path: str, lineno: int, report: ReadReport) -> _Parse
 def read(
     stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
 ) -> Iterator[LogRecord]:
-    lines = kept = repeats = 0
+    lines = kept = repeats = listed = 0
     dump_time: int | None = options.dump_time
     # Connections counted already, oldest first: the original tuple's text (from src=
     # to the end of dport=, identical in every event and dump line of a connection)
@@ -362,8 +403,53 @@ def read(
     protocols = _PROTOCOLS
     ported = _PORTED
     max_tracked = MAX_TRACKED_TUPLES
+    match_list_line = _LIST_LINE.match
+    list_protocols = _LIST_PROTOCOLS
+    port_cache = _port_cache
+    make_listed = None
+    protocol: str | None
+    sport: int | None
+    dport: int | None
+    rsport: int | None
     try:
         for lineno, line in enumerate(text, 1):
+            # -L lines start with a protocol or family name (lowercase), -E lines with
+            # "[" or spaces: one comparison spares event streams the failing match.
+            m = match_list_line(line) if line >= "a" else None
+            if m is not None:
+                name, key, a, b, sp, dp, r, rsp = m.groups()
+                if key in tracked and tracked[key] in line[: m.start("key")]:
+                    lines += 1
+                    repeats += 1
+                    continue
+                try:
+                    try:
+                        dport = port_cache[dp]
+                        rsport = port_cache[rsp]
+                        src = ip_cache[a]
+                        dst = ip_cache[b]
+                        rsrc = ip_cache[r]
+                    except KeyError:  # a port or address not seen before
+                        dport, rsport, src, dst, rsrc = _validated(dp, rsp, a, b, r)
+                    sport = int(sp)  # ephemeral: parsed, a cache would hold every port
+                    if sport > 65535:
+                        raise _BadLine("port out of range")
+                except (_BadLine, ValueError):
+                    pass  # the general parser below skips it, in its own words
+                else:
+                    listed += 1  # a line read and a record kept
+                    protocol, tracked[key] = list_protocols[name[0]]
+                    if len(tracked) > max_tracked:
+                        tracked = _forget_oldest_half(tracked)
+                    if make_listed is None:
+                        if dump_time is None:
+                            dump_time = _file_time(stream, path)
+                        make_listed = _listed_record_maker(dump_time, path)
+                    if rsrc != dst or rsport != dport:
+                        yield make_listed(protocol, src, dst, dport, sport, rsrc, rsport)
+                    else:
+                        yield make_listed(protocol, src, dst, dport, sport, None, None)
+                    continue
             i1 = line.find("src=")
             if i1 > 0:
                 lines += 1
@@ -418,9 +504,9 @@ def read(
                         if raw_key is None:
                             raise _BadLine("no dport= in the original tuple")
                         # int() and the address checks reject a token of the wrong kind.
-                        sport: int | None = int(t[i + 2][6:])
-                        dport: int | None = int(t[i + 3][6:])
-                        rsport: int | None = int(t[j + 2][6:])
+                        sport = int(t[i + 2][6:])
+                        dport = int(t[i + 3][6:])
+                        rsport = int(t[j + 2][6:])
                         if not 0 <= (sport | dport | rsport) <= 65535:  # type: ignore[operator]
                             raise _BadLine("port out of range")
                         key = raw_key
@@ -493,14 +579,23 @@ def read(
         text.detach()
         if repeats:
             report.ignore("conntrack-repeat", repeats)  # UPDATE/DESTROY/re-dumps
-        report.lines[path] += lines
-        report.kept[path] += kept
+        report.lines[path] += lines + listed
+        report.kept[path] += kept + listed
 
 
 _make_record = flow_record_maker(
     "first_seen", "last_seen", "protocol", "src_ip", "dst_ip", "dst_port", "src_port",
     "xlated_ip", "xlated_port", "input", "time_known", source_format="conntrack",
 )
+
+
+def _listed_record_maker(dump_time: int, path: str) -> Callable[..., FlowRecord]:
+    """The fast path's record maker: one file's dump time and name built in."""
+    return flow_record_maker(
+        "protocol", "src_ip", "dst_ip", "dst_port", "src_port", "xlated_ip", "xlated_port",
+        first_seen=dump_time, last_seen=dump_time, input=path, time_known=False,
+        source_format="conntrack",
+    )
 
 
 def _excerpt(reason: str, line: str) -> str:

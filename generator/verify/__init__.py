@@ -1,0 +1,1 @@
+"""NetworkPolicy semantics: parsing, the evaluator, rule usage, `flowpol verify`."""
