@@ -24,7 +24,8 @@ kube-proxy's DNAT gives one more sighting a different 5-tuple: the client's veth
 the same client port and TCP initial sequence number (UDP: client address, port and
 payload), so they are paired here: the earlier sighting stays the record and the later
 one fills ``xlated_ip``/``xlated_port``, as conntrack's reply tuple would. A start is held
-``hold_ns`` (default 1.2 s, past the first SYN retransmission) waiting for its twin.
+``hold_ns`` (default ``NAT_HOLD_NS``, 3.5 s) waiting for its twin: the twin is the same
+SYN after the NAT, and it can reach the backend's veth seconds later (see NAT_HOLD_NS).
 
 Pods come and go: an rtnetlink link-change subscription triggers rediscovery at once
 (plus a periodic one), so a new pod's interface is captured within milliseconds of
@@ -68,6 +69,14 @@ SNAPLEN = 256  # headers plus the start of the payload (UDP twin pairing)
 DEFAULT_RCVBUF = 32 << 20
 READ_BATCH = 512  # frames read from one socket before looking at the others
 REDISCOVER_S = 5.0
+# How long a start waits for its NAT twin. The DNATed SYN can sit in the node's
+# neighbour queue until the backend's address resolves: 1 s per unanswered solicitation,
+# up to 3 (and an IPv6 interface whose link-local address is still in duplicate address
+# detection sends none, so a fresh node or bridge takes 1-2 s: seen live, 2.04 s). When
+# resolution fails or the SYN is lost behind the NAT, the twin is a retransmission, at
+# 1 s then 3 s. 3.5 s covers both; the agent loop's ``late_ns`` is above it, so a held
+# start still lands in its window.
+NAT_HOLD_NS = 3_500_000_000
 
 _ETH_P_ALL = 0x0003
 _SO_ATTACH_FILTER = 26
@@ -152,13 +161,14 @@ class NatTwins:
     A twin is seen at another point (interface, direction) than the start it pairs
     with: a client sending the same datagram from one port to several servers sends
     them all out of its own interface, and those stay separate connections. The hold
-    covers the first SYN retransmission (1 s): when the first SYN is lost behind the
-    NAT, the twin is its retransmission. A TCP/SCTP twin from the same client later
+    covers neighbour resolution on the backend side and two SYN retransmissions (see
+    NAT_HOLD_NS): the twin may be a retransmission of a start lost behind the NAT.
+    A TCP/SCTP twin from the same client later
     still (the start was already handed on) is folded without its translation: counted
     once, not twice.
     """
 
-    def __init__(self, hold_ns: int = 1_200_000_000, capacity: int = 65536,
+    def __init__(self, hold_ns: int = NAT_HOLD_NS, capacity: int = 65536,
                  remember_ns: int = 10_000_000_000) -> None:
         self.hold_ns = hold_ns
         self.capacity = capacity
@@ -224,7 +234,7 @@ class CaptureSource:
 
     def __init__(self, interfaces: Sequence[str] = (), patterns: Sequence[str] = DEFAULT_PATTERNS,
                  bpf_filter: str = CONNECTION_START_FILTER, options: ReadOptions = ReadOptions(),
-                 hold_ns: int = 1_200_000_000, rcvbuf: int = DEFAULT_RCVBUF,
+                 hold_ns: int = NAT_HOLD_NS, rcvbuf: int = DEFAULT_RCVBUF,
                  log: Callable[[str], None] = lambda _msg: None) -> None:
         self.any = ANY in interfaces
         if self.any and len(interfaces) > 1:
@@ -379,12 +389,17 @@ class CaptureSource:
         select = self._selector.select
         try:
             while not stop.is_set():
+                # The clock is read before looking at the sockets: a twin stamped before
+                # ``now`` is then already in its socket's buffer and read below, so a
+                # start never leaves in the same pass its twin (on another interface's
+                # socket) arrives.
+                now = time.time_ns()
                 for key, _ in select(0.05):
                     if key.data is None:
                         self._link_changed()
                     else:
                         self._read(key.fileobj, out)  # type: ignore[arg-type]
-                self.twins.expire(time.time_ns(), out)
+                self.twins.expire(now, out)
                 if out:
                     emit(out)
                     out = []

@@ -56,7 +56,9 @@ class RecordConfig:
     context: str | None = None
     heartbeat: str | None = None  # touched every second while the loop is healthy
     segments_max_bytes: int = 1 << 30
-    late_ns: int = 2 * SECOND
+    # Above the capture's NAT hold (capture.NAT_HOLD_NS, 3.5 s): a start held there still
+    # reaches its window before the window is written.
+    late_ns: int = 5 * SECOND
 
 
 @dataclass(frozen=True, slots=True)

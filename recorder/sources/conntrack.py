@@ -20,6 +20,10 @@ first event seen for a tuple whose NEW was missed), repeated dumps of a live
 connection contribute the first line. Lines without a time (``-L``, ``-E`` without
 ``-o timestamp``) get ``options.dump_time`` or the file's mtime and
 ``time_known=False``; ``[start=...]``/``<when>`` stamps are read as UTC.
+
+Speed: the usual ``-L`` line takes a fast path (one regular expression, ``_LIST_LINE``)
+that yields exactly what the general token parser would; every other line, and any
+line the fast path is unsure of, goes through the general parser.
 """
 
 from __future__ import annotations
@@ -56,20 +60,20 @@ _HEAD_OFFSETS = {**{name: 0 for name in (*_PROTOCOLS, *_OTHER_PROTOCOLS)}, "ipv4
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
-# The fast path: the ``conntrack -L`` / nf_conntrack line as conntrack and the kernel
-# print it for TCP, UDP and SCTP (optional ``ipv4     2 `` prefix, timeout and state,
-# counters, zones, [UNREPLIED]; the tail after the reply's sport is not needed), read
-# with one match instead of token by token. Separators are single spaces and each group
-# is either digits or an address _ip() validates, so a line it matches splits into the
-# same tokens the general parser reads; anything else, and anything a group's value
-# makes invalid, goes to the general parser, which decides and words the skip.
+# The fast path: ``conntrack -L`` / nf_conntrack lines of TCP, UDP and SCTP as conntrack
+# and the kernel print them (optional ``ipv4     2 `` prefix, timeout, state, counters,
+# zones, [UNREPLIED], flags), read with one match instead of the token walk in read().
+# Tokens are separated by single spaces and nothing the pattern accepts can hold other
+# whitespace (ports are digits, addresses must pass _ip()), so a matched line splits
+# into exactly the tokens the general parser reads and the "key" group is the raw tuple
+# text it keys on. Lines the pattern does not match, or whose ports or addresses are
+# invalid, go to the general parser, which decides and words the skip; so does
+# -o ktimestamp (only the flags may be bracketed after the reply tuple).
 _LIST_LINE = re.compile(  # optional parts as "(?:...|)": cheaper than "(?:...)?" in sre
     r"(?:ipv[46] +[0-9]+ +|)(tcp +6|udp +17|sctp +132) (?:[0-9]+ |)(?:[A-Z_]+ |)"
     r"(?P<key>src=([^ ]+) dst=([^ ]+) sport=([0-9]+) dport=([0-9]+)) "
     r"(?:zone-orig=[0-9]+ |)(?:packets=[0-9]+ bytes=[0-9]+ |)(?:\[UNREPLIED\] |)"
     r"src=([^ ]+) dst=[0-9a-fA-F.:]+ sport=([0-9]+) "
-    # No bracket after the reply's sport but the flags: "[start=" (-o ktimestamp) and
-    # anything unknown go to the general parser.
     r"[^[]*(?:\[ASSURED\][^[]*|)(?:\[(?:HW_)?OFFLOAD\][^[]*|)\Z"
 )
 # The matched protocol group's first letter -> protocol (the pattern pairs name and number).
@@ -178,6 +182,8 @@ def _port(text: str) -> int:
     return value
 
 
+# Service ports and targetPorts as text -> int (few, seen on every line; the client's
+# ephemeral port is parsed instead).
 _port_cache: dict[str, int] = {}
 
 
