@@ -8,7 +8,7 @@ from typing import Callable
 
 from generator.check import check_policies, denied_lines, verification_dict
 from generator.output import write_output
-from generator.pipeline import collector_paused, observe
+from generator.pipeline import ObserveRequest, collector_paused, observe_request
 from generator.report import build_report, summary_lines
 from generator.review.report import write_review
 from generator.synthesize import SynthesisOptions, synthesize
@@ -16,17 +16,10 @@ from generator.verify.evaluator import Evaluator
 from generator.verify.policy import parse_policies
 from generator.yamlout import strip_comments
 from recorder.errors import InputError
-from recorder.sources import ReadOptions
 
 
 @dataclass(frozen=True, slots=True)
-class GenerateRequest:
-    inputs: list[str]
-    snapshot: list[str]
-    out_dir: Path
-    fmt: str | None = None
-    strict: bool = False
-    read_options: ReadOptions = ReadOptions()
+class GenerateRequest(ObserveRequest):
     synthesis: SynthesisOptions = SynthesisOptions()
     verify: bool = True
 
@@ -47,8 +40,7 @@ def run_generate(req: GenerateRequest,
 
 
 def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) -> GenerateResult:
-    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                       progress, allow_unreadable=True)
+    observed = observe_request(req, progress, allow_unreadable=True)
     synth = synthesize(observed.edges, observed.index, req.synthesis)
     # The verification and the review's evidence ask the same evaluator: its caches
     # (pods, label sets, verdicts) are built once.

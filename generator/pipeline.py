@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 import dataclasses
 import gc
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from generator.edges import Connection, Edge
@@ -163,6 +164,26 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     edges = aggregate_edges(resolved.connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
                            tuple(snap.warnings), tuple(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveRequest:
+    """What every command that reads flows and writes a directory is given; the
+    commands' own requests extend it."""
+
+    inputs: list[str]
+    snapshot: list[str]
+    out_dir: Path
+    fmt: str | None = None
+    strict: bool = False
+    read_options: ReadOptions = ReadOptions()
+
+
+def observe_request(req, progress: Callable[[int], None] | None = None,
+                    allow_unreadable: bool = False) -> ObservedTraffic:
+    """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
+    return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
+                   progress, allow_unreadable)
 
 
 def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:

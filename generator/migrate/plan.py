@@ -28,7 +28,7 @@ from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
 from generator.output import atomic_write
-from generator.pipeline import ObservedTraffic, observe
+from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
     NS_PER_S, Span, Thresholds, duration_text, is_dns_traffic, recording_span, when,
@@ -39,7 +39,6 @@ from generator.synthesize import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions,
 from generator.verify.policy import parse_policies
 from generator.yamlout import dump_all, strip_comments
 from recorder.errors import UsageError
-from recorder.sources import ReadOptions
 
 JSON_VERSION = 1
 MARKER = ".flowpol-migrate"
@@ -47,13 +46,7 @@ MIN_WATCH_NS = 3600 * NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
-class MigrateRequest:
-    inputs: list[str]
-    snapshot: list[str]
-    out_dir: Path
-    fmt: str | None = None
-    strict: bool = False
-    read_options: ReadOptions = ReadOptions()
+class MigrateRequest(ObserveRequest):
     thresholds: Thresholds = Thresholds()
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
@@ -430,7 +423,7 @@ def summary_lines(plan: MigrationPlan, out: Path) -> list[str]:
 
 def run_migrate(req: MigrateRequest, progress: Callable[[int], None] | None = None
                 ) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
-    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict, progress)
+    observed = observe_request(req, progress)
     plan = plan_migration(observed, req)
     plan, written = write_plan(req.out_dir, plan)
     written += write_documents(req.out_dir, plan_document(plan, observed), "plan")

@@ -23,7 +23,7 @@ from typing import Callable
 from generator.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
     verification_dict
 from generator.output import atomic_write
-from generator.pipeline import ObservedTraffic, observe
+from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
 from generator.review.report import (
@@ -37,7 +37,6 @@ from generator.tighten.propose import (
 from generator.tighten.yamledit import Edit, edit_file
 from generator.yamlout import dump_all
 from recorder.errors import UsageError
-from recorder.sources import ReadOptions
 
 JSON_VERSION = 1
 MARKER = ".flowpol-proposed"
@@ -46,13 +45,7 @@ MAX_LISTED = 50
 
 
 @dataclass(frozen=True, slots=True)
-class DiffRequest:
-    inputs: list[str]
-    snapshot: list[str]
-    out_dir: Path
-    fmt: str | None = None
-    strict: bool = False
-    read_options: ReadOptions = ReadOptions()
+class DiffRequest(ObserveRequest):
     thresholds: Thresholds = Thresholds()
     window_ns: int | None = None
 
@@ -265,7 +258,7 @@ def diff_document(r: DiffResult) -> Document:
 
 def run_diff(req: DiffRequest, existing: ExistingSet,
              progress: Callable[[int], None] | None = None) -> DiffResult:
-    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict, progress)
+    observed = observe_request(req, progress)
     proposal = propose(existing, observed, req.thresholds, req.window_ns)
     verification = check_policies(observed.resolved.connections, proposal.parsed(),
                                   observed.index)

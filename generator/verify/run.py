@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from generator.check import CheckResult, check_policies
-from generator.pipeline import ObservedTraffic, observe
+from generator.pipeline import ObservedTraffic, observe_request
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import NetworkPolicy, load_policies, parse_policies
 from generator.verify.usage import UsageResult, rule_usage
@@ -93,7 +93,7 @@ class VerifyResult:
 
 def run_verify(req: VerifyRequest, policies: PolicySet,
                progress: Callable[[int], None] | None = None) -> VerifyResult:
-    observed = observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict, progress)
+    observed = observe_request(req, progress)
     # One evaluator for the check and the usage count: the second pass hits its caches.
     evaluator = Evaluator.from_inventory(policies.policies, observed.index.inventory)
     connections = observed.resolved.connections
