@@ -5,11 +5,13 @@ Used by `flowpol generate` on its own output and by `flowpol verify`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Iterable
 
 from generator.edges import Connection, Peer, PeerIds
 from generator.inventory.index import InventoryIndex
+from generator.verify.cohorts import cohorts, summed_services
 from generator.verify.evaluator import Evaluator, SideVerdict, Verdict
 from generator.verify.policy import NetworkPolicy, parse_policies
 from recorder.timefmt import format_time
@@ -48,6 +50,9 @@ class CheckResult:
     policies: int
 
 
+_peer_order = attrgetter(*(f.name for f in fields(Peer) if f.compare))
+
+
 def _who(pod, ip: str) -> str:
     return f"{pod.namespace}/{pod.name}" if pod is not None else ip
 
@@ -61,73 +66,82 @@ def _rule_refs(v: Verdict) -> tuple[str, ...]:
     return tuple(refs)
 
 
-_NO_HINT_YET = object()
-
-
 def check_policies(connections: Iterable[Connection], policies: tuple[NetworkPolicy, ...],
                    index: InventoryIndex, evaluator: Evaluator | None = None) -> CheckResult:
     """``evaluator``: one already built for ``policies`` (to share its caches), or None."""
     if evaluator is None:
         evaluator = Evaluator.from_inventory(policies, index.inventory)
+    found = cohorts(connections, evaluator)
     groups: dict[tuple, list] = {}
+    # per cohort: its verdict's answer, its group's key and accumulator
+    placed: list[tuple[bool, tuple, list]] = []
     # Verdicts are cached objects of the evaluator (alive as long as it is), so their
     # reason text, costly to build, is built once per verdict.
     reasons: dict[int, str] = {}
-    checked = allowed = denied = allowed_count = denied_count = 0
-    counted: set[tuple] = set()
+    allowed = denied = allowed_count = denied_count = 0
     peer_id = PeerIds()
     check = evaluator.check
-    for c in connections:
-        src = c.src_pod if c.src_pod is not None else c.src_ip
-        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
-        v = check(src, dst, c.protocol, c.port)
+    # Cohorts come in the order of their first connections, so a group's first cohort
+    # holds its first connection: the example, and the connection the hint is about.
+    for co in found.cohorts:
+        c = co.first
+        v = check(co.src, co.dst, c.protocol, c.port)
         reason = reasons.get(id(v))
         if reason is None:
             reason = reasons[id(v)] = v.reason
-        checked += 1
-        # A ClusterIP flow expanded to several backends is one set of connections:
-        # count it once per verdict and per group, not once per backend.
-        new_flow = c.flow_id < 0 or (v.allowed, c.flow_id) not in counted
-        counted.add((v.allowed, c.flow_id))
         if v.allowed:
-            allowed += 1
-            allowed_count += c.count if new_flow else 0
+            allowed += co.connections
+            allowed_count += co.counted
         else:
-            denied += 1
-            denied_count += c.count if new_flow else 0
+            denied += co.connections
+            denied_count += co.counted
         key = (peer_id(c.src), peer_id(c.dst), c.protocol,
                c.port if c.port is not None else -1, v.allowed, reason)
-        new_in_group = c.flow_id < 0 or (key, c.flow_id) not in counted
-        counted.add((key, c.flow_id))
         g = groups.get(key)
         if g is None:
-            g = groups[key] = [c.count, 1, c.first_seen, c.last_seen, v,
+            g = groups[key] = [co.counted, co.connections, co.first_seen, co.last_seen, v,
                                f"{_who(c.src_pod, c.src_ip)} -> {_who(c.dst_pod, c.dst_ip)}",
-                               c.port, set(), _NO_HINT_YET, c.src, c.dst]
+                               c.port, set(co.services),
+                               None if v.allowed else _hint(evaluator, c, co.src, co.dst, v),
+                               c.src, c.dst]
         else:
-            g[0] += c.count if new_in_group else 0
-            g[1] += 1
-            if c.first_seen < g[2]:
-                g[2] = c.first_seen
-            if c.last_seen > g[3]:
-                g[3] = c.last_seen
-        if c.service is not None and c.service_port is not None:
-            g[7].add(f"{c.service[0]}/{c.service[1]}:{c.service_port}")
-        if g[8] is _NO_HINT_YET and not v.allowed:
-            g[8] = _hint(evaluator, c, src, dst, v)
+            g[0] += co.counted
+            g[1] += co.connections
+            if co.first_seen < g[2]:
+                g[2] = co.first_seen
+            if co.last_seen > g[3]:
+                g[3] = co.last_seen
+            g[7] |= co.services
+        placed.append((v.allowed, key, g))
+    # A ClusterIP flow expanded to several backends is one set of connections: count it
+    # once per verdict and per group, not once per backend. Its first connection was
+    # counted in its cohort; the others only where no earlier one went.
+    for flow in found.repeated_flows:
+        ok, key, _ = placed[flow.first]
+        verdicts, keys = {ok}, {key}
+        for c, i in flow.repeats:
+            ok, key, g = placed[i]
+            if ok not in verdicts:
+                verdicts.add(ok)
+                if ok:
+                    allowed_count += c.count
+                else:
+                    denied_count += c.count
+            if key not in keys:
+                keys.add(key)
+                g[0] += c.count
     out = []
     for key in groups:
         _, _, proto, _, ok, reason = key
         count, n, first, last, v, example, port, services, hint, src, dst = groups[key]
-        if hint is _NO_HINT_YET:
-            hint = None
         out.append(CheckedGroup(src, dst, proto, port, ok, count, n, first, last, reason,
-                                v.denied_by, _rule_refs(v), example, v, tuple(sorted(services)),
+                                v.denied_by, _rule_refs(v), example, v, summed_services(services),
                                 hint))
-    # denied first in the listing, then allowed
-    out.sort(key=lambda g: (g.allowed, g.src, g.dst, g.protocol,
+    # denied first in the listing, then allowed; peers in their dataclass order, by the
+    # tuples of their fields that it compares (without a Python-level __lt__ per step)
+    out.sort(key=lambda g: (g.allowed, _peer_order(g.src), _peer_order(g.dst), g.protocol,
                             g.port if g.port is not None else -1, g.reason))
-    return CheckResult(tuple(out), checked, allowed, denied, allowed_count, denied_count,
+    return CheckResult(tuple(out), allowed + denied, allowed, denied, allowed_count, denied_count,
                        len(policies))
 
 

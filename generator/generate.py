@@ -16,6 +16,7 @@ from generator.verify.evaluator import Evaluator
 from generator.verify.policy import parse_policies
 from generator.yamlout import strip_comments
 from recorder.errors import InputError
+from recorder.report import ReadReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,9 @@ class GenerateResult:
     denied_lines: tuple[str, ...]
     report: dict
     files: tuple[Path, ...]
-    unreadable: tuple[InputError, ...] = ()  # the CLI raises them after printing
+    read: ReadReport  # what was kept, skipped and ignored
+    unreadable: tuple[InputError, ...] = ()
+    # the CLI prints, then raises bad input (read.skipped, unreadable) as exit 2
 
 
 def run_generate(req: GenerateRequest,
@@ -57,4 +60,4 @@ def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) 
     files = write_output(req.out_dir, synth.policies, report)
     files += write_review(req.out_dir, observed, synth, verification, (policies, evaluator))
     return GenerateResult(tuple(summary_lines(observed, synth, verification, str(req.out_dir))),
-                          denied, report, tuple(files), observed.unreadable)
+                          denied, report, tuple(files), observed.read, observed.unreadable)

@@ -19,7 +19,7 @@ from generator.resolve import ResolveResult, aggregate_edges, resolve
 from generator.synthesize import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator
 from recorder.errors import InputError, UsageError
-from recorder.report import ReadReport
+from recorder.report import ReadReport, Skipped
 from recorder.schema import LogRecord
 from recorder.sources import ReadOptions, expand_inputs, read_inputs
 
@@ -80,18 +80,70 @@ def read_into(
     return errors
 
 
-def raise_for_unreadable(errors: Iterable[InputError], output: str | None) -> None:
-    """Inputs that could not be read at all are an input error (exit 2), raised after
-    the output of every readable input was written. Bad lines inside a readable input
-    are not: they are skipped, counted and reported (--strict makes them fatal)."""
-    errors = list(errors)
+# Examples of skipped items named in the bad-input error: one per reason first, so every
+# reason has a place to look at, then more in input order.
+MAX_ERROR_EXAMPLES = 5
+
+
+def _error_examples(report: ReadReport) -> list[Skipped]:
+    first: dict[str, int] = {}
+    for i, e in enumerate(report.examples):
+        first.setdefault(e.reason, i)
+    chosen = set(first.values())
+    for i in range(len(report.examples)):
+        if len(chosen) >= MAX_ERROR_EXAMPLES:
+            break
+        chosen.add(i)
+    return [report.examples[i] for i in sorted(chosen)]
+
+
+def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
+                    output: str | None) -> InputError | None:
+    """The input error of a run, or None when the input was good.
+
+    Bad input is an input error (exit 2): an input that could not be read at all, and
+    any item a reader skipped as bad (``ReadReport.skip``: invalid JSON, a truncated
+    line or packet, missing fields, ...). Items a reader ignored as valid but not
+    wanted (replies, non-flow events, dropped verdicts) are not. ``output`` names what
+    the command wrote from every valid record, or None when it wrote nothing."""
+    errors = list(unreadable)
+    if not errors and not report.total_skipped:
+        return None
+    parts: list[str] = []
+    fixes: list[str] = []
     if errors:
-        raise InputError(
-            f"{len(errors)} input(s) could not be read: "
-            + "; ".join(str(e) for e in errors)
-            + (f". {output[0].upper() + output[1:]} holds every valid record of the other "
-               "inputs" if output else "")
-            + "; fix or leave out the unreadable ones to get exit code 0.")
+        parts.append(f"{len(errors)} input(s) could not be read: "
+                     + "; ".join(str(e) for e in errors))
+        fixes.append("fix or leave out the unreadable input(s)")
+    if report.total_skipped:
+        shown = _error_examples(report)
+        parts.append(
+            f"{report.total_skipped:,} bad input item(s) skipped ("
+            + ", ".join(f"{reason} {n:,}" for reason, n in sorted(report.skipped.items()))
+            + ") at " + "; ".join(str(e) for e in shown)
+            + (f"; and {report.total_skipped - len(shown):,} more" if report.total_skipped
+               > len(shown) else ""))
+        fixes.append("fix or remove the bad lines")
+    if output is None:
+        kept = "Nothing was written"
+    elif report.total_kept:
+        kept = ("Output written from every valid record"
+                + (" of the readable inputs" if errors else "") + f": {output}")
+    else:
+        kept = (f"No valid record was read, so {output} holds none"
+                + (" (a wrong format? --format forces one)" if report.total_skipped else ""))
+    return InputError("; ".join(parts) + f". {kept}; " + " and ".join(fixes)
+                      + " to get exit code 0.")
+
+
+def raise_for_bad_input(report: ReadReport, unreadable: Iterable[InputError],
+                        output: str | None) -> None:
+    """The one exit-code rule for bad input, called by every command that reads flows
+    after it wrote its output (``bad_input_error``). ``--strict`` never gets here: the
+    first bad item raised while reading, before anything was written."""
+    error = bad_input_error(report, unreadable, output)
+    if error is not None:
+        raise error
 
 
 def _progress_wrap(progress: Callable[[int], None] | None):
@@ -152,14 +204,15 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
             progress: Callable[[int], None] | None = None,
             allow_unreadable: bool = False) -> ObservedTraffic:
-    """``allow_unreadable``: go on when some inputs cannot be read at all; the caller
-    then writes its output and calls ``raise_for_unreadable(observed.unreadable, ...)``."""
+    """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
+    the caller writes its output and then calls
+    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
     records, agg_stats, errors = read_records(inputs, report, options, fmt, progress)
     if errors and not allow_unreadable:
-        raise_for_unreadable(errors, None)
+        raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
     edges = aggregate_edges(resolved.connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,

@@ -7,7 +7,7 @@ from collections import defaultdict
 from generator.edges import Edge, Peer
 from generator.pipeline import ObservedTraffic
 from generator.synthesize import SynthesisResult
-from recorder.timefmt import format_time
+from generator.timetext import format_time_fast
 
 MAX_LISTED = 200
 
@@ -21,38 +21,52 @@ def _peer(p: Peer) -> dict:
     return d
 
 
-def _edge(e: Edge) -> dict:
-    return {"src": _peer(e.src), "dst": _peer(e.dst), "protocol": e.protocol, "port": e.port,
-            "count": e.count, "first_seen": format_time(e.first_seen),
-            "last_seen": format_time(e.last_seen), "inputs": list(e.inputs),
+def _edge(e: Edge, peers: dict[int, dict]) -> dict:
+    # Edges share Peer objects: each one's dict is made once (``peers``, by id; the
+    # edges keep the peers alive) and copied for each of its edges.
+    src, dst = peers.get(id(e.src)), peers.get(id(e.dst))
+    if src is None:
+        src = peers[id(e.src)] = _peer(e.src)
+    if dst is None:
+        dst = peers[id(e.dst)] = _peer(e.dst)
+    return {"src": dict(src), "dst": dict(dst), "protocol": e.protocol, "port": e.port,
+            "count": e.count, "first_seen": format_time_fast(e.first_seen),
+            "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs),
             "services": [f"{ns}/{n}" for ns, n in e.services]}
 
 
 def unresolved_summary(observed: ObservedTraffic) -> list[dict]:
+    # Address-only inputs can leave hundreds of thousands of unresolved aggregates:
+    # the loop does no more per item than it must, and peers are formatted per group.
     groups: dict[tuple, dict] = {}
     for u in observed.resolved.unresolved:
         key = (u.side, u.ip, u.reason)
-        g = groups.setdefault(key, {"side": u.side, "ip": u.ip, "reason": u.reason,
-                                    "count": 0, "first_seen": u.first_seen,
-                                    "last_seen": u.last_seen, "inputs": set(),
-                                    "peers": set()})
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"side": u.side, "ip": u.ip, "reason": u.reason,
+                               "count": 0, "first_seen": u.first_seen,
+                               "last_seen": u.last_seen, "inputs": set(), "peers": set()}
         g["count"] += u.count
-        g["first_seen"] = min(g["first_seen"], u.first_seen)
-        g["last_seen"] = max(g["last_seen"], u.last_seen)
+        if u.first_seen < g["first_seen"]:
+            g["first_seen"] = u.first_seen
+        if u.last_seen > g["last_seen"]:
+            g["last_seen"] = u.last_seen
         g["inputs"].add(u.input)
-        g["peers"].add(f"{u.other_ip} {u.protocol}/{u.port}" if u.port is not None
-                       else f"{u.other_ip} {u.protocol}")
+        g["peers"].add((u.other_ip, u.protocol, u.port))
     out = []
     for key in sorted(groups):
         g = groups[key]
-        out.append({**g, "first_seen": format_time(g["first_seen"]),
-                    "last_seen": format_time(g["last_seen"]),
-                    "inputs": sorted(g["inputs"]), "peers": sorted(g["peers"])[:20]})
+        peers = {f"{ip} {protocol}/{port}" if port is not None else f"{ip} {protocol}"
+                 for ip, protocol, port in g["peers"]}
+        out.append({**g, "first_seen": format_time_fast(g["first_seen"]),
+                    "last_seen": format_time_fast(g["last_seen"]),
+                    "inputs": sorted(g["inputs"]), "peers": sorted(peers)[:20]})
     return out
 
 
 def build_report(observed: ObservedTraffic, synth: SynthesisResult,
                  verification: dict | None) -> dict:
+    peers: dict[int, dict] = {}
     node_edges = defaultdict(int)
     for e in observed.edges:
         for p in (e.src, e.dst):
@@ -85,7 +99,7 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
         "idle_workloads": list(synth.idle_workloads),
         "skipped_edges": [{"edge": e, "reason": r} for e, r in synth.skipped_edges],
         "warnings": list(synth.warnings),
-        "edges": [_edge(e) for e in observed.edges],
+        "edges": [_edge(e, peers) for e in observed.edges],
         "verification": verification,
     }
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from generator.edges import (
     APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
-from generator.inventory.index import InventoryIndex
+from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Pod
 from generator.timeline import Holder, IpTimeline
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
@@ -62,15 +62,21 @@ _new_connection = slots_maker(
     Connection, "src", "dst", "protocol", "port", "src_ip", "dst_ip", "src_pod", "dst_pod",
     "count", "first_seen", "last_seen", "inputs", "service", "service_port", "flow_id")
 
+_MISSING = object()
+
 _HINT_PEER_KINDS = {"host": NODE, "remote-node": NODE, "world": EXTERNAL,
                     "kube-apiserver": APISERVER}
 
 
+_new_pod_view = slots_maker(PodView, "namespace", "name", "labels", "named_ports", "ip",
+                            "host_network", "node")
+
+
 def pod_view(pod: Pod) -> PodView:
-    return PodView(
-        namespace=pod.namespace, name=pod.name, labels=pod.labels,
-        named_ports=tuple(sorted((p.name, p.protocol, p.port) for p in pod.ports if p.name)),
-        ip=pod.ips[0] if pod.ips else None, host_network=pod.host_network, node=pod.node,
+    return _new_pod_view(
+        pod.namespace, pod.name, pod.labels,
+        tuple(sorted((p.name, p.protocol, p.port) for p in pod.ports if p.name)),  # named_ports
+        pod.ips[0] if pod.ips else None, pod.host_network, pod.node,  # ip, host_network, node
     )
 
 
@@ -87,6 +93,14 @@ class _Resolver:
         # hints object per endpoint (the aggregator interns them). Each entry holds
         # its hints object, so that the id stays unique.
         self._hint_by_id: dict[tuple, tuple[EndpointHints, _Side | None]] = {}
+        # id(pod) -> (pod, its side): a pod is reached under several addresses and
+        # hints (each side of each peer), and its PodView and Peer are the same each
+        # time. Holding the pod keeps its id unique.
+        self._pod_sides: dict[int, tuple[Pod, _Side]] = {}
+        # One Peer per workload, shared by its pods' sides: equal peers that are the
+        # same object are grouped by id (PeerIds) without hashing their fields.
+        self._workload_peers: dict[tuple[str, str, str], Peer] = {}
+        self._in_range: dict[str, bool] = {}
 
     # -- building blocks -------------------------------------------------------
     def node_peer(self, ip: str) -> Peer:
@@ -94,17 +108,37 @@ class _Resolver:
         return Peer(NODE, ip=ip, node_name=node.name if node else None)
 
     def in_cluster_range(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr.version == n.version and addr in n for n in self.cidrs)
+        # Remembered per address: address-only flows (conntrack, pcap) ask it for the
+        # same addresses again and again, and ipaddress parses and compares in Python.
+        inside = self._in_range.get(ip)
+        if inside is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                inside = False
+            else:
+                inside = any(addr.version == n.version and addr in n for n in self.cidrs)
+            self._in_range[ip] = inside
+        return inside
+
+    def workload_peer(self, wl: WorkloadRef) -> Peer:
+        key = (wl.namespace, wl.kind, wl.name)
+        peer = self._workload_peers.get(key)
+        if peer is None:
+            peer = self._workload_peers[key] = Peer(WORKLOAD, wl.namespace, wl.kind, wl.name)
+        return peer
 
     def from_pod(self, pod: Pod) -> _Side:
+        hit = self._pod_sides.get(id(pod))
+        if hit is not None and hit[0] is pod:
+            return hit[1]
         if pod.host_network:
-            return _Side(self.node_peer(pod.ips[0] if pod.ips else ""), None)
-        wl = self.index.workload_of(pod)
-        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), pod_view(pod))
+            side = _Side(self.node_peer(pod.ips[0] if pod.ips else ""), None)
+        else:
+            wl = self.index.workload_of(pod)
+            side = _Side(self.workload_peer(wl), pod_view(pod))
+        self._pod_sides[id(pod)] = (pod, side)
+        return side
 
     def from_holder(self, ip: str, h: Holder) -> _Side | str:
         if h.host_network:
@@ -118,7 +152,7 @@ class _Resolver:
             return (f"pod {h.namespace}/{h.pod} held {ip} then, but it is not in the "
                     "snapshot and no workload in it matches its labels")
         self.stats["attributed-by-ip-timeline-dead-pod"] += 1
-        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
+        return _Side(self.workload_peer(wl),
                      PodView(h.namespace, h.pod, h.labels, (), ip, False, h.node))
 
     def hint(self, ip: str, hints: EndpointHints, is_destination: bool) -> _Side | None:
@@ -164,7 +198,7 @@ class _Resolver:
         if wl is None:
             return None  # let the timeline try; the source's identity was not enough
         self.stats["pods-gone-attributed-by-source-identity"] += 1
-        return _Side(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name),
+        return _Side(self.workload_peer(wl),
                      PodView(hints.namespace, hints.pod or "", hints.labels, (), ip))
 
     def from_address(self, ip: str, holder: Holder | None) -> _Side | str:
@@ -179,77 +213,94 @@ class _Resolver:
 
 
 def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResult:
-    flows: list[FlowRecord] = []
-    timeline_records: list[IpTimelineRecord] = []
-    for rec in records:
-        if isinstance(rec, FlowRecord):
-            flows.append(rec)
-        else:
-            timeline_records.append(rec)
+    records = records if isinstance(records, (list, tuple)) else list(records)
+    flows: list[FlowRecord] = [rec for rec in records if isinstance(rec, FlowRecord)]
+    timeline_records: list[IpTimelineRecord] = (
+        [rec for rec in records if not isinstance(rec, FlowRecord)]  # type: ignore[misc]
+        if len(flows) < len(records) else [])
     timeline = IpTimeline(index.inventory.pods, timeline_records)
     r = _Resolver(index, timeline)
 
-    # What each side's source identity settles needs no timeline; every other address
-    # goes into one vectorised timeline join, at its first and last sighting.
+    # The loops below run once per flow aggregate (tens of thousands): the common
+    # cases of r.hint (a hit in its table by id) and of index.service_by_ip (a
+    # repeated address) are done inline, and FlowRecord.server_ip/server_port (Python
+    # properties) are spelled out. The full calls answer everything else.
+    hint_by_id = r._hint_by_id
+    service_of: dict[str, object] = {}
+
+    # A flow whose two ends the source identified (every flow of a Hubble input) is
+    # connected right away. Every other flow waits for one vectorised timeline join of
+    # the addresses its source did not identify, at their first and last sighting;
+    # its connections then go where the flow's place in the order is.
     q_ips: list[str] = []
     q_times: list[int] = []
-    plans: list[tuple] = []
-    for f in flows:
-        src_hint = r.hint(f.src_ip, f.src, False)
-        svc = None
-        if f.xlated_ip is None and f.dst_port is not None:
-            svc = index.service_by_ip(f.server_ip)
-        dst_hint = r.hint(f.server_ip, f.dst, True) if svc is None else None
-        q_src = q_dst = -1
-        if src_hint is None:
-            q_src = len(q_ips)
-            q_ips += [f.src_ip, f.src_ip]
-            q_times += [f.first_seen, f.last_seen]
-        if svc is None and dst_hint is None:
-            q_dst = len(q_ips)
-            q_ips += [f.server_ip, f.server_ip]
-            q_times += [f.first_seen, f.last_seen]
-        plans.append((src_hint, dst_hint, svc, q_src, q_dst))
-    holders = timeline.lookup(q_ips, q_times)
-
+    waiting: list[tuple] = []  # (flow index, place in connections, plan)
     connections: list[Connection] = []
-    unresolved: list[UnresolvedFlow] = []
     untimed = 0
     by_identity = 0
     for i, f in enumerate(flows):
         if not f.time_known:
             untimed += f.count
-        src_hint, dst_hint, svc_hit, q_src, q_dst = plans[i]
-        by_identity += (src_hint is not None) + (dst_hint is not None)
-        if src_hint is not None:
-            src_sides, src_why = [src_hint], None
-        else:
-            src_sides, src_why = _resolve_address(r, f.src_ip, holders[q_src],
-                                                  holders[q_src + 1])
-        if svc_hit is not None:
-            dst_sides, dst_why = _expand_service(r, svc_hit, f)
-        elif dst_hint is not None:
-            dst_sides, dst_why = [dst_hint], None
-        else:
-            dst_sides, dst_why = _resolve_address(r, f.server_ip, holders[q_dst],
-                                                  holders[q_dst + 1])
-        if src_why is not None or dst_why is not None:
-            _report_unresolved(unresolved, f, src_sides, src_why, dst_sides, dst_why)
-        if not src_sides or not dst_sides:
-            continue
-        svc = (f.service.namespace, f.service.name) if f.service else None
-        for s in src_sides:
-            for d in dst_sides:
-                connections.append(_new_connection(
-                    s.peer, d.peer, f.protocol,
-                    d.port if d.port is not None else f.server_port,  # port
-                    f.src_ip, d.pod.ip if d.pod and d.pod.ip else f.server_ip,  # src/dst ip
-                    s.pod, d.pod, f.count, f.first_seen, f.last_seen,
-                    (f.input,) if f.input else (),  # inputs
-                    svc or d.service,  # service
-                    f.dst_port if (f.xlated_ip or svc or d.service) else None,  # service_port
-                    i,  # flow_id
-                ))
+        src_ip, hints = f.src_ip, f.src
+        hit = hint_by_id.get((src_ip, id(hints), False))
+        src_hint = hit[1] if hit is not None and hit[0] is hints else r.hint(src_ip, hints, False)
+        server_ip = f.xlated_ip or f.dst_ip
+        svc = None
+        if f.xlated_ip is None and f.dst_port is not None:
+            svc = service_of.get(server_ip, _MISSING)
+            if svc is _MISSING:
+                svc = service_of[server_ip] = index.service_by_ip(server_ip)
+        dst_hint = None
+        if svc is None:
+            hints = f.dst
+            hit = hint_by_id.get((server_ip, id(hints), True))
+            dst_hint = (hit[1] if hit is not None and hit[0] is hints
+                        else r.hint(server_ip, hints, True))
+            if src_hint is not None and dst_hint is not None:
+                by_identity += 2
+                connections.append(_connect(f, i, src_hint, dst_hint))
+                continue
+        q_src = q_dst = -1
+        if src_hint is None:
+            q_src = len(q_ips)
+            q_ips += [src_ip, src_ip]
+            q_times += [f.first_seen, f.last_seen]
+        if svc is None and dst_hint is None:
+            q_dst = len(q_ips)
+            q_ips += [server_ip, server_ip]
+            q_times += [f.first_seen, f.last_seen]
+        waiting.append((i, len(connections), src_hint, dst_hint, svc, q_src, q_dst))
+    holders = timeline.lookup(q_ips, q_times)
+
+    unresolved: list[UnresolvedFlow] = []
+    if waiting:
+        merged: list[Connection] = []
+        done = 0  # connections of identified flows already in merged
+        for i, place, src_hint, dst_hint, svc_hit, q_src, q_dst in waiting:
+            merged += connections[done:place]
+            done = place
+            f = flows[i]
+            src_sides: Sequence[_Side]
+            dst_sides: Sequence[_Side]
+            if src_hint is not None:
+                by_identity += 1
+                src_sides, src_why = (src_hint,), None
+            else:
+                src_sides, src_why = _resolve_address(r, f.src_ip, holders[q_src],
+                                                      holders[q_src + 1])
+            if svc_hit is not None:
+                dst_sides, dst_why = _expand_service(r, svc_hit, f)
+            elif dst_hint is not None:
+                by_identity += 1
+                dst_sides, dst_why = (dst_hint,), None
+            else:
+                dst_sides, dst_why = _resolve_address(r, f.xlated_ip or f.dst_ip,
+                                                      holders[q_dst], holders[q_dst + 1])
+            if src_why is not None or dst_why is not None:
+                _report_unresolved(unresolved, f, src_sides, src_why, dst_sides, dst_why)
+            merged += [_connect(f, i, s, d) for s in src_sides for d in dst_sides]
+        merged += connections[done:]
+        connections = merged
     if flows:
         r.stats["sides-attributed-by-source-identity"] += by_identity
     if untimed:
@@ -262,9 +313,25 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
     return ResolveResult(tuple(connections), tuple(unresolved), tuple(r.warnings), stats)
 
 
+def _connect(f: FlowRecord, flow_id: int, s: _Side, d: _Side) -> Connection:
+    """The connection of flow ``f`` from side ``s`` to side ``d``."""
+    server_port = f.xlated_port if f.xlated_port is not None else f.dst_port
+    svc = (f.service.namespace, f.service.name) if f.service else None
+    return _new_connection(
+        s.peer, d.peer, f.protocol,
+        d.port if d.port is not None else server_port,  # port
+        f.src_ip, d.pod.ip if d.pod and d.pod.ip else f.xlated_ip or f.dst_ip,  # src/dst ip
+        s.pod, d.pod, f.count, f.first_seen, f.last_seen,
+        (f.input,) if f.input else (),  # inputs
+        svc or d.service,  # service
+        f.dst_port if (f.xlated_ip or svc or d.service) else None,  # service_port
+        flow_id,
+    )
+
+
 def _report_unresolved(unresolved: list[UnresolvedFlow], f: FlowRecord,
-                       src_sides: list[_Side], src_why: str | None,
-                       dst_sides: list[_Side], dst_why: str | None) -> None:
+                       src_sides: Sequence[_Side], src_why: str | None,
+                       dst_sides: Sequence[_Side], dst_why: str | None) -> None:
     for side_name, sides, why, ip, port in (
             ("source", src_sides, src_why, f.src_ip, None),
             ("destination", dst_sides, dst_why, f.server_ip, f.server_port)):
@@ -320,16 +387,36 @@ def _expand_service(r: _Resolver, svc, f: FlowRecord) -> tuple[list[_Side], str 
 def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
     """Group connections by (source peer, destination peer, protocol, port)."""
     acc: dict[tuple, list] = {}
-    counted: set[tuple] = set()
+    # flow_id -> the group key its count went to; a set of keys when one flow's
+    # connections (a Service flow expanded to backends) fall into several groups.
+    # Most flows give one connection: a dict by int is cheaper than a set of
+    # (key, flow_id) pairs.
+    counted: dict[int, tuple | set[tuple]] = {}
     peer_id = PeerIds()
+    # PeerIds' table by id(), read here directly: two method calls per connection
+    # were a third of this loop.
+    by_id = peer_id._by_id
     for c in connections:
-        key = (peer_id(c.src), peer_id(c.dst), c.protocol, c.port)
-        first_for_flow = c.flow_id < 0 or (key, c.flow_id) not in counted
-        counted.add((key, c.flow_id))
+        src, dst = c.src, c.dst
+        hit = by_id.get(id(src))
+        sid = hit[1] if hit is not None else peer_id(src)
+        hit = by_id.get(id(dst))
+        did = hit[1] if hit is not None else peer_id(dst)
+        key = (sid, did, c.protocol, c.port)
+        flow = c.flow_id
+        if flow < 0:
+            first_for_flow = True
+        else:
+            seen = counted.get(flow)
+            if seen is None:
+                counted[flow] = key
+                first_for_flow = True
+            else:
+                first_for_flow = _count_again(counted, flow, seen, key)
         a = acc.get(key)
         if a is None:
             acc[key] = [c.count, c.first_seen, c.last_seen, set(c.inputs),
-                        {c.service} if c.service else set(), c.src, c.dst]
+                        {c.service} if c.service else set(), src, dst]
         else:
             if first_for_flow:
                 a[0] += c.count
@@ -344,5 +431,25 @@ def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
         Edge(a[5], a[6], proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])))
         for (_, _, proto, port), a in acc.items()
     ]
-    edges.sort(key=lambda e: (e.src, e.dst, e.protocol, e.port if e.port is not None else -1))
+    # Peers order as their fields do (Peer is order=True): compared as plain tuples
+    # here, without a Python-level __eq__/__lt__ per comparison.
+    fields = {id(p): (p.kind, p.namespace, p.workload_kind, p.workload_name, p.ip, p.node_name)
+              for e in edges for p in (e.src, e.dst)}
+    edges.sort(key=lambda e: (fields[id(e.src)], fields[id(e.dst)], e.protocol,
+                              e.port if e.port is not None else -1))
     return tuple(edges)
+
+
+def _count_again(counted: dict[int, tuple | set[tuple]], flow: int, seen: tuple | set[tuple],
+                 key: tuple) -> bool:
+    """Whether another connection of an already seen flow counts for ``key``: only
+    when the flow has not counted for that group yet."""
+    if type(seen) is set:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+    if seen == key:
+        return False
+    counted[flow] = {seen, key}
+    return True

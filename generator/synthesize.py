@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from generator.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
 from generator.inventory.index import InventoryIndex, WorkloadRef
+from generator.timetext import format_time_fast
 from generator.yamlout import Commented
-from recorder.timefmt import format_time
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flowpol"}
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class SynthesisResult:
 
 
 def _span(first: int, last: int) -> str:
-    return f"{format_time(first)[:19]}Z .. {format_time(last)[:19]}Z"
+    return f"{format_time_fast(first)[:19]}Z .. {format_time_fast(last)[:19]}Z"
 
 
 def _evidence_line(port_label: str, count: int, first: int, last: int,
@@ -69,13 +70,19 @@ class _Synth:
         self.index = index
         self.opts = opts
         self.warnings: list[str] = []
-        self._selector_cache: dict[Peer, dict] = {}
+        self._selector_cache: dict[Peer, dict | None] = {}
+        # Node and external peers repeat on many edges; ipaddress parsing is slow.
+        self._cidr_cache: dict[tuple[str, bool], str] = {}
+        # (peer, policy namespace) -> _peer_key of its element: a json.dumps each time
+        # otherwise, and the element of a peer in a namespace is always the same.
+        self._key_cache: dict[tuple[Peer, str], str] = {}
 
     def selector(self, peer: Peer) -> dict | None:
         """The podSelector of a workload; None when no label singles it out (an empty
         selector would select the whole namespace, so such a workload gets no rule)."""
-        if peer in self._selector_cache:
-            return self._selector_cache[peer]
+        sel = self._selector_cache.get(peer, _MISSING)
+        if sel is not _MISSING:
+            return sel  # type: ignore[return-value]
         choice = self.index.selector_for(
             WorkloadRef(peer.namespace, peer.workload_kind, peer.workload_name))
         for w in choice.warnings:
@@ -95,12 +102,24 @@ class _Synth:
         return sel
 
     def cidr(self, ip: str, exact: bool) -> str:
+        text = self._cidr_cache.get((ip, exact))
+        if text is not None:
+            return text
         addr = ipaddress.ip_address(ip)
         if exact:
             prefix = 32 if addr.version == 4 else 128
         else:
             prefix = self.opts.cidr_prefix_v4 if addr.version == 4 else self.opts.cidr_prefix_v6
-        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        text = self._cidr_cache[(ip, exact)] = str(
+            ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        return text
+
+    def peer_key(self, peer: Peer, policy_ns: str, el: dict) -> str:
+        """``_peer_key(el)`` for ``el = peer_element(peer, policy_ns)``."""
+        key = self._key_cache.get((peer, policy_ns))
+        if key is None:
+            key = self._key_cache[(peer, policy_ns)] = _peer_key(el)
+        return key
 
     def peer_element(self, peer: Peer, policy_ns: str) -> dict | None:
         if peer.kind == WORKLOAD:
@@ -134,7 +153,7 @@ def _rules(s: _Synth, edges: list[Edge], policy_ns: str, direction: str,
             skipped.append((f"{e.src.display()} -> {e.dst.display()} {e.protocol}/{e.port}",
                             f"no label selects {other.display()} alone; no rule written"))
             continue
-        key = _peer_key(el)
+        key = s.peer_key(other, policy_ns, el)
         slot = by_peer.setdefault(key, {"el": el, "peers": set(), "ports": {}})
         slot["peers"].add(other.display())
         pk = (e.protocol, e.port)

@@ -42,16 +42,27 @@ class Holder:
 
 class IpTimeline:
     def __init__(self, pods: Iterable[Pod], records: Iterable[IpTimelineRecord]):
+        # The intervals are built on first use: when the source identified every flow
+        # (Hubble) the timeline is never asked, and a Holder per pod of a large
+        # snapshot is a few milliseconds for nothing.
+        self._pods = tuple(pods)
+        self._records = tuple(records)
+        self._built: tuple[list[Holder], list[str]] | None = None
+        self._frame: pd.DataFrame | None = None
+
+    def _intervals(self) -> tuple[list[Holder], list[str]]:
+        if self._built is not None:
+            return self._built
         holders: list[Holder] = []
         ips: list[str] = []
-        for rec in records:
+        for rec in self._records:
             holders.append(
                 Holder(rec.namespace, rec.pod, rec.labels, rec.owner, rec.host_network,
                        rec.node, False, rec.valid_from,
                        FOREVER if rec.valid_to is None else rec.valid_to)
             )
             ips.append(rec.ip)
-        for pod in pods:
+        for pod in self._pods:
             if pod.host_network:
                 continue  # its IP is the node's: never "held" by the pod alone
             start = pod.created if pod.created is not None else BEGINNING
@@ -60,9 +71,16 @@ class IpTimeline:
                 holders.append(Holder(pod.namespace, pod.name, pod.labels, None, False,
                                       pod.node, True, start, end))
                 ips.append(ip)
-        self._holders = holders
-        self._ips = ips
-        self._frame: pd.DataFrame | None = None
+        self._built = (holders, ips)
+        return self._built
+
+    @property
+    def _holders(self) -> list[Holder]:
+        return self._intervals()[0]
+
+    @property
+    def _ips(self) -> list[str]:
+        return self._intervals()[1]
 
     def _sorted_frame(self) -> pd.DataFrame:
         """The intervals as a sorted frame, built on the first lookup: when the source
@@ -113,10 +131,11 @@ class IpTimeline:
         joined = pd.merge_asof(q, right, left_on="t", right_on="start", by="ip",
                                direction="backward")
         out: list[Holder | None] = [None] * len(ips)
+        holders = self._holders
         matched = joined[joined["holder"].notna()]
         for row, idx, t in zip(matched["row"].to_numpy(), matched["holder"].to_numpy(),
                                matched["t"].to_numpy()):
-            h = self._holders[int(idx)]
+            h = holders[int(idx)]
             if t <= h.valid_to:
                 out[int(row)] = h
         return out

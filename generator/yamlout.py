@@ -25,9 +25,12 @@ def strip_comments(obj: object) -> object:
     if isinstance(obj, Commented):
         return strip_comments(obj.value)
     if isinstance(obj, dict):
-        return {k: strip_comments(v) for k, v in obj.items()}
+        # Strings and ints, most of a manifest's values, are returned as they are
+        # without a call each.
+        return {k: v if type(v) is str or type(v) is int else strip_comments(v)
+                for k, v in obj.items()}
     if isinstance(obj, list):
-        return [strip_comments(v) for v in obj]
+        return [v if type(v) is str or type(v) is int else strip_comments(v) for v in obj]
     return obj
 
 
@@ -38,10 +41,12 @@ def _dump_scalar(v: object) -> str:
     return text.rstrip("\n")
 
 
-# yaml.safe_dump builds a whole Dumper per call (~60 us) and a policy set has tens of
+# yaml.safe_dump builds a whole Dumper per call (~20-50 us) and a policy set has tens of
 # thousands of scalars, mostly repeats (label keys and values, names, ports, protocols):
-# each distinct scalar is dumped once. Keyed by type too: True == 1 == 1.0.
+# each distinct scalar is dumped once. Keyed by type too: True == 1 == 1.0. Strings,
+# nearly all of them, have a table of their own keyed by the string alone.
 _scalar_cache: dict[tuple[type, object], str] = {}
+_str_cache: dict[str, str] = {}
 _MAX_SCALAR_CACHE = 100_000
 # A word PyYAML writes plain (no indicator characters, not starting with a digit, sign
 # or dot), unless it reads back as something else (yes, off, null ...): the resolver
@@ -49,26 +54,46 @@ _MAX_SCALAR_CACHE = 100_000
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")
 _STR_TAG = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
+# Other strings: safe_dump writes a string that reads back as a string plain, as it
+# is, when its emitter's analysis allows a plain scalar outside flow context (the
+# context of a lone document, with no line width in the way); else it quotes it.
+# The same analysis is asked here, without the rest of a Dumper. It does not write.
+_analyzer = yaml.emitter.Emitter(None, allow_unicode=True)
 
 
 def _scalar(v: object) -> str:
     t = type(v)
     if t is int:
         return str(v)  # what safe_dump writes for an int
+    if t is str:
+        text = _str_cache.get(v)  # type: ignore[arg-type]
+        if text is None:
+            text = _str_scalar(v)  # type: ignore[arg-type]
+        return text
     try:
         return _scalar_cache[(t, v)]
     except KeyError:
         pass
     except TypeError:  # unhashable: an empty {} or []
         return _dump_scalar(v)
-    if t is str and _PLAIN_WORD.fullmatch(v) and \
-            _resolver.resolve(yaml.ScalarNode, v, (True, False)) == _STR_TAG:  # type: ignore[arg-type]
-        text = v
-    else:
-        text = _dump_scalar(v)
+    text = _dump_scalar(v)
     if len(_scalar_cache) >= _MAX_SCALAR_CACHE:
         _scalar_cache.clear()
     _scalar_cache[(t, v)] = text  # type: ignore[assignment]
+    return text
+
+
+def _str_scalar(v: str) -> str:
+    # Plain when it reads back as a string and the emitter would not quote it.
+    resolved = _resolver.resolve(yaml.ScalarNode, v, (True, False))  # type: ignore[arg-type]
+    if resolved == _STR_TAG and (_PLAIN_WORD.fullmatch(v)
+                                 or _analyzer.analyze_scalar(v).allow_block_plain):
+        text = v
+    else:
+        text = _dump_scalar(v)
+    if len(_str_cache) >= _MAX_SCALAR_CACHE:
+        _str_cache.clear()
+    _str_cache[v] = text
     return text
 
 
@@ -81,16 +106,14 @@ def _emit(obj: object, indent: int, out: list[str]) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             key = _scalar(k)
-            if isinstance(v, Commented):
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{key}:")
+                # block sequences at the key's indent, as kubectl
+                _emit(v, indent if isinstance(v, list) else indent + 2, out)
+            elif isinstance(v, Commented):
                 raise TypeError("Commented is only allowed as a list item")
-            if _is_scalar(v):
-                out.append(f"{pad}{key}: {_scalar(v)}")
-            elif isinstance(v, list):
-                out.append(f"{pad}{key}:")
-                _emit(v, indent, out)  # block sequences at the key's indent, as kubectl
             else:
-                out.append(f"{pad}{key}:")
-                _emit(v, indent + 2, out)
+                out.append(f"{pad}{key}: {_scalar(v)}")
     elif isinstance(obj, list):
         for item in obj:
             if isinstance(item, Commented):
@@ -100,11 +123,10 @@ def _emit(obj: object, indent: int, out: list[str]) -> None:
             if _is_scalar(item):
                 out.append(f"{pad}- {_scalar(item)}")
                 continue
-            sub: list[str] = []
-            _emit(item, indent + 2, sub)
-            first = sub[0]
-            out.append(f"{pad}- {first[indent + 2:]}")
-            out.extend(sub[1:])
+            # The item's lines, indented under the dash; its first line then takes it.
+            first = len(out)
+            _emit(item, indent + 2, out)
+            out[first] = f"{pad}- {out[first][indent + 2:]}"
     else:
         out.append(f"{pad}{_scalar(obj)}")
 

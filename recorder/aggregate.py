@@ -44,14 +44,23 @@ class RecentTable:
     """A bounded map of recently used keys: two generations of plain dicts. Lookups
     check both (an old hit moves to the young one), inserts go to the young one, and
     when it is full the old one is dropped. O(1) per operation, at most ``capacity``
-    entries, so memory does not grow with the input."""
+    entries, so memory does not grow with the input.
 
-    __slots__ = ("_young", "_old", "_generation_size")
+    With ``horizon_ns``, inserts that give their time (``at``) also turn the young
+    generation old once it spans more than the horizon. The entries dropped then were
+    last inserted more than a horizon before the newest insert, so while inputs come in
+    time order (give or take the slack a caller adds to its horizon) no key that
+    matters is lost, and the table holds about a horizon of keys instead of
+    ``capacity``: the memory of a long, quiet capture stays small."""
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = ("_young", "_old", "_generation_size", "_horizon", "_young_since")
+
+    def __init__(self, capacity: int, horizon_ns: int | None = None) -> None:
         self._young: dict[Any, Any] = {}
         self._old: dict[Any, Any] = {}
         self._generation_size = max(1, capacity // 2)
+        self._horizon = horizon_ns
+        self._young_since: int | None = None  # time of the young generation's first insert
 
     def get(self, key: Any) -> Any:
         value = self._young.get(key)
@@ -61,11 +70,18 @@ class RecentTable:
                 self.put(key, value)
         return value
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any, at: int | None = None) -> None:
         young = self._young
-        if key not in young and len(young) >= self._generation_size:
-            self._old = young
-            self._young = young = {}
+        if key not in young:
+            since = self._young_since
+            if len(young) >= self._generation_size or (
+                    at is not None and since is not None and self._horizon is not None
+                    and at - since > self._horizon):
+                self._old = young
+                self._young = young = {}
+                self._young_since = since = None
+            if since is None and at is not None:
+                self._young_since = at
         young[key] = value
 
     def prune(self, keep: Callable[[Any], bool]) -> None:
@@ -77,6 +93,7 @@ class RecentTable:
     def clear(self) -> None:
         self._young.clear()
         self._old.clear()
+        self._young_since = None
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
@@ -172,6 +189,9 @@ class Aggregator:
         self._aggs: dict[tuple[Any, ...], list[Any]] = {}
         # connection -> [last time seen, aggregate key of its counted observation,
         #                whether that observation is a drop]
+        # Bounded by count only: inputs are read one after the other, so times go back
+        # at every new file, and one node's observation of a connection must still be
+        # found when the next node's file is read.
         self._recent = RecentTable(dedup_capacity)
         self._intern = _Interner()
 

@@ -28,10 +28,11 @@ class Skipped:
 class ReadReport:
     """Mutable tally a reader fills while it streams.
 
-    ``skip`` is for data that was bad or unusable (counted as skipped; fatal under
-    ``strict``); ``ignore`` is for items that are valid but not flows or not wanted
-    (non-flow Hubble events, replies, dropped verdicts), counted per reason and never
-    fatal.
+    ``skip`` is for data that was bad or unusable: counted as skipped, and an input
+    error of the commands that read flow inputs (exit 2 once the output of the valid
+    records is written; fatal at once under ``strict``). ``ignore`` is for items that are valid but not flows or not
+    wanted (non-flow Hubble events, replies, dropped verdicts), counted per reason and
+    never an error.
     """
 
     strict: bool = False
@@ -47,7 +48,9 @@ class ReadReport:
         if self.strict:
             raise InputError(
                 f"{reason}" + (f": {detail}" if detail else "")
-                + " (--strict makes every skipped item fatal; drop --strict to skip and count it)",
+                + " (--strict stops at the first bad item and writes nothing; without it,"
+                " bad items are skipped, counted and reported after the output of every"
+                " valid record is written)",
                 path,
                 line,
             )

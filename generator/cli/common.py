@@ -24,7 +24,10 @@ SnapshotFiles = Annotated[List[str], typer.Option(
 InputFormat = Annotated[Optional[str], typer.Option("--format", help="Force the input format.")]
 IncludeDropped = Annotated[bool, typer.Option(
     "--include-dropped", help="Count DROPPED flows as needed traffic.")]
-Strict = Annotated[bool, typer.Option("--strict", help="Any skipped input line is fatal.")]
+Strict = Annotated[bool, typer.Option(
+    "--strict", help="Stop at the first bad line or unreadable input and write nothing "
+                     "(without it: skipped, counted, the output written from every valid "
+                     "record, then exit 2).")]
 DumpTime = Annotated[Optional[str], typer.Option(
     "--time", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
                    "default: the file's modification time.")]

@@ -49,6 +49,7 @@ def diff(
 ) -> None:
     """Compare existing policies with the traffic in INPUT: what they deny, what went
     unused, and a tightened set as YAML, a change list and a unified diff."""
+    from generator.pipeline import raise_for_bad_input
     from generator.tighten.existing import existing_from_cluster, existing_from_files
     from generator.tighten.run import DiffRequest, run_diff, summary_lines
 
@@ -69,5 +70,7 @@ def diff(
         result = run_diff(request, policy_set, progress)
     for line in summary_lines(result):
         typer.echo(line)
+    raise_for_bad_input(result.observed.read, result.observed.unreadable,
+                        f"the proposal and reports in {out}")
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -41,7 +41,7 @@ def generate(
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
-    from generator.pipeline import raise_for_unreadable
+    from generator.pipeline import raise_for_bad_input
     from generator.synthesize import SynthesisOptions
 
     overlap = set(namespace) & set(exclude_namespace)
@@ -65,6 +65,7 @@ def generate(
         typer.echo("observed connections the generated policies would DENY:", err=True)
         for line in result.denied_lines:
             typer.echo(f"  {line}", err=True)
-    raise_for_unreadable(result.unreadable, f"the policies in {out}")
+    # bad input (exit 2) wins over findings (exit 1); both are printed
+    raise_for_bad_input(result.read, result.unreadable, f"the policies and reports in {out}")
     if result.denied_lines:
         raise typer.Exit(1)

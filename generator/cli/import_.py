@@ -7,6 +7,7 @@ from typing import Iterable, Iterator, Optional
 
 import typer
 
+from generator.cli.common import Strict
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError, UsageError
 from recorder.flowlog import write_flow_log
@@ -112,15 +113,13 @@ def register(app: typer.Typer) -> None:
         include_dropped: bool = typer.Option(
             False, "--include-dropped", help="Keep connections with a DROPPED/ERROR verdict (Hubble)."
         ),
-        strict: bool = typer.Option(
-            False, "--strict", help="Stop at the first bad line or unreadable input."
-        ),
+        strict: Strict = False,
         window: str = typer.Option("60s", "--window", help="Aggregation window, e.g. 60s, 5m."),
     ) -> None:
         """Normalise any supported input into a flowpol flow log."""
         # imported here: the pipeline brings pandas, which the other commands (the
         # recorder agent's among them) should not pay for at start-up
-        from generator.pipeline import raise_for_unreadable, read_into
+        from generator.pipeline import raise_for_bad_input, read_into
 
         window_ns = parse_window(window)
         report = ReadReport(strict=strict)
@@ -132,8 +131,5 @@ def register(app: typer.Typer) -> None:
         written = write_flow_log(aggregator.drain(), output, FlowLogHeader())
         typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
         typer.echo(f"wrote {written:,} records to {output}", err=True)
-        raise_for_unreadable(errors, "the flow log")
-        if report.total_kept == 0 and report.total_skipped:
-            raise InputError(
-                f"no valid record in the input(s); {report.total_skipped:,} bad item(s) were "
-                "skipped (listed above). Check the input format (--format)")
+        raise_for_bad_input(report, errors,
+                            "the flow log on stdout" if output == "-" else f"the flow log {output}")

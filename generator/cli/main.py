@@ -1,7 +1,9 @@
 """The CLI root. Commands are thin: parse, wire, render. One module per command group.
 
 Exit codes: 0 ok, 1 findings (observed flows the policies would deny), 2 usage or
-input error. Errors of the FlowpolError hierarchy become one line on stderr.
+input error. Errors of the FlowpolError hierarchy become one line on stderr. Bad input
+wins over findings: a command that reads flows prints its findings and writes its output,
+then raises the input error (generator.pipeline.raise_for_bad_input).
 """
 
 from __future__ import annotations

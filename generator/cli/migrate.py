@@ -42,6 +42,7 @@ def migrate(
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
     from generator.migrate.plan import MigrateRequest, run_migrate, summary_lines
+    from generator.pipeline import raise_for_bad_input
 
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:
@@ -52,8 +53,9 @@ def migrate(
         thresholds=thresholds(min_observation, min_flows),
         namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace))
     with progress_reporter(stderr_console(), "reading flows") as progress:
-        plan, _, _ = run_migrate(request, progress)
+        plan, _, observed = run_migrate(request, progress)
     for line in summary_lines(plan, out):
         typer.echo(line)
+    raise_for_bad_input(observed.read, observed.unreadable, f"the plan and manifests in {out}")
     if plan.exit_code:
         raise typer.Exit(plan.exit_code)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from generator.cli.common import Strict, parse_duration, parse_time_option
+from generator.cli.common import parse_duration, parse_time_option
 from recorder.errors import FlowpolError, UsageError
 
 
@@ -84,7 +84,11 @@ def collect(
                                  help="Label selector of the recorder pods."),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig"),
     context: Optional[str] = typer.Option(None, "--context"),
-    strict: Strict = False,
+    strict: bool = typer.Option(
+        False, "--strict",
+        help="Stop at the first bad line of a recorder log and write nothing (without it: "
+             "skipped, counted and listed, exit 0: a crash can cut a pod's last line and a "
+             "pod log cannot be fixed)."),
 ) -> None:
     """Pull every recorder pod's flows through the Kubernetes API into one flow log."""
     import time

@@ -52,6 +52,7 @@ def verify(
         help="text: also list the allowed connections and the rules allowing them."),
 ) -> None:
     """Replay the traffic in INPUT against NetworkPolicies: allowed, or denied and why."""
+    from generator.pipeline import raise_for_bad_input
     from generator.verify.render import text_lines, verify_dict
     from generator.verify.run import (
         VerifyRequest, policies_from_cluster, policies_from_files, run_verify,
@@ -78,5 +79,7 @@ def verify(
     else:
         for line in text_lines(result, show_allowed):
             typer.echo(line)
+    raise_for_bad_input(result.observed.read, result.observed.unreadable,
+                        "the verification on stdout")
     if result.exit_code:
         raise typer.Exit(result.exit_code)

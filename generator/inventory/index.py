@@ -78,6 +78,8 @@ def _labels_match(selector: Labels, labels: Mapping[str, str]) -> bool:
 def _as_dict(labels: Labels | Mapping[str, str] | None) -> dict[str, str]:
     if not labels:
         return {}
+    if type(labels) is tuple:  # the usual case; isinstance(_, Mapping) is an ABC check
+        return dict(labels)
     return dict(labels.items()) if isinstance(labels, Mapping) else dict(labels)
 
 
@@ -277,6 +279,8 @@ class InventoryIndex:
         for p in inventory.pods:
             self._pods_of[self._roots[p.key]].append(p)
         self._selector_cache: dict[WorkloadRef, SelectorChoice] = {}
+        self._label_sets_by_ns: dict[str, list[tuple[tuple[str, str, str], WorkloadRef,
+                                                     dict[str, str]]]] = {}
         self._dns: DnsResolvers | None = None
 
     # -- pods ------------------------------------------------------------------------------
@@ -411,14 +415,29 @@ class InventoryIndex:
     def _others(self, workload: WorkloadRef) -> list[tuple[WorkloadRef, dict[str, str]]]:
         """Label sets of everything else in the namespace a selector must not match:
         other workloads' pods, and their pod templates (pods that may come later)."""
-        out = [(self._roots[p.key], _as_dict(p.labels))
-               for p in self._pods_by_ns.get(workload.namespace, ())
-               if self._roots[p.key] != workload]
-        for c in self._controllers_by_ns.get(workload.namespace, ()):
-            root = self._controller_root(c)
-            if root != workload and c.template_labels:
-                out.append((root, dict(c.template_labels)))
-        return out
+        key = (workload.namespace, workload.kind, workload.name)
+        return [(root, labels) for root_key, root, labels in self._label_sets(workload.namespace)
+                if root_key != key]
+
+    def _label_sets(self, namespace: str) -> list[tuple[tuple[str, str, str], WorkloadRef,
+                                                          dict[str, str]]]:
+        """Each distinct (workload, label set) of a namespace's pods and pod templates,
+        in that order, built once per namespace: ``_others`` is asked for every workload,
+        and its callers only ask which workloads a selector matches, which duplicate
+        label sets (the replicas of one template) cannot change. The workload comes
+        with its fields as a plain tuple, which compares in C."""
+        sets = self._label_sets_by_ns.get(namespace)
+        if sets is None:
+            seen: dict[tuple[WorkloadRef, Labels], None] = {}
+            for p in self._pods_by_ns.get(namespace, ()):
+                seen.setdefault((self._roots[p.key], p.labels), None)
+            for c in self._controllers_by_ns.get(namespace, ()):
+                if c.template_labels:
+                    seen.setdefault((self._controller_root(c), c.template_labels), None)
+            sets = self._label_sets_by_ns[namespace] = [
+                ((root.namespace, root.kind, root.name), root, _as_dict(labels))
+                for root, labels in seen]
+        return sets
 
     def _choose_selector(self, wl: WorkloadRef) -> SelectorChoice:
         controller = self._controllers.get((wl.namespace, wl.kind, wl.name))

@@ -87,10 +87,14 @@ class MigrationPlan:
     after_step3: CheckResult  # existing + every step 1 + the step 3s of ready namespaces
     warnings: tuple[str, ...]
     skipped_edges: tuple[tuple[str, str], ...]
+    bad_input: bool = False  # an input line was skipped as bad: the plan lacks its flow
 
     @property
     def exit_code(self) -> int:
-        """1 when a workload or namespace is held back (the plan is partial)."""
+        """2 after bad input (``raise_for_bad_input``), else 1 when a workload or
+        namespace is held back (the plan is partial)."""
+        if self.bad_input:
+            return 2
         held = any(not ns.ready or any(not w.ready and w.verdict != NOT_AFFECTED
                                        for w in ns.workloads) for ns in self.namespaces)
         return 1 if held or self.after_step3.denied else 0
@@ -214,7 +218,8 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
                                    replaced))
     return MigrationPlan(tuple(plans), span, t, after1, after3,
                          tuple(observed.snapshot_warnings) + tuple(observed.resolved.warnings)
-                         + tuple(deny.warnings), deny.skipped_edges)
+                         + tuple(deny.warnings), deny.skipped_edges,
+                         bool(observed.read.total_skipped or observed.unreadable))
 
 
 # ---------------------------------------------------------------- files
@@ -266,7 +271,7 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
         plans.append(NamespacePlan(p.namespace, p.workloads, p.step1, p.watch_ns, p.watch, p.step3,
                                    p.not_ready, p.existing, p.replaced, files[1], files[3]))
     final = MigrationPlan(tuple(plans), plan.span, plan.thresholds, plan.after_step1,
-                          plan.after_step3, plan.warnings, plan.skipped_edges)
+                          plan.after_step3, plan.warnings, plan.skipped_edges, plan.bad_input)
     return final, written
 
 

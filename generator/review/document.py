@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from generator.review.graph import Graph, mermaid, svg
 
@@ -92,8 +92,22 @@ def _md_cell(text: str) -> str:
     return _md_inline(text, in_table=True).replace("\n", "<br>") or " "
 
 
+def _memoized(render: Callable[[str], str]) -> Callable[[str], str]:
+    """``render`` remembering its answers, for one document: table cells repeat a lot
+    (counts, times, peers, "not observed"), and escaping each costs a dozen passes."""
+    done: dict[str, str] = {}
+
+    def memo(text: str) -> str:
+        found = done.get(text)
+        if found is None:
+            found = done[text] = render(text)
+        return found
+    return memo
+
+
 def to_markdown(doc: Document) -> str:
     out = [f"# {_md_inline(doc.title)}", ""]
+    cell = _memoized(_md_cell)
     for b in doc.blocks:
         if isinstance(b, Heading):
             out += [f"{'#' * min(b.level + 1, 6)} {_md_inline(b.text)}", ""]
@@ -103,10 +117,10 @@ def to_markdown(doc: Document) -> str:
         elif isinstance(b, Bullets):
             out += [f"- {_md_inline(i)}" for i in b.items] + [""]
         elif isinstance(b, Table):
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            out.append("| " + " | ".join(map(cell, b.headers)) + " |")
             out.append("|" + "|".join("---:" if i in b.numeric else "---"
                                       for i in range(len(b.headers))) + "|")
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            out += ["| " + " | ".join(map(cell, row)) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Code):
             fence = "````" if "```" in b.text else "```"
@@ -185,6 +199,7 @@ def to_html(doc: Document) -> str:
     taken: set[str] = set()
     body: list[str] = []
     toc: list[str] = []
+    inline = _memoized(_html_inline)
     for b in doc.blocks:
         if isinstance(b, Heading):
             level = min(b.level + 1, 6)
@@ -202,12 +217,12 @@ def to_html(doc: Document) -> str:
             body.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in b.items)
                         + "</ul>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{_html_inline(h)}</th>" for h in b.headers)
+            head = "".join(f"<th>{inline(h)}</th>" for h in b.headers)
+            width = max(map(len, b.rows), default=0)
+            opening = ['<td class="num">' if i in b.numeric else '<td class="wrap">' if i in b.wrap
+                       else "<td>" for i in range(width)]
             rows = "".join(
-                "<tr>" + "".join(
-                    f'<td class="num">{_html_inline(c)}</td>' if i in b.numeric
-                    else f'<td class="wrap">{_html_inline(c)}</td>' if i in b.wrap
-                    else f"<td>{_html_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                "<tr>" + "".join([o + inline(c) + "</td>" for o, c in zip(opening, row)]) + "</tr>"
                 for row in b.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(b, Code):

@@ -9,12 +9,14 @@ minimum-evidence settings shared by `flowpol diff` and `flowpol migrate`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 from generator.edges import WORKLOAD, Connection, Edge, Peer
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.pipeline import ObservedTraffic
+from generator.verify.cohorts import cohorts, summed_services
 from generator.verify.evaluator import Evaluator, RuleEntry
 from recorder.timefmt import format_time
 
@@ -73,30 +75,30 @@ def entry_evidence(connections: Iterable[Connection],
     ``Evaluator.matched_entries``). Entries nothing matched are absent."""
     acc: dict[RuleEntry, list] = {}
     matched_entries = evaluator.matched_entries
-    # Peer.display() per peer object, not per connection and entry (the connections
-    # share a few thousand peers and keep them alive, so their ids stay unique)
+    # Peer.display() per peer object, not per cohort and entry (the connections keep
+    # the peers alive, so their ids stay unique)
     shown: dict[int, str] = {}
-    for c in connections:
-        src = c.src_pod if c.src_pod is not None else c.src_ip
-        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
-        for entry in matched_entries(src, dst, c.protocol, c.port):
+    # A cohort's connections match the same entries and share their peers' values; in
+    # the order of their first connections, entries come in the order they first match.
+    for co in cohorts(connections, evaluator).cohorts:
+        c = co.first
+        for entry in matched_entries(co.src, co.dst, c.protocol, c.port):
             slot = acc.get(entry)
             if slot is None:
-                slot = acc[entry] = [0, c.first_seen, c.last_seen, set(), set(), set()]
-            slot[0] += c.count
-            if c.first_seen < slot[1]:
-                slot[1] = c.first_seen
-            if c.last_seen > slot[2]:
-                slot[2] = c.last_seen
-            slot[3].update(c.inputs)
-            if c.service is not None and c.service_port is not None:
-                slot[4].add(f"{c.service[0]}/{c.service[1]}:{c.service_port}")
+                slot = acc[entry] = [0, co.first_seen, co.last_seen, set(), set(), set()]
+            slot[0] += co.count
+            if co.first_seen < slot[1]:
+                slot[1] = co.first_seen
+            if co.last_seen > slot[2]:
+                slot[2] = co.last_seen
+            slot[3] |= co.inputs
+            slot[4] |= co.services
             other = c.src if entry[1] == "ingress" else c.dst
             text = shown.get(id(other))
             if text is None:
                 text = shown[id(other)] = other.display()
             slot[5].add(text)
-    return {k: EntryEvidence(v[0], v[1], v[2], tuple(sorted(v[3])), tuple(sorted(v[4])),
+    return {k: EntryEvidence(v[0], v[1], v[2], tuple(sorted(v[3])), summed_services(v[4]),
                              tuple(sorted(v[5])))
             for k, v in acc.items()}
 
@@ -141,5 +143,11 @@ def duration_text(ns: int) -> str:
 
 def input_names(inputs: Iterable[str]) -> str:
     """Inputs by file name (the full paths are in report.json)."""
-    names = sorted({Path(i).name for i in inputs})
+    names = sorted({_file_name(i) for i in inputs})
     return ", ".join(names)
+
+
+@lru_cache(maxsize=1024)
+def _file_name(path: str) -> str:
+    # one per table row of the review, for a handful of inputs: a Path each is costly
+    return Path(path).name

@@ -76,7 +76,17 @@ def _namespace_node(p: Peer) -> GraphNode:
 def graph_from_edges(edges: Iterable[Edge], by_namespace: bool = False) -> Graph:
     """Peers as nodes; ``by_namespace``: workloads merged per namespace and other peers
     per kind (for graphs too large to draw workload by workload)."""
-    node_of = _namespace_node if by_namespace else _node
+    make = _namespace_node if by_namespace else _node
+    # edges share their Peer objects: one GraphNode per object (held beside it, so its
+    # id stays unique meanwhile)
+    made: dict[int, tuple[Peer, GraphNode]] = {}
+
+    def node_of(peer: Peer) -> GraphNode:
+        found = made.get(id(peer))
+        if found is None:
+            found = made[id(peer)] = (peer, make(peer))
+        return found[1]
+
     nodes: dict[str, GraphNode] = {}
     ports: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in edges:
@@ -215,10 +225,11 @@ def _order(boxes: dict[str, _Box], links: list[tuple[str, str]]) -> list[list[_B
     for b in sorted(boxes.values(), key=lambda b: (b.dummy, b.node.kind != WORKLOAD,
                                                    b.node.group, b.node.label, b.node.id)):
         columns[b.layer].append(b)
-    neighbours: dict[str, list[str]] = defaultdict(list)
+    # each box's neighbours per layer, in link order (the sums below add up in that order)
+    neighbours: dict[tuple[str, int], list[str]] = defaultdict(list)
     for a, b in links:
-        neighbours[a].append(b)
-        neighbours[b].append(a)
+        neighbours[(a, boxes[b].layer)].append(b)
+        neighbours[(b, boxes[a].layer)].append(a)
 
     def place(col: list[_Box]) -> None:
         for i, b in enumerate(col):
@@ -233,7 +244,7 @@ def _order(boxes: dict[str, _Box], links: list[tuple[str, str]]) -> list[list[_B
             toward = li - 1 if forward else li + 1
 
             def key(b: _Box) -> float:
-                near = [pos[n] for n in neighbours[b.node.id] if boxes[n].layer == toward]
+                near = [pos[n] for n in neighbours.get((b.node.id, toward), ())]
                 return sum(near) / len(near) if near else pos[b.node.id]
 
             columns[li].sort(key=key)
@@ -354,6 +365,7 @@ def svg(graph: Graph) -> str:
         title = f"{a.node.id} -> {b.node.id}: " + ", ".join(f"{p} ({n})" for p, n in e.ports)
         curves: list[tuple[Point, Point, Point, Point]] = []
         straight: list[tuple[Point, Point]] = []
+        candidates: Iterable[Point]  # where the label may go, best first
         if a is b:
             x0, y0 = a.x + a.w - 18, a.y
             curves.append(((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24),
@@ -368,15 +380,16 @@ def svg(graph: Graph) -> str:
                 straight.append(((left, d.cy), (right, d.cy)))
                 point = (right, d.cy)
             curves.append(_smooth(point, (b.x, b.cy)))
-            candidates = [_bezier(c, t) for c in curves for t in (0.5, 0.36, 0.64, 0.22, 0.78)]
+            candidates = (_bezier(c, t) for c in curves for t in (0.5, 0.36, 0.64, 0.22, 0.78))
         else:  # back or same-layer edge: a loop below the boxes
             x1, y1 = a.x + a.w / 2, a.y + a.h
             x2, y2 = b.x + b.w / 2, b.y + b.h
             drop = 46 + abs(x2 - x1) * 0.12
             curves.append(((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2)))
             candidates = [_bezier(curves[0], t) for t in (0.5, 0.35, 0.65)]
-        best, best_overlap = candidates[0], float("inf")
-        for c in candidates:  # the first free spot, else the least covered
+        # the first free spot, else the least covered (candidates made as they are tried)
+        best, best_overlap = (0.0, 0.0), float("inf")
+        for c in candidates:
             covered = placed.overlap(c, lw, lh)
             if covered < best_overlap:
                 best, best_overlap = c, covered

@@ -75,7 +75,10 @@ class DiffResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when something needs review: denied connections or proposed changes."""
+        """2 after bad input (``raise_for_bad_input``), else 1 when something needs
+        review: denied connections or proposed changes."""
+        if self.observed.read.total_skipped or self.observed.unreadable:
+            return 2
         return 1 if self.proposal.denied.denied or any(p.changed for p in self.proposal.policies) \
             else 0
 

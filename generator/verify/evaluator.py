@@ -36,7 +36,9 @@ common behaviour we implement):
 Speed: policies are indexed by namespace; the selecting policies are computed once per
 (namespace, label set); verdicts are cached per (source, destination) *identity* - label
 set, namespace, named ports and which ipBlocks hold the address - not per pod, so
-replicas and repeated connections cost a dictionary lookup.
+replicas and repeated connections cost a dictionary lookup. ``endpoint_key`` hands that
+identity out, so that callers with many connections group them first and ask once per
+group (``generator.verify.cohorts``).
 """
 
 from __future__ import annotations
@@ -169,6 +171,28 @@ class _Policy:
     egress: tuple[_Rule, ...] | None
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointKey:
+    """All that ``check`` and ``matched_entries`` read of an endpoint, as small numbers.
+
+    Two connections get the same verdict and the same entries when their sources have
+    equal ``peer``, their destinations equal ``peer`` and ``ports``, protocol and port
+    are the same, and ``exempt`` gives the same answer for both. Callers with many
+    connections between few kinds of endpoints group by these and ask once per group.
+    """
+
+    peer: int  # namespace, label set, kind, the ipBlocks holding the address
+    ports: int  # named ports (as a destination)
+    source_tag: int  # as a source: 0, or matched against the destination's tags
+    destination_tags: tuple[int | None, int | None]  # as a destination: (pod, own node)
+
+
+def exempt(src: EndpointKey, dst: EndpointKey) -> bool:
+    """Whether a connection between these ends is exempt from the policies of one side:
+    a pod to itself, or the destination pod's own node to it (see ``check``)."""
+    return src.source_tag in dst.destination_tags
+
+
 class _End:
     """What evaluation needs of one endpoint; ``peer_key`` is all peer matching reads.
 
@@ -177,7 +201,7 @@ class _End:
     """
 
     __slots__ = ("kind", "namespace", "labels", "ns_labels", "named_ports", "blocks", "node", "pod_key",
-                 "peer_key", "ports_key", "peer_id", "ports_id")
+                 "peer_key", "ports_key", "peer_id", "ports_id", "key")
 
     def __init__(self, kind: str, namespace: str | None, labels: dict[str, str] | None,
                  ns_labels: dict[str, str] | None, named_ports: dict[tuple[str, str], int],
@@ -196,9 +220,15 @@ class _End:
         # peer_key and ports_key numbered by the Evaluator (equal keys, equal numbers)
         self.peer_id = -1
         self.ports_id = -1
+        self.key: EndpointKey | None = None  # built by Evaluator.endpoint_key when asked
 
 
 _NOT_ISOLATED = SideVerdict(isolated=False)
+
+# One side's verdict (before exemptions) and the rules that allow it there, in the
+# order of its allowed_by: what matched_entries takes apart into entries.
+_Found = tuple[SideVerdict, tuple[tuple[_Policy, _Rule], ...]]
+_NOT_ISOLATED_FOUND: _Found = (_NOT_ISOLATED, ())
 
 
 class Evaluator:
@@ -234,7 +264,12 @@ class Evaluator:
             self._by_namespace.setdefault(p.namespace, []).append((p.pod_selector, compiled))
         # Every address is tested against every ipBlock; comparing integers gives the
         # answer of IPBlock.contains at a fraction of the cost of ipaddress's ``in``.
-        self._block_ranges = [_int_ranges(b) for b in self._blocks]
+        # Per IP version: (block index, first, last, excepts of that version).
+        self._block_ranges: dict[int, list[tuple[int, int, int, tuple[_IntRange, ...]]]] = {}
+        for i, (net, excepts) in enumerate(_int_ranges(b) for b in self._blocks):
+            if net is not None:
+                self._block_ranges.setdefault(net[0], []).append(
+                    (i, net[1], net[2], tuple(e for e in excepts if e[0] == net[0])))
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._selection: dict[tuple[str, Labels], tuple[tuple[_Policy, ...], tuple[_Policy, ...]]] = {}
         self._pod_ends: dict[PodView, _End] = {}
@@ -242,8 +277,8 @@ class Evaluator:
         self._ip_blocks: dict[str, frozenset[int]] = {}
         # keyed by id() of a tuple of selecting policies: _selection holds each for good,
         # and hashing the policies themselves would walk all their rules
-        self._egress_cache: dict[tuple, SideVerdict] = {}
-        self._ingress_cache: dict[tuple, SideVerdict] = {}
+        self._egress_cache: dict[tuple, _Found] = {}
+        self._ingress_cache: dict[tuple, _Found] = {}
         self._cache: dict[tuple, Verdict] = {}
         # Hashing a PodView (a dataclass) or an identity key (nested tuples of labels)
         # walks every label on each call, while callers ask about the same few objects
@@ -254,6 +289,8 @@ class Evaluator:
         self._ends_by_id: dict[int, tuple[Endpoint, _End]] = {}
         self._peer_ids: dict[tuple, int] = {}
         self._ports_ids: dict[tuple, int] = {}
+        # pod keys (tuples) and node names (strings), numbered from 1 for EndpointKey
+        self._exemption_tags: dict[tuple[str, str] | str, int] = {}
 
     @classmethod
     def from_inventory(cls, policies: Iterable[NetworkPolicy], inventory: Inventory) -> "Evaluator":
@@ -305,6 +342,27 @@ class Evaluator:
             verdict = self._cache[key] = self._evaluate(s, d, protocol, port, own_node, itself)
         return verdict
 
+    def endpoint_key(self, endpoint: Endpoint) -> EndpointKey:
+        """The numbers ``check`` and ``matched_entries`` depend on (see EndpointKey)."""
+        end = self._end(endpoint)
+        key = end.key
+        if key is None:
+            tags = self._exemption_tags
+            pod = node = None
+            if end.pod_key is not None:
+                pod = tags.setdefault(end.pod_key, len(tags) + 1)
+            if end.node is not None:
+                node = tags.setdefault(end.node, len(tags) + 1)
+            # mirrors ``check``: ``itself`` compares a source pod's pod_key with the
+            # destination's (whatever its kind); ``own_node`` a non-pod source's node
+            # with a destination pod's node. Pod keys and node names never collide.
+            if end.kind == POD:
+                key = EndpointKey(end.peer_id, end.ports_id, pod or 0, (pod, node))
+            else:
+                key = EndpointKey(end.peer_id, end.ports_id, node or 0, (pod, None))
+            end.key = key
+        return key
+
     @property
     def cached_verdicts(self) -> int:
         """How many distinct (source, destination, protocol, port) identities were evaluated."""
@@ -332,21 +390,16 @@ class Evaluator:
         found = self._entries.get(key)
         if found is None:
             out: list[RuleEntry] = []
-            for direction, end, peer in (("egress", s, d), ("ingress", d, s)):
-                if end.kind != POD:
-                    continue
-                selected = self._select(end.namespace, end.peer_key[2])  # type: ignore[arg-type]
-                for policy in selected[0 if direction == "ingress" else 1]:
-                    for rule in getattr(policy, direction):
-                        # most rules are about other peers: their ports are not looked at
-                        peers: tuple | list = (None,) if rule.peers is None else [
-                            i for i, p in enumerate(rule.peers) if _peers_match((p,), peer)]
-                        if not peers:
-                            continue
-                        ports: tuple | list = (None,) if rule.ports is None else [
-                            i for i, p in enumerate(rule.ports)
-                            if _ports_match((p,), d, protocol, port)]
-                        out.extend((policy.id, direction, rule.index, a, b) for a in peers for b in ports)
+            # the rules check found allowing each side are the ones with a matching peer
+            # and a matching port: only their elements are looked at
+            for direction, peer, (_, rules) in (("egress", d, self._egress(s, d, protocol, port)),
+                                                ("ingress", s, self._ingress(s, d, protocol, port))):
+                for policy, rule in rules:
+                    peers: tuple | list = (None,) if rule.peers is None else [
+                        i for i, p in enumerate(rule.peers) if _peers_match((p,), peer)]
+                    ports: tuple | list = (None,) if rule.ports is None else [
+                        i for i, p in enumerate(rule.ports) if _ports_match((p,), d, protocol, port)]
+                    out.extend((policy.id, direction, rule.index, a, b) for a in peers for b in ports)
             found = self._entries[key] = tuple(out)
         return found
 
@@ -354,8 +407,8 @@ class Evaluator:
 
     def _evaluate(self, s: _End, d: _End, protocol: str, port: int | None, own_node: bool,
                   itself: bool) -> Verdict:
-        egress = self._egress_side(s, d, protocol, port)
-        ingress = self._ingress_side(s, d, protocol, port)
+        egress = self._egress(s, d, protocol, port)[0]
+        ingress = self._ingress(s, d, protocol, port)[0]
         if itself:
             egress = replace(egress, exemption=SELF)
             ingress = replace(ingress, exemption=SELF)
@@ -363,29 +416,29 @@ class Evaluator:
             ingress = replace(ingress, exemption=OWN_NODE)
         return Verdict(egress.allowed and ingress.allowed, egress, ingress, protocol, port)
 
-    def _egress_side(self, s: _End, d: _End, protocol: str, port: int | None) -> SideVerdict:
+    def _egress(self, s: _End, d: _End, protocol: str, port: int | None) -> _Found:
         if s.kind != POD:
-            return SideVerdict(isolated=False, endpoint=s.kind)
+            return SideVerdict(isolated=False, endpoint=s.kind), ()
         policies = self._select(s.namespace, s.peer_key[2])[1]  # type: ignore[arg-type]
         if not policies:
-            return _NOT_ISOLATED
+            return _NOT_ISOLATED_FOUND
         key = (id(policies), d.peer_id, d.ports_id, protocol, port)
-        side = self._egress_cache.get(key)
-        if side is None:
-            side = self._egress_cache[key] = _side(policies, "egress", d, d, protocol, port)
-        return side
+        found = self._egress_cache.get(key)
+        if found is None:
+            found = self._egress_cache[key] = _side(policies, "egress", d, d, protocol, port)
+        return found
 
-    def _ingress_side(self, s: _End, d: _End, protocol: str, port: int | None) -> SideVerdict:
+    def _ingress(self, s: _End, d: _End, protocol: str, port: int | None) -> _Found:
         if d.kind != POD:
-            return SideVerdict(isolated=False, endpoint=d.kind)
+            return SideVerdict(isolated=False, endpoint=d.kind), ()
         policies = self._select(d.namespace, d.peer_key[2])[0]  # type: ignore[arg-type]
         if not policies:
-            return _NOT_ISOLATED
+            return _NOT_ISOLATED_FOUND
         key = (id(policies), s.peer_id, d.ports_id, protocol, port)
-        side = self._ingress_cache.get(key)
-        if side is None:
-            side = self._ingress_cache[key] = _side(policies, "ingress", s, d, protocol, port)
-        return side
+        found = self._ingress_cache.get(key)
+        if found is None:
+            found = self._ingress_cache[key] = _side(policies, "ingress", s, d, protocol, port)
+        return found
 
     def _select(self, namespace: str, labels: Labels) -> tuple[tuple[_Policy, ...], tuple[_Policy, ...]]:
         key = (namespace, labels)
@@ -416,9 +469,10 @@ class Evaluator:
         if isinstance(endpoint, str):
             end = self._ip_ends.get(endpoint)
             if end is None:
-                ip = _canonical_ip(endpoint)
+                ip, version, n = _address(endpoint)
                 end = self._ip_ends[endpoint] = _End(
-                    ADDRESS, None, None, None, {}, self._blocks_of(ip), self._node_of_ip.get(ip), None, None, ()
+                    ADDRESS, None, None, None, {}, self._blocks_of(ip, version, n), self._node_of_ip.get(ip),
+                    None, None, ()
                 )
             return end
         end = self._pod_ends.get(endpoint)
@@ -427,8 +481,11 @@ class Evaluator:
         return end
 
     def _pod_end(self, pod: PodView) -> _End:
-        ip = _canonical_ip(pod.ip) if pod.ip else None
-        blocks = self._blocks_of(ip) if ip else frozenset()
+        ip = None
+        blocks: frozenset[int] = frozenset()
+        if pod.ip:
+            ip, version, n = _address(pod.ip)
+            blocks = self._blocks_of(ip, version, n)
         if pod.host_network:
             node = pod.node or (self._node_of_ip.get(ip) if ip else None)
             return _End(HOST_NETWORK, None, None, None, {}, blocks, node, (pod.namespace, pod.name), None, ())
@@ -456,15 +513,13 @@ class Evaluator:
             self._ns_labels[namespace] = found
         return found
 
-    def _blocks_of(self, ip: str) -> frozenset[int]:
+    def _blocks_of(self, ip: str, version: int, n: int) -> frozenset[int]:
+        """``ip``: canonical text of the address (the cache key), ``n`` its value."""
         found = self._ip_blocks.get(ip)
         if found is None:
-            address = ipaddress.ip_address(ip)
-            version, n = address.version, int(address)
             found = self._ip_blocks[ip] = frozenset(
-                i for i, (net, excepts) in enumerate(self._block_ranges)
-                if net is not None and net[0] == version and net[1] <= n <= net[2]
-                and not any(e[0] == version and e[1] <= n <= e[2] for e in excepts))
+                i for i, first, last, excepts in self._block_ranges.get(version, ())
+                if first <= n <= last and not (excepts and any(e[1] <= n <= e[2] for e in excepts)))
         return found
 
 
@@ -484,21 +539,45 @@ def _int_ranges(block: IPBlock) -> tuple[_IntRange | None, tuple[_IntRange, ...]
 
 
 def _canonical_ip(text: str) -> str:
+    return _address(text)[0]
+
+
+def _address(text: str) -> tuple[str, int, int]:
+    """(canonical text, IP version, the address as an integer)."""
+    # Most addresses are canonical dotted quads, already what str() of the parsed
+    # address gives: taken apart here at a fraction of ipaddress's cost. Anything else
+    # (leading zeros, IPv6, not an address) is left to ipaddress to canonicalise or reject.
+    parts = text.split(".")
+    if len(parts) == 4:
+        n = 0
+        for part in parts:
+            if not (part.isascii() and part.isdigit()) or len(part) > 3 \
+                    or (len(part) > 1 and part[0] == "0"):
+                break
+            octet = int(part)
+            if octet > 255:
+                break
+            n = n << 8 | octet
+        else:
+            return text, 4, n
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise InputError(f"{text!r} is not an IP address; give a pod, or a node/external IPv4 or IPv6 address") from None
+    return str(address), address.version, int(address)
 
 
 def _side(policies: tuple[_Policy, ...], direction: str, peer: _End, dst: _End, protocol: str,
-          port: int | None) -> SideVerdict:
-    allowed: list[RuleRef] = []
+          port: int | None) -> _Found:
+    matched: list[tuple[_Policy, _Rule]] = []
     for policy in policies:
         rules = policy.ingress if direction == "ingress" else policy.egress
         for rule in rules or ():
             if _peers_match(rule.peers, peer) and _ports_match(rule.ports, dst, protocol, port):
-                allowed.append((policy.id, rule.index))
-    return SideVerdict(True, tuple(p.id for p in policies), tuple(allowed))
+                matched.append((policy, rule))
+    return (SideVerdict(True, tuple(p.id for p in policies),
+                        tuple((policy.id, rule.index) for policy, rule in matched)),
+            tuple(matched))
 
 
 def _peers_match(peers: tuple[_Peer, ...] | None, end: _End) -> bool:

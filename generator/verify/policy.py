@@ -45,6 +45,26 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
+# CIDR text -> (network, its canonical text). Generated policies repeat the same node
+# and resolver addresses in rule after rule, each parsed twice (validation, then
+# IPBlock.make), and ipaddress parses in Python. Networks are immutable values.
+_NETWORKS: dict[str, tuple[IPNetwork, str]] = {}
+_MAX_NETWORKS = 10_000
+
+
+def _parse_network(text: Any) -> tuple[IPNetwork, str]:
+    """``ipaddress.ip_network(text, strict=False)`` and its ``str``."""
+    if type(text) is not str:
+        net = ipaddress.ip_network(text, strict=False)
+        return net, str(net)
+    hit = _NETWORKS.get(text)
+    if hit is None:
+        net = ipaddress.ip_network(text, strict=False)
+        if len(_NETWORKS) >= _MAX_NETWORKS:
+            _NETWORKS.clear()
+        hit = _NETWORKS[text] = (net, str(net))
+    return hit
+
 
 @dataclass(frozen=True, slots=True)
 class IPBlock:
@@ -56,9 +76,9 @@ class IPBlock:
 
     @staticmethod
     def make(cidr: str, excepts: Iterable[str] = ()) -> "IPBlock":
-        net = ipaddress.ip_network(cidr, strict=False)
-        nets = tuple(ipaddress.ip_network(e, strict=False) for e in excepts)
-        return IPBlock(str(net), tuple(str(n) for n in nets), net, nets)
+        net, text = _parse_network(cidr)
+        parsed = [_parse_network(e) for e in excepts]
+        return IPBlock(text, tuple(t for _, t in parsed), net, tuple(n for n, _ in parsed))
 
     def contains(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         net = self.network
@@ -308,7 +328,7 @@ def _network(ctx: _Context, text: Any, field: str, node: Any) -> IPNetwork:
         raise ctx.error(f"{field} {text!r} is not a CIDR; write address/prefix, e.g. 10.0.0.0/8 or 10.1.2.3/32", node)
     try:
         # Host bits are accepted as Go's net.ParseCIDR (the API server) accepts them.
-        return ipaddress.ip_network(text, strict=False)
+        return _parse_network(text)[0]
     except ValueError as e:
         raise ctx.error(f"{field} {text!r} is not a valid CIDR ({e}); e.g. 10.0.0.0/8 or fd00::/64", node) from None
 

@@ -23,6 +23,12 @@ _KEY_RE = re.compile(rf"(({_DNS_SUBDOMAIN})/)?{_NAME}")
 _VALUE_RE = re.compile(rf"({_NAME})?")
 
 
+# Label pairs already found valid: a generated policy set repeats the same few
+# selectors in rule after rule, and the checks are regular expressions.
+_VALID_LABELS: set[tuple[str, str]] = set()
+_MAX_VALID_LABELS = 100_000
+
+
 class SelectorError(ValueError):
     """A selector the API server would reject. The message says how to fix it."""
 
@@ -73,9 +79,14 @@ def parse_label_selector(raw: Any, field: str) -> LabelSelector:
         raise SelectorError(f"{field}.matchLabels must be a mapping of label key to value")
     match_labels = []
     for key, value in labels_raw.items():
-        problem = label_key_problem(key) or label_value_problem(key, value)
-        if problem:
-            raise SelectorError(f"{field}.matchLabels: {problem}")
+        if type(key) is not str or type(value) is not str or (key, value) not in _VALID_LABELS:
+            problem = label_key_problem(key) or label_value_problem(key, value)
+            if problem:
+                raise SelectorError(f"{field}.matchLabels: {problem}")
+            if type(key) is str and type(value) is str:
+                if len(_VALID_LABELS) >= _MAX_VALID_LABELS:
+                    _VALID_LABELS.clear()
+                _VALID_LABELS.add((key, value))
         match_labels.append((key, value))
     exprs_raw = raw.get("matchExpressions") or []
     if not isinstance(exprs_raw, list):

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from generator.edges import Connection
 from generator.inventory.model import Inventory, LabelSelector
+from generator.verify.cohorts import known_cohorts
 from generator.verify.evaluator import NAMESPACE_NAME_LABEL, Evaluator
 from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, PolicyPeer, PolicyPort
 from generator.verify.selectors import describe, matches
@@ -94,13 +95,25 @@ def rule_usage(connections: Iterable[Connection], policies: Iterable[NetworkPoli
     """
     counts: dict[tuple, int] = defaultdict(int)
     last: dict[tuple, int] = {}
-    for c in connections:
-        src = c.src_pod if c.src_pod is not None else c.src_ip
-        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
-        for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
-            counts[entry] += c.count
-            if last.get(entry, -1) < c.last_seen:
-                last[entry] = c.last_seen
+    found = known_cohorts(connections, evaluator)
+    if found is not None:
+        # `flowpol verify` checked the same connections first: their cohorts are known,
+        # and a cohort's connections match the same entries
+        for co in found.cohorts:
+            c = co.first
+            for entry in evaluator.matched_entries(co.src, co.dst, c.protocol, c.port):
+                counts[entry] += co.count
+                if last.get(entry, -1) < co.last_seen:
+                    last[entry] = co.last_seen
+    else:
+        # (making cohorts for this alone costs about what it saves)
+        for c in connections:
+            src = c.src_pod if c.src_pod is not None else c.src_ip
+            dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
+            for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
+                counts[entry] += c.count
+                if last.get(entry, -1) < c.last_seen:
+                    last[entry] = c.last_seen
     label_sets = _label_sets(inventory) if inventory is not None else None
     rules: list[RuleUse] = []
     for policy in policies:

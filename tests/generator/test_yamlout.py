@@ -33,3 +33,29 @@ def test_dump_all_is_deterministic_and_multi_document():
     text = dump_all(docs, ("h",))
     assert text == dump_all(docs, ("h",))
     assert list(yaml.safe_load_all(text)) == docs
+
+
+def test_strings_are_written_as_safe_dump_writes_them() -> None:
+    # The emitter writes most strings without a Dumper (see _str_scalar); each must be
+    # exactly what yaml.safe_dump writes for it.
+    import random
+
+    from generator import yamlout
+
+    words = ["yes", "No", "on", "OFF", "null", "~", "true", "1.0", "0x1F", "1e3", ".inf",
+             "-.nan", "2001-12-14", "12:30:45", "0o17", "<<", "=", "-", "---", "...", "? x",
+             "- a", ": b", "a: b", "a #c", "#x", "", " ", "a ", " a", "10.0.0.1/32",
+             "fd00::1/128", "app.kubernetes.io/name", "3 ingress and 2 egress edge(s), "
+             "40 connection(s), 2026-11-18T00:00:00Z .. 2026-11-18T06:00:00Z",
+             "Deployment/web", "x\ny", "tab\there", "é", "\u2028", "\x85", "\ufeff", "😀",
+             "'quoted'", '"dq"', "a,b", "[x]", "{x}", "@x", "`x", "%x", "!x", "&x", "*x", "|", ">"]
+    rng = random.Random(3)
+    alphabet = "ab0 -_./:#,'\"!&*?|>%@`{}[]=~\t\n\\é\u2028\x85\x00\x7f😀"
+    words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+              for _ in range(3000)]
+    words += [" ".join(rng.choice(words[:40]) for _ in range(rng.randint(1, 5)))
+              for _ in range(1000)]
+    for w in words:
+        yamlout._str_cache.clear()
+        assert yamlout._scalar(w) == yamlout._dump_scalar(w), repr(w)
+        assert yamlout._scalar(w) == yamlout._dump_scalar(w), repr(w)  # cached

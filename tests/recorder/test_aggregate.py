@@ -155,6 +155,48 @@ def test_recent_table() -> None:
     assert table.get("a") is None
 
 
+def test_recent_table_with_a_horizon_forgets_by_time() -> None:
+    table = RecentTable(1000, horizon_ns=10)
+    table.put("a", "A", at=0)
+    table.put("b", "B", at=5)
+    table.put("c", "C", at=11)  # the young generation spans > 10: it turns old
+    assert table.get("a") == "A" and table.get("b") == "B"  # one horizon back: kept
+    table.put("d", "D", at=23)  # again: what was put before t=11 and not used since goes
+    assert table.get("c") == "C" and table.get("d") == "D"
+    assert len(table) == 4  # a and b moved to the young generation when they were used
+    table.put("e", "E", at=40)
+    table.put("f", "F", at=60)
+    assert table.get("c") is None and table.get("e") == "E"
+
+
+def test_recent_table_with_a_horizon_answers_like_an_unbounded_map() -> None:
+    # Connections seen again within a window are repeats: a table that forgets by time
+    # (with a horizon of twice the window) decides exactly like one that never forgets,
+    # while holding a fraction of the keys.
+    rng = random.Random(7)
+    window, horizon = 100, 200
+    bounded = RecentTable(1 << 20, horizon_ns=horizon)
+    unbounded: dict[int, int] = {}
+    t = 0
+    biggest = 0
+    for _ in range(50_000):
+        t += rng.randrange(3)
+        key = rng.randrange(4000)
+        at = t - rng.randrange(20)  # a little out of order
+        last = unbounded.get(key)
+        expected = last is not None and abs(at - last) <= window
+        seen = bounded.get(key)
+        got = seen is not None and abs(at - seen[0]) <= window
+        assert got == expected
+        unbounded[key] = max(at, last) if expected else at
+        if got:
+            seen[0] = max(at, seen[0])
+        else:
+            bounded.put(key, [at], at)
+        biggest = max(biggest, len(bounded))
+    assert biggest < len(unbounded) / 2
+
+
 def test_hints_are_compared_by_value() -> None:
     agg = Aggregator()
     agg.add(syn(0, sport=1, src=dataclasses.replace(WEB)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from bad_input import append_cut_line, error_lines
 from k8s_schema import validate_manifests
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -50,6 +51,9 @@ def test_demo_writes_valid_policies_kustomization_and_report(tmp_path: Path) -> 
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["verification"]["denied"] == 0
     assert report["inputs"]["kept"] > 0
+    # replies and non-flow events are ignored, not bad input: they leave exit code 0
+    assert report["inputs"]["ignored"]["reply"] > 0 and report["inputs"]["skipped"] == {}
+    assert run.stderr == ""
     # evidence sits right above each rule
     text = (tmp_path / "storefront.yaml").read_text()
     assert "connection(s), 2026-11-20T" in text
@@ -63,19 +67,57 @@ def test_cli_output_is_byte_identical(tmp_path: Path) -> None:
         assert f.read_bytes() == (b / f.name).read_bytes(), f.name
 
 
-def test_truncated_line_is_reported_with_file_and_line_and_valid_records_kept(tmp_path: Path) -> None:
-    bad = tmp_path / "flows-truncated.jsonl"
-    lines = (DEMO / "flows" / "hubble-node-a.jsonl").read_text().splitlines()
-    bad.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]]) + "\n")
-    run = generate(tmp_path / "out", str(bad), str(DEMO / "flows" / "hubble-node-b.jsonl"))
-    assert run.returncode == 0, run.stderr
-    assert f"{bad}:{len(lines)}: invalid-json" in run.stdout
-    assert (tmp_path / "out" / "payments.yaml").exists()
-    strict = generate(tmp_path / "strict", str(bad), extra=("--strict",))
+def test_bad_line_exits_2_after_writing_what_every_valid_record_gives(tmp_path: Path) -> None:
+    flows = tmp_path / "hubble-node-a.jsonl"
+    flows.write_text((DEMO / "flows" / "hubble-node-a.jsonl").read_text())
+    other = str(DEMO / "flows" / "hubble-node-b.jsonl")
+    clean = generate(tmp_path / "clean", str(flows), other)
+    assert clean.returncode == 0, clean.stderr
+    line = append_cut_line(flows)  # same path: the evidence comments name it
+
+    run = generate(tmp_path / "out", str(flows), other)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert error_lines(run.stderr) == run.stderr.splitlines()  # one message, nothing else
+    [error] = error_lines(run.stderr)
+    assert error.startswith(f"flowpol: error: 1 bad input item(s) skipped (invalid-json 1) at "
+                            f"{flows}:{line}: invalid-json (the line is cut off")
+    assert (f"Output written from every valid record: the policies and reports in "
+            f"{tmp_path / 'out'}; fix or remove the bad lines to get exit code 0.") in error
+    assert f"{flows}:{line}: invalid-json" in run.stdout  # the summary lists it too
+    # valid records kept: the same policies as without the bad line
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "clean").iterdir())
+    for f in (tmp_path / "clean").glob("*.yaml"):
+        assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes(), f.name
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    clean_report = json.loads((tmp_path / "clean" / "report.json").read_text())
+    assert report["inputs"]["skipped"] == {"invalid-json": 1}
+    assert report["inputs"]["kept"] == clean_report["inputs"]["kept"] > 0
+    assert report["verification"] == clean_report["verification"]
+
+    strict = generate(tmp_path / "strict", str(flows), other, extra=("--strict",))
     assert strict.returncode == 2
-    assert strict.stderr.startswith(f"flowpol: error: {bad}:{len(lines)}: invalid-json")
+    assert strict.stderr.startswith(f"flowpol: error: {flows}:{line}: invalid-json")
+    assert "--strict stops at the first bad item and writes nothing" in strict.stderr
     assert "Traceback" not in strict.stderr
-    assert not (tmp_path / "strict" / "kustomization.yaml").exists()
+    assert not (tmp_path / "strict").exists()
+
+
+def test_bad_line_and_unreadable_input_make_one_message(tmp_path: Path) -> None:
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text((DEMO / "flows" / "hubble-node-a.jsonl").read_text())
+    line = append_cut_line(flows)
+    empty = HUBBLE_ASSETS / "empty.json"
+    run = generate(tmp_path / "out", str(flows), str(empty))
+    assert run.returncode == 2, run.stderr
+    [error] = error_lines(run.stderr)
+    assert f"1 input(s) could not be read: {empty}: the file is empty" in error
+    assert f"1 bad input item(s) skipped (invalid-json 1) at {flows}:{line}: invalid-json" in error
+    assert ("Output written from every valid record of the readable inputs: the policies and "
+            f"reports in {tmp_path / 'out'}; fix or leave out the unreadable input(s) and fix or "
+            "remove the bad lines to get exit code 0.") in error
+    assert (tmp_path / "out" / "payments.yaml").exists()
 
 
 def test_unreadable_inputs_exit_2_after_writing_the_rest(tmp_path: Path) -> None:

@@ -80,16 +80,53 @@ def test_stdout_output() -> None:
     assert [line["kind"] for line in lines] == ["header", "flow", "flow"]
 
 
-def test_truncated_line_is_reported_and_valid_records_kept(tmp_path: Path) -> None:
-    # A bad line inside a readable input is skipped, counted and reported with its
-    # file:line; only --strict makes it fatal (below).
+def test_bad_line_exits_2_after_writing_every_valid_record(tmp_path: Path) -> None:
+    # A bad line inside a readable input is skipped, counted, reported with its
+    # file:line, and makes the run an input error once the flow log is written;
+    # --strict stops at it instead (below).
     out = tmp_path / "t.jsonl"
     path = ASSETS / "truncated-line.json"
     run = flowpol("import", str(path), "-o", str(out))
-    assert run.returncode == 0
+    assert run.returncode == 2, run.stderr
     assert f"{path}:2: invalid-json" in run.stderr
     assert "skipped 1 bad items" in run.stderr and "Traceback" not in run.stderr
+    assert f"wrote 2 records to {out}" in run.stderr
+    assert run.stderr.splitlines()[-1] == (
+        f"flowpol: error: 1 bad input item(s) skipped (invalid-json 1) at {path}:2: "
+        "invalid-json (the line is cut off (a truncated write?); it was left out). Output "
+        f"written from every valid record: the flow log {out}; fix or remove the bad lines to "
+        "get exit code 0.")
     assert len(log_lines(out)) == 1 + 2  # header + the SYNs of lines 1 and 3
+
+
+def test_ignored_items_leave_exit_code_0(tmp_path: Path) -> None:
+    # replies, non-flow events and dropped verdicts are valid input, not bad input
+    out = tmp_path / "x.jsonl"
+    run = flowpol("import", str(ASSETS / "wrapped.json"), str(ASSETS / "mixed-non-flow.json"),
+                  str(ASSETS / "dropped.json"), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "ignored (not a new connection, or not wanted): " in run.stderr
+    assert "reply 2" in run.stderr and "non-flow:" in run.stderr
+    assert "skipped" not in run.stderr and "error" not in run.stderr
+
+
+def test_bad_lines_and_unreadable_inputs_make_one_message(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    run = flowpol("import", str(ASSETS / "empty.json"), str(ASSETS / "truncated-line.json"),
+                  str(ASSETS / "bad-fields.json"), "-o", str(out))
+    assert run.returncode == 2
+    error = run.stderr.splitlines()[-1]
+    assert error.startswith(f"flowpol: error: 1 input(s) could not be read: "
+                            f"{ASSETS / 'empty.json'}: the file is empty")
+    assert ("; 4 bad input item(s) skipped (bad-flow 2, invalid-json 1, not-an-object 1) at "
+            f"{ASSETS / 'truncated-line.json'}:2: invalid-json") in error
+    for n in (1, 2, 3):
+        assert f"{ASSETS / 'bad-fields.json'}:{n}: " in error
+    assert ("Output written from every valid record of the readable inputs: the flow log "
+            f"{out}; fix or leave out the unreadable input(s) and fix or remove the bad lines "
+            "to get exit code 0.") in error
+    assert len(log_lines(out)) == 1 + 2  # valid records of truncated-line + bad-fields
+    assert "Traceback" not in run.stderr
 
 
 def test_strict_stops_at_the_first_bad_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -132,6 +169,8 @@ def test_format_override(tmp_path: Path) -> None:
     # read as a flow log, every Hubble line lacks "kind": all skipped, exit 2
     assert run.returncode == 2
     assert "bad-record 17" in run.stderr
+    assert (f"and 12 more. No valid record was read, so the flow log {out} holds none "
+            "(a wrong format? --format forces one)") in run.stderr
 
 
 def test_help_exits_0() -> None:

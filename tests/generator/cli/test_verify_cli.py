@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bad_input import append_cut_line, error_lines
 from standin_apiserver import StandInApiServer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -196,6 +197,41 @@ def _policy_objects(*paths: Path) -> list[dict]:
         for f in files:
             out += [d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "NetworkPolicy"]
     return out
+
+
+def _denied_section(stdout: str) -> list[str]:
+    lines = stdout.splitlines()
+    return lines[next((i for i, x in enumerate(lines) if x.startswith("DENIED")), len(lines)):]
+
+
+def test_bad_line_exits_2_after_the_verification_of_every_valid_record(tmp_path: Path) -> None:
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text((ASSETS / "shop" / "flows.jsonl").read_text())
+    args = [str(flows), "--snapshot", str(ASSETS / "shop" / "cluster.json")]
+    clean = flowpol("verify", *args, *NO_DNS)
+    assert clean.returncode == 1, clean.stderr
+    line = append_cut_line(flows)
+    message = (f"flowpol: error: 1 bad input item(s) skipped (invalid-json 1) at {flows}:{line}: "
+               "invalid-json (the line is cut off (a truncated write?); it was left out). Output "
+               "written from every valid record: the verification on stdout; fix or remove the "
+               "bad lines to get exit code 0.")
+
+    allowed = flowpol("verify", *args, *CORRECT)
+    assert allowed.returncode == 2, allowed.stdout + allowed.stderr
+    assert ", 0 denied" in allowed.stdout and f"e.g. {flows}:{line}: invalid-json" in allowed.stdout
+    assert allowed.stderr.splitlines() == [message]
+    # findings and bad input: the denied list as without the bad line, then exit 2
+    denied = flowpol("verify", *args, *NO_DNS)
+    assert denied.returncode == 2 and error_lines(denied.stderr) == [message]
+    assert _denied_section(denied.stdout) == _denied_section(clean.stdout) != []
+    as_json = flowpol("verify", *args, *CORRECT, "--output", "json")
+    assert as_json.returncode == 2 and as_json.stderr.splitlines() == [message]
+    doc = json.loads(as_json.stdout)
+    assert doc["inputs"]["skipped"] == {"invalid-json": 1} and doc["exit_code"] == 2
+
+    strict = flowpol("verify", *args, *CORRECT, "--strict")
+    assert strict.returncode == 2 and strict.stdout == ""
+    assert strict.stderr.startswith(f"flowpol: error: {flows}:{line}: invalid-json")
 
 
 def test_cluster_reads_the_live_networkpolicies(tmp_path: Path) -> None:

@@ -403,3 +403,54 @@ def test_missing_path_and_no_paths(tmp_path: Path) -> None:
 def test_scalar_document_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text("just a string\n")
     assert "expected a Kubernetes object or List" in str(_error([str(tmp_path / "x.yaml")]))
+
+
+@pytest.mark.parametrize("where, value, message", [
+    ("containerPort", "http",
+     "spec.containers[0].ports[1].containerPort must be an integer, not 'http'"),
+    ("name", 7, "spec.containers[0].ports[1].name must be a string, not 7"),
+    ("protocol", ["TCP"], "spec.containers[0].ports[1].protocol must be a string, not ['TCP']"),
+    (None, "oops", "spec.containers[0].ports[1] must be a mapping, not str"),
+])
+def test_container_port_errors_name_the_field(tmp_path: Path, where: str | None, value: object,
+                                              message: str) -> None:
+    objs = k.base_cluster()
+    bad = k.pod("x", "default", ip="10.244.1.9",
+                ports=[k.container_port(80, "http"), k.container_port(81, "other")])
+    if where is None:
+        bad["spec"]["containers"][0]["ports"][1] = value
+    else:
+        bad["spec"]["containers"][0]["ports"][1][where] = value
+    objs.append(bad)
+    assert f"Pod default/x: {message};" in str(_error([str(_write(tmp_path, objs))]))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("targetRef", "web-1", "endpoints[1].targetRef must be a mapping, not str"),
+    ("conditions", [True], "endpoints[1].conditions must be a mapping, not list"),
+    ("addresses", "10.0.0.1", "endpoints[1].addresses must be a list, not str"),
+    (None, 5, "endpoints[1] must be a mapping, not int"),
+])
+def test_slice_endpoint_errors_name_the_field(tmp_path: Path, field: str | None, value: object,
+                                              message: str) -> None:
+    objs = k.base_cluster()
+    sl = k.endpointslice("web-abc", "default", "web",
+                         [k.endpoint("10.244.1.5"), k.endpoint("10.244.1.6")], [k.slice_port(80)])
+    if field is None:
+        sl["endpoints"][1] = value
+    else:
+        sl["endpoints"][1][field] = value
+    objs.append(sl)
+    assert f"EndpointSlice default/web-abc: {message};" in str(
+        _error([str(_write(tmp_path, objs))]))
+
+
+def test_byte_order_mark_and_gzip_read_as_the_plain_file(tmp_path: Path) -> None:
+    plain = _write(tmp_path, _rich_cluster())
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    packed = tmp_path / "packed.json"  # gzip recognised by its magic, not its name
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    want = _without_sources(load_snapshot([str(plain)]).inventory)
+    assert _without_sources(load_snapshot([str(bom)]).inventory) == want
+    assert _without_sources(load_snapshot([str(packed)]).inventory) == want

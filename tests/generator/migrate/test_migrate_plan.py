@@ -5,6 +5,8 @@ either; billing is ready, its CronJob ran on schedule."""
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bad_input import append_cut_line, error_lines
 from bank_scenario import MINUTE, observe_bank, write
 from generator.check import check_policies
 from generator.migrate.plan import MigrateRequest, plan_migration, run_migrate
@@ -159,3 +162,19 @@ def test_cli_exit_codes_and_refusal_to_overwrite(tmp_path: Path) -> None:
     both = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "q"), "-n", "shop",
                    "--exclude-namespace", "shop")
     assert both.returncode == 2 and "both included and excluded" in both.stderr
+
+    # a bad line: the same plan from every valid record, then exit 2
+    line = append_cut_line(files.flows)
+    bad = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "bad"),
+                  "--min-observation", "30m", "-n", "billing")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert bad.stdout == ready.stdout.replace(str(tmp_path / "p"), str(tmp_path / "bad"))
+    [error] = error_lines(bad.stderr)
+    assert error.startswith(f"flowpol: error: 1 bad input item(s) skipped (invalid-json 1) at "
+                            f"{files.flows}:{line}: invalid-json")
+    assert error.endswith(f"Output written from every valid record: the plan and manifests in "
+                          f"{tmp_path / 'bad'}; fix or remove the bad lines to get exit code 0.")
+    bad_plan = json.loads((tmp_path / "bad" / "plan.json").read_text())
+    good_plan = json.loads((tmp_path / "p" / "plan.json").read_text())
+    assert bad_plan["exit_code"] == 2 and good_plan["exit_code"] == 0
+    assert {**bad_plan, "exit_code": 0} == good_plan

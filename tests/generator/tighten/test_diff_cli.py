@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bad_input import append_cut_line, error_lines
 from bank_scenario import write
 from generator.verify.policy import load_policies
 from standin_apiserver import StandInApiServer
@@ -110,6 +111,28 @@ def test_usage_and_input_errors_exit_2_with_a_message(bank, tmp_path: Path) -> N
     refused = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "-o", str(occupied))
     assert refused.returncode == 2 and "was not written by flowpol diff" in refused.stderr
     assert (occupied / "proposed" / "mine.txt").read_text() == "keep me"
+
+
+def test_bad_line_exits_2_after_writing_the_proposal_of_every_valid_record(tmp_path: Path) -> None:
+    files = write(tmp_path / "bank")
+    line = append_cut_line(files.flows)
+    out = tmp_path / "out"
+    run = flowpol("diff", *files.snapshot_args, "-p", str(ASSETS / "exact"), "-o", str(out),
+                  "--min-observation", "1h")
+    assert run.returncode == 2, run.stdout + run.stderr
+    # the same result as the exact set without the bad line (exit 0 there)
+    assert "(a) denied: none" in run.stdout and "(c) proposed: 0 of 11 policies change" in run.stdout
+    assert (out / "proposed.diff").read_text() == ""
+    assert json.loads((out / "diff.json").read_text())["exit_code"] == 2
+    [error] = error_lines(run.stderr)
+    assert error.startswith(f"flowpol: error: 1 bad input item(s) skipped (invalid-json 1) at "
+                            f"{files.flows}:{line}: invalid-json")
+    assert error.endswith(f"Output written from every valid record: the proposal and reports in "
+                          f"{out}; fix or remove the bad lines to get exit code 0.")
+    strict = flowpol("diff", *files.snapshot_args, "-p", str(ASSETS / "exact"),
+                     "-o", str(tmp_path / "strict"), "--strict")
+    assert strict.returncode == 2 and not (tmp_path / "strict").exists()
+    assert strict.stderr.startswith(f"flowpol: error: {files.flows}:{line}: invalid-json")
 
 
 def test_cluster_policies_are_the_existing_set(bank, tmp_path: Path) -> None:

@@ -121,3 +121,12 @@ def test_round_trip_to_dict() -> None:
 def test_describe_kubectl_style() -> None:
     raw = {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "debug", "operator": "DoesNotExist"}]}
     assert describe(sel(raw)) == "app=web,!debug"
+
+
+def test_labels_seen_valid_before_do_not_let_invalid_ones_through() -> None:
+    # Valid (key, value) pairs are remembered; anything else is still checked.
+    for _ in range(2):
+        assert sel({"matchLabels": {"app": "web"}}).match_labels == (("app", "web"),)
+    for bad in ({"app": "web!"}, {"app": True}, {"app": 1}, {"-app": "web"}, {"app": "x" * 64}):
+        with pytest.raises(SelectorError, match="matchLabels"):
+            sel({"matchLabels": bad})
