@@ -335,6 +335,7 @@ class _Reader:
         """
         rfind = bytes.rfind
         find = bytes.find
+        startswith = bytes.startswith
         head = _FLOW_HEAD.match
         pending: list[tuple[int, bytes, Any, Any]] = []
         lines = n_reply = n_not_syn = n_sock = 0
@@ -343,13 +344,17 @@ class _Reader:
                 if raw[-2:] == b"}\n":  # a whole line, as Hubble writes them
                     lines += 1
                     i = rfind(raw, b'eply":', -_REPLY_TAIL)  # from max(0, len - TAIL)
+                    # startswith at an offset allocates nothing, unlike a slice; the byte
+                    # test first turns most non-replies away (``}`` ends the line, so
+                    # ``raw[i + 6]`` exists; the keys cannot start before the ``{``).
                     if (
                         i != -1
-                        and raw[i + 6 : i + 10] == b"true"
+                        and raw[i + 6] == 0x74  # t
+                        and startswith(raw, b"true", i + 6)
                         and (
-                            raw[i - 5 : i] == b'"is_r'
-                            or raw[i - 4 : i] == b'"isR'
-                            or raw[i - 2 : i] == b'"r'
+                            startswith(raw, b'"is_r', i - 5)
+                            or startswith(raw, b'"isR', i - 4)
+                            or startswith(raw, b'"r', i - 2)
                         )
                     ):
                         n_reply += 1
