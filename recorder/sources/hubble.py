@@ -16,10 +16,6 @@ One connection is counted once:
 * Verdicts DROPPED and ERROR are kept on the records: the aggregator decides (a
   connection forwarded by one node and dropped by the other is dropped) and leaves
   dropped connections out unless ``--include-dropped``.
-
-Ignored lines are counted per reason (``report.ignore``); broken lines (invalid JSON,
-a flow with a bad time) are skipped with path:line (``report.skip``).
-
 * The same connection seen again soon (another observation point, a policy-verdict
   event, a retransmitted SYN, the next packet of a UDP stream) is ignored as
   ``repeated-observation``: same ``IP`` and ``l4`` bytes within 10 s (TCP) or
@@ -34,7 +30,9 @@ tests before any JSON parsing (see ``_Reader.records``). For every well-formed l
 the byte tests give the answer the parsed path would give; a malformed line that still
 looks like a reply is counted as a reply rather than as invalid JSON. Spaced-out JSON
 (not what Hubble writes) skips the byte tests and is only slower; its repeated
-observations are then merged by the aggregator instead.
+observations are then merged by the aggregator instead. The lines that are kept, when
+in Hubble's exact compact form, are read by ``hubblefast.FastLines`` without a full
+parse; anything else it leaves to the parsed path (``_Reader.from_object``).
 """
 
 from __future__ import annotations
