@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 import dataclasses
 import gc
+import heapq
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -17,7 +18,7 @@ from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.resolve import ResolveResult, aggregate_edges, resolve
 from generator.synthesize import SynthesisOptions, SynthesisResult, synthesize
-from recorder.aggregate import Aggregator
+from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
 from recorder.schema import LogRecord
@@ -47,6 +48,12 @@ def _unchanged(records: Iterable[LogRecord], label: str) -> Iterable[LogRecord]:
     return records
 
 
+# Inputs merged in time order at once; more are merged this many at a time, one group
+# after the other. Each open input holds a file and a reader's buffers (a Hubble
+# reader: up to a batch of lines).
+MAX_MERGED_INPUTS = 64
+
+
 def read_into(
     aggregator: Aggregator,
     inputs: list[str],
@@ -55,29 +62,49 @@ def read_into(
     fmt: str | None = None,
     wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
 ) -> list[InputError]:
-    """Read every input into ``aggregator``. An input that cannot be read at all
-    (missing, empty, unknown format, newer schema) is collected and the others are
-    still read, unless ``report.strict``; the caller decides when to raise."""
-    errors: list[InputError] = []
+    """Read every input into ``aggregator``, the inputs' records merged in time order.
+
+    Each node's capture is one file: read one after the other, the same connection
+    seen by two nodes would meet in the aggregator only while it still remembered the
+    first file's (its dedup table is bounded), and a large capture would count it
+    twice. Merged, the observations of a connection arrive together. Each input is in
+    time order (near enough: the aggregator's dedup window absorbs the rest).
+
+    An input that cannot be read at all (missing, empty, unknown format, newer schema)
+    is collected and the others are still read, unless ``report.strict``; the caller
+    decides when to raise. The errors come in the order of the inputs."""
+    errors: list[tuple[int, InputError]] = []
+    paths: list[tuple[int, Path]] = []
     for raw in inputs:
         try:
-            paths = expand_inputs([raw])
+            expanded = expand_inputs([raw])
         except InputError as e:
             if report.strict:
                 raise
-            errors.append(e)
+            errors.append((len(paths), e))
             continue
-        for path in paths:
-            try:
-                aggregator.add_all(wrap(read_inputs([str(path)], report, options, fmt),
-                                        str(path)))
-            except UsageError:
-                raise
-            except InputError as e:
-                if report.strict:
-                    raise
-                errors.append(e)
-    return errors
+        paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
+    for start in range(0, len(paths), MAX_MERGED_INPUTS):
+        group = paths[start:start + MAX_MERGED_INPUTS]
+        streams = [wrap(_guarded(path, order, report, options, fmt, errors), str(path))
+                   for order, path in group]
+        aggregator.add_all(streams[0] if len(streams) == 1
+                           else heapq.merge(*streams, key=record_time))
+    errors.sort(key=lambda item: item[0])
+    return [e for _, e in errors]
+
+
+def _guarded(path: Path, order: int, report: ReadReport, options: ReadOptions,
+             fmt: str | None, errors: list[tuple[int, InputError]]) -> Iterator[LogRecord]:
+    """The records of one input; an input error ends it and is collected (see read_into)."""
+    try:
+        yield from read_inputs([str(path)], report, options, fmt)
+    except UsageError:
+        raise
+    except InputError as e:
+        if report.strict:
+            raise
+        errors.append((order, e))
 
 
 # Examples of skipped items named in the bad-input error: one per reason first, so every
@@ -86,15 +113,16 @@ MAX_ERROR_EXAMPLES = 5
 
 
 def _error_examples(report: ReadReport) -> list[Skipped]:
+    examples = report.examples_in_input_order()
     first: dict[str, int] = {}
-    for i, e in enumerate(report.examples):
+    for i, e in enumerate(examples):
         first.setdefault(e.reason, i)
     chosen = set(first.values())
-    for i in range(len(report.examples)):
+    for i in range(len(examples)):
         if len(chosen) >= MAX_ERROR_EXAMPLES:
             break
         chosen.add(i)
-    return [report.examples[i] for i in sorted(chosen)]
+    return [examples[i] for i in sorted(chosen)]
 
 
 def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],

@@ -114,7 +114,7 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
     ]
     for reason, n in sorted(r.skipped.items()):
         lines.append(f"  skipped {reason}: {n}")
-    for ex in r.examples[:5]:
+    for ex in r.examples_in_input_order()[:5]:
         lines.append(f"    e.g. {ex}")
     n_unres = len(observed.resolved.unresolved)
     lines.append(f"resolved {len(observed.edges)} edge(s); {n_unres} flow aggregate(s) "

@@ -392,9 +392,12 @@ def _record_sort_key(r: LogRecord, hints_keys: dict[int, tuple[Any, ...]]) -> tu
     )
 
 
-def _time_of(r: LogRecord) -> int:
-    """The first element of ``_record_sort_key``."""
+def record_time(r: LogRecord) -> int:
+    """When a record starts: the first element of ``_record_sort_key``."""
     return r.valid_from if isinstance(r, IpTimelineRecord) else r.first_seen
+
+
+_time_of = record_time
 
 
 def sorted_records(records: Iterable[LogRecord]) -> list[LogRecord]:

@@ -61,6 +61,13 @@ class ReadReport:
     def ignore(self, reason: str, n: int = 1) -> None:
         self.ignored[reason] += n
 
+    def examples_in_input_order(self) -> list[Skipped]:
+        """The examples by input, then line: inputs are read merged in time order, so
+        their bad lines are found interleaved."""
+        order = {p: i for i, p in enumerate(self.formats)}
+        return sorted(self.examples, key=lambda e: (order.get(e.path, len(order)),
+                                                    -1 if e.line is None else e.line))
+
     @property
     def total_kept(self) -> int:
         return sum(self.kept.values())
@@ -78,5 +85,5 @@ class ReadReport:
             "kept": self.total_kept,
             "skipped": dict(sorted(self.skipped.items())),
             "ignored": dict(sorted(self.ignored.items())),
-            "examples": [str(e) for e in self.examples],
+            "examples": [str(e) for e in self.examples_in_input_order()],
         }

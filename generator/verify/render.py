@@ -114,7 +114,7 @@ def _input_lines(result: VerifyResult) -> list[str]:
              f"{r.total_kept:,} flow record(s) kept, {r.total_skipped:,} skipped, "
              f"{sum(r.ignored.values()):,} ignored (replies, non-flow events, ...)"]
     lines += [f"  skipped {reason}: {n:,}" for reason, n in sorted(r.skipped.items())]
-    lines += [f"    e.g. {ex}" for ex in r.examples[:MAX_EXAMPLES]]
+    lines += [f"    e.g. {ex}" for ex in r.examples_in_input_order()[:MAX_EXAMPLES]]
     lines += [f"  warning: {w}" for w in
               list(observed.snapshot_warnings) + list(observed.resolved.warnings)]
     unresolved = unresolved_summary(observed)
