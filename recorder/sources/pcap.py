@@ -91,6 +91,18 @@ class _BadPacket(Exception):
     """A packet whose headers cannot be decoded; the message is the skip reason."""
 
 
+def _bad_packet(report: ReadReport, path: str, n: int, e: Exception, cut: bool) -> None:
+    """A packet that could not be decoded. When the capture kept fewer bytes than the
+    packet had (``cut``: its snap length) and the headers run past them, the file is
+    fine and the capture was set up to keep less: counted as ignored, not as bad input
+    (a larger ``tcpdump -s``, e.g. 256, keeps them, VXLAN over IPv6 included)."""
+    reason = str(e) if isinstance(e, _BadPacket) else "malformed-packet"
+    if cut and reason in ("truncated-packet", "malformed-packet"):
+        report.ignore("headers-beyond-snaplen")
+    else:
+        report.skip(path, n, reason)
+
+
 def sniff(head: bytes) -> bool:
     if len(head) < 12:
         return False
@@ -533,7 +545,8 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                 size = len(buf)
             n += 1
             if ethernet and pos + 64 <= size:
-                sec, frac, caplen, _, et, vihl, frag, proto, flags = header_and_fields(buf, pos)
+                sec, frac, caplen, wirelen, et, vihl, frag, proto, flags = header_and_fields(
+                    buf, pos)
                 end = pos + 16 + caplen
                 if (proto == 6 and et == eth_ipv4 and vihl == 0x45 and caplen >= 54
                         and not (flags & 0x02 or frag & frag_mask) and end <= size
@@ -545,7 +558,7 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                     decoded += 1
                     continue
             else:
-                sec, frac, caplen, _ = unpack_from(buf, pos)
+                sec, frac, caplen, wirelen = unpack_from(buf, pos)
                 end = pos + 16 + caplen
             if end > size:
                 if caplen > MAX_RECORD:
@@ -569,7 +582,7 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
             try:
                 rec = packet(linktype, buf, start, end, sec, frac)
             except (_BadPacket, IndexError) as e:
-                report.skip(path, n, str(e) if isinstance(e, _BadPacket) else "malformed-packet")
+                _bad_packet(report, path, n, e, caplen < wirelen)
                 continue
             decoded += 1
             if rec is not None:
@@ -665,7 +678,7 @@ def _pcapng(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
             chunks.pos = pos + blen
             if btype == 6 or btype == 2:  # enhanced / obsolete packet block
                 n += 1
-                ifid, ts_hi, ts_lo, caplen, _ = epb.unpack_from(buf, pos + 8)
+                ifid, ts_hi, ts_lo, caplen, wirelen = epb.unpack_from(buf, pos + 8)
                 if btype == 2:  # interface id is a u16 followed by a u16 drop count
                     ifid = struct.unpack_from(order + "H", buf, pos + 8)[0]
                 data = pos + 28
@@ -688,7 +701,8 @@ def _pcapng(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                 # and clock are the closest there is.
                 linktype = interfaces[0][0]
                 data = pos + 12
-                caplen = min(struct.unpack_from(order + "I", buf, pos + 8)[0], blen - 16)
+                wirelen = struct.unpack_from(order + "I", buf, pos + 8)[0]
+                caplen = min(wirelen, blen - 16)
             else:
                 if btype == 1:
                     interfaces.append(_idb_interface(buf[pos + 8:pos + blen - 4], order))
@@ -701,7 +715,7 @@ def _pcapng(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
             try:
                 rec = packet(linktype, buf, data, data + caplen, ts_hi, ts_lo)
             except (_BadPacket, IndexError) as e:
-                report.skip(path, n, str(e) if isinstance(e, _BadPacket) else "malformed-packet")
+                _bad_packet(report, path, n, e, caplen < wirelen)
                 continue
             decoded += 1
             if rec is not None:

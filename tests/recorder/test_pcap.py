@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import struct
 import sys
 from pathlib import Path
 
@@ -151,6 +152,23 @@ def test_junk_packets_are_skipped_with_packet_numbers() -> None:
         f"{ASSETS / 'junk-packets.pcap'}:2: truncated-packet",
         f"{ASSETS / 'junk-packets.pcap'}:3: bad-ip-header",
     ]
+
+
+def test_headers_cut_by_the_snap_length_are_ignored_not_bad_input(tmp_path: Path) -> None:
+    # The same cut-off second packet, but its record says the packet was longer than
+    # what was kept: the capture's snap length cut it, the file is fine.
+    data = bytearray((ASSETS / "junk-packets.pcap").read_bytes())
+    first_caplen = struct.unpack_from("<I", data, 24 + 8)[0]
+    second = 24 + 16 + first_caplen
+    assert struct.unpack_from("<II", data, second + 8) == (20, 20)
+    struct.pack_into("<I", data, second + 12, 74)  # original length
+    path = tmp_path / "snaplen.pcap"
+    path.write_bytes(bytes(data))
+    report = ReadReport()
+    recs = list(read_inputs([str(path)], report))
+    assert [r.src_port for r in recs] == [40050, 40051]
+    assert report.ignored["headers-beyond-snaplen"] == 1
+    assert [str(e) for e in report.examples] == [f"{path}:3: bad-ip-header"]
 
 
 @pytest.mark.parametrize("name,kept,where", [
