@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from generator.edges import (
     APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
-from generator.inventory.index import InventoryIndex, WorkloadRef
+from generator.inventory.index import BackendsResult, InventoryIndex, WorkloadRef
 from generator.inventory.model import Pod
 from generator.timeline import Holder, IpTimeline
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
@@ -101,8 +101,17 @@ class _Resolver:
         # same object are grouped by id (PeerIds) without hashing their fields.
         self._workload_peers: dict[tuple[str, str, str], Peer] = {}
         self._in_range: dict[str, bool] = {}
+        self._backends: dict[tuple, tuple[object, BackendsResult]] = {}
 
     # -- building blocks -------------------------------------------------------
+    def backends(self, svc, port: int, protocol: str) -> BackendsResult:
+        """``index.backends``, once per Service port: both passes of ``resolve`` ask."""
+        key = (id(svc), port, protocol)
+        hit = self._backends.get(key)
+        if hit is None or hit[0] is not svc:
+            hit = self._backends[key] = (svc, self.index.backends(svc, port, protocol))
+        return hit[1]
+
     def node_peer(self, ip: str) -> Peer:
         node = self.index.node_by_ip(ip)
         return Peer(NODE, ip=ip, node_name=node.name if node else None)
@@ -269,6 +278,14 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
             q_dst = len(q_ips)
             q_ips += [server_ip, server_ip]
             q_times += [f.first_seen, f.last_seen]
+        elif svc is not None:
+            # Backends that are no pod of the snapshot (a selector-less Service's own
+            # EndpointSlices) are addresses too: their holders join the same lookup.
+            q_dst = len(q_ips)
+            for b in r.backends(svc, f.dst_port, f.protocol).backends:
+                if not b.pod_name or index.pod(b.namespace, b.pod_name) is None:
+                    q_ips.append(b.ip)
+                    q_times.append(f.first_seen)
         waiting.append((i, len(connections), src_hint, dst_hint, svc, q_src, q_dst))
     holders = timeline.lookup(q_ips, q_times)
 
@@ -289,7 +306,7 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
                 src_sides, src_why = _resolve_address(r, f.src_ip, holders[q_src],
                                                       holders[q_src + 1])
             if svc_hit is not None:
-                dst_sides, dst_why = _expand_service(r, svc_hit, f)
+                dst_sides, dst_why = _expand_service(r, svc_hit, f, holders, q_dst)
             elif dst_hint is not None:
                 by_identity += 1
                 dst_sides, dst_why = (dst_hint,), None
@@ -360,20 +377,24 @@ def _resolve_address(r: _Resolver, ip: str, h_first: Holder | None, h_last: Hold
     return sides, (reasons[0] if reasons else None)
 
 
-def _expand_service(r: _Resolver, svc, f: FlowRecord) -> tuple[list[_Side], str | None]:
-    """A ClusterIP destination: every backend may have served it, on its targetPort."""
-    result = r.index.backends(svc, f.dst_port, f.protocol)
+def _expand_service(r: _Resolver, svc, f: FlowRecord, holders: list[Holder | None],
+                    q_backends: int) -> tuple[list[_Side], str | None]:
+    """A ClusterIP destination: every backend may have served it, on its targetPort.
+    ``holders[q_backends:]``: the holders of its non-pod backends' addresses at the
+    flow's first sighting, in backend order (see ``resolve``)."""
+    result = r.backends(svc, f.dst_port, f.protocol)
     for w in result.warnings:
         if w not in r.warnings:
             r.warnings.append(w)
     sides: list[_Side] = []
+    q = q_backends
     for b in result.backends:
         pod = r.index.pod(b.namespace, b.pod_name) if b.pod_name else None
         if pod is not None:
             side = r.from_pod(pod)
         else:
-            holders = r.timeline.lookup([b.ip], [f.first_seen])
-            side = r.from_address(b.ip, holders[0])
+            side = r.from_address(b.ip, holders[q])
+            q += 1
             if isinstance(side, str):
                 continue
         sides.append(_Side(side.peer, side.pod, b.target_port, (svc.namespace, svc.name)))
