@@ -4,7 +4,9 @@ Two steps per flow record:
 
 1. Dedup: the same connection observed twice (the source and the destination node both
    saw the SYN, a retransmitted SYN, a UDP packet train) is counted once. A connection
-   is (protocol, src ip, src port, dst ip, dst port); observations closer than
+   is (protocol, src ip, src port, dst ip, dst port) - and, for a record seen before a
+   Service's DNAT that knows its backend, also the same with the backend's address and
+   port, which is what the backend's node saw; observations closer than
    ``dedup_ns`` to the last one of the same connection are duplicates. The table of
    recent connections is bounded (``dedup_capacity``): memory does not grow with the
    input. Aggregated inputs (count > 1, or no src port on TCP/UDP/SCTP) skip this step.
@@ -226,12 +228,21 @@ class Aggregator:
                 raise TypeError(f"not a flow-log record: {type(rec).__name__}")
         self.stats.seen += 1
         t = rec.first_seen
-        conn = None
+        conn = served = None
         moved = None  # the entry of a connection that turned out to be dropped
         dropped = rec.verdict in DROPPED_VERDICTS
         if rec.count == 1 and (rec.src_port is not None or rec.protocol in _ICMP):
             conn = (rec.protocol, rec.src_ip, rec.src_port, rec.dst_ip, rec.dst_port)
             entry = self._recent.get(conn)
+            if rec.xlated_ip is not None:
+                # Seen before the Service's DNAT with the backend known (conntrack's
+                # reply tuple, the recorder's DNAT twin): the backend's node saw the same
+                # connection addressed to the backend, so it is known under both.
+                port = rec.xlated_port if rec.xlated_port is not None else rec.dst_port
+                if (rec.xlated_ip, port) != (rec.dst_ip, rec.dst_port):
+                    served = (rec.protocol, rec.src_ip, rec.src_port, rec.xlated_ip, port)
+                    if entry is None:
+                        entry = self._recent.get(served)
             if entry is not None and -self.dedup_ns <= t - entry[0] <= self.dedup_ns:
                 self.stats.duplicates += 1
                 if t > entry[0]:
@@ -296,7 +307,10 @@ class Aggregator:
             moved[2] = True
         elif conn is not None:
             # A new connection, or one seen again after a long gap.
-            self._recent.put(conn, [t, key, dropped])
+            entry = [t, key, dropped]
+            self._recent.put(conn, entry)
+            if served is not None:
+                self._recent.put(served, entry)
 
     # ----------------------------------------------------------------------- output
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
+
 from recorder.aggregate import SECOND, Aggregator, RecentTable
 from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord
 
@@ -27,6 +29,44 @@ def test_same_connection_twice_counts_once_and_extends_the_evidence() -> None:
     assert rec.count == 1 and rec.first_seen == T0 and rec.last_seen == T0 + 3 * SECOND
     assert rec.src_port == 40000  # a single connection keeps its port
     assert agg.stats.seen == 3 and agg.stats.duplicates == 2
+
+
+@pytest.mark.parametrize("order", ["client node first", "backend node first"])
+def test_before_and_after_the_services_dnat_is_one_connection(order: str) -> None:
+    # kube-proxy DNATs on the client's node: its recorder (or conntrack) sees the
+    # ClusterIP and learns the backend; the backend's node sees the backend address.
+    client_node = syn(0, dst="10.96.0.20", dport=80, xlated_ip="10.244.2.7", xlated_port=8080,
+                      node="node-a", source_format="conntrack")
+    backend_node = syn(0.002, dst="10.244.2.7", dport=8080, node="node-b",
+                       source_format="pcap")
+    another = syn(0.003, sport=40001, dst="10.244.2.7", dport=8080, node="node-b",
+                  source_format="pcap")  # another connection to the same backend
+    agg = Aggregator()
+    first, second = ((client_node, backend_node) if order == "client node first"
+                     else (backend_node, client_node))
+    for rec in (first, second, another):
+        agg.add(rec)
+    assert sum(r.count for r in agg.drain()) == 2
+    assert agg.stats.duplicates == 1
+
+
+def test_before_the_dnat_with_and_without_the_backend_is_one_connection() -> None:
+    # Hubble on the client's node does not know the backend, conntrack there does.
+    with_backend = syn(0.001, dst="10.96.0.20", dport=80, xlated_ip="10.244.2.7",
+                       xlated_port=8080, source_format="conntrack")
+    without = syn(0, dst="10.96.0.20", dport=80)
+    for records in ([without, with_backend], [with_backend, without]):
+        agg = Aggregator()
+        for rec in records:
+            agg.add(rec)
+        assert sum(r.count for r in agg.drain()) == 1
+
+
+def test_a_backend_port_equal_to_the_address_seen_adds_no_second_key() -> None:
+    agg = Aggregator()
+    agg.add(syn(0, xlated_ip="10.0.0.2", xlated_port=80))  # nothing was translated
+    agg.add(syn(0.001, dst="10.0.0.3"))  # another server, same client port: another one
+    assert sum(r.count for r in agg.drain()) == 2
 
 
 def test_connections_aggregate_per_key_and_window() -> None:
