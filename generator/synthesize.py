@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from generator.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
-from generator.inventory.index import InventoryIndex, WorkloadRef
+from generator.inventory.index import DnsResolvers, InventoryIndex, WorkloadRef
 from generator.timetext import format_time_fast
 from generator.yamlout import Commented
 
@@ -189,6 +189,9 @@ def _dns_rule(s: _Synth, policy_ns: str, evidence: dict) -> Commented | None:
         el = s.peer_element(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), policy_ns)
         if el is not None:
             elements.append(el)
+    # node-local-dns is a hostNetwork listener: an ipBlock of each address it listens
+    # on, the DNS Service's ClusterIP included when it is one of them (see
+    # InventoryIndex._find_dns for why that one is not left to the workload elements).
     for ip in dns.node_local_ips:
         elements.append({"ipBlock": {"cidr": s.cidr(ip, exact=True)}})
     if not elements:
@@ -198,6 +201,8 @@ def _dns_rule(s: _Synth, policy_ns: str, evidence: dict) -> Commented | None:
     comments = ["DNS: the cluster resolver(s) " + ", ".join(
         [f"{w.namespace}/{w.kind}/{w.name}" for w in dns.workloads] + list(dns.node_local_ips))
         + ", UDP and TCP on their targetPorts"]
+    if dns.node_local_ips:
+        comments.append(_node_local_comment(dns))
     if evidence.get("count"):
         comments.append(_evidence_line("observed DNS", evidence["count"], evidence["first"],
                                        evidence["last"], (), tuple(sorted(evidence["inputs"]))))
@@ -205,6 +210,15 @@ def _dns_rule(s: _Synth, policy_ns: str, evidence: dict) -> Commented | None:
         comments.append("  not observed in this namespace; every pod needs DNS once egress is "
                         "restricted")
     return Commented({"to": elements, "ports": ports}, tuple(comments))
+
+
+def _node_local_comment(dns: DnsResolvers) -> str:
+    service_ips = [ip for ip in dns.node_local_ips if ip in dns.cluster_ips]
+    text = f"  node-local-dns listens on {', '.join(dns.node_local_ips)}: {dns.node_local_source}"
+    if service_ips:
+        text += (f"; {', '.join(service_ips)} is the DNS Service's ClusterIP, answered on the "
+                 "node without DNAT while node-local-dns runs")
+    return text
 
 
 def _is_dns_edge(s: _Synth, e: Edge) -> bool:
@@ -273,6 +287,7 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
                 egress[e.src].append(e)
 
     dns_info = s.index.dns_resolvers()
+    s.warnings.extend(w for w in dns_info.node_local_warnings if w not in s.warnings)
     if not dns_info.workloads and not dns_info.node_local_ips:
         s.warnings.append(
             "no cluster DNS resolver found in the snapshot (kube-dns Service in kube-system "

@@ -33,6 +33,7 @@ from generator.inventory.kinds import (
     REQUIRED_KINDS,
 )
 from generator.inventory.model import (
+    ContainerArgs,
     ContainerPort,
     Controller,
     EndpointSlice,
@@ -519,10 +520,29 @@ def _container_port(p: Any) -> ContainerPort:
     )
 
 
+def _container_args(spec: dict, what: str) -> ContainerArgs:
+    """Each container's ``command`` + ``args``: the flags the process is started with
+    (init containers do not stay running and are left out)."""
+    out = []
+    for i, c in enumerate(_list(spec.get("containers"), f"{what}.containers")):
+        c = _map(c, f"{what}.containers[{i}]")
+        argv: list[str] = []
+        for field in ("command", "args"):
+            for j, a in enumerate(_list(c.get(field), f"{what}.containers[{i}].{field}")):
+                if isinstance(a, (dict, list)):
+                    raise _Malformed(f"{what}.containers[{i}].{field}[{j}] must be a string, "
+                                     f"not {a!r}")
+                # YAML reads an unquoted `- 53` as a number; the API always has strings.
+                argv.append(a if isinstance(a, str) else str(a))
+        out.append(tuple(argv))
+    return tuple(out) if any(out) else ()
+
+
 # A frozen dataclass's keyword __init__ is a good part of parsing a pod, and a
 # snapshot has thousands of them: the fields are filled as resolve fills Connections.
 _new_pod = slots_maker(Pod, "namespace", "name", "uid", "labels", "ips", "node",
-                       "host_network", "phase", "created", "deleted", "owner", "ports")
+                       "host_network", "phase", "created", "deleted", "owner", "ports",
+                       "container_args")
 
 
 def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
@@ -535,6 +555,8 @@ def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
             ips.add(str(ip))
     if status.get("podIP"):
         ips.add(str(status["podIP"]))
+    host_network = spec.get("hostNetwork") is True
+    owner = _owner(meta)
     return _new_pod(
         ns or "",  # namespace
         name,
@@ -542,12 +564,14 @@ def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
         _labels(meta.get("labels"), "metadata.labels"),
         tuple(sorted(ips)),  # ips
         _opt_str(spec.get("nodeName"), "spec.nodeName") or None,  # node
-        spec.get("hostNetwork") is True,  # host_network
+        host_network,
         _opt_str(status.get("phase"), "status.phase"),  # phase
         _time_ns(meta.get("creationTimestamp"), "metadata.creationTimestamp"),  # created
         _time_ns(meta.get("deletionTimestamp"), "metadata.deletionTimestamp"),  # deleted
-        _owner(meta),
+        owner,
         _container_ports(spec),  # ports
+        _container_args(spec, "spec")
+        if host_network or (owner is not None and owner.kind == "DaemonSet") else (),
     )
 
 
@@ -664,8 +688,8 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
             spec = _map(_map(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"),
                         "spec.jobTemplate.spec")
             prefix = "spec.jobTemplate.spec"
-        template_meta = _map(_map(spec.get("template"), f"{prefix}.template").get("metadata"),
-                             f"{prefix}.template.metadata")
+        template = _map(spec.get("template"), f"{prefix}.template")
+        template_meta = _map(template.get("metadata"), f"{prefix}.template.metadata")
         return Controller(
             kind=kind,
             namespace=ns or "",
@@ -678,6 +702,9 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
             schedule=schedule,
             replicas=None if kind == "CronJob"
             else _opt_int(spec.get("replicas"), "spec.replicas"),
+            container_args=_container_args(
+                _map(template.get("spec"), f"{prefix}.template.spec"),
+                f"{prefix}.template.spec") if kind == "DaemonSet" else (),
         )
 
     return parse

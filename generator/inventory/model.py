@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+# Each container's ``command`` followed by its ``args``, in spec order. Kept only for node
+# agents (DaemonSets, their pods, hostNetwork pods): their listen addresses live in their
+# flags (node-local-dns: ``-localip``), and other pods' arguments are not needed.
+ContainerArgs = tuple[tuple[str, ...], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class Pod:
     deleted: int | None = None  # deletionTimestamp, when terminating
     owner: OwnerRef | None = None  # direct controller owner (ReplicaSet, Job, ...)
     ports: tuple[ContainerPort, ...] = ()
+    container_args: ContainerArgs = ()  # DaemonSet and hostNetwork pods only
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,7 +129,8 @@ class EndpointSlice:
 class Controller:
     """A workload controller object: Deployment, ReplicaSet, StatefulSet, DaemonSet,
     Job, CronJob. ``selector`` is spec.selector (CronJob: the jobTemplate's, usually
-    empty). ``template_labels`` are the pod template's labels."""
+    empty). ``template_labels`` are the pod template's labels. ``container_args``: the pod
+    template's, for DaemonSets only."""
 
     kind: str
     namespace: str
@@ -135,6 +141,7 @@ class Controller:
     labels: Labels = ()
     schedule: str | None = None  # CronJob
     replicas: int | None = None
+    container_args: ContainerArgs = ()  # DaemonSet only
 
 
 @dataclass(frozen=True, slots=True)

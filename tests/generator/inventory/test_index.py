@@ -380,7 +380,116 @@ def test_node_local_dns(tmp_path: Path) -> None:
                                  {"node-1": "192.168.0.11"}, host_network=True)
     ix = _index(tmp_path, objs, dns_target_port=5353)
     dns = ix.dns_resolvers()
-    assert dns.node_local_ips == (NODE_LOCAL_DNS_IP,)
+    assert dns.node_local_ips == (NODE_LOCAL_DNS_IP,)  # no args in this snapshot: assumed
+    assert dns.node_local_source == "assumed (upstream default)" and dns.node_local_warnings
     assert dns.node_local_workloads == (W("DaemonSet", "node-local-dns", "kube-system"),)
     assert dns.udp_ports == (53, 5353) and dns.tcp_ports == (53, 5353)
+    assert dns.workloads == (W("Deployment", "coredns", "kube-system"),)
+
+
+# -- node-local-dns: where it listens ----------------------------------------------------------
+
+UPSTREAM_ARGS = ["-localip", "169.254.20.10,10.96.0.10", "-conf", "/etc/Corefile",
+                 "-upstreamsvc", "kube-dns-upstream", "-pidfile", "/tmp/node-cache.pid"]
+KUBESPRAY_ARGS = ["-localip", "169.254.25.10", "-conf", "/etc/Corefile", "-upstreamsvc", "coredns"]
+
+
+def _node_local(args: list[str] | None, *, name: str = "node-local-dns", with_ds: bool = True,
+                pod_args: list[str] | None = None, command: list[str] | None = None) -> list[dict]:
+    """A node-local-dns DaemonSet (hostNetwork) with a pod on each of two nodes; ``args``
+    go to the pod template and the pods (``pod_args``: to the pods only)."""
+    objs = k.daemonset_with_pods(name, "kube-system", {"k8s-app": "node-local-dns"},
+                                 {"node-1": "192.168.0.11", "node-2": "192.168.0.12"},
+                                 host_network=True)
+    for o in objs:
+        spec = o["spec"]["template"]["spec"] if o["kind"] == "DaemonSet" else o["spec"]
+        given = pod_args if (o["kind"] == "Pod" and pod_args is not None) else args
+        if given is not None:
+            spec["containers"][0]["args"] = list(given)
+        if command is not None:
+            spec["containers"][0]["command"] = list(command)
+    return [o for o in objs if with_ds or o["kind"] != "DaemonSet"]
+
+
+@pytest.mark.parametrize("args,command,want", [
+    (UPSTREAM_ARGS, None, ("169.254.20.10", "10.96.0.10")),
+    (["-localip=169.254.20.10,10.96.0.10", "-conf", "/etc/Corefile"], None,
+     ("169.254.20.10", "10.96.0.10")),
+    (["--localip=169.254.25.10"], None, ("169.254.25.10",)),
+    (["--localip", "fd00:0:0:0::a"], None, ("fd00::a",)),
+    (["-conf", "/etc/Corefile"], ["/node-cache", "-localip", "169.254.25.10"], ("169.254.25.10",)),
+    (None, ["/bin/sh", "-c", "exec /node-cache -localip 169.254.25.10 -conf /etc/Corefile"],
+     ("169.254.25.10",)),
+    # Go's flag package keeps the last value given
+    (["-localip", "169.254.1.1", "-localip", "169.254.25.10"], None, ("169.254.25.10",)),
+], ids=["upstream", "equals-form", "double-dash", "ipv6", "in-command", "shell", "last-wins"])
+def test_node_local_dns_address_comes_from_the_daemonsets_args(
+        tmp_path: Path, args: list[str] | None, command: list[str] | None,
+        want: tuple[str, ...]) -> None:
+    dns = _index(tmp_path, _node_local(args, command=command)).dns_resolvers()
+    assert dns.node_local_ips == want
+    assert dns.node_local_source == "-localip of DaemonSet kube-system/node-local-dns"
+    assert dns.node_local_warnings == () and dns.warnings == ()
+
+
+def test_kubespray_node_local_dns(tmp_path: Path) -> None:
+    dns = _index(tmp_path, _node_local(KUBESPRAY_ARGS, name="nodelocaldns")).dns_resolvers()
+    assert dns.node_local_ips == ("169.254.25.10",)
+    assert dns.node_local_workloads == (W("DaemonSet", "nodelocaldns", "kube-system"),)
+    assert dns.udp_ports == (53,) and dns.tcp_ports == (53,)
+
+
+def test_kubespray_daemonset_without_pods_is_found_by_name(tmp_path: Path) -> None:
+    objs = [o for o in _node_local(KUBESPRAY_ARGS, name="nodelocaldns") if o["kind"] != "Pod"]
+    dns = _index(tmp_path, objs).dns_resolvers()
+    assert dns.node_local_ips == ("169.254.25.10",) and dns.node_local_warnings == ()
+
+
+def test_node_local_dns_pods_alone_carry_the_address(tmp_path: Path) -> None:
+    dns = _index(tmp_path, _node_local(KUBESPRAY_ARGS, with_ds=False)).dns_resolvers()
+    assert dns.node_local_ips == ("169.254.25.10",)
+    assert dns.node_local_source.startswith("-localip of pod kube-system/node-local-dns-")
+    assert dns.node_local_warnings == ()
+
+
+def test_node_local_dns_without_args_is_assumed_with_a_warning(tmp_path: Path) -> None:
+    dns = _index(tmp_path, _node_local(None)).dns_resolvers()
+    assert dns.node_local_ips == (NODE_LOCAL_DNS_IP,) == ("169.254.20.10",)
+    assert dns.node_local_source == "assumed (upstream default)"
+    (warning,) = dns.node_local_warnings
+    assert "assumed 169.254.20.10" in warning and "169.254.25.10" in warning
+    assert "kubectl -n kube-system get daemonset" in warning
+    assert warning in dns.warnings
+
+
+def test_bad_localip_entries_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    dns = _index(tmp_path, _node_local(["-localip", "169.254.25.10,not-an-ip,"])).dns_resolvers()
+    assert dns.node_local_ips == ("169.254.25.10",)
+    assert len(dns.node_local_warnings) == 2  # the template's, not once more per pod
+    assert any("'not-an-ip' is not an IP address" in w for w in dns.node_local_warnings)
+    assert any("'' is not an IP address" in w for w in dns.node_local_warnings)
+    assert all("DaemonSet kube-system/node-local-dns" in w for w in dns.node_local_warnings)
+
+
+@pytest.mark.parametrize("args", [["-localip", "169.254.25.256"], ["-conf", "x", "-localip"]])
+def test_no_valid_localip_falls_back_to_the_default(tmp_path: Path, args: list[str]) -> None:
+    dns = _index(tmp_path, _node_local(args)).dns_resolvers()
+    assert dns.node_local_ips == (NODE_LOCAL_DNS_IP,)
+    assert len(dns.node_local_warnings) == 2
+    assert "ignored" in dns.node_local_warnings[0] and "assumed" in dns.node_local_warnings[1]
+
+
+def test_pods_still_on_an_old_address_are_allowed_too(tmp_path: Path) -> None:
+    objs = _node_local(KUBESPRAY_ARGS, pod_args=["-localip", "169.254.20.10"])
+    dns = _index(tmp_path, objs).dns_resolvers()
+    assert dns.node_local_ips == ("169.254.25.10", "169.254.20.10")
+    (warning,) = dns.node_local_warnings
+    assert "listens on 169.254.20.10" in warning and "rollout" in warning
+
+
+def test_the_dns_clusterip_in_localip_stays_a_listen_address(tmp_path: Path) -> None:
+    # iptables mode: node-cache binds the kube-dns ClusterIP too and NOTRACKs it, so no
+    # DNAT happens and the pods' DNS is to the ClusterIP itself (see _find_dns).
+    dns = _index(tmp_path, _node_local(UPSTREAM_ARGS)).dns_resolvers()
+    assert dns.cluster_ips == ("10.96.0.10",) and "10.96.0.10" in dns.node_local_ips
     assert dns.workloads == (W("Deployment", "coredns", "kube-system"),)

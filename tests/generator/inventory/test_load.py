@@ -454,3 +454,36 @@ def test_byte_order_mark_and_gzip_read_as_the_plain_file(tmp_path: Path) -> None
     want = _without_sources(load_snapshot([str(plain)]).inventory)
     assert _without_sources(load_snapshot([str(bom)]).inventory) == want
     assert _without_sources(load_snapshot([str(packed)]).inventory) == want
+
+
+def test_container_args_are_kept_for_node_agents_only(tmp_path: Path) -> None:
+    objs = k.base_cluster(namespaces=["shop"])
+    agent = k.daemonset_with_pods("agent", "kube-system", {"app": "agent"},
+                                  {"node-1": "192.168.0.11"})
+    web = k.deployment_with_pods("web", "shop", {"app": "web"}, ["10.244.1.5"])
+    host = k.pod("probe", "kube-system", ip="192.168.0.11", host_network=True)
+    for o in (*agent, *web, host):
+        spec = o["spec"]["template"]["spec"] if "template" in o["spec"] else o["spec"]
+        spec["containers"][0]["command"] = ["/agent"]
+        spec["containers"][0]["args"] = ["-listen", 9100]  # an unquoted YAML number
+    inv = load_snapshot([str(_write(tmp_path, objs + agent + web + [host]))]).inventory
+    args = (("/agent", "-listen", "9100"),)
+    controllers = {(c.kind, c.name): c for c in inv.controllers}
+    assert controllers[("DaemonSet", "agent")].container_args == args
+    assert controllers[("Deployment", "web")].container_args == ()
+    pods = {p.name.split("-")[0]: p for p in inv.pods}
+    assert pods["agent"].container_args == args and pods["probe"].container_args == args
+    assert pods["web"].container_args == () and pods["coredns"].container_args == ()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("args", "-localip 169.254.20.10", "spec.containers[0].args must be a list, not str"),
+    ("command", [["/node-cache"]], "spec.containers[0].command[0] must be a string, not"),
+])
+def test_container_args_errors_name_the_field(tmp_path: Path, field: str, value: object,
+                                              message: str) -> None:
+    objs = k.base_cluster()
+    bad = k.pod("x", "kube-system", ip="192.168.0.11", host_network=True)
+    bad["spec"]["containers"][0][field] = value
+    objs.append(bad)
+    assert f"Pod kube-system/x: {message}" in str(_error([str(_write(tmp_path, objs))]))
