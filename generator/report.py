@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from generator.edges import Edge, Peer
+from generator.edges import WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
-from generator.synthesize import SynthesisResult
+from generator.synthesize import SynthesisResult, is_dns_edge
 from generator.timetext import format_time_fast
 
 MAX_LISTED = 200
@@ -69,7 +69,8 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
     peers: dict[int, dict] = {}
     node_edges = defaultdict(int)
     for e in observed.edges:
-        for p in (e.src, e.dst):
+        dns_edge = e.src.kind == WORKLOAD and is_dns_edge(observed.index, e)
+        for p in ((e.src,) if dns_edge else (e.src, e.dst)):
             if p.kind == "node":
                 node_edges[p.display()] += e.count
     return {

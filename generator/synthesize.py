@@ -222,7 +222,12 @@ def _node_local_comment(dns: DnsResolvers) -> str:
 
 
 def _is_dns_edge(s: _Synth, e: Edge) -> bool:
-    dns = s.index.dns_resolvers()
+    return is_dns_edge(s.index, e)
+
+
+def is_dns_edge(index: InventoryIndex, e: Edge) -> bool:
+    """Traffic to the cluster resolver on a DNS port: it goes into the DNS rule."""
+    dns = index.dns_resolvers()
     ports = dns.udp_ports if e.protocol == "UDP" else dns.tcp_ports if e.protocol == "TCP" else ()
     if e.port not in ports:
         return False
@@ -269,7 +274,10 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             skipped.append((label, "no port (ICMP): NetworkPolicy cannot allow ICMP alone; "
                                    "it is allowed only by rules without ports"))
             continue
-        for p in (e.src, e.dst):
+        dns_edge = e.src.kind == WORKLOAD and _is_dns_edge(s, e)
+        # node-local-dns answers on node addresses, but the DNS rule covers it: no
+        # node peer to flag for it
+        for p in ((e.src,) if dns_edge else (e.src, e.dst)):
             if p.kind == NODE:
                 node_peers.add(p.display())
             elif p.kind == EXTERNAL:
@@ -277,7 +285,7 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
         if e.dst.kind == WORKLOAD and e.dst.namespace in scope:
             ingress[e.dst].append(e)
         if e.src.kind == WORKLOAD and e.src.namespace in scope:
-            if _is_dns_edge(s, e):
+            if dns_edge:
                 ev = dns_evidence[e.src.namespace if opts.default_deny else e.src]
                 ev["count"] += e.count
                 ev["first"] = e.first_seen if ev["first"] is None else min(ev["first"], e.first_seen)

@@ -123,6 +123,9 @@ def test_generate_counts_node_local_dns_queries_as_dns_and_allows_them(tmp_path:
     assert "observed DNS: 3 connection(s)" in text  # evidence on the DNS rule, no other rule
     assert [p["metadata"]["name"] for p in _docs(text)] == ["flowpol-default-deny",
                                                             "flowpol-allow-dns"]
+    # the DNS rule covers node-local-dns: it is not flagged as a node peer
+    assert not any(line.startswith("node peers") for line in result.summary)
+    assert result.report["node_peers"] == []
 
 
 def _docs(text: str) -> list[dict]:
