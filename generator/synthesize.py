@@ -13,7 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from generator.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
-from generator.inventory.index import DnsResolvers, InventoryIndex, WorkloadRef
+from generator.inventory.dns import DnsResolvers
+from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.timetext import format_time_fast
 from generator.yamlout import Commented
 
@@ -191,7 +192,7 @@ def _dns_rule(s: _Synth, policy_ns: str, evidence: dict) -> Commented | None:
             elements.append(el)
     # node-local-dns is a hostNetwork listener: an ipBlock of each address it listens
     # on, the DNS Service's ClusterIP included when it is one of them (see
-    # InventoryIndex._find_dns for why that one is not left to the workload elements).
+    # generator.inventory.dns.find_dns for why that one is not left to the workload elements).
     for ip in dns.node_local_ips:
         elements.append({"ipBlock": {"cidr": s.cidr(ip, exact=True)}})
     if not elements:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import k8s_objects as k
+from generator.inventory.dns import NODE_LOCAL_DNS_IP
 from generator.inventory.index import (
     Backend,
     InventoryIndex,
-    NODE_LOCAL_DNS_IP,
     VOLATILE_LABELS,
     WorkloadRef,
     selector_matches,
@@ -489,7 +489,7 @@ def test_pods_still_on_an_old_address_are_allowed_too(tmp_path: Path) -> None:
 
 def test_the_dns_clusterip_in_localip_stays_a_listen_address(tmp_path: Path) -> None:
     # iptables mode: node-cache binds the kube-dns ClusterIP too and NOTRACKs it, so no
-    # DNAT happens and the pods' DNS is to the ClusterIP itself (see _find_dns).
+    # DNAT happens and the pods' DNS is to the ClusterIP itself (see generator.inventory.dns.find_dns).
     dns = _index(tmp_path, _node_local(UPSTREAM_ARGS)).dns_resolvers()
     assert dns.cluster_ips == ("10.96.0.10",) and "10.96.0.10" in dns.node_local_ips
     assert dns.workloads == (W("Deployment", "coredns", "kube-system"),)
