@@ -207,10 +207,14 @@ def collector_paused() -> Iterator[None]:
 
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
-                 fmt: str | None, progress: Callable[[int], None] | None = None
+                 fmt: str | None, progress: Callable[[int], None] | None = None,
+                 index: InventoryIndex | None = None,
                  ) -> tuple[list[LogRecord], dict, list[InputError]]:
+    """``index``: the cluster, so that a connection seen before and after a Service's
+    DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
     agg = Aggregator(window_ns=ADDRESS_ONLY_WINDOW_NS, include_dropped=options.include_dropped,
-                     identified_window_ns=WHOLE_INPUT_WINDOW_NS)
+                     identified_window_ns=WHOLE_INPUT_WINDOW_NS,
+                     dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
         errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
         records = agg.drain()
@@ -238,7 +242,7 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress)
+    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
 from recorder.sources.fastrecord import flow_record_maker
@@ -38,6 +38,9 @@ from recorder.sources.fastrecord import flow_record_maker
 _ADD_BATCH = 4096
 SECOND = 1_000_000_000
 DEDUP_NS = 10 * SECOND  # repeats of one connection closer than this are one connection
+# A Service with more backends: a ClusterIP record looks up this many of them (each
+# costs a lookup for every new connection to the Service).
+MAX_DNAT_PEERS = 32
 DROPPED_VERDICTS = frozenset({"DROPPED", "ERROR"})
 _ICMP = ("ICMP", "ICMPv6")
 
@@ -173,11 +176,20 @@ class Aggregator:
         dedup_capacity: int = 131_072,
         include_dropped: bool = False,
         identified_window_ns: int | None = None,
+        dnat_peers: Callable[[str, int, str], Sequence[tuple[str, int]]] | None = None,
     ) -> None:
         """``identified_window_ns``: a (longer) window for records whose both ends the
         source itself identified (pod names, reserved identities): their attribution
         does not depend on time, so they need not be split by time (``generate`` sets
-        it). ``flush_before`` assumes it is None."""
+        it). ``flush_before`` assumes it is None.
+
+        ``dnat_peers(ip, port, protocol)``: the other side of a Service's DNAT of
+        ``ip:port`` (a backend's ClusterIP:port frontends, a frontend's backends), when
+        the caller knows the cluster (generate does). A connection the client's node saw
+        addressed to the ClusterIP and the backend's node saw addressed to the backend is
+        then one connection, whichever comes first, and a drop on the backend's side wins
+        (kube-proxy mode, where neither record names the other address). At most
+        ``MAX_DNAT_PEERS`` are looked up per record."""
         if window_ns <= 0:
             raise ValueError("window_ns must be positive")
         self.window_ns = window_ns
@@ -196,6 +208,7 @@ class Aggregator:
         # found when the next node's file is read.
         self._recent = RecentTable(dedup_capacity)
         self._intern = _Interner()
+        self._dnat_peers = dnat_peers
 
     # ------------------------------------------------------------------------ input
 
@@ -243,6 +256,14 @@ class Aggregator:
                     served = (rec.protocol, rec.src_ip, rec.src_port, rec.xlated_ip, port)
                     if entry is None:
                         entry = self._recent.get(served)
+            elif entry is None and self._dnat_peers is not None and rec.dst_port is not None:
+                # Seen on one side of a Service's DNAT: the other node may have seen the
+                # other side.
+                peers = self._dnat_peers(rec.dst_ip, rec.dst_port, rec.protocol)
+                for ip, port in peers[:MAX_DNAT_PEERS]:
+                    entry = self._recent.get((rec.protocol, rec.src_ip, rec.src_port, ip, port))
+                    if entry is not None:
+                        break
             if entry is not None and -self.dedup_ns <= t - entry[0] <= self.dedup_ns:
                 self.stats.duplicates += 1
                 if t > entry[0]:

@@ -258,6 +258,7 @@ class InventoryIndex:
         self._label_sets_by_ns: dict[str, list[tuple[tuple[str, str, str], WorkloadRef,
                                                      dict[str, str]]]] = {}
         self._dns: DnsResolvers | None = None
+        self._dnat: dict[tuple[str, int, str], tuple[tuple[str, int], ...]] | None = None
 
     # -- pods ------------------------------------------------------------------------------
 
@@ -500,6 +501,27 @@ class InventoryIndex:
                    for sl in slices for e in sl.endpoints):
                 out[svc_name] = svc
         return [out[k] for k in sorted(out)]
+
+    def dnat_peers(self, ip: str, port: int, protocol: str) -> tuple[tuple[str, int], ...]:
+        """The other side of a Service's DNAT for ``ip:port`` (``protocol``): for a
+        backend, the ClusterIP:port frontends kube-proxy rewrites to it; for a frontend,
+        its backends on their targetPorts. A client's node sees one, the backend's node
+        the other, of the same connection. Built once, from ``backends`` of every Service
+        port (ClusterIPs and pod IPs never overlap, so one table holds both ways)."""
+        if self._dnat is None:
+            table: dict[tuple[str, int, str], dict[tuple[str, int], None]] = {}
+            for svc in self.inventory.services:
+                if not svc.cluster_ips or svc.type == "ExternalName":
+                    continue
+                for sp in svc.ports:
+                    for b in self.backends(svc, sp.port, sp.protocol).backends:
+                        backend = (_norm_ip(b.ip), b.target_port)
+                        for vip in svc.cluster_ips:
+                            frontend = (_norm_ip(vip), sp.port)
+                            table.setdefault((*backend, sp.protocol), {})[frontend] = None
+                            table.setdefault((*frontend, sp.protocol), {})[backend] = None
+            self._dnat = {k: tuple(v) for k, v in table.items()}
+        return self._dnat.get((_norm_ip(ip), port, protocol), ())
 
     def backends(self, service: Service, port: int, protocol: str) -> BackendsResult:
         """The backends of ``service``'s ``port``/``protocol`` and the numeric targetPort
