@@ -296,12 +296,15 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
                 egress[e.src].append(e)
 
     dns_info = s.index.dns_resolvers()
-    s.warnings.extend(w for w in dns_info.node_local_warnings if w not in s.warnings)
     if not dns_info.workloads and not dns_info.node_local_ips:
         s.warnings.append(
             "no cluster DNS resolver found in the snapshot (kube-dns Service in kube-system "
             "or node-local-dns): no DNS rule was written, and pods will fail DNS under "
             "egress isolation; add the resolver to the snapshot")
+    else:
+        # what the DNS rule may lack (a Service without 53/TCP, a backend that is no pod,
+        # an assumed node-local-dns address): a reviewer of the rule must see it
+        s.warnings.extend(w for w in dns_info.warnings if w not in s.warnings)
 
     policies: list[PolicyDoc] = []
     workloads = sorted(set(ingress) | set(egress))

@@ -130,3 +130,14 @@ def test_generate_counts_node_local_dns_queries_as_dns_and_allows_them(tmp_path:
 
 def _docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_what_the_dns_rule_may_lack_is_a_warning(tmp_path: Path) -> None:
+    path = _snapshot(tmp_path, UPSTREAM_ARGS)
+    doc = json.loads(path.read_text())
+    for o in doc["items"]:
+        if o["kind"] == "Service" and o["metadata"]["name"] == "kube-dns":
+            o["spec"]["ports"] = [p for p in o["spec"]["ports"] if p["protocol"] == "UDP"]
+    path.write_text(json.dumps(doc))
+    result = _synthesize(path)
+    assert "DNS Service kube-system/kube-dns has no 53/TCP port" in result.warnings
