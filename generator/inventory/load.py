@@ -682,9 +682,15 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
     def parse(obj: dict, meta: dict, name: str, ns: str | None) -> Controller:
         spec = _map(obj.get("spec"), "spec")
         prefix = "spec"
-        schedule = None
+        schedule = time_zone = None
+        suspended = False
         if kind == "CronJob":
             schedule = _opt_str(spec.get("schedule"), "spec.schedule")
+            time_zone = _opt_str(spec.get("timeZone"), "spec.timeZone")
+            suspend = spec.get("suspend")
+            if suspend is not None and not isinstance(suspend, bool):
+                raise _Malformed(f"spec.suspend must be true or false, not {suspend!r}")
+            suspended = bool(suspend)
             spec = _map(_map(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"),
                         "spec.jobTemplate.spec")
             prefix = "spec.jobTemplate.spec"
@@ -700,6 +706,8 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
             owner=_owner(meta),
             labels=_labels(meta.get("labels"), "metadata.labels"),
             schedule=schedule,
+            time_zone=time_zone,
+            suspended=suspended,
             replicas=None if kind == "CronJob"
             else _opt_int(spec.get("replicas"), "spec.replicas"),
             container_args=_container_args(

@@ -140,6 +140,8 @@ class Controller:
     owner: OwnerRef | None = None  # e.g. ReplicaSet -> Deployment, Job -> CronJob
     labels: Labels = ()
     schedule: str | None = None  # CronJob
+    time_zone: str | None = None  # CronJob spec.timeZone (IANA name); None = the controller's (UTC)
+    suspended: bool = False  # CronJob spec.suspend
     replicas: int | None = None
     container_args: ContainerArgs = ()  # DaemonSet only
 

@@ -118,10 +118,10 @@ def _watch(ns: str, ready: list[Readiness], held: list[Readiness], index: Invent
     lines: list[str] = []
     end = span.end if span else 0
     for r in ready + held:
-        if r.schedule:
+        if r.schedule and not r.suspended:
             try:
-                gap = longest_gap(parse(r.schedule), end)
-            except CronError:
+                gap = longest_gap(parse(r.schedule), end, r.time_zone)
+            except (CronError, ValueError, KeyError):  # KeyError, ValueError: the zone
                 continue
             if gap is not None:
                 watch_ns = max(watch_ns, gap + 600 * NS_PER_S)
@@ -300,7 +300,8 @@ def plan_dict(plan: MigrationPlan) -> dict:
                 "last_seen": when(a.last_seen) if a else None,
                 "observed_for_seconds": a.observed_for // NS_PER_S if a else 0,
                 "pods_current": r.pods_current, "pods_current_seen": r.pods_current_seen,
-                "pods_seen": len(a.pods) if a else 0, "schedule": r.schedule, "fired": r.fired}
+                "pods_seen": len(a.pods) if a else 0, "schedule": r.schedule,
+                "time_zone": r.time_zone, "suspended": r.suspended, "fired": r.fired}
 
     return {
         "flowpol_migrate": JSON_VERSION,

@@ -50,6 +50,8 @@ class Readiness:
     pods_current_seen: int
     schedule: str | None = None  # CronJobs
     fired: int | None = None  # times the schedule fired during the recording
+    time_zone: str | None = None  # CronJobs: spec.timeZone, None = UTC
+    suspended: bool = False  # CronJobs: spec.suspend at the snapshot
 
     @property
     def ready(self) -> bool:
@@ -98,26 +100,44 @@ def judge(ref: WorkloadRef, act: Activity | None, index: InventoryIndex, span: S
                                              "affect it",), (), act, 0, 0)
     reasons: list[str] = []
     notes: list[str] = []
-    schedule = fired = None
+    schedule = fired = time_zone = None
+    suspended = False
     if ref.kind == "CronJob":
         cj = _cronjob(index, ref)
         schedule = cj.schedule if cj else None
-        if schedule and span is not None:
+        time_zone = cj.time_zone if cj else None
+        suspended = bool(cj and cj.suspended)
+        zone = f" ({time_zone})" if time_zone else ""
+        if suspended:
+            # A suspended CronJob starts no run, whatever its schedule says: what fired
+            # tells nothing, and its traffic shows only if it ran before the suspension.
+            if act is None:
+                reasons.append(
+                    "it is suspended (spec.suspend) and was not seen running, so its traffic "
+                    "is unknown: resume it while recording before default-deny, or it will "
+                    "run into default-deny when it is resumed")
+            else:
+                notes.append(f"suspended at the snapshot; {len(act.pods)} run pod(s) seen "
+                             "before")
+        elif schedule and span is not None:
             try:
-                fired = len(fires(parse(schedule), span.start, span.end))
+                fired = len(fires(parse(schedule), span.start, span.end, time_zone=time_zone))
             except CronError as e:
                 reasons.append(f"its schedule {schedule!r} cannot be read ({e})")
+            except (ValueError, KeyError):  # zoneinfo: an unknown or malformed zone name
+                reasons.append(f"its time zone {time_zone!r} is not one this machine knows "
+                               "(IANA names, e.g. Europe/Berlin), so when it fires is unknown")
         if fired == 0:
             assert span is not None  # fired is only counted over a recording
-            reasons.append(f"its schedule `{schedule}` did not fire during the recording "
+            reasons.append(f"its schedule `{schedule}`{zone} did not fire during the recording "
                            f"({when(span.start)} to {when(span.end)}), so its traffic was never "
                            "observed")
         elif fired and act is None:
-            reasons.append(f"its schedule `{schedule}` fired {fired} time(s) during the recording "
-                           "but no run was seen")
+            reasons.append(f"its schedule `{schedule}`{zone} fired {fired} time(s) during the "
+                           "recording but no run was seen")
         elif fired and act is not None:
-            notes.append(f"schedule `{schedule}` fired {fired} time(s); {len(act.pods)} run pod(s) "
-                         "seen")
+            notes.append(f"schedule `{schedule}`{zone} fired {fired} time(s); {len(act.pods)} run "
+                         "pod(s) seen")
     if act is None:
         if ref.kind != "CronJob":
             reasons.append("never seen in the recording"
@@ -145,7 +165,7 @@ def judge(ref: WorkloadRef, act: Activity | None, index: InventoryIndex, span: S
                 reasons.append("no label selects its pods alone, so no allow policy can be "
                                "written for it")
     return Readiness(ref, NOT_READY if reasons else READY, tuple(reasons), tuple(notes), act,
-                     len(current), current_seen, schedule, fired)
+                     len(current), current_seen, schedule, fired, time_zone, suspended)
 
 
 def judge_all(workloads: Iterable[WorkloadRef], connections: Iterable[Connection],
