@@ -42,8 +42,10 @@ _LINE = re.compile(
     rb'\{"flow":\{"time":"([0-9TZtz:.+-]++)",(?:"uuid":"[0-9a-fA-F-]*+",)?+'
     rb'"verdict":"([A-Z_]++)",'
     rb'(?:"ethernet":\{"source":"[0-9a-fA-F:]*+","destination":"[0-9a-fA-F:]*+"\},)?+'
-    rb'"IP":\{"source":"([0-9a-fA-F.:]++)","destination":"([0-9a-fA-F.:]++)",'
-    rb'"ipVersion":"IPv[46]"\},'
+    # IP in flow.proto's declaration order (protojson's): source, source_xlated (SNAT,
+    # newer Cilium), destination, ipVersion, encrypted
+    rb'"IP":\{"source":"([0-9a-fA-F.:]++)"(?:,"source_xlated":"[0-9a-fA-F.:]*+")?+,'
+    rb'"destination":"([0-9a-fA-F.:]++)","ipVersion":"IPv[46]"(?:,"encrypted":true)?+\},'
     rb'"l4":\{"(?:(TCP)":\{"source_port":' + _PORT + rb',"destination_port":' + _PORT
     + rb',"flags":\{"SYN":true\}\}\}|(UDP|SCTP)":\{"source_port":' + _PORT
     + rb',"destination_port":' + _PORT + rb'\}\}),"source":'

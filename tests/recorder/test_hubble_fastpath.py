@@ -194,6 +194,17 @@ def _maker_args():
     return reader.hints.get, reader.strings, reader.new_record
 
 
+def test_encrypted_and_snat_fields_of_newer_cilium_take_the_fast_path() -> None:
+    # flow.proto declares source_xlated between source and destination
+    line = _LINE.replace(b'"destination":"10.244.2.7","ipVersion":"IPv4"}',
+                         b'"source_xlated":"192.168.1.9","destination":"10.244.2.7",'
+                         b'"ipVersion":"IPv4","encrypted":true}')
+    assert line != _LINE
+    reader = _reader()
+    rec = reader.fast.record(line)
+    assert rec is not None and rec == _parsed(reader, line) and rec.src_ip == "10.244.1.5"
+
+
 def test_a_service_and_names_are_read_from_the_rest() -> None:
     line = _LINE.replace(
         b'"Type":"L3_L4"',
