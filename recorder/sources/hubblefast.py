@@ -22,8 +22,8 @@ concatenation, so the line is exactly as valid as its pieces; a piece cut in the
 wrong place (a key inside a nested object) leaves an object open and fails to parse.
 Whatever this path does not handle exactly like ``_Reader.from_object`` - another
 field order, camelCase, a port of zero, other TCP flags, keys in REST that would
-override HEAD or the endpoints, a reply, a socket trace, no ``is_reply`` - returns
-None and the line takes the parsed path. A test holds both paths to the same answer
+override HEAD or the endpoints, a reply, a socket trace, a UDP packet from port 53
+without ``is_reply`` - returns None and the line takes the parsed path. A test holds both paths to the same answer
 on every asset, every sample and on mutated lines.
 """
 
@@ -61,8 +61,8 @@ _CACHE_LIMIT = 20_000  # entries per table; a cluster has far fewer distinct pie
 _MISS = object()
 
 # What REST says, for lines it does not send to the parsed path:
-# (node, service, source names, destination names)
-_Rest = tuple[Any, Any, Any, Any]
+# (node, service, source names, destination names, is_reply absent)
+_Rest = tuple[Any, Any, Any, Any, bool]
 
 
 def _bounded_put(table: dict, key: Any, value: Any) -> None:
@@ -101,7 +101,7 @@ class FastLines:
         rest = self._rest(raw, rest_at)
         if rest is None:
             return None
-        node, service, src_names, dst_names = rest
+        node, service, src_names, dst_names, direction_unknown = rest
         src = self._end(raw[src_start:dst_at], src_names)
         dst = self._end(raw[dst_start:rest_at], dst_names)
         if src is None or dst is None:
@@ -112,6 +112,8 @@ class FastLines:
             protocol, src_port, dst_port = "TCP", int(tcp_sport), int(tcp_dport)
         else:
             protocol, src_port, dst_port = proto.decode(), int(sport), int(dport)
+            if direction_unknown and src_port == 53 and dst_port != 53:
+                return None  # a DNS answer, as the parsed path infers
         if src_port > 65535 or dst_port > 65535:
             return None
         try:
@@ -169,10 +171,10 @@ class FastLines:
         if hit is _MISS:
             hit = _parse_rest(piece)
             if hit is not None:
-                node, service, src_names, dst_names = hit
+                node, service, src_names, dst_names, unknown = hit
                 if type(node) is str:
                     node = self._strings.setdefault(node, node)
-                hit = (node, service, src_names, dst_names)
+                hit = (node, service, src_names, dst_names, unknown)
             _bounded_put(self._rests, piece, hit)
         return hit  # type: ignore[return-value]
 
@@ -191,9 +193,12 @@ def _parse_rest(piece: bytes) -> _Rest | None:
     if keys & _SET_BEFORE_REST:
         return None
     get = flow.get
-    # Only an explicit is_reply false: a reply, or a reply the parsed path infers from
-    # the ports (no is_reply at all), is its business.
-    if get("is_reply") is not False or "isReply" in flow or get("reply") is True:
+    # A reply is the parsed path's business. Without is_reply (Hubble before 1.10) the
+    # direction is unknown: ``record`` leaves a UDP/SCTP packet from port 53 to it too
+    # (a DNS answer it infers).
+    is_reply = get("is_reply")
+    if not (is_reply is False or is_reply is None) or "isReply" in flow \
+            or get("reply") is True:
         return None
     if get("Type") == "SOCK":
         return None
@@ -216,4 +221,4 @@ def _parse_rest(piece: bytes) -> _Rest | None:
         hash((src_key, dst_key))
     except TypeError:
         return None
-    return node, service, src_key, dst_key
+    return node, service, src_key, dst_key, is_reply is None

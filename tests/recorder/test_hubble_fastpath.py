@@ -169,7 +169,7 @@ def test_the_hand_written_line_takes_the_fast_path() -> None:
     (b'"node_name":"n1","time"', b'"flow":{"x":0},"node_name":"n1","time"'),
     # the parsed path's business: replies, unknown direction, socket traces
     (b'"is_reply":false', b'"is_reply":true'),
-    (b'"is_reply":false,', b''),
+    (b'"is_reply":false', b'"is_reply":"false"'),
     (b'"is_reply":false', b'"is_reply":false,"reply":true'),
     (b'"Type":"L3_L4"', b'"Type":"SOCK"'),
     # not exact JSON, or not a port
@@ -192,6 +192,23 @@ def test_lines_it_must_leave_to_the_parsed_path(old: bytes, new: bytes) -> None:
 def _maker_args():
     reader = _reader()
     return reader.hints.get, reader.strings, reader.new_record
+
+
+def test_without_is_reply_only_a_udp_answer_from_port_53_is_left_to_the_parsed_path() -> None:
+    # Hubble before 1.10 has no is_reply: the direction is unknown, and the parsed path
+    # takes a UDP packet from port 53 to another port for a DNS answer.
+    tcp = _LINE.replace(b'"is_reply":false,', b"")
+    udp = tcp.replace(b'"TCP":{"source_port":40000,"destination_port":8080,'
+                      b'"flags":{"SYN":true}}', b'"UDP":{"source_port":53,"destination_port":40000}')
+    query = udp.replace(b'"source_port":53,"destination_port":40000',
+                        b'"source_port":40000,"destination_port":53')
+    assert len({tcp, udp, query, _LINE}) == 4
+    reader = _reader()
+    for line in (tcp, query):
+        rec = reader.fast.record(line)
+        assert rec is not None and rec == _parsed(reader, line)
+    assert reader.fast.record(udp) is None and _parsed(reader, udp) is None
+    assert reader.ignored["reply-inferred"] == 1
 
 
 def test_encrypted_and_snat_fields_of_newer_cilium_take_the_fast_path() -> None:
