@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from generator.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.external_snat import external_snat_warnings
 from generator.inventory.dns import DnsResolvers
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.timetext import format_time_fast
@@ -295,6 +296,7 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             else:
                 egress[e.src].append(e)
 
+    s.warnings.extend(w for w in external_snat_warnings(s.index, ingress) if w not in s.warnings)
     dns_info = s.index.dns_resolvers()
     if not dns_info.workloads and not dns_info.node_local_ips:
         s.warnings.append(
