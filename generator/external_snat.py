@@ -23,6 +23,18 @@ def external_snat_warnings(index: InventoryIndex, ingress: dict[Peer, list[Edge]
     """Warnings for workloads whose observed ingress comes from outside (nodes or external
     addresses) on a port that a NodePort/LoadBalancer Service with
     ``externalTrafficPolicy: Cluster`` sends to them."""
+    exposed = [svc for svc in index.inventory.services if svc.type in _EXPOSED
+               and (svc.external_traffic_policy or "Cluster") != "Local"]
+    if not exposed:
+        return []
+    # (namespace, pod) -> [(Service, protocol, targetPort)] it receives from outside
+    reached: dict[tuple[str, str], list] = {}
+    for svc in sorted(exposed, key=lambda x: (x.namespace, x.name)):
+        for sp in svc.ports:
+            for b in index.backends(svc, sp.port, sp.protocol).backends:
+                if b.pod_name:
+                    reached.setdefault((b.namespace, b.pod_name), []).append(
+                        (svc, sp.protocol, b.target_port))
     all_nodes = sorted(index.node_ips())
     out: list[str] = []
     for peer in sorted(ingress, key=Peer.display):
@@ -30,24 +42,27 @@ def external_snat_warnings(index: InventoryIndex, ingress: dict[Peer, list[Edge]
         if not outside:
             continue
         ref = WorkloadRef(peer.namespace, peer.workload_kind, peer.workload_name)  # type: ignore[arg-type]
-        pods = {p.name for p in index.pods_of(ref)}
+        pods = index.pods_of(ref)
+        # per Service and protocol, the targetPorts it sends to this workload's pods
+        ports: dict[tuple[str, str, str], tuple[object, set[int]]] = {}
+        for p in pods:
+            for svc, protocol, port in reached.get((p.namespace, p.name), ()):
+                ports.setdefault((svc.namespace, svc.name, protocol), (svc, set()))[1].add(port)
+        if not ports:
+            continue
         # A pod's own node always reaches it: when every pod runs on one node, that
         # node's SNAT cannot be dropped.
-        pod_nodes = {p.node for p in index.pods_of(ref)}
+        pod_nodes = {p.node for p in pods}
         safe = {ip for n in index.inventory.nodes if len(pod_nodes) == 1 and n.name in pod_nodes
                 for ip in n.addresses}
-        exposed = {svc.name: svc for p in index.pods_of(ref) for svc in index.services_selecting(p)
-                   if svc.type in _EXPOSED
-                   and (svc.external_traffic_policy or "Cluster") != "Local"}
-        for svc in (exposed[k] for k in sorted(exposed)):
-            for sp in svc.ports:
-                targets = {b.target_port for b in index.backends(svc, sp.port, sp.protocol).backends
-                           if b.pod_name in pods}
-                edges = [e for e in outside if e.protocol == sp.protocol and e.port in targets]
-                warning = _warning(svc, sp.protocol, sorted(targets), peer, edges,
-                                   [ip for ip in all_nodes if ip not in safe]) if edges else ""
-                if warning and warning not in out:
-                    out.append(warning)
+        droppable = [ip for ip in all_nodes if ip not in safe]
+        for key in sorted(ports):
+            svc, targets = ports[key]
+            edges = [e for e in outside if e.protocol == key[2] and e.port in targets]
+            warning = _warning(svc, key[2], sorted(targets), peer, edges, droppable) \
+                if edges else ""
+            if warning and warning not in out:
+                out.append(warning)
     return out
 
 
