@@ -255,10 +255,15 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
         src_hint = hit[1] if hit is not None and hit[0] is hints else r.hint(src_ip, hints, False)
         server_ip = f.xlated_ip or f.dst_ip
         svc = None
+        svc_port = f.dst_port
         if f.xlated_ip is None and f.dst_port is not None:
             svc = service_of.get(server_ip, _MISSING)
             if svc is _MISSING:
                 svc = service_of[server_ip] = index.service_by_ip(server_ip)
+            if svc is None:
+                by_node_port = index.service_by_node_port(server_ip, f.dst_port, f.protocol)
+                if by_node_port is not None:
+                    svc, svc_port = by_node_port
         dst_hint = None
         if svc is None:
             hints = f.dst
@@ -282,18 +287,18 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
             # Backends that are no pod of the snapshot (a selector-less Service's own
             # EndpointSlices) are addresses too: their holders join the same lookup.
             q_dst = len(q_ips)
-            for b in r.backends(svc, f.dst_port, f.protocol).backends:
+            for b in r.backends(svc, svc_port, f.protocol).backends:
                 if not b.pod_name or index.pod(b.namespace, b.pod_name) is None:
                     q_ips.append(b.ip)
                     q_times.append(f.first_seen)
-        waiting.append((i, len(connections), src_hint, dst_hint, svc, q_src, q_dst))
+        waiting.append((i, len(connections), src_hint, dst_hint, svc, svc_port, q_src, q_dst))
     holders = timeline.lookup(q_ips, q_times)
 
     unresolved: list[UnresolvedFlow] = []
     if waiting:
         merged: list[Connection] = []
         done = 0  # connections of identified flows already in merged
-        for i, place, src_hint, dst_hint, svc_hit, q_src, q_dst in waiting:
+        for i, place, src_hint, dst_hint, svc_hit, svc_port, q_src, q_dst in waiting:
             merged += connections[done:place]
             done = place
             f = flows[i]
@@ -306,7 +311,7 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
                 src_sides, src_why = _resolve_address(r, f.src_ip, holders[q_src],
                                                       holders[q_src + 1])
             if svc_hit is not None:
-                dst_sides, dst_why = _expand_service(r, svc_hit, f, holders, q_dst)
+                dst_sides, dst_why = _expand_service(r, svc_hit, svc_port, f, holders, q_dst)
             elif dst_hint is not None:
                 by_identity += 1
                 dst_sides, dst_why = (dst_hint,), None
@@ -377,12 +382,13 @@ def _resolve_address(r: _Resolver, ip: str, h_first: Holder | None, h_last: Hold
     return sides, (reasons[0] if reasons else None)
 
 
-def _expand_service(r: _Resolver, svc, f: FlowRecord, holders: list[Holder | None],
+def _expand_service(r: _Resolver, svc, port: int, f: FlowRecord, holders: list[Holder | None],
                     q_backends: int) -> tuple[list[_Side], str | None]:
-    """A ClusterIP destination: every backend may have served it, on its targetPort.
+    """A Service destination (its ClusterIP, external or load-balancer address, or a
+    nodePort): every backend of its ``port`` may have served it, on its targetPort.
     ``holders[q_backends:]``: the holders of its non-pod backends' addresses at the
     flow's first sighting, in backend order (see ``resolve``)."""
-    result = r.backends(svc, f.dst_port, f.protocol)
+    result = r.backends(svc, port, f.protocol)
     for w in result.warnings:
         if w not in r.warnings:
             r.warnings.append(w)

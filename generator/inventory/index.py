@@ -232,6 +232,13 @@ class InventoryIndex:
             for s in inventory.services:
                 for ip in getattr(s, attr):
                     self._services_by_ip.setdefault(_norm_ip(ip), s)
+        # (nodePort, protocol) -> (Service, its port): a nodePort is unique in a cluster
+        self._node_ports: dict[tuple[int, str], tuple[Service, int]] = {}
+        for s in inventory.services:
+            if s.type in ("NodePort", "LoadBalancer"):
+                for sp in s.ports:
+                    if sp.node_port:
+                        self._node_ports.setdefault((sp.node_port, sp.protocol), (s, sp.port))
         self._slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
         for sl in inventory.endpoint_slices:
             if sl.service:
@@ -487,6 +494,15 @@ class InventoryIndex:
     def service_by_ip(self, ip: str) -> Service | None:
         """By ClusterIP, then externalIPs and load-balancer addresses."""
         return self._services_by_ip.get(_norm_ip(ip))
+
+    def service_by_node_port(self, ip: str, port: int, protocol: str
+                             ) -> tuple[Service, int] | None:
+        """A connection to a node's address on a nodePort: the Service and the port of it
+        that kube-proxy translates the nodePort to (a capture on the node's uplink sees
+        the connection before that)."""
+        if not self._node_ports or _norm_ip(ip) not in self._nodes_by_ip:
+            return None
+        return self._node_ports.get((port, protocol.upper()))
 
     def services_selecting(self, pod: Pod) -> list[Service]:
         """Services whose selector matches the pod, or whose EndpointSlices name it."""
