@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,22 @@ def atomic_write(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def replace_owned_dir(path: Path, marker: str, command: str, not_a_dir: str,
+                      not_ours: str) -> None:
+    """Make ``path`` an empty directory for a command that rewrites it on every run.
+    A directory the command wrote before (it holds ``marker``) is emptied; anything
+    else in the way is refused with ``not_a_dir`` / ``not_ours`` (UsageError): flowpol
+    never deletes what it did not write."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(not_a_dir)
+        if any(path.iterdir()) and not (path / marker).exists():
+            raise UsageError(not_ours)
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / marker).write_text(f"written by flowpol {command}; replaced on every run\n")
 
 
 def report_json(report: dict) -> str:

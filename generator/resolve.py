@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from generator.edges import (
     APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
-from generator.inventory.index import BackendsResult, InventoryIndex, WorkloadRef
+from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Pod
 from generator.timeline import Holder, IpTimeline
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
@@ -101,17 +101,8 @@ class _Resolver:
         # same object are grouped by id (PeerIds) without hashing their fields.
         self._workload_peers: dict[tuple[str, str, str], Peer] = {}
         self._in_range: dict[str, bool] = {}
-        self._backends: dict[tuple, tuple[object, BackendsResult]] = {}
 
     # -- building blocks -------------------------------------------------------
-    def backends(self, svc, port: int, protocol: str) -> BackendsResult:
-        """``index.backends``, once per Service port: both passes of ``resolve`` ask."""
-        key = (id(svc), port, protocol)
-        hit = self._backends.get(key)
-        if hit is None or hit[0] is not svc:
-            hit = self._backends[key] = (svc, self.index.backends(svc, port, protocol))
-        return hit[1]
-
     def node_peer(self, ip: str) -> Peer:
         node = self.index.node_by_ip(ip)
         return Peer(NODE, ip=ip, node_name=node.name if node else None)
@@ -287,7 +278,7 @@ def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResul
             # Backends that are no pod of the snapshot (a selector-less Service's own
             # EndpointSlices) are addresses too: their holders join the same lookup.
             q_dst = len(q_ips)
-            for b in r.backends(svc, svc_port, f.protocol).backends:
+            for b in index.backends(svc, svc_port, f.protocol).backends:
                 if not b.pod_name or index.pod(b.namespace, b.pod_name) is None:
                     q_ips.append(b.ip)
                     q_times.append(f.first_seen)
@@ -388,7 +379,7 @@ def _expand_service(r: _Resolver, svc, port: int, f: FlowRecord, holders: list[H
     nodePort): every backend of its ``port`` may have served it, on its targetPort.
     ``holders[q_backends:]``: the holders of its non-pod backends' addresses at the
     flow's first sighting, in backend order (see ``resolve``)."""
-    result = r.backends(svc, port, f.protocol)
+    result = r.index.backends(svc, port, f.protocol)
     for w in result.warnings:
         if w not in r.warnings:
             r.warnings.append(w)

@@ -432,8 +432,6 @@ def record_time(r: LogRecord) -> int:
     return r.valid_from if isinstance(r, IpTimelineRecord) else r.first_seen
 
 
-_time_of = record_time
-
 
 def sorted_records(records: Iterable[LogRecord]) -> list[LogRecord]:
     """Deterministic order: by time, then by every other field (a total order on
@@ -442,8 +440,8 @@ def sorted_records(records: Iterable[LogRecord]) -> list[LogRecord]:
     Building the whole key costs ~10x a sort by time alone, and records rarely share
     a time: they are sorted by time, then each run of equal times by the whole key,
     which is the same order (the key starts with the time; both sorts are stable)."""
-    out = sorted(records, key=_time_of)
-    times = [_time_of(r) for r in out]
+    out = sorted(records, key=record_time)
+    times = [record_time(r) for r in out]
     hints_keys: dict[int, tuple[Any, ...]] = {}
     start = 0
     for end in range(1, len(out) + 1):

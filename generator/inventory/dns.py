@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
+from generator.inventory.model import label_dict
+
 if TYPE_CHECKING:
     from generator.inventory.index import InventoryIndex, SelectorChoice, WorkloadRef
     from generator.inventory.model import Controller, Service
@@ -19,10 +21,6 @@ NODE_LOCAL_DNS_IP = "169.254.20.10"
 NODE_LOCAL_DNS_NAMES = frozenset({"node-local-dns", "nodelocaldns"})  # upstream, kubespray
 LOCALIP_FLAG = "localip"
 DNS_PORT = 53
-
-
-def _labels(labels) -> dict[str, str]:
-    return dict(labels.items()) if hasattr(labels, "items") else dict(labels or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +135,11 @@ def _node_local_dns(index: InventoryIndex
     ``k8s-app`` label the upstream and kubespray manifests give them."""
     daemonsets = [c for c in index.inventory.controllers if c.kind == "DaemonSet" and (
         c.name in NODE_LOCAL_DNS_NAMES
-        or _labels(c.template_labels).get("k8s-app") in NODE_LOCAL_DNS_NAMES)]
+        or label_dict(c.template_labels).get("k8s-app") in NODE_LOCAL_DNS_NAMES)]
     workloads = {index.controller_root(c) for c in daemonsets}
     pods: set[tuple[str, str]] = set()
     for p in index.inventory.pods:
-        labels = _labels(p.labels)
+        labels = label_dict(p.labels)
         if labels.get("k8s-app") in NODE_LOCAL_DNS_NAMES or (
                 p.namespace == "kube-system" and p.name.startswith(("node-local-dns",
                                                                     "nodelocaldns"))):

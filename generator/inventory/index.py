@@ -29,6 +29,7 @@ from generator.inventory.model import (
     Pod,
     Service,
     ServicePort,
+    label_dict,
 )
 from generator.verify.selectors import matches as selector_matches
 from generator.inventory.dns import DnsResolvers, find_dns
@@ -76,14 +77,6 @@ def is_version_like(key: str) -> bool:
 
 def _labels_match(selector: Labels, labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector)
-
-
-def _as_dict(labels: Labels | Mapping[str, str] | None) -> dict[str, str]:
-    if not labels:
-        return {}
-    if type(labels) is tuple:  # the usual case; isinstance(_, Mapping) is an ABC check
-        return dict(labels)
-    return dict(labels.items()) if isinstance(labels, Mapping) else dict(labels)
 
 
 def _norm_ip(ip: str) -> str:
@@ -253,7 +246,7 @@ class InventoryIndex:
         )
         self._roots: dict[tuple[str, str], WorkloadRef] = {
             p.key: self._root(p.namespace, p.owner.kind, p.owner.name,
-                              _as_dict(p.labels).get("pod-template-hash"))
+                              label_dict(p.labels).get("pod-template-hash"))
             if p.owner is not None and p.owner.kind != "Node"
             else WorkloadRef(p.namespace, "Pod", p.name)
             for p in inventory.pods
@@ -266,6 +259,7 @@ class InventoryIndex:
                                                      dict[str, str]]]] = {}
         self._dns: DnsResolvers | None = None
         self._dnat: dict[tuple[str, int, str], tuple[tuple[str, int], ...]] | None = None
+        self._backends: dict[tuple, tuple[Service, BackendsResult]] = {}
 
     # -- pods ------------------------------------------------------------------------------
 
@@ -324,7 +318,7 @@ class InventoryIndex:
             if pod.owner is None or pod.owner.kind == "Node":
                 return WorkloadRef(pod.namespace, "Pod", pod.name)
             return self._root(pod.namespace, pod.owner.kind, pod.owner.name,
-                              _as_dict(pod.labels).get("pod-template-hash"))
+                              label_dict(pod.labels).get("pod-template-hash"))
         return root
 
     def controller_root(self, c: Controller) -> WorkloadRef:
@@ -345,7 +339,7 @@ class InventoryIndex:
                            pod_name: str | None) -> WorkloadRef | None:
         """The workload of a pod that is not in the snapshot (a dead pod known from a
         flow source or the IP timeline). None when the hints do not decide it."""
-        lab = _as_dict(labels)
+        lab = label_dict(labels)
         if workload is not None and workload[0] and workload[1]:
             return self._root(namespace, workload[0], workload[1], lab.get("pod-template-hash"))
         matched: set[WorkloadRef] = set()
@@ -420,7 +414,7 @@ class InventoryIndex:
                 if c.template_labels:
                     seen.setdefault((self.controller_root(c), c.template_labels), None)
             sets = self._label_sets_by_ns[namespace] = [
-                ((root.namespace, root.kind, root.name), root, _as_dict(labels))
+                ((root.namespace, root.kind, root.name), root, label_dict(labels))
                 for root, labels in seen]
         return sets
 
@@ -506,7 +500,7 @@ class InventoryIndex:
 
     def services_selecting(self, pod: Pod) -> list[Service]:
         """Services whose selector matches the pod, or whose EndpointSlices name it."""
-        labels = _as_dict(pod.labels)
+        labels = label_dict(pod.labels)
         out = {s.name: s for s in self.inventory.services
                if s.namespace == pod.namespace and s.selector and _labels_match(s.selector, labels)}
         for (ns, svc_name), slices in self._slices.items():
@@ -541,7 +535,17 @@ class InventoryIndex:
 
     def backends(self, service: Service, port: int, protocol: str) -> BackendsResult:
         """The backends of ``service``'s ``port``/``protocol`` and the numeric targetPort
-        each one receives the traffic on (after kube-proxy's DNAT)."""
+        each one receives the traffic on (after kube-proxy's DNAT). Remembered per
+        Service port: resolution asks once per flow, DNS discovery, the DNAT join and
+        the SNAT warnings once per Service."""
+        # keyed by id(): the entry holds the Service, so the id stays its own
+        key = (id(service), port, protocol)
+        hit = self._backends.get(key)
+        if hit is None or hit[0] is not service:
+            hit = self._backends[key] = (service, self._find_backends(service, port, protocol))
+        return hit[1]
+
+    def _find_backends(self, service: Service, port: int, protocol: str) -> BackendsResult:
         protocol = protocol.upper()
         where = f"Service {service.namespace}/{service.name}"
         if service.type == "ExternalName":
@@ -563,11 +567,11 @@ class InventoryIndex:
                             f"{port}/{protocol} in the snapshot: its backends are unknown")
             return BackendsResult((), tuple(warnings))
         found = []
-        selector = _as_dict(service.selector)
+        selector = label_dict(service.selector)
         target = sp.target_port if sp is not None else port
         for p in self._pods_by_ns.get(service.namespace, ()):
             if not p.ips or p.phase in ("Succeeded", "Failed") or not _labels_match(
-                    service.selector, _as_dict(p.labels)):
+                    service.selector, label_dict(p.labels)):
                 continue
             number = target if isinstance(target, int) else container_port_number(p, target, protocol)
             if number is None:

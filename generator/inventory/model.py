@@ -6,9 +6,19 @@ cluster (inventory.live). Times are ns since the epoch; None when unknown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+
+
+def label_dict(labels: Labels | Mapping[str, str] | None) -> dict[str, str]:
+    """Labels (pairs, a mapping, or None) as a dict."""
+    if not labels:
+        return {}
+    if type(labels) is tuple:  # the usual case; isinstance(_, Mapping) is an ABC check
+        return dict(labels)
+    return dict(labels.items()) if isinstance(labels, Mapping) else dict(labels)
 # Each container's ``command`` followed by its ``args``, in spec order. Kept only for node
 # agents (DaemonSets, their pods, hostNetwork pods): their listen addresses live in their
 # flags (node-local-dns: ``-localip``), and other pods' arguments are not needed.

@@ -14,7 +14,6 @@ their old version.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from generator.migrate.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
-from generator.output import atomic_write
+from generator.output import atomic_write, replace_owned_dir
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
@@ -38,7 +37,6 @@ from generator.review.report import graph_blocks, skipped_blocks, summary_block,
 from generator.synthesize import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
 from generator.verify.policy import parse_policies
 from generator.yamlout import dump_all, strip_comments
-from recorder.errors import UsageError
 
 JSON_VERSION = 1
 MARKER = ".flowpol-migrate"
@@ -226,15 +224,9 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
 
 
 def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path]]:
-    if out.exists():
-        if not out.is_dir():
-            raise UsageError(f"--out {out} exists and is not a directory")
-        if any(out.iterdir()) and not (out / MARKER).exists():
-            raise UsageError(f"--out {out} is not empty and was not written by flowpol migrate; "
-                             "give an empty or new directory")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("written by flowpol migrate; replaced on every run\n")
+    replace_owned_dir(out, MARKER, "migrate", f"--out {out} exists and is not a directory",
+                      f"--out {out} is not empty and was not written by flowpol migrate; "
+                      "give an empty or new directory")
     written: list[Path] = []
     plans = []
     for p in plan.namespaces:

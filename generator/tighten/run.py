@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from generator.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
     verification_dict
-from generator.output import atomic_write
+from generator.output import atomic_write, replace_owned_dir
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
@@ -120,15 +119,10 @@ def unified_diff(files: tuple[ProposedFile, ...]) -> str:
 
 
 def _prepare_proposed_dir(path: Path) -> None:
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"{path} exists and is not a directory; give another --out")
-        if any(path.iterdir()) and not (path / MARKER).exists():
-            raise UsageError(f"{path} exists and was not written by flowpol diff; give another "
-                             "--out or remove it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    (path / MARKER).write_text("written by flowpol diff; replaced on every run\n")
+    replace_owned_dir(path, MARKER, "diff",
+                      f"{path} exists and is not a directory; give another --out",
+                      f"{path} exists and was not written by flowpol diff; give another "
+                      "--out or remove it")
 
 
 # ---------------------------------------------------------------- JSON
