@@ -43,6 +43,12 @@ class ObservedTraffic:
     snapshot_warnings: tuple[str, ...] = ()
     unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
 
+    @property
+    def bad_input(self) -> bool:
+        """Some input could not be read, or a line of it was skipped as bad: the command
+        exits 2 after its output (``raise_for_bad_input``)."""
+        return bool(self.read.total_skipped or self.unreadable)
+
 
 def _unchanged(records: Iterable[LogRecord], label: str) -> Iterable[LogRecord]:
     return records

@@ -217,7 +217,7 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
     return MigrationPlan(tuple(plans), span, t, after1, after3,
                          tuple(observed.snapshot_warnings) + tuple(observed.resolved.warnings)
                          + tuple(deny.warnings), deny.skipped_edges,
-                         bool(observed.read.total_skipped or observed.unreadable))
+                         observed.bad_input)
 
 
 # ---------------------------------------------------------------- files

@@ -76,7 +76,7 @@ class DiffResult:
     def exit_code(self) -> int:
         """2 after bad input (``raise_for_bad_input``), else 1 when something needs
         review: denied connections or proposed changes."""
-        if self.observed.read.total_skipped or self.observed.unreadable:
+        if self.observed.bad_input:
             return 2
         return 1 if self.proposal.denied.denied or any(p.changed for p in self.proposal.policies) \
             else 0

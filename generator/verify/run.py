@@ -89,7 +89,7 @@ class VerifyResult:
     def exit_code(self) -> int:
         """2 after bad input (``raise_for_bad_input``), else 1 when an observed
         connection would be denied, else 0."""
-        if self.observed.read.total_skipped or self.observed.unreadable:
+        if self.observed.bad_input:
             return 2
         return 1 if self.check.denied else 0
 
