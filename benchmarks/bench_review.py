@@ -22,19 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generator.check import check_connections, verification_dict  # noqa: E402
+from generator.verify.check import check_connections, verification_dict  # noqa: E402
 from generator.migrate.plan import MigrateRequest, plan_migration  # noqa: E402
-from generator.output import write_output  # noqa: E402
+from generator.output.files import write_output  # noqa: E402
 from generator.pipeline import observe  # noqa: E402
-from generator.report import build_report  # noqa: E402
+from generator.output.report import build_report  # noqa: E402
 from generator.review.document import to_html, to_markdown  # noqa: E402
 from generator.review.evidence import Thresholds  # noqa: E402
 from generator.review.report import generate_review  # noqa: E402
-from generator.synthesize import synthesize  # noqa: E402
+from generator.synthesize.synthesis import synthesize  # noqa: E402
 from generator.tighten.existing import existing_from_files  # noqa: E402
 from generator.tighten.propose import propose  # noqa: E402
 from generator.tighten.run import proposed_files  # noqa: E402
-from generator.yamlout import strip_comments  # noqa: E402
+from generator.output.yamlout import strip_comments  # noqa: E402
 from recorder.sources import ReadOptions  # noqa: E402
 
 

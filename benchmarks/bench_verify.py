@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generator.edges import PodView  # noqa: E402
+from generator.resolve.edges import PodView  # noqa: E402
 from generator.verify.evaluator import Evaluator  # noqa: E402
 from generator.verify.policy import parse_policy  # noqa: E402
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_verify import Cluster, make_connections, make_policies  # noqa: E402
-from generator.check import check_policies  # noqa: E402
-from generator.edges import EXTERNAL, WORKLOAD, Connection, Peer, PodView  # noqa: E402
+from generator.verify.check import check_policies  # noqa: E402
+from generator.resolve.edges import EXTERNAL, WORKLOAD, Connection, Peer, PodView  # noqa: E402
 from generator.verify.evaluator import Evaluator  # noqa: E402
 from generator.verify.policy import parse_policy  # noqa: E402
 from generator.verify.usage import rule_usage  # noqa: E402

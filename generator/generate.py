@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator.check import check_policies, denied_lines, verification_dict
-from generator.output import write_output
+from generator.verify.check import check_policies, denied_lines, verification_dict
+from generator.output.files import write_output
 from generator.pipeline import ObserveRequest, collector_paused, observe_request
-from generator.report import build_report, summary_lines
+from generator.output.report import build_report, summary_lines
 from generator.review.report import write_review
-from generator.synthesize import SynthesisOptions, synthesize
+from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import parse_policies
-from generator.yamlout import strip_comments
+from generator.output.yamlout import strip_comments
 from recorder.errors import InputError
 from recorder.report import ReadReport
 

@@ -13,11 +13,11 @@ import heapq
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from generator.edges import Connection, Edge
+from generator.resolve.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
-from generator.resolve import ResolveResult, aggregate_edges, resolve
-from generator.synthesize import SynthesisOptions, SynthesisResult, synthesize
+from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
+from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped

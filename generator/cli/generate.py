@@ -42,7 +42,7 @@ def generate(
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
     from generator.pipeline import raise_for_bad_input
-    from generator.synthesize import SynthesisOptions
+    from generator.synthesize.synthesis import SynthesisOptions
 
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:

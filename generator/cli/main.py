@@ -28,11 +28,7 @@ def _register() -> None:
     import importlib
 
     for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate"):
-        try:
-            importlib.import_module(f"generator.cli.{mod}").register(app)
-        except ModuleNotFoundError as e:
-            if e.name != f"generator.cli.{mod}":
-                raise
+        importlib.import_module(f"generator.cli.{mod}").register(app)
 
 
 _register()

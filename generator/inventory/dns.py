@@ -2,20 +2,18 @@
 DNS Service (CoreDNS/kube-dns) on their real targetPorts, and node-local-dns, a
 hostNetwork listener on the addresses its ``-localip`` flag lists.
 
-Split from ``index``: one question, asked through ``InventoryIndex.dns_resolvers``.
+One question, asked through ``InventoryIndex.dns_resolvers``; this module knows the
+index only by the lookups it asks (``DnsIndex``), so the two do not import each other.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol
 
-from generator.inventory.model import label_dict
-
-if TYPE_CHECKING:
-    from generator.inventory.index import InventoryIndex, SelectorChoice, WorkloadRef
-    from generator.inventory.model import Controller, Service
+from generator.inventory.model import Controller, Inventory, Pod, Service, label_dict
+from generator.inventory.refs import BackendsResult, SelectorChoice, WorkloadRef
 
 NODE_LOCAL_DNS_IP = "169.254.20.10"
 NODE_LOCAL_DNS_NAMES = frozenset({"node-local-dns", "nodelocaldns"})  # upstream, kubespray
@@ -55,7 +53,21 @@ class DnsResolvers:
         return tuple(sorted({w.namespace for w in self.workloads}))
 
 
-def _dns_service(index: InventoryIndex) -> Service | None:
+class DnsIndex(Protocol):
+    """The lookups DNS discovery asks of an ``InventoryIndex``."""
+
+    inventory: Inventory
+
+    def service(self, namespace: str, name: str) -> Service | None: ...
+    def backends(self, service: Service, port: int, protocol: str) -> BackendsResult: ...
+    def pod(self, namespace: str, name: str) -> Pod | None: ...
+    def pods_by_ip(self, ip: str) -> list[Pod]: ...
+    def workload_of(self, pod: Pod) -> WorkloadRef: ...
+    def controller_root(self, controller: Controller) -> WorkloadRef: ...
+    def selector_for(self, workload: WorkloadRef) -> SelectorChoice: ...
+
+
+def _dns_service(index: DnsIndex) -> Service | None:
     """kube-system/kube-dns (kubeadm, kind, k3s, EKS, GKE); else a Service selecting
     ``k8s-app=kube-dns`` pods; else OpenShift's openshift-dns/dns-default."""
     svc = index.service("kube-system", "kube-dns")
@@ -67,7 +79,7 @@ def _dns_service(index: InventoryIndex) -> Service | None:
     return index.service("openshift-dns", "dns-default")
 
 
-def find_dns(index: InventoryIndex) -> DnsResolvers:
+def find_dns(index: DnsIndex) -> DnsResolvers:
     """The cluster DNS resolvers of an inventory (``InventoryIndex.dns_resolvers``)."""
     warnings: list[str] = []
     workloads: set[WorkloadRef] = set()
@@ -129,7 +141,7 @@ def find_dns(index: InventoryIndex) -> DnsResolvers:
     )
 
 
-def _node_local_dns(index: InventoryIndex
+def _node_local_dns(index: DnsIndex
                 ) -> tuple[list[Controller], set[WorkloadRef], set[tuple[str, str]]]:
     """node-local-dns DaemonSets, the workloads and the pods, by the names and the
     ``k8s-app`` label the upstream and kubespray manifests give them."""
@@ -148,7 +160,7 @@ def _node_local_dns(index: InventoryIndex
     return daemonsets, workloads, pods
 
 
-def _node_local_addresses(index: InventoryIndex, daemonsets: list[Controller],
+def _node_local_addresses(index: DnsIndex, daemonsets: list[Controller],
                           pod_keys: set[tuple[str, str]]) -> tuple[tuple[str, ...], str, list[str]]:
     """The -localip addresses of the node-local-dns DaemonSets' pod templates, plus
     any that their pods list and the templates do not (a rollout changing the

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator.check import CheckResult, check_policies, denied_lines
-from generator.edges import Connection
+from generator.verify.check import CheckResult, check_policies, denied_lines
+from generator.resolve.edges import Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.migrate.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
-from generator.output import atomic_write, replace_owned_dir
+from generator.output.files import atomic_write, replace_owned_dir
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
@@ -34,9 +34,9 @@ from generator.review.evidence import (
     workload_ref,
 )
 from generator.review.report import graph_blocks, skipped_blocks, summary_block, write_documents
-from generator.synthesize import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
+from generator.synthesize.synthesis import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
 from generator.verify.policy import parse_policies
-from generator.yamlout import dump_all, strip_comments
+from generator.output.yamlout import dump_all, strip_comments
 
 JSON_VERSION = 1
 MARKER = ".flowpol-migrate"

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from generator.edges import WORKLOAD, Connection
+from generator.resolve.edges import WORKLOAD, Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Controller
 from generator.migrate.cron import CronError, fires, parse

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-from generator.edges import WORKLOAD, Connection, Edge, Peer
+from generator.resolve.edges import WORKLOAD, Connection, Edge, Peer
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.pipeline import ObservedTraffic
 from generator.verify.cohorts import cohorts, summed_services

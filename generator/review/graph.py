@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from generator.edges import APISERVER, EXTERNAL, NODE, UNRESOLVED, WORKLOAD, Edge, Peer
+from generator.resolve.edges import APISERVER, EXTERNAL, NODE, UNRESOLVED, WORKLOAD, Edge, Peer
 
 MAX_PORT_LINES = 4
 
@@ -23,7 +23,7 @@ class GraphNode:
     id: str
     label: str
     sublabel: str
-    kind: str  # a generator.edges peer kind
+    kind: str  # a generator.resolve.edges peer kind
     group: str  # the namespace of workloads, else the kind
 
 

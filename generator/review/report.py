@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from generator.output import atomic_write
+from generator.output.files import atomic_write
 from generator.pipeline import ObservedTraffic
-from generator.report import unresolved_summary
+from generator.output.report import unresolved_summary
 from generator.review.document import (
     Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
 )
@@ -23,11 +23,11 @@ from generator.review.evidence import (
     EntryEvidence, duration_text, entry_evidence, input_names, recording_span, when,
 )
 from generator.review.graph import graph_from_edges
-from generator.synthesize import SynthesisResult
+from generator.synthesize.synthesis import SynthesisResult
 from generator.verify.evaluator import Evaluator, RuleEntry
 from generator.verify.policy import NetworkPolicy, PolicyPeer, parse_policies
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
-from generator.yamlout import strip_comments
+from generator.output.yamlout import strip_comments
 
 MAX_ROWS = 300  # per table; the rest is counted, report.json has everything
 MAX_GRAPH_EDGES = 400  # beyond this the graph is drawn per namespace

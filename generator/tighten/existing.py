@@ -19,7 +19,7 @@ import yaml
 
 from generator.verify.policy import API_VERSION, NetworkPolicy, parse_policies
 from generator.verify.run import PolicySet, policies_from_files
-from generator.yamlout import dump_all
+from generator.output.yamlout import dump_all
 from recorder.errors import InputError
 from recorder.report import Skipped
 from recorder.sources import expand_inputs, open_input

@@ -1,7 +1,7 @@
 """Existing policies against observed traffic: what they deny, what went unused, and a
 tightened set.
 
-(a) observed connections the existing set denies (``generator.check``);
+(a) observed connections the existing set denies (``generator.verify.check``);
 (b) rules, peer elements and port entries no observed connection used in the window,
     each with when it was last seen in the whole recording, if ever
     (``generator.verify.usage``);
@@ -31,15 +31,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from generator.check import CheckResult, check_policies
-from generator.edges import WORKLOAD, Connection, Peer
+from generator.verify.check import CheckResult, check_policies
+from generator.resolve.edges import WORKLOAD, Connection, Peer
 from generator.inventory.index import InventoryIndex
 from generator.pipeline import ObservedTraffic
-from generator.resolve import pod_view, aggregate_edges
+from generator.resolve.identity import pod_view, aggregate_edges
 from generator.review.evidence import (
     Span, Thresholds, duration_text, is_dns_traffic, recording_span, when, workload_ref,
 )
-from generator.synthesize import MANAGED_BY, SynthesisOptions, synthesize
+from generator.synthesize.synthesis import MANAGED_BY, SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
 from generator.tighten.yamledit import (
     APPEND, REMOVE, REMOVE_KEY, REPLACE, SET, Edit, apply_edits,
@@ -48,7 +48,7 @@ from generator.verify.evaluator import Evaluator
 from generator.verify.policy import API_VERSION, EGRESS, INGRESS, NetworkPolicy, parse_policy
 from generator.verify.selectors import matches, parse_label_selector
 from generator.verify.usage import RuleUse, rule_usage
-from generator.yamlout import Commented, strip_comments
+from generator.output.yamlout import Commented, strip_comments
 
 # What happens to an unused item.
 REMOVED = "remove"

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
+from generator.verify.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
     verification_dict
-from generator.output import atomic_write, replace_owned_dir
+from generator.output.files import atomic_write, replace_owned_dir
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
@@ -34,7 +34,7 @@ from generator.tighten.propose import (
     NOT_ENOUGH_EVIDENCE, REMOVED, Proposal, PolicyProposal, propose,
 )
 from generator.tighten.yamledit import Edit, edit_file
-from generator.yamlout import dump_all
+from generator.output.yamlout import dump_all
 from recorder.errors import UsageError
 
 JSON_VERSION = 1

@@ -25,7 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from generator.tighten.existing import YAML_LOADER, Locator, PolicyFile, read_documents
-from generator.yamlout import dump, dump_all, strip_comments
+from generator.output.yamlout import dump, dump_all, strip_comments
 
 REMOVE = "remove"  # a list item
 REPLACE = "replace"  # a list item, by ``items`` (one or more)

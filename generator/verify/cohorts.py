@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import Iterable
 from weakref import WeakKeyDictionary
 
-from generator.edges import Connection, PeerIds
+from generator.resolve.edges import Connection, PeerIds
 from generator.verify.evaluator import Endpoint, Evaluator
 
 Service = tuple[tuple[str, str], int]  # ((namespace, name), the port the client dialled)

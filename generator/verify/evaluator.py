@@ -47,7 +47,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Union
 
-from generator.edges import Labels, PodView
+from generator.resolve.edges import Labels, PodView
 from generator.inventory.model import Inventory, LabelSelector
 from generator.verify.policy import IPBlock, NetworkPolicy, PolicyRule
 from generator.verify.selectors import matches

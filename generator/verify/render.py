@@ -6,8 +6,8 @@ depends on when or where the command ran.
 
 from __future__ import annotations
 
-from generator.check import CheckedGroup, group_detail_dict
-from generator.report import unresolved_summary
+from generator.verify.check import CheckedGroup, group_detail_dict
+from generator.output.report import unresolved_summary
 from generator.verify.run import VerifyResult
 from generator.verify.usage import EntryUse, RuleUse, UsageResult
 from recorder.timefmt import format_time

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from generator.check import CheckResult, check_policies
+from generator.verify.check import CheckResult, check_policies
 from generator.pipeline import ObservedTraffic, observe_request
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import NetworkPolicy, load_policies, parse_policies

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from generator.edges import Connection
+from generator.resolve.edges import Connection
 from generator.inventory.model import Inventory, LabelSelector
 from generator.verify.cohorts import known_cohorts
 from generator.verify.evaluator import NAMESPACE_NAME_LABEL, Evaluator

@@ -9,56 +9,24 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
+from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source
 
-SNIFF_BYTES = 64 * 1024
-# Inputs are read line by line through a BufferedReader: with the default 8 KiB buffer
-# reading a large capture costs one system call per 8 KiB, about as much again as
-# splitting it into lines.
-READ_BUFFER = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ReadOptions:
-    include_dropped: bool = False
-    dump_time: int | None = None  # ns; stamps records of time-less inputs (conntrack -L)
-    # UDP/ICMP: packets of one 5-tuple closer together than this count as one flow.
-    udp_window_ns: int = 60 * 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    name: str
-    description: str
-    sniff: Callable[[bytes], bool]
-    # read(stream, display_path, report, options) -> records. The stream is binary and
-    # already decompressed; readers must stream (never read it whole).
-    read: Callable[[BinaryIO, str, ReadReport, ReadOptions], Iterator[LogRecord]]
+__all__ = ["READ_BUFFER", "SNIFF_BYTES", "ReadOptions", "Source", "detect_format",
+           "expand_inputs", "open_input", "read_inputs", "sources"]
 
 
 def _registry() -> dict[str, Source]:
-    # Imported here so that a reader's heavy imports (scapy) happen only when used.
-    from recorder.sources import flowlog, hubble
+    # Imported here so that a reader's heavy imports happen only when a command reads.
+    from recorder.sources import conntrack, flowlog, hubble, pcap
 
-    table = [flowlog.SOURCE, hubble.SOURCE]
-    try:
-        from recorder.sources import conntrack  # noqa: F401
-
-        table.append(conntrack.SOURCE)
-    except ImportError:  # pragma: no cover - arrives with the conntrack importer
-        pass
-    try:
-        from recorder.sources import pcap  # noqa: F401
-
-        table.insert(0, pcap.SOURCE)  # binary magic first: cheapest and unambiguous
-    except ImportError:  # pragma: no cover - arrives with the pcap importer
-        pass
+    # binary magic first: cheapest and unambiguous
+    table = [pcap.SOURCE, flowlog.SOURCE, hubble.SOURCE, conntrack.SOURCE]
     return {s.name: s for s in table}
 
 

@@ -40,7 +40,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
-from recorder.sources import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 
 _NS = 1_000_000_000

@@ -10,7 +10,7 @@ import orjson
 from recorder.flowlog import KINDS, RecordError, check_header, json_error_detail, parse_record
 from recorder.report import ReadReport
 from recorder.schema import SCHEMA_NAME, LogRecord
-from recorder.sources import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source
 
 # When the first line does not parse (cut off by the sniff window, or broken), these
 # still identify a flow log without claiming other JSON.

@@ -48,7 +48,7 @@ from recorder.aggregate import DEDUP_NS, RecentTable
 from recorder.flowlog import json_error_detail
 from recorder.report import ReadReport
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, LogRecord, ServiceRef, Workload
-from recorder.sources import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time

@@ -46,7 +46,7 @@ from typing import BinaryIO, Callable, Iterator
 from recorder.errors import InputError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 
 CHUNK = 1 << 20

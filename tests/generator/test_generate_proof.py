@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.edges import PodView
+from generator.resolve.edges import PodView
 from generator.generate import GenerateRequest, run_generate
 from generator.inventory.load import load_snapshot
 from generator.verify.evaluator import Evaluator

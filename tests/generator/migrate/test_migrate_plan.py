@@ -16,15 +16,15 @@ import yaml
 
 from bad_input import append_cut_line, error_lines
 from bank_scenario import MINUTE, observe_bank, write
-from generator.check import check_policies
+from generator.verify.check import check_policies
 from generator.migrate.plan import MigrateRequest, plan_migration, run_migrate
 from generator.migrate.readiness import NOT_AFFECTED, NOT_READY, READY
 from generator.pipeline import observe
-from generator.resolve import pod_view
+from generator.resolve.identity import pod_view
 from generator.review.evidence import Thresholds
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies, parse_policies
-from generator.yamlout import strip_comments
+from generator.output.yamlout import strip_comments
 from k8s_schema import validate_manifests
 from recorder.sources import ReadOptions
 

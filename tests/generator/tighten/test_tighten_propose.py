@@ -3,7 +3,7 @@ scenario (tests/bank_scenario.py): exactly right, too broad, too narrow; in seve
 namespaces and in one; under enough and too little evidence.
 
 Two properties are checked on every proposal, not just examples: it verifies clean
-against the observed traffic (generator.check), and it is never broader than the
+against the observed traffic (generator.verify.check), and it is never broader than the
 existing set - proved with the Evaluator over every pair of pods, node and outside
 addresses on every port any of the policies or pods mention - except, for a set that
 denied observed traffic, exactly the workloads and ports of those observed connections.
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from bank_scenario import END, MINUTE, observe_bank
-from generator.check import check_policies
-from generator.resolve import pod_view
+from generator.verify.check import check_policies
+from generator.resolve.identity import pod_view
 from generator.review.evidence import Thresholds
 from generator.tighten.existing import existing_from_files, existing_from_objects
 from generator.tighten.propose import KEPT_DNS, NO_EFFECT, NOT_ENOUGH_EVIDENCE, REMOVED, propose

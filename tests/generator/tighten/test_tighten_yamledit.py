@@ -11,7 +11,7 @@ from generator.tighten.existing import PolicyFile, policy_objects, read_document
 from generator.tighten.yamledit import (
     APPEND, EDITED, REMOVE, REMOVE_KEY, REPLACE, REWRITTEN, SET, Edit, apply_edits, edit_file,
 )
-from generator.yamlout import Commented, strip_comments
+from generator.output.yamlout import Commented, strip_comments
 
 POLICY = """\
 # header comment stays

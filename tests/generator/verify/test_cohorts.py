@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import random
 
-from generator.check import (
+from generator.verify.check import (
     CheckedGroup, CheckResult, _hint, _rule_refs, _who, check_policies,
 )
-from generator.edges import EXTERNAL, NODE, WORKLOAD, Connection, Peer, PeerIds, PodView
+from generator.resolve.edges import EXTERNAL, NODE, WORKLOAD, Connection, Peer, PeerIds, PodView
 from generator.review.evidence import EntryEvidence, entry_evidence
 from generator.verify.cohorts import Cohort, cohorts, known_cohorts
 from generator.verify.evaluator import POD, Evaluator, _peers_match, _ports_match, exempt

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.edges import PodView
+from generator.resolve.edges import PodView
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import parse_policy
 

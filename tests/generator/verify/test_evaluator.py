@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.edges import PodView
+from generator.resolve.edges import PodView
 from generator.verify.evaluator import ADDRESS, HOST_NETWORK, OWN_NODE, SELF, Evaluator
 from generator.verify.policy import parse_policy
 from recorder.errors import InputError

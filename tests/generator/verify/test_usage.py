@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from generator.edges import EXTERNAL, WORKLOAD, Connection, Peer, PodView
+from generator.resolve.edges import EXTERNAL, WORKLOAD, Connection, Peer, PodView
 from generator.inventory.model import Inventory, Pod
 from generator.pipeline import observe
 from generator.verify.evaluator import Evaluator

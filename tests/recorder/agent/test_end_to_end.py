@@ -25,7 +25,7 @@ from agent_process import ROOT, AgentProcess
 from netlab import NetLab, ServicePort, call_in_netns
 from standin_apiserver import StandInApiServer, set_pod_log
 
-from generator.edges import PodView
+from generator.resolve.edges import PodView
 from generator.inventory.load import load_snapshot
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies

@@ -12,12 +12,12 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from generator.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
-from generator.external_snat import external_snat_warnings
+from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.resolve.external_snat import external_snat_warnings
 from generator.inventory.dns import DnsResolvers
 from generator.inventory.index import InventoryIndex, WorkloadRef
-from generator.timetext import format_time_fast
-from generator.yamlout import Commented
+from generator.output.timetext import format_time_fast
+from generator.output.yamlout import Commented
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flowpol"}

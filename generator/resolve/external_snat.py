@@ -13,7 +13,7 @@ and sends traffic only to pods on the node that took it).
 
 from __future__ import annotations
 
-from generator.edges import EXTERNAL, NODE, Edge, Peer
+from generator.resolve.edges import EXTERNAL, NODE, Edge, Peer
 from generator.inventory.index import InventoryIndex, WorkloadRef
 
 _EXPOSED = ("NodePort", "LoadBalancer")

@@ -12,7 +12,7 @@ import pytest
 import k8s_objects as k
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
-from generator.resolve import resolve
+from generator.resolve.identity import resolve
 from recorder.schema import FlowRecord
 
 NODE_IP = "192.168.0.11"

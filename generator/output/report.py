@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from generator.edges import WORKLOAD, Edge, Peer
+from generator.resolve.edges import WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
-from generator.synthesize import SynthesisResult, is_dns_edge
-from generator.timetext import format_time_fast
+from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
+from generator.output.timetext import format_time_fast
 
 MAX_LISTED = 200
 

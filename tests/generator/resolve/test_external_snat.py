@@ -1,6 +1,6 @@
 """Outside traffic through a NodePort/LoadBalancer Service with externalTrafficPolicy:
 Cluster reaches the pod SNATed to a node's address: the rules written from what was
-observed may drop it, and the report says so (generator/external_snat.py)."""
+observed may drop it, and the report says so (generator/resolve/external_snat.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import k8s_objects as k
-from generator.edges import EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.resolve.edges import EXTERNAL, NODE, WORKLOAD, Edge, Peer
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
-from generator.synthesize import SynthesisOptions, synthesize
+from generator.synthesize.synthesis import SynthesisOptions, synthesize
 
 NODES = {"node-a": "192.168.0.11", "node-b": "192.168.0.12", "node-c": "192.168.0.13"}
 WEB = Peer(WORKLOAD, "shop", "Deployment", "web")

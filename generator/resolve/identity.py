@@ -16,12 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from generator.edges import (
+from generator.resolve.edges import (
     APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Pod
-from generator.timeline import Holder, IpTimeline
+from generator.resolve.timeline import Holder, IpTimeline
 from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
 from recorder.sources.fastrecord import slots_maker
 

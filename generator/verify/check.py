@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Iterable
 
-from generator.edges import Connection, Peer, PeerIds
+from generator.resolve.edges import Connection, Peer, PeerIds
 from generator.inventory.index import InventoryIndex
 from generator.verify.cohorts import cohorts, summed_services
 from generator.verify.evaluator import Evaluator, SideVerdict, Verdict

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from generator.timetext import format_time_fast
+from generator.output.timetext import format_time_fast
 from recorder.timefmt import format_time
 
 NS = 1_000_000_000

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from generator.output import report_json
+from generator.output.files import report_json
 
 
 def _reference(report: object) -> str:

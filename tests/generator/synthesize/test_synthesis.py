@@ -8,14 +8,14 @@ from pathlib import Path
 import yaml
 
 import k8s_objects as k
-from generator.edges import PodView
+from generator.resolve.edges import PodView
 from generator.generate import GenerateRequest, run_generate
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
-from generator.synthesize import SynthesisOptions, SynthesisResult, synthesize
+from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies
-from generator.yamlout import Commented, dump_all
+from generator.output.yamlout import Commented, dump_all
 
 KUBESPRAY_ARGS = ["-localip", "169.254.25.10", "-conf", "/etc/Corefile", "-upstreamsvc", "coredns"]
 UPSTREAM_ARGS = ["-localip", "169.254.20.10,10.96.0.10", "-conf", "/etc/Corefile",

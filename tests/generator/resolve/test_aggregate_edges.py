@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from generator.edges import EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer
-from generator.resolve import aggregate_edges
+from generator.resolve.edges import EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer
+from generator.resolve.identity import aggregate_edges
 
 
 def _reference(connections: list[Connection]) -> tuple[Edge, ...]:

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from generator import timeline
+from generator.resolve import timeline
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.pipeline import read_records
-from generator.resolve import resolve
+from generator.resolve.identity import resolve
 from recorder.report import ReadReport
 from recorder.sources import ReadOptions
 
 MINUTE = 60 * 1_000_000_000
-SCENARIO = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" / "selectorless"
+SCENARIO = Path(__file__).resolve().parents[3] / "fixtures" / "scenarios" / "selectorless"
 
 
 def test_one_timeline_join_for_every_flow_and_backend(monkeypatch: pytest.MonkeyPatch) -> None:

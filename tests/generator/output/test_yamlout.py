@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import yaml
 
-from generator.yamlout import Commented, dump, dump_all, strip_comments
+from generator.output.yamlout import Commented, dump, dump_all, strip_comments
 
 
 def test_round_trip_with_comments_and_awkward_scalars():
@@ -40,7 +40,7 @@ def test_strings_are_written_as_safe_dump_writes_them() -> None:
     # exactly what yaml.safe_dump writes for it.
     import random
 
-    from generator import yamlout
+    from generator.output import yamlout
 
     words = ["yes", "No", "on", "OFF", "null", "~", "true", "1.0", "0x1F", "1e3", ".inf",
              "-.nan", "2001-12-14", "12:30:45", "0o17", "<<", "=", "-", "---", "...", "? x",
