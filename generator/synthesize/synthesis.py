@@ -1,9 +1,10 @@
-"""Edges -> NetworkPolicy manifests, each rule with its evidence.
+"""Edges -> the policy model (``generator.synthesize.model``), each rule with its evidence.
 
 Per workload in scope one policy: ingress from each observed client, egress to each
-observed server, ports merged per peer. Per namespace a default-deny and an allow-DNS
-policy (unless --no-default-deny, in which case each workload policy carries the DNS
-rule itself, since its Egress policyType restricts egress).
+observed server, ports merged per peer. Per namespace a default-deny baseline with DNS
+(unless --no-default-deny, in which case each workload policy carries DNS itself, since
+its egress isolation restricts DNS too). ``synthesize`` then renders the model in the
+requested dialect (``generator.synthesize.render``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
 from generator.resolve.external_snat import external_snat_warnings
-from generator.inventory.dns import DnsResolvers
-from generator.inventory.index import InventoryIndex, WorkloadRef
-from generator.output.timetext import format_time_fast
-from generator.output.yamlout import Commented
+from generator.synthesize import model as m
+from generator.synthesize.render import DIALECTS, PolicyDoc, render_policies
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
-MANAGED_BY = {"app.kubernetes.io/managed-by": "flowpol"}
-NS_NAME_LABEL = "kubernetes.io/metadata.name"
 _MISSING = object()
+
+__all__ = ["SYSTEM_NAMESPACES", "PolicyDoc", "SynthesisOptions", "SynthesisResult",
+           "build_model", "is_dns_edge", "synthesize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +33,14 @@ class SynthesisOptions:
     cidr_prefix_v6: int = 128
     namespaces: tuple[str, ...] = ()  # explicit scope; empty = namespaces seen in flows
     exclude_namespaces: tuple[str, ...] = ()
+    dialect: str = "kubernetes"  # a key of generator.synthesize.render.DIALECTS
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyDoc:
-    namespace: str
-    name: str
-    manifest: dict  # may contain Commented list items (yamlout)
-    workload: tuple[str, str] | None  # (kind, name) for workload policies
+class ModelResult:
+    """The model of the namespaces in scope, and what synthesis could not put in it."""
 
-
-@dataclass(frozen=True, slots=True)
-class SynthesisResult:
-    policies: tuple[PolicyDoc, ...]
-    namespaces: tuple[str, ...]
+    model: m.PolicyModel
     warnings: tuple[str, ...]
     skipped_edges: tuple[tuple[str, str], ...]  # (edge display, reason)
     node_peers: tuple[str, ...]
@@ -54,17 +49,45 @@ class SynthesisResult:
     dns: dict = field(default_factory=dict)
 
 
-def _span(first: int, last: int) -> str:
-    return f"{format_time_fast(first)[:19]}Z .. {format_time_fast(last)[:19]}Z"
+@dataclass(frozen=True, slots=True)
+class SynthesisResult:
+    """The model and its rendering in one dialect (``policies``)."""
+
+    policies: tuple[PolicyDoc, ...]
+    namespaces: tuple[str, ...]
+    warnings: tuple[str, ...]
+    skipped_edges: tuple[tuple[str, str], ...]  # (edge display, reason)
+    node_peers: tuple[str, ...]
+    external_peers: tuple[str, ...]
+    idle_workloads: tuple[str, ...]  # in scope, no observed traffic: isolated by deny
+    dns: dict = field(default_factory=dict)
+    model: m.PolicyModel | None = None
 
 
-def _evidence_line(port_label: str, count: int, first: int, last: int,
-                   services: tuple, inputs: tuple) -> str:
-    via = ""
-    if services:
-        via = "; via Service " + ", ".join(f"{ns}/{n}" for ns, n in services)
-    src = "; from " + ", ".join(inputs) if inputs else ""
-    return f"  {port_label}: {count} connection(s), {_span(first, last)}{via}{src}"
+class _Evidence:
+    """Evidence summed over the edges of one peer and port."""
+
+    __slots__ = ("connections", "first", "last", "services", "inputs")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.services: set = set()
+        self.inputs: set = set()
+
+    def add(self, count: int, first: int, last: int, services, inputs) -> None:
+        self.connections += count
+        self.first = first if self.first is None or first < self.first else self.first
+        self.last = last if self.last is None or last > self.last else self.last
+        self.services.update(services)
+        self.inputs.update(inputs)
+
+    def frozen(self) -> m.Evidence | None:
+        if self.first is None:
+            return None
+        return m.Evidence(self.connections, self.first, self.last,  # type: ignore[arg-type]
+                          tuple(sorted(self.services)), tuple(sorted(self.inputs)))
 
 
 class _Synth:
@@ -72,14 +95,12 @@ class _Synth:
         self.index = index
         self.opts = opts
         self.warnings: list[str] = []
-        self._selector_cache: dict[Peer, dict | None] = {}
+        self._selector_cache: dict[Peer, m.PodSelector | None] = {}
         # Node and external peers repeat on many edges; ipaddress parsing is slow.
         self._cidr_cache: dict[tuple[str, bool], str] = {}
-        # (peer, policy namespace) -> _peer_key of its element: a json.dumps each time
-        # otherwise, and the element of a peer in a namespace is always the same.
-        self._key_cache: dict[tuple[Peer, str], str] = {}
+        self._peer_cache: dict[Peer, tuple | None] = {}
 
-    def selector(self, peer: Peer) -> dict | None:
+    def selector(self, peer: Peer) -> m.PodSelector | None:
         """The podSelector of a workload; None when no label singles it out (an empty
         selector would select the whole namespace, so such a workload gets no rule)."""
         sel = self._selector_cache.get(peer, _MISSING)
@@ -90,16 +111,8 @@ class _Synth:
         for w in choice.warnings:
             if w not in self.warnings:
                 self.warnings.append(w)
-        sel: dict | None = None
-        if not choice.is_empty():
-            sel = {}
-            if choice.match_labels:
-                sel["matchLabels"] = dict(choice.match_labels)
-            if choice.match_expressions:
-                sel["matchExpressions"] = [
-                    {"key": k, "operator": op, **({"values": list(v)} if v else {})}
-                    for k, op, v in choice.match_expressions
-                ]
+        sel = None if choice.is_empty() else m.PodSelector(
+            tuple(choice.match_labels), tuple(choice.match_expressions))
         self._selector_cache[peer] = sel
         return sel
 
@@ -116,115 +129,80 @@ class _Synth:
             ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
         return text
 
-    def peer_key(self, peer: Peer, policy_ns: str, el: dict) -> str:
-        """``_peer_key(el)`` for ``el = peer_element(peer, policy_ns)``."""
-        key = self._key_cache.get((peer, policy_ns))
-        if key is None:
-            key = self._key_cache[(peer, policy_ns)] = _peer_key(el)
-        return key
-
-    def peer_element(self, peer: Peer, policy_ns: str) -> dict | None:
+    def peer_key(self, peer: Peer) -> tuple | None:
+        """What a rule admits for an observed peer, as a key: equal keys are one rule
+        peer (several external addresses may share one aggregated CIDR). None when no
+        label singles a workload out."""
+        key = self._peer_cache.get(peer, _MISSING)
+        if key is not _MISSING:
+            return key  # type: ignore[return-value]
         if peer.kind == WORKLOAD:
             sel = self.selector(peer)
-            if sel is None:
-                return None
-            el: dict = {}
-            if peer.namespace != policy_ns:
-                el["namespaceSelector"] = {"matchLabels": {NS_NAME_LABEL: peer.namespace}}
-            el["podSelector"] = sel
-            return el
-        if peer.kind in (NODE, APISERVER):
-            return {"ipBlock": {"cidr": self.cidr(peer.ip, exact=True)}}
-        return {"ipBlock": {"cidr": self.cidr(peer.ip, exact=False)}}
+            key = None if sel is None else (m.WORKLOAD, peer.namespace, sel, WorkloadRef(
+                peer.namespace, peer.workload_kind, peer.workload_name))
+        elif peer.kind == NODE:
+            key = (m.NODE, self.cidr(peer.ip, exact=True))
+        elif peer.kind == APISERVER:
+            key = (m.APISERVER, self.cidr(peer.ip, exact=True))
+        else:
+            key = (m.EXTERNAL, self.cidr(peer.ip, exact=False))
+        self._peer_cache[peer] = key
+        return key
 
 
-def _peer_key(el: dict) -> str:
-    import json
-
-    return json.dumps(el, sort_keys=True)
-
-
-def _rules(s: _Synth, edges: list[Edge], policy_ns: str, direction: str,
-           skipped: list[tuple[str, str]]) -> list:
-    """Merge edges per peer element (several external IPs may share one CIDR)."""
-    by_peer: dict[str, dict] = {}
+def _rules(s: _Synth, edges: list[Edge], direction: str,
+           skipped: list[tuple[str, str]]) -> tuple[m.Rule, ...]:
+    """One rule per peer the policy admits, its ports and their evidence."""
+    by_peer: dict[tuple, tuple[dict, set, set, set]] = {}
     for e in edges:
         other = e.src if direction == "ingress" else e.dst
-        el = s.peer_element(other, policy_ns)
-        if el is None:
+        key = s.peer_key(other)
+        if key is None:
             skipped.append((f"{e.src.display()} -> {e.dst.display()} {e.protocol}/{e.port}",
                             f"no label selects {other.display()} alone; no rule written"))
             continue
-        key = s.peer_key(other, policy_ns, el)
-        slot = by_peer.setdefault(key, {"el": el, "peers": set(), "ports": {}})
-        slot["peers"].add(other.display())
-        pk = (e.protocol, e.port)
-        p = slot["ports"].get(pk)
-        if p is None:
-            slot["ports"][pk] = [e.count, e.first_seen, e.last_seen, set(e.services),
-                                 set(e.inputs)]
-        else:
-            p[0] += e.count
-            p[1] = min(p[1], e.first_seen)
-            p[2] = max(p[2], e.last_seen)
-            p[3].update(e.services)
-            p[4].update(e.inputs)
+        ports, members, addresses, node_names = by_peer.setdefault(key, ({}, set(), set(), set()))
+        members.add(other.display())
+        if other.kind != WORKLOAD:
+            addresses.add(other.ip)
+            if other.node_name:
+                node_names.add(other.node_name)
+        ev = ports.get((e.protocol, e.port))
+        if ev is None:
+            ev = ports[(e.protocol, e.port)] = _Evidence()
+        ev.add(e.count, e.first_seen, e.last_seen, e.services, e.inputs)
     rules = []
-    for key in sorted(by_peer):
-        slot = by_peer[key]
-        word = "from" if direction == "ingress" else "to"
-        comments = [f"{word} {', '.join(sorted(slot['peers']))}"]
-        ports = []
-        for (proto, port) in sorted(slot["ports"], key=lambda k: (k[0], k[1])):
-            count, first, last, services, inputs = slot["ports"][(proto, port)]
-            comments.append(_evidence_line(f"{proto}/{port}", count, first, last,
-                                           tuple(sorted(services)), tuple(sorted(inputs))))
-            ports.append({"protocol": proto, "port": port})
-        rules.append(Commented({word: [slot["el"]], "ports": ports}, tuple(comments)))
-    return rules
+    for key, (ports, members, addresses, node_names) in by_peer.items():
+        if key[0] == m.WORKLOAD:
+            peer = m.PolicyPeer(m.WORKLOAD, namespace=key[1], workload=key[3], selector=key[2],
+                                members=tuple(sorted(members)))
+        else:
+            peer = m.PolicyPeer(key[0], cidr=key[1], addresses=tuple(sorted(addresses)),
+                                names=tuple(sorted(node_names)), members=tuple(sorted(members)))
+        rules.append(m.Rule(peer, tuple(
+            m.RulePort(m.PortSpec(proto, port), ports[(proto, port)].frozen())
+            for proto, port in sorted(ports))))
+    return tuple(sorted(rules, key=lambda r: r.peer))
 
 
-def _dns_rule(s: _Synth, policy_ns: str, evidence: dict) -> Commented | None:
+def _dns_access(s: _Synth, evidence: _Evidence | None) -> m.DnsAccess | None:
     dns = s.index.dns_resolvers()
-    elements: list[dict] = []
+    resolvers = []
     for wl in dns.workloads:
-        el = s.peer_element(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name), policy_ns)
-        if el is not None:
-            elements.append(el)
-    # node-local-dns is a hostNetwork listener: an ipBlock of each address it listens
-    # on, the DNS Service's ClusterIP included when it is one of them (see
-    # generator.inventory.dns.find_dns for why that one is not left to the workload elements).
-    for ip in dns.node_local_ips:
-        elements.append({"ipBlock": {"cidr": s.cidr(ip, exact=True)}})
-    if not elements:
+        sel = s.selector(Peer(WORKLOAD, wl.namespace, wl.kind, wl.name))
+        if sel is not None:
+            resolvers.append(m.PolicyPeer(m.WORKLOAD, namespace=wl.namespace, workload=wl,
+                                          selector=sel, members=(wl.display(),)))
+    # node-local-dns is a hostNetwork listener: its addresses, the DNS Service's
+    # ClusterIP included when it is one of them (see generator.inventory.dns.find_dns
+    # for why that one is not left to the resolver workloads).
+    if not resolvers and not dns.node_local_ips:
         return None
-    ports = [{"protocol": "UDP", "port": p} for p in dns.udp_ports]
-    ports += [{"protocol": "TCP", "port": p} for p in dns.tcp_ports]
-    comments = ["DNS: the cluster resolver(s) " + ", ".join(
-        [f"{w.namespace}/{w.kind}/{w.name}" for w in dns.workloads] + list(dns.node_local_ips))
-        + ", UDP and TCP on their targetPorts"]
-    if dns.node_local_ips:
-        comments.append(_node_local_comment(dns))
-    if evidence.get("count"):
-        comments.append(_evidence_line("observed DNS", evidence["count"], evidence["first"],
-                                       evidence["last"], (), tuple(sorted(evidence["inputs"]))))
-    else:
-        comments.append("  not observed in this namespace; every pod needs DNS once egress is "
-                        "restricted")
-    return Commented({"to": elements, "ports": ports}, tuple(comments))
-
-
-def _node_local_comment(dns: DnsResolvers) -> str:
-    service_ips = [ip for ip in dns.node_local_ips if ip in dns.cluster_ips]
-    text = f"  node-local-dns listens on {', '.join(dns.node_local_ips)}: {dns.node_local_source}"
-    if service_ips:
-        text += (f"; {', '.join(service_ips)} is the DNS Service's ClusterIP, answered on the "
-                 "node without DNAT while node-local-dns runs")
-    return text
-
-
-def _is_dns_edge(s: _Synth, e: Edge) -> bool:
-    return is_dns_edge(s.index, e)
+    return m.DnsAccess(
+        resolvers=tuple(resolvers), node_local_ips=tuple(dns.node_local_ips),
+        udp_ports=tuple(dns.udp_ports), tcp_ports=tuple(dns.tcp_ports),
+        cluster_ips=tuple(dns.cluster_ips), node_local_source=dns.node_local_source,
+        evidence=evidence.frozen() if evidence is not None else None)
 
 
 def is_dns_edge(index: InventoryIndex, e: Edge) -> bool:
@@ -240,11 +218,6 @@ def is_dns_edge(index: InventoryIndex, e: Edge) -> bool:
     return e.dst.ip in dns.node_local_ips
 
 
-def _metadata(name: str, ns: str, annotations: dict) -> dict:
-    return {"name": name, "namespace": ns, "labels": dict(MANAGED_BY),
-            "annotations": annotations}
-
-
 def _policy_name(kind: str, name: str, taken: set[str]) -> str:
     base = f"flowpol-{name}"
     if base in taken or base in ("flowpol-default-deny", "flowpol-allow-dns"):
@@ -254,6 +227,22 @@ def _policy_name(kind: str, name: str, taken: set[str]) -> str:
 
 def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
                opts: SynthesisOptions = SynthesisOptions()) -> SynthesisResult:
+    """The model (``build_model``) rendered in ``opts.dialect``."""
+    built = build_model(edges, index, opts)
+    rendered = render_policies(built.model, opts.dialect)
+    return SynthesisResult(
+        policies=rendered.policies, namespaces=built.model.namespaces,
+        warnings=built.warnings + tuple(w for w in rendered.warnings
+                                        if w not in built.warnings),
+        skipped_edges=built.skipped_edges, node_peers=built.node_peers,
+        external_peers=built.external_peers, idle_workloads=built.idle_workloads,
+        dns=built.dns, model=built.model)
+
+
+def build_model(edges: tuple[Edge, ...], index: InventoryIndex,
+                opts: SynthesisOptions = SynthesisOptions()) -> ModelResult:
+    if opts.dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {opts.dialect!r}")
     s = _Synth(index, opts)
     skipped: list[tuple[str, str]] = []
 
@@ -266,8 +255,8 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
 
     ingress: dict[Peer, list[Edge]] = defaultdict(list)
     egress: dict[Peer, list[Edge]] = defaultdict(list)
-    dns_evidence: dict[str, dict] = defaultdict(lambda: {"count": 0, "first": None,
-                                                          "last": None, "inputs": set()})
+    # DNS evidence per namespace (default deny: one baseline) or per workload
+    dns_evidence: dict[object, _Evidence] = defaultdict(_Evidence)
     node_peers: set[str] = set()
     external_peers: set[str] = set()
     for e in edges:
@@ -276,7 +265,7 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             skipped.append((label, "no port (ICMP): NetworkPolicy cannot allow ICMP alone; "
                                    "it is allowed only by rules without ports"))
             continue
-        dns_edge = e.src.kind == WORKLOAD and _is_dns_edge(s, e)
+        dns_edge = e.src.kind == WORKLOAD and is_dns_edge(index, e)
         # node-local-dns answers on node addresses, but the DNS rule covers it: no
         # node peer to flag for it
         for p in ((e.src,) if dns_edge else (e.src, e.dst)):
@@ -288,11 +277,8 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             ingress[e.dst].append(e)
         if e.src.kind == WORKLOAD and e.src.namespace in scope:
             if dns_edge:
-                ev = dns_evidence[e.src.namespace if opts.default_deny else e.src]
-                ev["count"] += e.count
-                ev["first"] = e.first_seen if ev["first"] is None else min(ev["first"], e.first_seen)
-                ev["last"] = e.last_seen if ev["last"] is None else max(ev["last"], e.last_seen)
-                ev["inputs"].update(e.inputs)
+                dns_evidence[e.src.namespace if opts.default_deny else e.src].add(
+                    e.count, e.first_seen, e.last_seen, (), e.inputs)
             else:
                 egress[e.src].append(e)
 
@@ -308,28 +294,13 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
         # an assumed node-local-dns address): a reviewer of the rule must see it
         s.warnings.extend(w for w in dns_info.warnings if w not in s.warnings)
 
-    policies: list[PolicyDoc] = []
+    baselines: list[m.NamespaceBaseline] = []
+    policies: list[m.WorkloadPolicy] = []
     workloads = sorted(set(ingress) | set(egress))
     for ns in sorted(scope):
         taken: set[str] = set()
-        ns_policies: list[PolicyDoc] = []
         if opts.default_deny:
-            ns_policies.append(PolicyDoc(ns, "flowpol-default-deny", {
-                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": _metadata("flowpol-default-deny", ns, {
-                    "flowpol.dev/purpose": "default deny: every pod in the namespace is "
-                                           "isolated for ingress and egress"}),
-                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            }, None))
-            rule = _dns_rule(s, ns, dns_evidence.get(ns, {}))
-            if rule is not None:
-                ns_policies.append(PolicyDoc(ns, "flowpol-allow-dns", {
-                    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                    "metadata": _metadata("flowpol-allow-dns", ns, {
-                        "flowpol.dev/purpose": "every pod may resolve names through the "
-                                               "cluster DNS"}),
-                    "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [rule]},
-                }, None))
+            baselines.append(m.NamespaceBaseline(ns, _dns_access(s, dns_evidence.get(ns))))
         for wl in workloads:
             if wl.namespace != ns:
                 continue
@@ -341,36 +312,23 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             name = _policy_name(wl.workload_kind, wl.workload_name, taken)
             taken.add(name)
             ins, outs = ingress.get(wl, []), egress.get(wl, [])
-            spec: dict = {"podSelector": own_selector, "policyTypes": ["Ingress", "Egress"]}
-            if ins:
-                spec["ingress"] = _rules(s, ins, ns, "ingress", skipped)
-            egress_rules = _rules(s, outs, ns, "egress", skipped) if outs else []
-            if not opts.default_deny:
-                dns_rule = _dns_rule(s, ns, dns_evidence.get(wl, {}))
-                if dns_rule is not None:
-                    egress_rules.insert(0, dns_rule)
-            if egress_rules:
-                spec["egress"] = egress_rules
             all_edges = ins + outs
-            total = sum(e.count for e in all_edges)
-            annotations = {
-                "flowpol.dev/workload": f"{wl.workload_kind}/{wl.workload_name}",
-                "flowpol.dev/evidence": (
-                    f"{len(ins)} ingress and {len(outs)} egress edge(s), {total} "
-                    f"connection(s), {_span(min(e.first_seen for e in all_edges), max(e.last_seen for e in all_edges))}"
-                    if all_edges else "no observed traffic"),
-            }
-            ns_policies.append(PolicyDoc(ns, name, {
-                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": _metadata(name, ns, annotations),
-                "spec": spec,
-            }, (wl.workload_kind, wl.workload_name)))
-        policies.extend(ns_policies)
+            policies.append(m.WorkloadPolicy(
+                namespace=ns,
+                workload=WorkloadRef(ns, wl.workload_kind, wl.workload_name),
+                selector=own_selector, name=name,
+                ingress=_rules(s, ins, "ingress", skipped),
+                egress=_rules(s, outs, "egress", skipped),
+                dns=None if opts.default_deny else _dns_access(s, dns_evidence.get(wl)),
+                edges_in=len(ins), edges_out=len(outs),
+                connections=sum(e.count for e in all_edges),
+                first_seen=min((e.first_seen for e in all_edges), default=None),
+                last_seen=max((e.last_seen for e in all_edges), default=None)))
 
-    covered = {(p.namespace, p.workload) for p in policies if p.workload}
+    covered = {(p.namespace, p.workload.kind, p.workload.name) for p in policies}
     idle = []
     for ref in index.workloads():
-        if ref.namespace in scope and (ref.namespace, (ref.kind, ref.name)) not in covered:
+        if ref.namespace in scope and (ref.namespace, ref.kind, ref.name) not in covered:
             pods = index.pods_of(ref)
             if pods and all(p.host_network for p in pods):
                 continue  # hostNetwork pods are their node: no NetworkPolicy applies
@@ -380,8 +338,8 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
             f"{len(idle)} workload(s) in scope had no observed traffic and will be fully "
             "isolated by default-deny (DNS only): " + ", ".join(idle[:10])
             + (" ..." if len(idle) > 10 else ""))
-    return SynthesisResult(
-        policies=tuple(policies), namespaces=tuple(sorted(scope)),
+    return ModelResult(
+        model=m.PolicyModel(tuple(sorted(scope)), tuple(baselines), tuple(policies)),
         warnings=tuple(s.warnings), skipped_edges=tuple(skipped),
         node_peers=tuple(sorted(node_peers)), external_peers=tuple(sorted(external_peers)),
         idle_workloads=tuple(idle),

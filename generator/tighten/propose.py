@@ -39,7 +39,8 @@ from generator.resolve.identity import pod_view, aggregate_edges
 from generator.review.evidence import (
     Span, Thresholds, duration_text, is_dns_traffic, recording_span, when, workload_ref,
 )
-from generator.synthesize.synthesis import MANAGED_BY, SynthesisOptions, synthesize
+from generator.synthesize.render.kubernetes import MANAGED_BY
+from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
 from generator.tighten.yamledit import (
     APPEND, REMOVE, REMOVE_KEY, REPLACE, SET, Edit, apply_edits,

@@ -1,0 +1,147 @@
+"""The neutral policy model: what each workload may do, per direction, with its evidence.
+
+Synthesis builds it from the observed edges; renderers turn it into a dialect
+(``generator.synthesize.render``); the review report and ``diff`` read it. It says
+nothing about YAML, field names or how a CNI spells a peer: a peer is a workload, a
+namespace, a node, the API server, an external network (with the names DNS gave its
+addresses) or the cluster DNS, and a port is a protocol and a (target) port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.inventory.refs import WorkloadRef
+
+# Peer kinds of the model. A ``Peer`` of resolution (generator.resolve.edges) is one
+# side of a connection; a ``PolicyPeer`` is what a rule admits.
+WORKLOAD = "workload"  # the pods of one root owner, by their stable selector
+NAMESPACE = "namespace"  # every pod of a namespace
+NODE = "node"  # node addresses (kubelet, hostNetwork pods, SNAT)
+APISERVER = "kube-apiserver"  # the API server's addresses
+EXTERNAL = "external"  # addresses outside the cluster
+PEER_KINDS = (WORKLOAD, NAMESPACE, NODE, APISERVER, EXTERNAL)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PodSelector:
+    """Labels and expressions that select exactly a workload's pods; never empty."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # key, op, values
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PolicyPeer:
+    """One peer a rule admits.
+
+    ``workload``/``selector``: a WORKLOAD peer (``namespace`` is the workload's).
+    ``cidr``: NODE, APISERVER and EXTERNAL peers, as the rule admits them (an external
+    peer may be aggregated to a wider prefix, ``--cidr-prefix``). ``addresses``: the
+    observed addresses behind it. ``names``: node names of a NODE peer, DNS names of an
+    EXTERNAL peer's addresses (when the inputs carried them). ``members``: how a
+    reviewer reads each observed peer behind this one.
+    """
+
+    kind: str
+    namespace: str | None = None
+    workload: WorkloadRef | None = None
+    selector: PodSelector | None = None
+    cidr: str | None = None
+    addresses: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortSpec:
+    """A protocol and a destination port (a number, or a name resolved per pod);
+    ``port`` None means every port of the protocol, ``end_port`` a range."""
+
+    protocol: str
+    port: int | str | None = None
+    end_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What was observed for one peer and port: connections, first and last seen (ns),
+    the Services the clients dialled (namespace, name) and the inputs that showed it."""
+
+    connections: int
+    first_seen: int
+    last_seen: int
+    services: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RulePort:
+    port: PortSpec
+    evidence: Evidence | None  # None: allowed without observation (declared, baseline)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Traffic to (egress) or from (ingress) one peer on some ports."""
+
+    peer: PolicyPeer
+    ports: tuple[RulePort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAccess:
+    """Egress to the cluster resolvers, UDP and TCP on their real targetPorts.
+
+    ``resolvers``: the resolver workloads (kube-dns/CoreDNS behind the DNS Service);
+    ``node_local_ips``: addresses node-local-dns listens on (a hostNetwork listener);
+    ``cluster_ips``: the DNS Service's ClusterIPs (one may be a node-local address);
+    ``node_local_source``: where those addresses were read, or that they were assumed.
+    ``evidence``: DNS lookups observed from the pods the rule is for, if any.
+    """
+
+    resolvers: tuple[PolicyPeer, ...]
+    node_local_ips: tuple[str, ...]
+    udp_ports: tuple[int, ...]
+    tcp_ports: tuple[int, ...]
+    cluster_ips: tuple[str, ...] = ()
+    node_local_source: str = ""
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadPolicy:
+    """What one workload may do. Both directions are isolated: what is not listed is
+    denied (``dns``: DNS access carried by this policy itself, when no namespace
+    baseline does)."""
+
+    namespace: str
+    workload: WorkloadRef
+    selector: PodSelector
+    name: str  # the policy's name, unique in its namespace
+    ingress: tuple[Rule, ...]
+    egress: tuple[Rule, ...]
+    dns: DnsAccess | None = None
+    edges_in: int = 0
+    edges_out: int = 0
+    connections: int = 0
+    first_seen: int | None = None
+    last_seen: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceBaseline:
+    """Per namespace: every pod isolated for ingress and egress, DNS allowed."""
+
+    namespace: str
+    dns: DnsAccess | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyModel:
+    """Everything a policy set for the namespaces in scope says, in no dialect.
+    ``baselines`` is empty without default-deny."""
+
+    namespaces: tuple[str, ...]
+    baselines: tuple[NamespaceBaseline, ...]
+    workloads: tuple[WorkloadPolicy, ...]

@@ -1,0 +1,174 @@
+"""The policy model as ``networking.k8s.io/v1`` NetworkPolicies.
+
+Per namespace a default-deny and an allow-DNS policy (the baseline), per workload one
+policy isolated for both directions. Peers: a workload by its podSelector (with the
+namespace's ``kubernetes.io/metadata.name`` label when it lives elsewhere); nodes, the
+API server and external networks by ipBlock. Rules that admit the same peer element
+are one rule (a node and the API server may share an address).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from generator.output.yamlout import Commented
+from generator.synthesize import model as m
+from generator.synthesize.render import PolicyDoc, Rendered
+from generator.synthesize.render.comments import dns_comments, evidence_line, port_label, span
+
+API_VERSION = "networking.k8s.io/v1"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "flowpol"}
+# Set by the API server on every namespace since Kubernetes 1.21.
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+DEFAULT_DENY = "flowpol-default-deny"
+ALLOW_DNS = "flowpol-allow-dns"
+
+
+def selector_dict(sel: m.PodSelector) -> dict:
+    out: dict = {}
+    if sel.match_labels:
+        out["matchLabels"] = dict(sel.match_labels)
+    if sel.match_expressions:
+        out["matchExpressions"] = [
+            {"key": k, "operator": op, **({"values": list(v)} if v else {})}
+            for k, op, v in sel.match_expressions
+        ]
+    return out
+
+
+def peer_element(peer: m.PolicyPeer, policy_ns: str) -> dict:
+    if peer.kind == m.WORKLOAD:
+        el: dict = {}
+        if peer.namespace != policy_ns:
+            el["namespaceSelector"] = {"matchLabels": {NS_NAME_LABEL: peer.namespace}}
+        el["podSelector"] = selector_dict(peer.selector)  # type: ignore[arg-type]
+        return el
+    if peer.kind == m.NAMESPACE:
+        return {"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: peer.namespace}}}
+    return {"ipBlock": {"cidr": peer.cidr}}
+
+
+def _port_dict(p: m.PortSpec) -> dict:
+    out: dict = {"protocol": p.protocol}
+    if p.port is not None:
+        out["port"] = p.port
+        if p.end_port is not None:
+            out["endPort"] = p.end_port
+    return out
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        # (peer, policy namespace) -> (element, its key): the element of a peer in a
+        # namespace is always the same, and json.dumps per rule adds up.
+        self._elements: dict[tuple[m.PolicyPeer, str], tuple[dict, str]] = {}
+
+    def element(self, peer: m.PolicyPeer, policy_ns: str) -> tuple[dict, str]:
+        hit = self._elements.get((peer, policy_ns))
+        if hit is None:
+            el = peer_element(peer, policy_ns)
+            hit = self._elements[(peer, policy_ns)] = (el, json.dumps(el, sort_keys=True))
+        return hit
+
+    def rules(self, rules: tuple[m.Rule, ...], policy_ns: str, word: str) -> list:
+        by_element: dict[str, tuple[dict, set, dict]] = {}
+        for r in rules:
+            el, key = self.element(r.peer, policy_ns)
+            _, members, ports = by_element.setdefault(key, (el, set(), {}))
+            members.update(r.peer.members)
+            for rp in r.ports:
+                ports.setdefault(rp.port, []).append(rp.evidence)
+        out = []
+        for key in sorted(by_element):
+            el, members, ports = by_element[key]
+            comments = [f"{word} {', '.join(sorted(members))}"]
+            port_items = []
+            for spec in sorted(ports, key=_port_order):
+                ev = _merged([e for e in ports[spec] if e is not None])
+                if ev is not None:
+                    comments.append(evidence_line(port_label(spec), ev))
+                port_items.append(_port_dict(spec))
+            out.append(Commented({word: [el], "ports": port_items}, tuple(comments)))
+        return out
+
+    def dns_rule(self, dns: m.DnsAccess, policy_ns: str) -> Commented:
+        elements = [self.element(p, policy_ns)[0] for p in dns.resolvers]
+        elements += [{"ipBlock": {"cidr": _host_cidr(ip)}} for ip in dns.node_local_ips]
+        ports = [{"protocol": "UDP", "port": p} for p in dns.udp_ports]
+        ports += [{"protocol": "TCP", "port": p} for p in dns.tcp_ports]
+        return Commented({"to": elements, "ports": ports}, dns_comments(dns))
+
+
+def _port_order(p: m.PortSpec) -> tuple:
+    return (p.protocol, p.port is not None, str(type(p.port)), p.port or 0, p.end_port or 0)
+
+
+def _merged(evs: list[m.Evidence]) -> m.Evidence | None:
+    if not evs:
+        return None
+    if len(evs) == 1:
+        return evs[0]
+    return m.Evidence(sum(e.connections for e in evs), min(e.first_seen for e in evs),
+                      max(e.last_seen for e in evs),
+                      tuple(sorted({s for e in evs for s in e.services})),
+                      tuple(sorted({i for e in evs for i in e.inputs})))
+
+
+def _host_cidr(ip: str) -> str:
+    return str(ipaddress.ip_network(ip))
+
+
+def _metadata(name: str, ns: str, annotations: dict) -> dict:
+    return {"name": name, "namespace": ns, "labels": dict(MANAGED_BY),
+            "annotations": annotations}
+
+
+def _doc(ns: str, name: str, annotations: dict, spec: dict,
+         workload: tuple[str, str] | None) -> PolicyDoc:
+    return PolicyDoc(ns, name, {
+        "apiVersion": API_VERSION, "kind": "NetworkPolicy",
+        "metadata": _metadata(name, ns, annotations), "spec": spec}, workload)
+
+
+def _evidence_annotation(p: m.WorkloadPolicy) -> str:
+    if p.first_seen is None or p.last_seen is None:
+        return "no observed traffic"
+    return (f"{p.edges_in} ingress and {p.edges_out} egress edge(s), {p.connections} "
+            f"connection(s), {span(p.first_seen, p.last_seen)}")
+
+
+def render(model: m.PolicyModel) -> Rendered:
+    r = _Renderer()
+    baselines = {b.namespace: b for b in model.baselines}
+    docs: list[PolicyDoc] = []
+    for ns in model.namespaces:
+        base = baselines.get(ns)
+        if base is not None:
+            docs.append(_doc(ns, DEFAULT_DENY, {
+                "flowpol.dev/purpose": "default deny: every pod in the namespace is "
+                                       "isolated for ingress and egress"},
+                {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, None))
+            if base.dns is not None:
+                docs.append(_doc(ns, ALLOW_DNS, {
+                    "flowpol.dev/purpose": "every pod may resolve names through the "
+                                           "cluster DNS"},
+                    {"podSelector": {}, "policyTypes": ["Egress"],
+                     "egress": [r.dns_rule(base.dns, ns)]}, None))
+        for p in model.workloads:
+            if p.namespace != ns:
+                continue
+            spec: dict = {"podSelector": selector_dict(p.selector),
+                          "policyTypes": ["Ingress", "Egress"]}
+            if p.ingress:
+                spec["ingress"] = r.rules(p.ingress, ns, "from")
+            egress = r.rules(p.egress, ns, "to")
+            if p.dns is not None:
+                egress.insert(0, r.dns_rule(p.dns, ns))
+            if egress:
+                spec["egress"] = egress
+            docs.append(_doc(ns, p.name, {
+                "flowpol.dev/workload": f"{p.workload.kind}/{p.workload.name}",
+                "flowpol.dev/evidence": _evidence_annotation(p)},
+                spec, (p.workload.kind, p.workload.name)))
+    return Rendered(tuple(docs))
