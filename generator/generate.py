@@ -12,8 +12,8 @@ from generator.pipeline import ObserveRequest, collector_paused, observe_request
 from generator.output.report import build_report, summary_lines
 from generator.review.report import write_review
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
-from generator.verify.evaluator import Evaluator
-from generator.verify.policy import parse_policies
+from generator.verify.combined import make_evaluator
+from generator.verify.policyset import parse_manifests
 from generator.output.yamlout import strip_comments
 from recorder.errors import InputError
 from recorder.report import ReadReport
@@ -47,13 +47,15 @@ def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) 
     synth = synthesize(observed.edges, observed.index, req.synthesis)
     # The verification and the review's evidence ask the same evaluator: its caches
     # (pods, label sets, verdicts) are built once.
-    policies = parse_policies([strip_comments(p.manifest) for p in synth.policies])
-    evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
+    kinds = parse_manifests([strip_comments(p.manifest) for p in synth.policies])
+    policies = kinds.network
+    evaluator = make_evaluator(policies, observed.index.inventory, kinds.cilium, kinds.cluster)
     verification = None
     denied: tuple[str, ...] = ()
     if req.verify:
-        result = check_policies(observed.resolved.connections, policies, observed.index,
-                                evaluator)
+        result = check_policies(observed.resolved.connections,
+                                kinds.network + kinds.cilium + kinds.cluster,  # type: ignore[arg-type]
+                                observed.index, evaluator)  # type: ignore[arg-type]
         verification = verification_dict(result)
         denied = denied_lines(result)
     report = build_report(observed, synth, verification)
