@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +11,7 @@ from generator.output.files import write_output
 from generator.pipeline import ObserveRequest, collector_paused, observe_request
 from generator.output.report import build_report, summary_lines
 from generator.review.report import write_review
+from generator.synthesize.cni import cilium_evidence
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.verify.combined import make_evaluator
 from generator.verify.policyset import parse_manifests
@@ -44,7 +45,11 @@ def run_generate(req: GenerateRequest,
 
 def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) -> GenerateResult:
     observed = observe_request(req, progress, allow_unreadable=True)
-    synth = synthesize(observed.edges, observed.index, req.synthesis)
+    options = req.synthesis
+    if options.dialect == "kubernetes":
+        options = replace(options, render=replace(options.render, cilium_evidence=cilium_evidence(
+            observed.index.inventory, observed.read.formats, observed.snapshot_warnings)))
+    synth = synthesize(observed.edges, observed.index, options)
     # The verification and the review's evidence ask the same evaluator: its caches
     # (pods, label sets, verdicts) are built once.
     kinds = parse_manifests([strip_comments(p.manifest) for p in synth.policies])

@@ -198,8 +198,7 @@ def cilium_warnings(model: m.PolicyModel, options: RenderOptions) -> tuple[str, 
         for direction, rules in (("ingress from", p.ingress), ("egress to", p.egress)):
             for rule in rules:
                 if rule.peer.kind in (m.NODE, m.APISERVER):
-                    what = "node" if rule.peer.kind == m.NODE else "API server"
-                    hits.append(f"{p.namespace}/{p.name} {direction} {what} "
+                    hits.append(f"{p.namespace}/{p.name} {direction} "
                                 f"{', '.join(rule.peer.members) or rule.peer.cidr}")
     for dns in {b.dns for b in model.baselines if b.dns is not None} | \
             {p.dns for p in model.workloads if p.dns is not None}:
