@@ -7,6 +7,7 @@ from collections import defaultdict
 from generator.resolve.edges import WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
 from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
+from generator.output.files import policy_file
 from generator.output.timetext import format_time_fast
 
 MAX_LISTED = 200
@@ -87,7 +88,7 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
         "policies": [
             {"namespace": p.namespace, "name": p.name,
              "workload": f"{p.workload[0]}/{p.workload[1]}" if p.workload else None,
-             "file": f"{p.namespace}.yaml"}
+             "file": policy_file(p.namespace)}
             for p in synth.policies
         ],
         "dns": synth.dns,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
 from generator.resolve.external_snat import external_snat_warnings
 from generator.synthesize import model as m
-from generator.synthesize.render import DIALECTS, PolicyDoc, render_policies
+from generator.synthesize.render import DIALECTS, PolicyDoc, RenderOptions, render_policies
 
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 _MISSING = object()
@@ -34,6 +34,7 @@ class SynthesisOptions:
     namespaces: tuple[str, ...] = ()  # explicit scope; empty = namespaces seen in flows
     exclude_namespaces: tuple[str, ...] = ()
     dialect: str = "kubernetes"  # a key of generator.synthesize.render.DIALECTS
+    render: RenderOptions = RenderOptions()  # what the dialect's renderer takes besides
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,8 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
                opts: SynthesisOptions = SynthesisOptions()) -> SynthesisResult:
     """The model (``build_model``) rendered in ``opts.dialect``."""
     built = build_model(edges, index, opts)
-    rendered = render_policies(built.model, opts.dialect)
+    rendered = render_policies(built.model, opts.dialect, replace(
+        opts.render, workload_nodes=_workload_nodes(built.model, index)))
     return SynthesisResult(
         policies=rendered.policies, namespaces=built.model.namespaces,
         warnings=built.warnings + tuple(w for w in rendered.warnings
@@ -237,6 +239,16 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
         skipped_edges=built.skipped_edges, node_peers=built.node_peers,
         external_peers=built.external_peers, idle_workloads=built.idle_workloads,
         dns=built.dns, model=built.model)
+
+
+def _workload_nodes(model: m.PolicyModel, index: InventoryIndex
+                    ) -> dict[WorkloadRef, frozenset[str]]:
+    """Where each workload's pods run (the snapshot's): Cilium tells a pod's own node
+    (``host``) from the others (``remote-node``)."""
+    out: dict[WorkloadRef, frozenset[str]] = {}
+    for p in model.workloads:
+        out[p.workload] = frozenset(pod.node for pod in index.pods_of(p.workload) if pod.node)
+    return out
 
 
 def build_model(edges: tuple[Edge, ...], index: InventoryIndex,
