@@ -34,7 +34,7 @@ def record(
     max_keys: int = typer.Option(100_000, "--max-keys",
                                  help="Distinct connection keys held per run of windows; "
                                       "more are counted as overflow and reported."),
-    output: Optional[str] = typer.Option(None, "--output", "-o",
+    output: Optional[str] = typer.Option(None, "--out", "-o", "--output",
                                          help="Write one flow log at the end."),
     segments: Optional[str] = typer.Option(None, "--segments",
                                            help="Directory for rotating flow-log segments."),
@@ -50,9 +50,14 @@ def record(
                                             help="File touched every second (liveness)."),
     segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes",
                                            help="Delete the oldest segments beyond this."),
+    http_listen: str = typer.Option(
+        ":9401", "--http-listen", envvar="FLOWPOL_HTTP_LISTEN", metavar="ADDR:PORT",
+        help="Serve GET /segments (closed segments, read-only), /metrics (Prometheus) and "
+             "/healthz here; ':PORT' is every address, an empty value serves nothing."),
 ) -> None:
     """Record who talks to whom on this node, in windows, without losing data."""
     from recorder.agent.run import RecordConfig, describe, ensure_root_capabilities, run_record
+    from recorder.agent.serve import parse_listen
 
     if output is not None and os.path.isdir(output):
         raise UsageError(f"-o {output}: is a directory; use --segments for a directory")
@@ -64,7 +69,7 @@ def record(
         duration_ns=parse_duration(duration, "--duration") if duration else None,
         output=output, segments=segments, stdout=stdout, node=node or None,
         kubeconfig=kubeconfig, context=context, heartbeat=heartbeat,
-        segments_max_bytes=segments_max_bytes)
+        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(http_listen))
     result = run_record(cfg, _log)
     for line in describe(result):
         _log(line)
