@@ -210,6 +210,8 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
             for key in ("kernel_drops", "enobufs"):
                 if key in st:
                     counters[f"{src.name}:{key}"] = st[key]
+        if sink is not None:
+            counters["stdout:stdout_failed"] = sink.failed
         if segments is not None:
             counters["segments:deleted"] = segments.deleted
             counters["segments:disk_full"] = segments.lost_connections
@@ -305,6 +307,8 @@ _LOSS_TEXT = {
     "enobufs": "conntrack: {n} event overflow(s) (ENOBUFS); connections in those bursts "
                "may be missing from the conntrack source",
     "deleted": "{n} old segment(s) deleted to respect --segments-max-bytes",
+    "stdout_failed": "{n} window(s) could not be written to stdout (see --segments for "
+                     "what reached the disk)",
     "disk_full": "{n} connection(s) not written to the segments: the disk refused their "
                  "windows until the memory bound or the end of the run (they went to stdout)",
 }

@@ -385,6 +385,7 @@ class LineSink:
         self.header = header
         self._started = False
         self.broken = False
+        self.failed = 0  # windows stdout refused (e.g. redirected to a full disk)
 
     def write(self, records: Sequence[LogRecord]) -> None:
         if self.broken:
@@ -398,3 +399,5 @@ class LineSink:
             self.stream.flush()
         except BrokenPipeError:  # nobody reads stdout any more; segments still do
             self.broken = True
+        except OSError:  # counted and reported by the loop; the next window tries again
+            self.failed += 1

@@ -101,3 +101,11 @@ def test_unwritable_directory_is_a_usage_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot use the segment directory"):
         SegmentWriter(blocker / "sub", FlowLogHeader()).open()
+
+
+def test_line_sink_on_a_full_device_counts_and_goes_on() -> None:
+    with open("/dev/full", "wb", buffering=0) as full:  # every write: ENOSPC
+        sink = LineSink(full, FlowLogHeader(node="n1"))
+        sink.write(_flows(2))
+        sink.write(_flows(1))
+    assert sink.failed == 2 and not sink.broken
