@@ -50,15 +50,21 @@ def record(
                                             help="File touched every second (liveness)."),
     segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes",
                                            help="Delete the oldest segments beyond this."),
-    http_listen: str = typer.Option(
-        ":9401", "--http-listen", envvar="FLOWPOL_HTTP_LISTEN", metavar="ADDR:PORT",
+    http_listen: Optional[str] = typer.Option(
+        None, "--http-listen", envvar="FLOWPOL_HTTP_LISTEN", metavar="ADDR:PORT",
+        show_default=False,
         help="Serve GET /segments (closed segments, read-only), /metrics (Prometheus) and "
-             "/healthz here; ':PORT' is every address, an empty value serves nothing."),
+             "/healthz here; ':PORT' is every address, an empty value serves nothing. "
+             "[default: :9401]"),
 ) -> None:
     """Record who talks to whom on this node, in windows, without losing data."""
     from recorder.agent.run import RecordConfig, describe, ensure_root_capabilities, run_record
-    from recorder.agent.serve import parse_listen
+    from recorder.agent.serve import DEFAULT_LISTEN, parse_listen
 
+    # An empty FLOWPOL_HTTP_LISTEN disables the server; click reads an empty variable
+    # as unset, so it is looked up here.
+    listen = http_listen if http_listen is not None else os.environ.get(
+        "FLOWPOL_HTTP_LISTEN", DEFAULT_LISTEN)
     if output is not None and os.path.isdir(output):
         raise UsageError(f"-o {output}: is a directory; use --segments for a directory")
     sources = tuple(source)
@@ -69,7 +75,7 @@ def record(
         duration_ns=parse_duration(duration, "--duration") if duration else None,
         output=output, segments=segments, stdout=stdout, node=node or None,
         kubeconfig=kubeconfig, context=context, heartbeat=heartbeat,
-        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(http_listen))
+        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(listen))
     result = run_record(cfg, _log)
     for line in describe(result):
         _log(line)
@@ -137,6 +143,8 @@ def collect(
                f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
                f"{result.present} already there"
                + (f", {result.older} older than --since" if since_ns is not None else ""))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     for g in result.gone:
         typer.echo(f"warning: {g}: deleted on the node (--segments-max-bytes) between the "
                    "list and the fetch; collect more often", err=True)

@@ -65,6 +65,7 @@ class PullResult:
     older: int = 0  # listed, but all of it before ``since``
     gone: list[str] = field(default_factory=list)  # listed, deleted on the node before the fetch
     errors: list[str] = field(default_factory=list)  # pods or segments that failed
+    warnings: list[str] = field(default_factory=list)
 
 
 class _Transport:
@@ -183,16 +184,23 @@ class _NodeIndex:
                         if f.name.startswith(".") or not f.is_file() or f.is_symlink():
                             continue
                         self._by_name.setdefault(_listed_name(f.name), set()).add(str(f))
-        for path in self._by_name.get(seg.name, ()):
+        return any(digest == seg.sha256 for _, digest in self._copies(seg))
+
+    def others(self, seg: Segment) -> list[Path]:
+        """Local files listed under this name whose content is not this segment's."""
+        return [p for p, digest in self._copies(seg) if digest != seg.sha256]
+
+    def _copies(self, seg: Segment) -> list[tuple[Path, str]]:
+        out = []
+        for path in sorted((self._by_name or {}).get(seg.name, ())):
             p = Path(path)
             if p not in self._cache:
                 try:
                     self._cache[p] = _sha256_of(p)
                 except OSError:
                     continue
-            if self._cache[p] == seg.sha256:
-                return True
-        return False
+            out.append((p, self._cache[p]))
+        return out
 
     def add(self, seg: Segment, path: Path) -> None:
         if self._by_name is not None:
@@ -382,6 +390,7 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
         if index.has(seg):
             result.present += 1
             continue
+        others = index.others(seg)
         pod_dir.mkdir(parents=True, exist_ok=True)
         target = _target(pod_dir, seg)
         try:
@@ -396,6 +405,11 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
             failed(e, f"fetch {seg.name}")
             continue
         index.add(seg, target)
+        for other in others:
+            result.warnings.append(
+                f"{other} has the name of {shown}'s segment {seg.name} but other content (an "
+                f"older segment of a node whose segment directory was emptied, or a damaged "
+                f"copy): kept; the recorder's is {target}")
         result.fetched.append(target)
         result.fetched_bytes += size
         progress(f"{node}/{name}/{target.name}")

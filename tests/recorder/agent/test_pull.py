@@ -94,6 +94,7 @@ def test_pull_through_the_pod_proxy_resumes_and_verifies(tmp_path: Path) -> None
             (out / "node-1/flowpol-recorder-abcde" / first.name).write_bytes(b"corrupt")
             result = pull_segments(out, kubeconfig=kubeconfig, port=port)
             assert [p.name for p in result.fetched] == [first.name] and not result.errors
+            assert len(result.warnings) == 1 and "other content" in result.warnings[0]
             assert (out / "node-1/flowpol-recorder-fghij" / first.name).read_bytes() == \
                 first.read_bytes()
 

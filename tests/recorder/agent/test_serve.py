@@ -145,3 +145,25 @@ def test_a_busy_port_is_a_usage_error(served) -> None:
     other = AgentHttpServer(("127.0.0.1", port), seg, registry(MetricsSnapshot), lambda: True)
     with pytest.raises(UsageError, match="cannot listen"):
         other.start()
+
+
+@pytest.mark.root
+def test_the_agent_serves_where_told_and_not_when_told_not_to(tmp_path: Path) -> None:
+    from agent_process import AgentProcess
+    from netlab import NetLab
+
+    with NetLab() as lab:
+        runs = {}
+        for name, env, args in (("default", {}, []),
+                                ("env-empty", {"FLOWPOL_HTTP_LISTEN": ""}, []),
+                                ("env", {"FLOWPOL_HTTP_LISTEN": "127.0.0.1:0"}, []),
+                                ("flag-empty", {"FLOWPOL_HTTP_LISTEN": ":9401"},
+                                 ["--http-listen", ""])):
+            agent = AgentProcess(lab, ["--source", "conntrack", "--duration", "1s",
+                                       "--segments", str(tmp_path / name), *args], env=env)
+            assert agent.bg.proc.wait(60) == 0, agent.stderr
+            agent.stop()  # joins its output readers
+            runs[name] = [x for x in agent.stderr_lines if x.startswith("http: serving")]
+    assert runs["default"] and runs["default"][0].endswith(("on [::]:9401", "on 0.0.0.0:9401"))
+    assert runs["env"] and "on 127.0.0.1:" in runs["env"][0]
+    assert runs["env-empty"] == [] and runs["flag-empty"] == []
