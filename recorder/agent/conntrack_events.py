@@ -44,37 +44,50 @@ Emit = Callable[[list], None]
 # (conntrack.MAX_TRACKED_TUPLES, 65536), so a tuple the reader still tracks is known here.
 MAX_LIVE_TUPLES = 1 << 17
 _TUPLE_FIELDS = (b"src=", b"dst=", b"sport=", b"dport=", b"type=", b"code=", b"id=")
+_EVENT_TAGS = (b"[NEW] ", b"[DESTROY] ", b"[UPDATE] ")
+_READ = 1 << 16
 
 
 def event_tuple(line: bytes) -> tuple[bytes, bytes] | None:
     """(event tag, connection key) of a ``conntrack -E`` line, or None for other lines.
-    The key is the protocol and the original tuple's addresses, ports (ICMP: type, code,
-    id): what a connection's NEW and DESTROY lines share (DESTROY adds counters)."""
-    start = line.find(b"src=")
-    if start < 0:
-        return None
-    head = line[:start].split()
-    for i, token in enumerate(head):
-        if token in (b"[NEW]", b"[DESTROY]", b"[UPDATE]"):
+    The key is the protocol and the original tuple up to its ``dport=`` (ICMP: its
+    addresses, type, code and id): what a connection's NEW and DESTROY lines share
+    (DESTROY adds counters after it)."""
+    for tag in _EVENT_TAGS:
+        at = line.find(tag)
+        if at >= 0:
             break
     else:
         return None
-    if i + 1 >= len(head):
+    proto_at = at + len(tag)
+    start = line.find(b"src=", proto_at)
+    if start < 0:
         return None
-    end = line.find(b" src=", start + 4)
-    original = line[start:end] if end > 0 else line[start:]
-    key = b" ".join([head[i + 1], *(t for t in original.split() if t.startswith(_TUPLE_FIELDS))])
-    return token, key
+    proto = line[proto_at:line.find(b" ", proto_at)]
+    end = line.find(b" src=", start + 4)  # where the reply tuple starts
+    original = line[start:end] if end > 0 else line[start:].rstrip()
+    d = original.find(b" dport=")
+    if d > 0:
+        e = original.find(b" ", d + 7)
+        key = original[:e] if e > 0 else original
+    else:
+        key = b" ".join(t for t in original.split() if t.startswith(_TUPLE_FIELDS))
+    return tag[:-1], proto + b" " + key
 
 
 class NewEventsOnly(io.RawIOBase):
     """``conntrack -E`` output without the DESTROY lines of connections whose NEW this
-    stream did not carry (see the module doc); everything else passes unchanged."""
+    stream did not carry (see the module doc); everything else passes unchanged.
+
+    Reads what the pipe has (``read1``): a NEW line is handed on as soon as it arrives,
+    and a burst is filtered a chunk at a time rather than a line at a time."""
 
     def __init__(self, raw: BinaryIO, capacity: int = MAX_LIVE_TUPLES) -> None:
         super().__init__()
         self._raw = raw
+        self._read = getattr(raw, "read1", raw.read)
         self._pending = b""
+        self._tail = b""  # a line not complete yet
         self._live: dict[bytes, None] = {}
         self._capacity = capacity
         self.destroy_without_new = 0
@@ -102,13 +115,22 @@ class NewEventsOnly(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
-        # One line at a time: the reader must get each NEW line as soon as it arrives.
         while not self._pending:
-            line = self._raw.readline()
-            if not line:
-                return 0
-            if self._keep(line):
-                self._pending = line
+            chunk = self._read(_READ)
+            if not chunk:  # the end: a last line without its newline
+                last, self._tail = self._tail, b""
+                if not last:
+                    return 0
+                self._pending = last if self._keep(last) else b""
+                if not self._pending:
+                    return 0
+                break
+            data = self._tail + chunk
+            cut = data.rfind(b"\n") + 1
+            self._tail = data[cut:]
+            keep = self._keep
+            self._pending = b"".join([line + b"\n" for line in data[:cut].split(b"\n")[:-1]
+                                      if keep(line)])
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -173,7 +195,7 @@ class ConntrackEventsSource:
         # The reader blocks on the pipe and yields as each NEW line arrives; a record is
         # handed over at once (holding it for a batch could hold it until the next event).
         self._events = NewEventsOnly(self._proc.stdout)
-        stream = io.BufferedReader(self._events)
+        stream = io.BufferedReader(self._events, _READ)
         for rec in read_conntrack(stream, INPUT_NAME, self.report, ReadOptions()):
             emit([rec])
         code = self._proc.wait()

@@ -35,6 +35,9 @@ def test_event_key_is_shared_by_new_and_destroy() -> None:
     assert event_tuple(DESTROY) == (b"[DESTROY]", event_tuple(NEW)[1])
     icmp = b"    [NEW] icmp     1 30 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7 [UNREPLIED] " \
            b"src=10.0.0.2 dst=10.0.0.1 type=0 code=0 id=7\n"
+    assert event_tuple(icmp.replace(b"    [NEW]", b"[DESTROY]").replace(b"30 ", b"")
+                       .replace(b"[UNREPLIED] ", b"packets=1 bytes=84 ")) == \
+        (b"[DESTROY]", b"icmp src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7")
     assert event_tuple(icmp) == (b"[NEW]", b"icmp src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=7")
     assert event_tuple(b"tcp      6 431999 ESTABLISHED src=1.1.1.1 dst=2.2.2.2\n") is None
     assert event_tuple(b"garbage\n") is None
@@ -47,6 +50,22 @@ def test_destroy_without_its_new_never_reaches_the_reader() -> None:
     lines = io.BufferedReader(events).read().splitlines(keepends=True)
     assert lines == [NEW, DESTROY, NEW.replace(b"000001]", b"900000]"), DESTROY]
     assert events.destroy_without_new == 1
+    # Lines cut anywhere by the pipe, and a last line without its newline.
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def read1(self, n: int) -> bytes:
+            chunk, self.data = self.data[:7], self.data[7:]
+            return chunk
+
+    events = NewEventsOnly(Trickle(stream + OTHER_DESTROY + NEW[:-1]))
+    lines = io.BufferedReader(events).read().splitlines(keepends=True)
+    assert lines == [NEW, DESTROY, NEW.replace(b"000001]", b"900000]"), DESTROY, NEW[:-1]]
+    assert events.destroy_without_new == 2
 
 
 def _flows(path: Path) -> list[FlowRecord]:
