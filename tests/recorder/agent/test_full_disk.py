@@ -5,7 +5,6 @@ hold is counted as lost, never silently dropped."""
 from __future__ import annotations
 
 import errno
-import json
 import subprocess
 import time
 import urllib.request
