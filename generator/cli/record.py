@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -137,8 +138,9 @@ def collect(
         raise UsageError("--strict applies to --logs (segments are checked by their sha256)")
     from recorder.agent.pull import pull_segments
 
-    result = pull_segments(out, namespace, selector, kubeconfig, context, direct=direct,
-                           port=port, since=since_ns)
+    with _progress("collect") as progress:
+        result = pull_segments(out, namespace, selector, kubeconfig, context, direct=direct,
+                               port=port, since=since_ns, progress=progress)
     typer.echo(f"collected {len(result.fetched)} new segment(s), {result.fetched_bytes} "
                f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
                f"{result.present} already there"
@@ -154,6 +156,29 @@ def collect(
         raise FlowpolError(f"{len(result.errors)} problem(s) while collecting (listed above); "
                            "what could be fetched is in place and verified; run collect "
                            "again to fetch the rest")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A callback showing each fetched segment on a terminal; silent when piped."""
+    from generator.cli.common import is_tty
+
+    if not is_tty():
+        yield lambda _msg: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"{label}: listing", total=None)
+        done = [0]
+
+        def update(name: str) -> None:
+            done[0] += 1
+            bar.update(task, description=f"{label}: {done[0]} segment(s), last {name}")
+
+        yield update
 
 
 def _collect_logs(output: str, since_ns: int | None, namespace: str, selector: str,
