@@ -27,7 +27,7 @@ def _register() -> None:
     # Each command group module adds its commands to ``app``.
     import importlib
 
-    for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate"):
+    for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate", "propose_git"):
         importlib.import_module(f"generator.cli.{mod}").register(app)
 
 

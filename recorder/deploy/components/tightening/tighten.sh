@@ -9,8 +9,8 @@
 #   FLOWPOL_GIT_BASE       its branch to start from (main)
 #   FLOWPOL_GIT_PATH       the directory of the policies in it (.)
 #   FLOWPOL_BRANCH_PREFIX  branches are named PREFIX/<proposal id> (flowpol/tighten)
-#   FLOWPOL_DAYS           use is counted over the last N days, and nothing is removed
-#                          before N days of recording (7)
+#   FLOWPOL_WINDOW         use is counted over this last part of the recording (7d)
+#   FLOWPOL_MIN_OBSERVATION  nothing is removed before this much recording (7d)
 #   FLOWPOL_MIN_FLOWS      --min-flows of flowpol diff (1)
 #   FLOWPOL_COLLECT        direct (from the recorders' port), proxy (through the API
 #                          server), or none (the segments are already in
@@ -21,7 +21,6 @@
 set -eu
 
 work="${FLOWPOL_WORK:-/work}"
-days="${FLOWPOL_DAYS:-7}"
 namespace="${FLOWPOL_NAMESPACE:-flowpol-system}"
 if [ -z "${FLOWPOL_GIT_REMOTE:-}" ]; then
   echo "tighten.sh: set FLOWPOL_GIT_REMOTE in the flowpol-tightening ConfigMap" >&2
@@ -46,6 +45,6 @@ exec flowpol propose-git "$work/segments" \
   --path "${FLOWPOL_GIT_PATH:-.}" \
   --branch-prefix "${FLOWPOL_BRANCH_PREFIX:-flowpol/tighten}" \
   --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}" \
-  --window "${days}d" \
-  --min-observation "${days}d" \
+  --window "${FLOWPOL_WINDOW:-7d}" \
+  --min-observation "${FLOWPOL_MIN_OBSERVATION:-7d}" \
   --min-flows "${FLOWPOL_MIN_FLOWS:-1}"
