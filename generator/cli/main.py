@@ -23,6 +23,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"flowpol {version('flowpol')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                        help="Print flowpol's version and exit.")) -> None:
+    """Least-privilege Kubernetes NetworkPolicies from observed traffic."""
+
+
 def _register() -> None:
     # Each command group module adds its commands to ``app``.
     import importlib
