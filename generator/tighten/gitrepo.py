@@ -115,9 +115,18 @@ def git(access: GitAccess, *args: str, cwd: Path | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} did not finish within {TIMEOUT_S} s") from None
     if done.returncode != 0:
-        said = " ".join(done.stderr.strip().splitlines()[-3:]) or f"exit {done.returncode}"
-        raise GitError(f"git {args[0]} failed: {said}")
+        raise GitError(f"git {args[0]} failed: {_what_git_said(done.stderr, done.returncode)}")
     return done.stdout
+
+
+def _what_git_said(stderr: str, code: int) -> str:
+    """The lines that say what went wrong (ssh's host-key banner and git's advice
+    around them left out)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    telling = [line for line in lines
+               if line.startswith(("fatal:", "error:", "remote:", "! ["))
+               or any(w in line.lower() for w in ("failed", "denied", "refused", "rejected"))]
+    return " ".join((telling or lines)[-4:]) or f"exit {code}"
 
 
 def clone(access: GitAccess, remote: str, branch: str, dest: Path) -> None:

@@ -20,6 +20,7 @@ import yaml
 
 from bank_scenario import write
 from git_server import GitHttpServer, run_git
+from git_sshd import GitSshServer
 from standin_apiserver import StandInApiServer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -55,7 +56,7 @@ class Job:
     """One cluster (stand-in), one git server, and the job's script run like the CronJob
     runs it."""
 
-    def __init__(self, tmp: Path, bank, live: str, repo_set: str):
+    def __init__(self, tmp: Path, bank, live: str, repo_set: str, ssh: bool = False):
         files, cluster_objects = bank
         self.tmp = tmp
         self.flows = files.flows
@@ -63,19 +64,28 @@ class Job:
         self.git = GitHttpServer(tmp / "git", user="flowpol-bot", token=TOKEN)
         self.repo_set = repo_set
         self.credentials = tmp / "secret"
-        self.credentials.mkdir()
-        (self.credentials / "username").write_text("flowpol-bot")
-        (self.credentials / "token").write_text(TOKEN + "\n")
+        self.sshd = GitSshServer(tmp / "sshd") if ssh else None
 
     def __enter__(self) -> "Job":
         self.api.__enter__()
         self.git.__enter__()
-        self.git.create_repo("policies.git", policy_files(self.repo_set)
-                             | {"README.md": "policies of prod\n"})
+        bare = self.git.create_repo("policies.git", policy_files(self.repo_set)
+                                    | {"README.md": "policies of prod\n"})
+        if self.sshd is not None:
+            self.sshd.__enter__()
+            self.sshd.write_credentials(self.credentials)
+            self.remote = self.sshd.url(bare)
+        else:
+            self.credentials.mkdir()
+            (self.credentials / "username").write_text("flowpol-bot")
+            (self.credentials / "token").write_text(TOKEN + "\n")
+            self.remote = self.git.url("policies.git")
         self.kubeconfig = self.api.kubeconfig_path(self.tmp)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.sshd is not None:
+            self.sshd.__exit__(*exc)
         self.git.__exit__(*exc)
         self.api.__exit__(*exc)
 
@@ -88,7 +98,7 @@ class Job:
             "PATH": f"{self.tmp / 'bin'}:/usr/bin:/bin", "HOME": str(self.tmp),
             "KUBECONFIG": str(self.kubeconfig),
             "FLOWPOL_WORK": str(work), "FLOWPOL_COLLECT": "none",
-            "FLOWPOL_GIT_REMOTE": self.git.url("policies.git"), "FLOWPOL_GIT_BASE": "main",
+            "FLOWPOL_GIT_REMOTE": self.remote, "FLOWPOL_GIT_BASE": "main",
             "FLOWPOL_GIT_PATH": POLICY_PATH, "FLOWPOL_BRANCH_PREFIX": "flowpol/tighten",
             "FLOWPOL_WINDOW": "2h", "FLOWPOL_MIN_OBSERVATION": "1h", "FLOWPOL_MIN_FLOWS": "1",
             "FLOWPOL_GIT_CREDENTIALS": str(self.credentials),
@@ -182,3 +192,23 @@ def test_job_refuses_to_run_without_a_remote(tmp_path):
                                                         "FLOWPOL_WORK": str(tmp_path)},
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "set FLOWPOL_GIT_REMOTE" in run.stderr
+
+
+@pytest.mark.root
+def test_job_pushes_over_ssh_with_the_key_and_host_keys_of_the_secret(bank, tmp_path):
+    # sshd on loopback (root): the deploy key and known_hosts as the Secret provides them.
+    with Job(tmp_path, bank, live="too-broad", repo_set="too-broad", ssh=True) as job:
+        first = job.run()
+        assert first.returncode == 0, first.stdout + first.stderr
+        (branch,) = [b for b in job.git.branches("policies.git") if b != "main"]
+        assert f"pushed branch {branch}" in first.stdout
+        assert f"{POLICY_PATH}/shop/api-server.yaml" in job.git.changed_files("policies.git", branch)
+        second = job.run()
+        assert second.returncode == 0 and "already proposed" in second.stdout
+        # A host key other than the one in known_hosts: ssh refuses, nothing is pushed.
+        (job.credentials / "known_hosts").write_text(
+            (job.credentials / "known_hosts").read_text().split(" ")[0]
+            + " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBr0p2x1bqP0c5a8j9o6Yw1n1bQ8N0Y0k7H2o3a0c1d2\n")
+        spoofed = job.run()
+        assert spoofed.returncode == 2 and "git clone failed" in spoofed.stderr
+        assert "Host key verification failed" in spoofed.stderr
