@@ -18,8 +18,9 @@ branch of the git repository that holds the policies.
    (comments and evidence counts left out). Its branch, ``PREFIX/<id>``, is pushed
    unless the remote has it already: the same proposal is never pushed twice, however
    often the job runs, as long as its branch stays on the remote.
-6. The commit holds only the changed policy files; its message is the change list and
-   the evidence.
+6. The commit holds only the changed policy files (and, for a new file, the
+   kustomization beside it with the file added to its resources); its message is the
+   change list and the evidence.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def proposal_id(changed: list[tuple[str, str]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LENGTH]
 
 
-def commit_message(diff: DiffResult, path: str, pid: str) -> str:
+def commit_message(diff: DiffResult, path: str, pid: str, todo: list[str] = ()) -> str:
     pr = diff.proposal
     changed = [p for p in pr.policies if p.changed]
     where = "" if path in (".", "") else f" in {path}"
@@ -149,6 +150,9 @@ def commit_message(diff: DiffResult, path: str, pid: str) -> str:
     if listed > MAX_CHANGES_LISTED:
         lines.append(f"  ... {listed - MAX_CHANGES_LISTED} more change(s): see report.md of "
                      "the job's flowpol diff")
+    if todo:
+        lines += ["", "To do before merging (flowpol could not edit these safely):"]
+        lines += [f"- {t}" for t in todo]
     lines += ["", "Evidence:"]
     lines += [line for line in summary_lines(diff) if not line.startswith("wrote ")]
     lines += ["", f"{TRAILER}: {pid}"]
@@ -172,6 +176,63 @@ def _inside(root: Path, relative: str) -> Path:
         raise InputError(f"{relative!r} is a symbolic link in the repository; not proposing "
                          "over it")
     return target
+
+
+# ---------------------------------------------------------------- kustomization
+
+
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def add_to_kustomization(directory: Path, name: str) -> tuple[Path | None, str | None]:
+    """Add the new file ``name`` to the ``resources`` of the kustomization in
+    ``directory``, so that whatever applies the repository applies it too: one line
+    inserted after the block list's last item, and the text parsed again must be the
+    old kustomization with that one resource more. Returns (the kustomization written,
+    None), (None, None) when there is none, or (None, what the reviewer must do)."""
+    path = next((directory / k for k in KUSTOMIZATIONS if (directory / k).is_file()), None)
+    if path is None:
+        return None, None
+    todo = f"add {name} to the resources of {path.name}"
+    text = path.read_text(encoding="utf-8")
+    try:
+        old = yaml.load(text, Loader=YAML_LOADER)
+    except yaml.YAMLError:
+        return None, todo
+    resources = old.get("resources") if isinstance(old, dict) else None
+    if not isinstance(resources, list):
+        return None, todo
+    if name in resources:
+        return None, None
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == "resources:"), None)
+    if start is None:
+        return None, todo
+    last, indent = None, None
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].lstrip(" ")
+        depth = len(lines[i]) - len(stripped)
+        if not stripped.strip() or stripped.startswith("#"):
+            continue
+        if stripped.startswith("- ") and depth == (depth if indent is None else indent):
+            indent, last = depth, i
+        elif indent is None or depth <= indent:
+            break  # the next key (or a flow-style list: not edited)
+    if last is None:
+        return None, todo
+    if not lines[last].endswith("\n"):
+        lines[last] += "\n"
+    plain = all(c.isalnum() or c in "._/-" for c in name) and name[0].isalnum()
+    lines.insert(last + 1, " " * indent + "- " + (name if plain else json.dumps(name)) + "\n")
+    new = "".join(lines)
+    try:
+        parsed = yaml.load(new, Loader=YAML_LOADER)
+    except yaml.YAMLError:
+        return None, todo
+    if parsed != {**old, "resources": resources + [name]}:
+        return None, todo
+    atomic_write(path, new)
+    return path, None
 
 
 # ---------------------------------------------------------------- run
@@ -215,14 +276,21 @@ def run_propose(req: DiffRequest, target: GitTarget, kubeconfig: str | None,
         names = tuple(prefix + f.name for f in changed)
         if gitrepo.remote_branch_exists(access, repo, branch):
             return ProposeResult(ALREADY_PROPOSED, diff, (), pid, branch, None, names)
+        todo: list[str] = []
         for f in changed:
             path = _inside(policy_dir, f.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, f.new)
+            if f.old is None:
+                edited, note = add_to_kustomization(path.parent, path.name)
+                if edited is not None:
+                    names += (str(edited.relative_to(repo)),)
+                if note is not None:
+                    todo.append(f"{path.parent.relative_to(repo)}: {note}")
         if not target.push:
             return ProposeResult(WOULD_PUSH, diff, (), pid, branch, None, names)
         commit = gitrepo.commit_and_push(access, repo, list(names),
-                                         commit_message(diff, target.path, pid), branch,
+                                         commit_message(diff, target.path, pid, todo), branch,
                                          target.author)
         return ProposeResult(PUSHED, diff, (), pid, branch, commit, names)
     finally:

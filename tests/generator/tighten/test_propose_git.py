@@ -14,7 +14,7 @@ import pytest
 
 from generator.tighten import gitrepo
 from generator.tighten.existing import existing_from_objects
-from generator.tighten.propose_git import _inside, drift, proposal_id
+from generator.tighten.propose_git import _inside, add_to_kustomization, drift, proposal_id
 from recorder.errors import InputError, UsageError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -149,3 +149,35 @@ def test_cli_refuses_a_bad_author_and_a_foreign_out_directory(tmp_path: Path) ->
     assert branch.returncode == 2 and "not a valid git branch name" in branch.stderr
     for run in (bad, refused, branch):
         assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+    "  - a.yaml\n  # the old ones\n  - b.yaml\nnamespace: shop\n",
+    "resources:\n- a.yaml\n- b.yaml\n",
+    "resources:\n    - a.yaml\n    - b.yaml",  # no newline at the end
+])
+def test_a_new_file_is_added_to_the_kustomization_beside_it(tmp_path: Path, text: str) -> None:
+    import yaml
+
+    (tmp_path / "kustomization.yaml").write_text(text)
+    old = yaml.safe_load(text)
+    edited, note = add_to_kustomization(tmp_path, "flowpol-added-shop.yaml")
+    assert edited == tmp_path / "kustomization.yaml" and note is None
+    new = edited.read_text()
+    assert yaml.safe_load(new) == {**old, "resources": ["a.yaml", "b.yaml", "flowpol-added-shop.yaml"]}
+    # The author's lines kept as they were: one line inserted, nothing else touched.
+    (added,) = [line for line in new.splitlines() if "flowpol-added" in line]
+    assert added.strip() == "- flowpol-added-shop.yaml"
+    assert new.replace(added + "\n", "", 1) == (text if text.endswith("\n") else text + "\n")
+    assert add_to_kustomization(tmp_path, "flowpol-added-shop.yaml") == (None, None)
+
+
+def test_a_kustomization_it_cannot_edit_safely_becomes_a_note(tmp_path: Path) -> None:
+    assert add_to_kustomization(tmp_path, "x.yaml") == (None, None)  # none there
+    for text in ("resources: [a.yaml]\n", "resources:\n", "kind: Kustomization\n", "[1, 2]\n",
+                 "resources: {a: 1}\n"):
+        (tmp_path / "kustomization.yaml").write_text(text)
+        edited, note = add_to_kustomization(tmp_path, "x.yaml")
+        assert edited is None and note == "add x.yaml to the resources of kustomization.yaml"
+        assert (tmp_path / "kustomization.yaml").read_text() == text

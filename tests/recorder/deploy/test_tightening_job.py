@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from bank_scenario import write
+from kustomize import render
 from git_server import GitHttpServer, run_git
 from git_sshd import GitSshServer
 from standin_apiserver import StandInApiServer
@@ -56,21 +57,28 @@ class Job:
     """One cluster (stand-in), one git server, and the job's script run like the CronJob
     runs it."""
 
-    def __init__(self, tmp: Path, bank, live: str, repo_set: str, ssh: bool = False):
+    def __init__(self, tmp: Path, bank, live: str, repo_set: str, ssh: bool = False,
+                 kustomization: bool = False):
         files, cluster_objects = bank
         self.tmp = tmp
         self.flows = files.flows
         self.api = StandInApiServer(cluster_objects + policy_objects(live))
         self.git = GitHttpServer(tmp / "git", user="flowpol-bot", token=TOKEN)
         self.repo_set = repo_set
+        self.kustomization = kustomization
         self.credentials = tmp / "secret"
         self.sshd = GitSshServer(tmp / "sshd") if ssh else None
 
     def __enter__(self) -> "Job":
         self.api.__enter__()
         self.git.__enter__()
-        bare = self.git.create_repo("policies.git", policy_files(self.repo_set)
-                                    | {"README.md": "policies of prod\n"})
+        files = policy_files(self.repo_set) | {"README.md": "policies of prod\n"}
+        if self.kustomization:
+            listed = sorted(n[len(POLICY_PATH) + 1:] for n in files if n.startswith(POLICY_PATH))
+            files[f"{POLICY_PATH}/kustomization.yaml"] = (
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources:\n" + "".join(f"  - {n}\n" for n in listed))
+        bare = self.git.create_repo("policies.git", files)
         if self.sshd is not None:
             self.sshd.__enter__()
             self.sshd.write_credentials(self.credentials)
@@ -212,3 +220,35 @@ def test_job_pushes_over_ssh_with_the_key_and_host_keys_of_the_secret(bank, tmp_
         spoofed = job.run()
         assert spoofed.returncode == 2 and "git clone failed" in spoofed.stderr
         assert "Host key verification failed" in spoofed.stderr
+
+
+def test_new_policies_are_added_to_the_repository_s_kustomization(bank, tmp_path):
+    # The too narrow set denies observed connections: the proposal adds rules and a new
+    # policy file, which must be applied with the rest.
+    with Job(tmp_path, bank, live="too-narrow", repo_set="too-narrow", kustomization=True) as job:
+        run = job.run()
+        assert run.returncode == 0, run.stdout + run.stderr
+        (branch,) = [b for b in job.git.branches("policies.git") if b != "main"]
+        changed = job.git.changed_files("policies.git", branch)
+        assert f"{POLICY_PATH}/flowpol-added-shop.yaml" in changed
+        assert f"{POLICY_PATH}/kustomization.yaml" in changed
+        assert "To do before merging" not in job.git.log_message("policies.git", branch)
+        checkout = tmp_path / "checkout"
+        run_git("clone", "--quiet", "--branch", branch, str(tmp_path / "git" / "policies.git"),
+                str(checkout))
+        # What kustomize applies from the branch is the proposed set, and it verifies.
+        rendered = render(checkout / POLICY_PATH)
+        assert {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in rendered
+                if d["kind"] == "NetworkPolicy"} >= {("shop", n) for n in
+                                                     _names(checkout / POLICY_PATH / "flowpol-added-shop.yaml")}
+        applied = tmp_path / "applied.yaml"
+        applied.write_text(yaml.safe_dump_all(rendered))
+        verify = subprocess.run(
+            [sys.executable, "-m", "generator.cli.main", "verify", str(job.flows), "--snapshot",
+             str(tmp_path / "work" / "cluster.json"), "-p", str(applied)],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _names(path: Path) -> set[str]:
+    return {d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text()) if d}
