@@ -79,7 +79,7 @@ for flavour in agent full; do
     echo "build-image: the $flavour base is not what $lock pins (above); --relock to accept" >&2
     exit 1
   fi
-  "$engine" import --quiet "$out/base-$flavour.tar" "localhost/flowpol-base-$flavour:$version" >/dev/null
+  "$engine" import "$out/base-$flavour.tar" "localhost/flowpol-base-$flavour:$version" >/dev/null
 done
 
 echo "build-image: [${SECONDS}s] wheels" >&2

@@ -109,12 +109,13 @@ def test_images_are_set_through_kustomize_images(tmp_path: Path) -> None:
     assert images == {"registry.example/flowpol-recorder:1.2.3", "registry.example/flowpol:1.2.3"}
 
 
-def test_base_images_are_what_scripts_build_image_tags(base) -> None:
-    ds = one(base, "DaemonSet")
-    (c,) = _pod(ds)["containers"]
+def test_images_are_the_tags_scripts_build_image_builds(with_all) -> None:
     version = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
                    if line.startswith("version = "))
-    assert c["image"] == f"flowpol-recorder:{version}"
+    (recorder,) = _pod(one(with_all, "DaemonSet"))["containers"]
+    (job,) = _pod(one(with_all, "CronJob"))["containers"]
+    assert recorder["image"] == f"flowpol-recorder:{version}"
+    assert job["image"] == f"flowpol:{version}"
 
 
 def test_daemonset_least_privilege_on_every_linux_node(base) -> None:
