@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from recorder.aggregate import Aggregator, sorted_records
+from recorder.aggregate import Aggregator, record_time, sorted_records
 from recorder.errors import FlowpolError, UsageError
 from recorder.flowlog import write_flow_log
-from recorder.schema import FlowLogHeader, FlowRecord, LogRecord
+from recorder.schema import FlowLogHeader, FlowRecord, IpTimelineRecord, LogRecord
 from recorder.timefmt import format_time
 
 SECOND = 1_000_000_000
@@ -160,17 +160,17 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
         if not records:
             return
         flows = [r for r in records if isinstance(r, FlowRecord)]
+        ips = sum(1 for r in records if isinstance(r, IpTimelineRecord))
         totals.windows += 1
         totals.flows += len(flows)
         totals.connections += sum(r.count for r in flows)
-        totals.ip_records += len(records) - len(flows)
-        first = min((r.first_seen if isinstance(r, FlowRecord) else r.valid_from)
-                    for r in records)
+        totals.ip_records += ips
+        first = min(record_time(r) for r in records)
         if segments is not None:
             path = segments.write(records, first)
             log(f"window from {format_time(first)}: {len(flows)} flow record(s) for "
-                f"{sum(r.count for r in flows)} connection(s), "
-                f"{len(records) - len(flows)} IP record(s) -> {path.name}")
+                f"{sum(r.count for r in flows)} connection(s), {ips} IP record(s), "
+                f"{len(records) - len(flows) - ips} DNS name record(s) -> {path.name}")
         if sink is not None:
             sink.write(records)
         if cfg.output is not None:
