@@ -302,7 +302,11 @@ class Aggregator:
         window = self.window_ns
         src = rec.src
         dst = rec.dst
-        if self.identified_window_ns is not None and _identified(src) and _identified(dst):
+        if (self.identified_window_ns is not None and _identified(src) and _identified(dst)
+                and (dst.peer_kind != "world" or rec.service is not None)):
+            # Not to an address outside the cluster: which DNS name it stood for depends
+            # on the time (the answers before the connection). A Service's address that
+            # Hubble calls world (kube-proxy mode) is no such address.
             window = self.identified_window_ns
         key = (
             t // window,
