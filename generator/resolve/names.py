@@ -15,8 +15,8 @@ bindings of that address hold then, looking in order at
 3. answers another client of the same namespace got;
 4. answers anyone got
 
-and taking the first that has any. Among those, the binding answered most recently
-before the connection comes first; every name that still holds is kept: several names
+and taking the first that has any. Among those, every name that still holds is kept (the connection carries them sorted;
+``NameIndex.lookup`` gives the most recent answer's first): several names
 for one address (a CDN, a shared front end) are reported as such, never narrowed to a
 guess. One name for many addresses is as many bindings. An address no answer named is
 reported with why: never resolved by anyone in the recording, or only by answers that
@@ -184,6 +184,7 @@ def attribute_names(connections: Sequence[Connection], records: Sequence[LogReco
                 stats["aggregates-spanning-a-name-change"] += 1
                 sightings.append((last[0], last[1], c.count))
         for names, how, count in sightings:
+            names = tuple(sorted(names))
             out.append(dataclasses.replace(c, names=names) if names else c)
             per_address[c.dst_ip][names] += count
             if names:

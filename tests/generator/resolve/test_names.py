@@ -79,13 +79,15 @@ def test_else_the_namespace_then_anyone(index: InventoryIndex) -> None:
     assert result.index.lookup(CDN, T0 + 4 * S, "10.9.9.9", None)[1] == BY_ANYONE
 
 
-def test_several_names_for_one_address_are_all_reported_latest_first(index: InventoryIndex) -> None:
+def test_several_names_for_one_address_are_all_reported(index: InventoryIndex) -> None:
     records = [answer(0, WEB[0], "a.example", CDN), answer(5, WEB[0], "b.example", CDN),
                syn(6, WEB[0], CDN)]
     resolved = resolve(records, index)
     result = attribute_names(resolved.connections, records, index)
-    assert [c.names for c in result.connections] == [("b.example", "a.example")]
+    assert [c.names for c in result.connections] == [("a.example", "b.example")]
     assert result.stats["connections-with-several-names"] == 1
+    assert result.index.lookup(CDN, T0 + 6 * S, WEB[0], "shop") == (
+        ("b.example", "a.example"), BY_CLIENT)  # the latest answer first
 
 
 def test_one_name_for_many_addresses(index: InventoryIndex) -> None:
