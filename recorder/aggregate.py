@@ -119,6 +119,7 @@ class AggregateStats:
     ip_records: int = 0  # IP timeline records passed through
     emitted: int = 0  # aggregates handed out by drain/flush_before
     name_records: int = 0  # DNS bindings given to add()
+    name_records_emitted: int = 0  # ... their aggregates handed out (within ``emitted``)
     name_keys: int = 0  # binding aggregates currently held
     name_overflow: int = 0  # bindings dropped because max_keys binding aggregates were held
 
@@ -396,7 +397,7 @@ class Aggregator:
                                           ttl=ttl)
             out.append(rec)
         self.stats.name_keys = len(self._names)
-        self.stats.emitted += len(out)
+        self.stats.name_records_emitted += len(out)
         return out
 
     def _take(self, keys: list[tuple[Any, ...]],
