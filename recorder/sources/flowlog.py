@@ -80,6 +80,8 @@ def read(
             except RecordError as e:
                 report.skip(path, lineno, "bad-record", str(e))
                 continue
+            if kind == "name" and obj["name"] != rec.name:  # type: ignore[union-attr]
+                report.note("dns-name-canonical-form")  # upper case or a trailing dot
             kept += 1
             yield rec
     finally:

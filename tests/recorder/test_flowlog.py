@@ -333,3 +333,14 @@ def test_documented_examples_are_valid_lines() -> None:
         rec = record_from_dict(obj, "docs/flow-schema.md", 1)
         assert json.loads(record_to_json(rec)) == obj  # the examples are canonical lines
     assert kinds == {"header", "flow", "ip", "name"}
+
+
+def test_names_in_other_forms_are_brought_to_the_canonical_one_and_counted(
+        tmp_path: Path) -> None:
+    path = tmp_path / "names.jsonl"
+    line = json.loads(record_to_json(BARE_NAME))
+    path.write_text("\n".join(json.dumps({**line, "name": n})
+                              for n in ("A.Example.", "a.example.", "a.example")) + "\n")
+    records, report = read_log(path)
+    assert [r.name for r in records] == ["a.example"] * 3
+    assert report.noted == {"dns-name-canonical-form": 2} and not report.skipped
