@@ -5,6 +5,11 @@ recorder/schema.py ``NameBinding``). A binding holds from its first answer until
 last answer's TTL runs out, plus ``GRACE_NS``: clients use an answer a little past its
 TTL (they resolve, then connect; some cache for a while), and the node that saw the
 answer and the one that saw the connection may not share a clock to the millisecond.
+Cilium, which enforces names (toFQDNs), honours answer TTLs too (``--tofqdns-min-ttl``
+defaults to 0 since cilium/cilium#21439) and keeps an expired address only while a
+connection to it lives (pkg/fqdn/doc.go, "zombies"): a connection this module finds
+no name for, made by a client that cached an answer past its TTL, is one a toFQDNs
+rule would not allow.
 
 A connection to an EXTERNAL address is attributed, at its time, to the names whose
 bindings of that address hold then, looking in order at

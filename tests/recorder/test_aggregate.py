@@ -6,7 +6,7 @@ import random
 import pytest
 
 from recorder.aggregate import SECOND, Aggregator, RecentTable
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, NameBinding
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, NameBinding, ServiceRef
 
 T0 = 28_333_333 * 60 * SECOND  # on a window boundary (windows start at the epoch)
 WEB = EndpointHints(namespace="shop", pod="web-1", labels=(("app", "web"),), peer_kind="pod")
@@ -315,3 +315,20 @@ def test_flush_before_hands_out_closed_windows_of_answers() -> None:
     agg.add(answer(70))
     assert [r.first_seen - T0 for r in agg.flush_before(T0 + 60 * SECOND)] == [SECOND]
     assert [r.first_seen - T0 for r in agg.drain()] == [70 * SECOND]
+
+
+def test_flows_to_the_world_keep_their_window_for_the_names_at_the_time() -> None:
+    """Flows whose ends the source identified aggregate over the identified window,
+    except those to an address outside the cluster: which DNS name it stood for depends
+    on the time. A Service address Hubble calls world (kube-proxy mode) is not one."""
+    agg = Aggregator(identified_window_ns=1 << 62)
+    world = EndpointHints(peer_kind="world")
+    for t in (0, 120):
+        for sport, address, service, hints in ((40000, "203.0.113.10", None, world),
+                                               (41000, "10.96.0.20", ServiceRef("a", "b"), world),
+                                               (42000, "10.0.0.3", None, WEB)):
+            rec = syn(t, sport=sport + t, dst=address, service=service)
+            agg.add(dataclasses.replace(rec, dst=hints))
+    counts = sorted((r.dst_ip, r.count) for r in agg.drain())
+    assert counts == [("10.0.0.3", 2), ("10.96.0.20", 2), ("203.0.113.10", 1),
+                      ("203.0.113.10", 1)]
