@@ -230,7 +230,7 @@ class PacketAnswers:
     """
 
     __slots__ = ("counts", "bindings", "source_format", "_streams", "_streams_old",
-                 "_seen", "_seen_old")
+                 "_seen", "_seen_old", "_parsed")
 
     def __init__(self, source_format: str) -> None:
         self.counts: dict[str, int] = {}
@@ -242,6 +242,9 @@ class PacketAnswers:
         self._streams_old: dict[bytes, list] = {}
         self._seen: dict[bytes, int] = {}  # client address + port + message -> time
         self._seen_old: dict[bytes, int] = {}
+        # A resolver sends the same answer to many clients (from its cache, until the
+        # TTL it counts down changes): parsed once, by the message without its ID.
+        self._parsed: dict[bytes, Answer | str] = {}
 
     def count(self, reason: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
@@ -344,7 +347,12 @@ class PacketAnswers:
             self._seen_old, self._seen = seen, {}
             seen = self._seen
         seen[seen_key] = ts
-        answer = parse_answer(msg)
+        answer = self._parsed.get(msg[2:])
+        if answer is None:
+            answer = parse_answer(msg)
+            if len(self._parsed) >= TABLE_GENERATION:
+                self._parsed.clear()
+            self._parsed[msg[2:]] = answer
         if type(answer) is str:
             self.count(answer)
             return []
