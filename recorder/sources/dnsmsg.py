@@ -31,6 +31,7 @@ import socket
 from dataclasses import dataclass
 
 from recorder.schema import NameBinding, dns_name, dns_ttl
+from recorder.sources.fastrecord import slots_maker
 
 TYPE_A, TYPE_CNAME, TYPE_AAAA = 1, 5, 28
 CLASS_IN = 1
@@ -208,6 +209,10 @@ DNS_PORT = 53
 TABLE_GENERATION = 1 << 12  # streams / answers remembered per generation
 REPEAT_NS = 2_000_000_000  # the same answer to the same client port again: another sighting
 _MAX_PENDING = 2 + 65535  # a TCP stream holds at most one unfinished message
+# A capture holds about as many answers as connections: their records are made like
+# the flow records (recorder/sources/fastrecord.py), not through the keyword __init__.
+_new_binding = slots_maker(NameBinding, "first_seen", "last_seen", "client_ip", "name",
+                           "address", "ttl", "source_format", "input")
 REPEATED = "dns-repeated-answer"  # the same answer seen again (another interface)
 BEYOND_SNAPLEN = "dns-beyond-snaplen"  # the capture kept less than the answer
 TCP_GAP = "dns-tcp-gap"  # a segment of a TCP answer is missing from the capture
@@ -362,6 +367,7 @@ class PacketAnswers:
         if answer.raw_name != answer.name:
             self.count(UPPER_CASE)
         self.bindings += len(answer.addresses)
-        return [NameBinding(ts, ts, client, answer.name, address, answer.ttl,
-                            source_format=self.source_format, input=path)
+        source_format = self.source_format
+        return [_new_binding(ts, ts, client, answer.name, address, answer.ttl, source_format,
+                             path)
                 for address in answer.addresses]
