@@ -23,6 +23,7 @@ import socket, sys, threading
 import dns.flags, dns.message, dns.rrset
 
 BIG = [f"203.0.113.{100 + i}" for i in range(40)]
+WIDE = [f"198.51.100.{1 + i}" for i in range(60)]  # ~1 kB: a UDP answer past 256 bytes
 
 def answer(wire, tcp):
     q = dns.message.from_wire(wire)
@@ -31,6 +32,8 @@ def answer(wire, tcp):
     if name == "Api.Example.COM.":
         r.answer.append(dns.rrset.from_text(name, 300, "IN", "CNAME", "edge.cdn.example."))
         r.answer.append(dns.rrset.from_text("edge.cdn.example.", 20, "IN", "A", "203.0.113.5"))
+    elif name == "wide.example.":
+        r.answer.append(dns.rrset.from_text(name, 15, "IN", "A", *WIDE))
     elif name == "big.example." and tcp:
         r.answer.append(dns.rrset.from_text(name, 45, "IN", "A", *BIG))
     elif name == "big.example.":
@@ -66,8 +69,8 @@ while True:
 STUB = r'''
 import sys, dns.flags, dns.message, dns.query
 server = sys.argv[1]
-for name in ("Api.Example.COM.", "big.example.", "nope.example."):
-    q = dns.message.make_query(name, "A")
+for name in ("Api.Example.COM.", "big.example.", "nope.example.", "wide.example."):
+    q = dns.message.make_query(name, "A", use_edns=0, payload=1232)
     r = dns.query.udp(q, server, port=53, timeout=5)
     if r.flags & dns.flags.TC:
         r = dns.query.tcp(q, server, port=53, timeout=5)
@@ -86,8 +89,9 @@ def test_dns_answers_over_udp_and_tcp_become_name_records(tmp_path: Path) -> Non
         agent = AgentProcess(lab, ["--source", "capture", "--window", "1s", "-o", str(out)])
         agent.wait_for("capture: listening on", count=2)
         done = lab.pod_exec(client, sys.executable, "-c", STUB, "10.96.0.53")
-        assert done.stdout.split("\n")[:3] == ["Api.Example.COM. 0 2", "big.example. 0 1",
-                                              "nope.example. 3 0"], done.stderr
+        assert done.stdout.split("\n")[:4] == ["Api.Example.COM. 0 2", "big.example. 0 1",
+                                              "nope.example. 3 0", "wide.example. 0 1"], \
+            done.stderr
         assert agent.stop() == 0, agent.stderr
 
     records = list(read_inputs([str(out)], ReadReport(strict=True)))
@@ -95,7 +99,8 @@ def test_dns_answers_over_udp_and_tcp_become_name_records(tmp_path: Path) -> Non
                    if isinstance(r, NameBinding))
     assert names == sorted(
         [(client.ip, "api.example.com", "203.0.113.5", 20)]
-        + [(client.ip, "big.example", f"203.0.113.{100 + i}", 45) for i in range(40)])
+        + [(client.ip, "big.example", f"203.0.113.{100 + i}", 45) for i in range(40)]
+        + [(client.ip, "wide.example", f"198.51.100.{1 + i}", 15) for i in range(60)])
     assert all(r.source_format == "capture" and r.count == 1 for r in records
                if isinstance(r, NameBinding))
     flows = {(r.protocol, r.dst_ip, r.dst_port) for r in records if isinstance(r, FlowRecord)}
