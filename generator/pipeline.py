@@ -1,6 +1,7 @@
 """The stages of `flowpol generate`, wired in order. Each returns a typed result.
 
-sources -> flow records -> (aggregate) -> resolve -> edges -> synthesize -> verify.
+sources -> flow records -> (aggregate) -> resolve (identity, then DNS names of external
+addresses) -> edges -> synthesize -> verify.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from generator.resolve.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
+from generator.resolve.names import NamesResult, attribute_names
 from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
@@ -42,6 +44,7 @@ class ObservedTraffic:
     index: InventoryIndex
     snapshot_warnings: tuple[str, ...] = ()
     unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
+    names: NamesResult | None = None  # DNS names of external addresses, at the time
 
     @property
     def bad_input(self) -> bool:
@@ -252,9 +255,14 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
+    names = attribute_names(resolved.connections, records, index)
+    resolved = dataclasses.replace(
+        resolved, connections=names.connections,
+        warnings=resolved.warnings + tuple(w for w in names.warnings
+                                           if w not in resolved.warnings))
     edges = aggregate_edges(resolved.connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
-                           tuple(snap.warnings), tuple(errors))
+                           tuple(snap.warnings), tuple(errors), names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,9 @@ class ReadReport:
     error of the commands that read flow inputs (exit 2 once the output of the valid
     records is written; fatal at once under ``strict``). ``ignore`` is for items that are valid but not flows or not
     wanted (non-flow Hubble events, replies, dropped verdicts), counted per reason and
-    never an error.
+    never an error. ``note`` counts what a reader did with valid items besides keeping
+    or ignoring them (DNS answers read, names brought to canonical form), never an
+    error either.
     """
 
     strict: bool = False
@@ -40,6 +42,7 @@ class ReadReport:
     lines: Counter = field(default_factory=Counter)  # input path -> items read
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     ignored: Counter = field(default_factory=Counter)  # reason -> count
+    noted: Counter = field(default_factory=Counter)  # what -> count
     examples: list[Skipped] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # input path -> format
 
@@ -60,6 +63,9 @@ class ReadReport:
 
     def ignore(self, reason: str, n: int = 1) -> None:
         self.ignored[reason] += n
+
+    def note(self, what: str, n: int = 1) -> None:
+        self.noted[what] += n
 
     def examples_in_input_order(self) -> list[Skipped]:
         """The examples by input, then line: inputs are read merged in time order, so
@@ -85,5 +91,6 @@ class ReadReport:
             "kept": self.total_kept,
             "skipped": dict(sorted(self.skipped.items())),
             "ignored": dict(sorted(self.ignored.items())),
+            "noted": dict(sorted(self.noted.items())),
             "examples": [str(e) for e in self.examples_in_input_order()],
         }

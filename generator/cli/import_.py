@@ -78,12 +78,21 @@ def render_summary(
             "ignored (not a new connection, or not wanted): "
             + ", ".join(f"{reason} {n:,}" for reason, n in data["ignored"].items())
         )
+    if report.noted:
+        out.append("noted: " + ", ".join(f"{what} {n:,}" for what, n in data["noted"].items()))
     out.append(
         f"aggregated {stats.seen:,} flow records into {stats.emitted:,} "
         f"(window {window_ns / 1e9:g}s; {stats.duplicates:,} repeated observations "
         f"of a counted connection merged)"
         + (f"; {stats.ip_records:,} IP timeline records" if stats.ip_records else "")
+        + (f"; {stats.name_records:,} DNS name records into "
+           f"{stats.name_records_emitted:,}" if stats.name_records else "")
     )
+    if stats.name_overflow:
+        out.append(
+            f"warning: {stats.name_overflow:,} DNS name records were dropped because the "
+            "aggregation table was full; use a longer --window or split the input"
+        )
     if stats.dropped:
         out.append(
             f"left out {stats.dropped:,} dropped connections (a DROPPED or ERROR verdict "

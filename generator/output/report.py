@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from generator.resolve.edges import WORKLOAD, Edge, Peer
+from generator.resolve.edges import EXTERNAL, WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
 from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
 from generator.output.files import policy_file
@@ -30,10 +30,61 @@ def _edge(e: Edge, peers: dict[int, dict]) -> dict:
         src = peers[id(e.src)] = _peer(e.src)
     if dst is None:
         dst = peers[id(e.dst)] = _peer(e.dst)
-    return {"src": dict(src), "dst": dict(dst), "protocol": e.protocol, "port": e.port,
-            "count": e.count, "first_seen": format_time_fast(e.first_seen),
-            "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs),
-            "services": [f"{ns}/{n}" for ns, n in e.services]}
+    d = {"src": dict(src), "dst": dict(dst), "protocol": e.protocol, "port": e.port,
+         "count": e.count, "first_seen": format_time_fast(e.first_seen),
+         "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs),
+         "services": [f"{ns}/{n}" for ns, n in e.services]}
+    if e.names:
+        d["names"] = list(e.names)
+    return d
+
+
+def external_names(observed: ObservedTraffic) -> dict:
+    """The external addresses workloads connected to, by the DNS name each connection
+    had at its time (generator.resolve.names): per name its addresses, connections and
+    clients; addresses with several names at once; addresses without a name, and why."""
+    by_name: dict[str, dict] = {}
+    several: dict[tuple[str, tuple[str, ...]], list] = {}
+    unnamed: dict[str, list] = {}
+    for e in observed.edges:
+        if e.dst.kind != EXTERNAL or e.dst.ip is None:
+            continue
+        client = e.src.display()
+        if not e.names:
+            u = unnamed.setdefault(e.dst.ip, [0, set()])
+            u[0] += e.count
+            u[1].add(client)
+            continue
+        if len(e.names) > 1:
+            g = several.setdefault((e.dst.ip, e.names), [0, set()])
+            g[0] += e.count
+            g[1].add(client)
+        for name in e.names:
+            n = by_name.setdefault(name, {"addresses": set(), "connections": 0, "clients": set(),
+                                          "first_seen": e.first_seen, "last_seen": e.last_seen})
+            n["addresses"].add(e.dst.ip)
+            n["connections"] += e.count
+            n["clients"].add(client)
+            n["first_seen"] = min(n["first_seen"], e.first_seen)
+            n["last_seen"] = max(n["last_seen"], e.last_seen)
+    reasons = ({a.address: a.unnamed_reason for a in observed.names.addresses}
+               if observed.names is not None else {})
+    return {
+        "grace_period_seconds": (observed.names.stats.get("grace-period-seconds")
+                                 if observed.names is not None else None),
+        "stats": dict(observed.names.stats) if observed.names is not None else {},
+        "names": [{"name": name, "addresses": sorted(n["addresses"]),
+                   "connections": n["connections"], "clients": sorted(n["clients"]),
+                   "first_seen": format_time_fast(n["first_seen"]),
+                   "last_seen": format_time_fast(n["last_seen"])}
+                  for name, n in sorted(by_name.items())],
+        "several_names": [{"address": address, "names": list(names), "connections": g[0],
+                           "clients": sorted(g[1])}
+                          for (address, names), g in sorted(several.items())],
+        "unnamed": [{"address": address, "connections": u[0], "clients": sorted(u[1]),
+                     "reason": reasons.get(address)}
+                    for address, u in sorted(unnamed.items())],
+    }
 
 
 def unresolved_summary(observed: ObservedTraffic) -> list[dict]:
@@ -98,6 +149,7 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
             "they are allowed by ipBlock of the node IP. A pod's own node can always reach "
             "it; traffic from other nodes depends on the CNI."),
         "external_peers": list(synth.external_peers),
+        "external_names": external_names(observed),
         "idle_workloads": list(synth.idle_workloads),
         "skipped_edges": [{"edge": e, "reason": r} for e, r in synth.skipped_edges],
         "warnings": list(synth.warnings),
@@ -129,7 +181,12 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
     if synth.node_peers:
         lines.append(f"node peers (ipBlock): {', '.join(synth.node_peers)}")
     if synth.external_peers:
-        lines.append(f"external peers: {len(synth.external_peers)}")
+        names = external_names(observed)
+        lines.append(f"external peers: {len(synth.external_peers)}"
+                     + (f"; by DNS name: {', '.join(n['name'] for n in names['names'][:5])}"
+                        + (" ..." if len(names["names"]) > 5 else "") if names["names"] else "")
+                     + (f"; {len(names['unnamed'])} address(es) without a name"
+                        if names["unnamed"] else ""))
     for w in list(observed.snapshot_warnings) + list(observed.resolved.warnings) + list(synth.warnings):
         lines.append(f"warning: {w}")
     if verification is not None:

@@ -3,7 +3,7 @@
 Content, in order: a summary; the workload-to-workload graph (Mermaid in Markdown, an
 inline SVG in HTML); the verification result; per policy a table of its rules with
 their evidence (connections, first and last seen, the inputs and Services they came
-through); then everything skipped or unresolved and why.
+through); external peers by DNS name; then everything skipped or unresolved and why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Sequence
 
 from generator.output.files import atomic_write, policy_file
 from generator.pipeline import ObservedTraffic
-from generator.output.report import unresolved_summary
+from generator.output.report import external_names, unresolved_summary
 from generator.review.document import (
     Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
 )
@@ -222,6 +222,38 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
     return blocks
 
 
+def external_blocks(observed: ObservedTraffic) -> list[Block]:
+    """External peers by the DNS name each connection had at its time, with their
+    addresses; addresses with several names; addresses without one, and why."""
+    ext = external_names(observed)
+    if not (ext["names"] or ext["several_names"] or ext["unnamed"]):
+        return []
+    blocks: list[Block] = [
+        Heading(1, "External peers by name"),
+        Paragraph("Addresses outside the cluster that workloads connected to, by the DNS name "
+                  "that resolved to the address for that client (else its namespace, else "
+                  "anyone) when the connection was made: an answer holds for its TTL plus "
+                  f"{ext['grace_period_seconds']} s. A NetworkPolicy admits the addresses "
+                  "(ipBlock) and carries the names in the rule's evidence.")]
+    if ext["names"]:
+        blocks.append(Table(("Name", "Addresses", "Connections", "Clients", "Last seen"), tuple(
+            (f"`{n['name']}`", ", ".join(n["addresses"]), f"{n['connections']:,}",
+             ", ".join(n["clients"]), when_text(n["last_seen"]))
+            for n in ext["names"][:MAX_ROWS]), numeric=(2,)))
+    if ext["several_names"]:
+        blocks.append(Paragraph("Several names held for one address at once (a shared front "
+                                "end or CDN): every one is listed, none guessed.", "warn"))
+        blocks.append(Table(("Address", "Names", "Connections", "Clients"), tuple(
+            (g["address"], ", ".join(f"`{n}`" for n in g["names"]), f"{g['connections']:,}",
+             ", ".join(g["clients"])) for g in ext["several_names"][:MAX_ROWS]), numeric=(2,)))
+    if ext["unnamed"]:
+        blocks.append(Paragraph("Addresses no DNS answer named at the time of the connection:"))
+        blocks.append(Table(("Address", "Connections", "Clients", "Why"), tuple(
+            (u["address"], f"{u['connections']:,}", ", ".join(u["clients"]), u["reason"] or "")
+            for u in ext["unnamed"][:MAX_ROWS]), numeric=(1,)))
+    return blocks
+
+
 # ---------------------------------------------------------------- assembling
 
 
@@ -269,6 +301,7 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     blocks += graph_blocks(observed)
     blocks += verification_blocks(verification)
     blocks += policy_blocks(reviewed, evidence)
+    blocks += external_blocks(observed)
     blocks += skipped_blocks(observed, synth.skipped_edges, synth.idle_workloads,
                              list(observed.snapshot_warnings) + list(observed.resolved.warnings)
                              + list(synth.warnings), synth.node_peers)

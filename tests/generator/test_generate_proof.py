@@ -289,10 +289,11 @@ def test_evidence_counts_match_ground_truth(scenario: Path, flows: list[str], ex
     truth = json.loads((scenario / expected_file).read_text())
     result = run_generate(GenerateRequest(inputs=flows, snapshot=[str(scenario / "cluster.json")],
                                           out_dir=tmp_path))
-    got = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"]): e["count"]
-           for e in result.report["edges"]}
-    want = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"]): e["connections"]
-            for e in truth["edges"]}
+    # an edge per set of DNS names an external server had for the client at the time
+    got = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"], tuple(e.get("names", ())))
+           : e["count"] for e in result.report["edges"]}
+    want = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"], tuple(e.get("names", ())))
+            : e["connections"] for e in truth["edges"]}
     assert set(got) == set(want)
     if scenario.name in UPPER_BOUND_COUNTS:
         assert all(got[k] >= want[k] for k in want)

@@ -177,3 +177,30 @@ def test_help_exits_0() -> None:
     run = flowpol("import", "--help")
     assert run.returncode == 0
     assert "--include-dropped" in run.stdout
+
+
+def test_dns_answers_become_name_lines_and_every_outcome_is_counted(tmp_path: Path) -> None:
+    """A capture and a Hubble file with DNS answers that bind (a CNAME chain asked in
+    upper case, a TCP answer after a truncated UDP one, Hubble's trailing dots) and
+    that do not (NXDOMAIN, malformed, truncated, a name no policy can carry): name
+    lines for the first, counts for all, exit 2 only for the Hubble line with a bad
+    address (bad input), the flow log written from every valid record."""
+    out = tmp_path / "names.jsonl"
+    run = flowpol("import", str(REPO / "tests/recorder/assets/pcap/dns-answers.pcap"),
+                  str(ASSETS / "dns-l7.json"), "-o", str(out))
+    assert run.returncode == 2, run.stderr
+    assert "dns-l7.json:8: bad-flow (l7.dns.ips holds 'not-an-ip'" in run.stderr
+    assert "dns-nxdomain 2" in run.stderr and "dns-truncated 1" in run.stderr
+    assert "dns-malformed 1" in run.stderr and "dns-bad-name 2" in run.stderr
+    assert "dns-name-lower-cased 2" in run.stderr and "dns-name-trailing-dot 5" in run.stderr
+    lines = log_lines(out)
+    assert lines[0]["revision"] == 2
+    names = [line for line in lines if line["kind"] == "name"]
+    assert {(n["name"], n["address"]) for n in names} >= {
+        ("api.example.com", "203.0.113.5"), ("big.example", "203.0.113.111"),
+        ("api.payment-gw.example", "203.0.113.10")}
+    assert len(names) == 22 and all(n["name"] == n["name"].lower() for n in names)
+    # the flow log reads back to the same records, names included
+    again = tmp_path / "again.jsonl"
+    assert flowpol("import", str(out), "-o", str(again)).returncode == 0
+    assert log_lines(again)[1:] == lines[1:]
