@@ -5,7 +5,6 @@ reported as such; expired and never-resolved addresses kept apart."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

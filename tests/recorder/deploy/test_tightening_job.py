@@ -9,7 +9,6 @@ collecting from recorders is tested with the agent."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
