@@ -11,7 +11,7 @@ import dataclasses
 import gc
 import heapq
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from generator.resolve.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
@@ -50,10 +50,6 @@ class ObservedTraffic:
         return bool(self.read.total_skipped or self.unreadable)
 
 
-def _unchanged(records: Iterable[LogRecord], label: str) -> Iterable[LogRecord]:
-    return records
-
-
 # Inputs merged in time order at once; more are merged this many at a time, one group
 # after the other. Each open input holds a file and a reader's buffers (a Hubble
 # reader: up to a batch of lines).
@@ -66,7 +62,6 @@ def read_into(
     report: ReadReport,
     options: ReadOptions,
     fmt: str | None = None,
-    wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
 ) -> list[InputError]:
     """Read every input into ``aggregator``, the inputs' records merged in time order.
 
@@ -92,8 +87,7 @@ def read_into(
         paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
     for start in range(0, len(paths), MAX_MERGED_INPUTS):
         group = paths[start:start + MAX_MERGED_INPUTS]
-        streams = [wrap(_guarded(path, order, report, options, fmt, errors), str(path))
-                   for order, path in group]
+        streams = [_guarded(path, order, report, options, fmt, errors) for order, path in group]
         aggregator.add_all(streams[0] if len(streams) == 1
                            else heapq.merge(*streams, key=record_time))
     errors.sort(key=lambda item: item[0])
@@ -180,20 +174,6 @@ def raise_for_bad_input(report: ReadReport, unreadable: Iterable[InputError],
         raise error
 
 
-def _progress_wrap(progress: Callable[[int], None] | None):
-    if progress is None:
-        return _unchanged
-    seen = [0]
-
-    def wrap(records: Iterable[LogRecord], label: str) -> Iterator[LogRecord]:
-        for rec in records:
-            seen[0] += 1
-            if seen[0] % 50_000 == 0:
-                progress(seen[0])
-            yield rec
-    return wrap
-
-
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off for a block.
@@ -213,8 +193,7 @@ def collector_paused() -> Iterator[None]:
 
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
-                 fmt: str | None, progress: Callable[[int], None] | None = None,
-                 index: InventoryIndex | None = None,
+                 fmt: str | None, index: InventoryIndex | None = None,
                  ) -> tuple[list[LogRecord], dict, list[InputError]]:
     """``index``: the cluster, so that a connection seen before and after a Service's
     DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
@@ -222,7 +201,7 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
                      dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
-        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
+        errors = read_into(agg, inputs, report, options, fmt)
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
@@ -240,7 +219,6 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
-            progress: Callable[[int], None] | None = None,
             allow_unreadable: bool = False) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
@@ -248,7 +226,7 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index)
+    records, agg_stats, errors = read_records(inputs, report, options, fmt, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
@@ -270,11 +248,10 @@ class ObserveRequest:
     read_options: ReadOptions = ReadOptions()
 
 
-def observe_request(req, progress: Callable[[int], None] | None = None,
-                    allow_unreadable: bool = False) -> ObservedTraffic:
+def observe_request(req, allow_unreadable: bool = False) -> ObservedTraffic:
     """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   progress, allow_unreadable)
+                   allow_unreadable)
 
 
 def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:

@@ -8,13 +8,17 @@ from typing import List, Optional
 
 import typer
 
-from generator.cli.common import parse_duration, parse_time_option
+from generator.cli.command import FlowpolCommand
+from generator.cli.common import (
+    OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, parse_duration, parse_time_option,
+)
 from recorder.errors import FlowpolError, UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("record")(record)
-    app.command("collect")(collect)
+    aliased = FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS)
+    app.command("record", cls=aliased)(record)
+    app.command("collect", cls=aliased)(collect)
 
 
 def _log(message: str) -> None:
@@ -28,15 +32,16 @@ def record(
         [], "--interface", "-i",
         help="Capture on these interfaces (repeatable), or 'any'. Default: the pod "
              "interfaces (veth*, cali*, lxc*, ...), rediscovered as pods come and go."),
-    duration: Optional[str] = typer.Option(None, "--duration",
+    duration: Optional[str] = typer.Option(None, "--duration", metavar="DURATION",
                                            help="Stop after this long (e.g. 60s, 2h)."),
-    window: str = typer.Option("60s", "--window", help="Aggregation window."),
-    max_keys: int = typer.Option(100_000, "--max-keys",
+    window: str = typer.Option("60s", "--window", metavar="DURATION",
+                                help="Aggregation window."),
+    max_keys: int = typer.Option(100_000, "--max-keys", metavar="N",
                                  help="Distinct connection keys held per run of windows; "
                                       "more are counted as overflow and reported."),
-    output: Optional[str] = typer.Option(None, "--output", "-o",
+    output: Optional[str] = typer.Option(None, "--out", metavar="FLOWLOG",
                                          help="Write one flow log at the end."),
-    segments: Optional[str] = typer.Option(None, "--segments",
+    segments: Optional[str] = typer.Option(None, "--segments", metavar="DIR",
                                            help="Directory for rotating flow-log segments."),
     stdout: bool = typer.Option(False, "--stdout",
                                 help="Also print closed windows as flow-log lines."),
@@ -44,18 +49,18 @@ def record(
         None, "--node", envvar="NODE_NAME",
         help="Watch this node's pods through the Kubernetes API for the IP timeline "
              "(default: $NODE_NAME; without it, no pod watch)."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig"),
-    context: Optional[str] = typer.Option(None, "--context"),
-    heartbeat: Optional[str] = typer.Option(None, "--heartbeat",
+    kubeconfig: Kubeconfig = None,
+    context: KubeContext = None,
+    heartbeat: Optional[str] = typer.Option(None, "--heartbeat", metavar="FILE",
                                             help="File touched every second (liveness)."),
-    segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes",
+    segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes", metavar="BYTES",
                                            help="Delete the oldest segments beyond this."),
 ) -> None:
     """Record who talks to whom on this node, in windows, without losing data."""
     from recorder.agent.run import RecordConfig, describe, ensure_root_capabilities, run_record
 
     if output is not None and os.path.isdir(output):
-        raise UsageError(f"-o {output}: is a directory; use --segments for a directory")
+        raise UsageError(f"--out {output}: is a directory; use --segments for a directory")
     sources = tuple(source)
     ensure_root_capabilities(sources)
     cfg = RecordConfig(
@@ -74,16 +79,17 @@ def record(
 
 
 def collect(
-    output: str = typer.Option(..., "--output", "-o", help="The merged flow log."),
+    output: str = typer.Option(..., "--out", metavar="FLOWLOG",
+                               help="The merged flow log (.gz = gzip, - = stdout)."),
     since: Optional[str] = typer.Option(
-        None, "--since", help="Only what was logged since then: an RFC 3339 time or a "
+        None, "--since", metavar="TIME|DURATION", help="Only what was logged since then: an RFC 3339 time or a "
                               "duration back from now (e.g. 24h)."),
     namespace: str = typer.Option("flowpol-system", "--namespace", "-n",
                                   help="Namespace of the recorder DaemonSet."),
     selector: str = typer.Option("app.kubernetes.io/name=flowpol-recorder", "--selector",
                                  help="Label selector of the recorder pods."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig"),
-    context: Optional[str] = typer.Option(None, "--context"),
+    kubeconfig: Kubeconfig = None,
+    context: KubeContext = None,
     strict: bool = typer.Option(
         False, "--strict",
         help="Stop at the first bad line of a recorder log and write nothing (without it: "

@@ -17,7 +17,6 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from generator.verify.check import CheckResult, check_policies, denied_lines
 from generator.resolve.edges import Connection
@@ -419,9 +418,8 @@ def summary_lines(plan: MigrationPlan, out: Path) -> list[str]:
     return lines
 
 
-def run_migrate(req: MigrateRequest, progress: Callable[[int], None] | None = None
-                ) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
-    observed = observe_request(req, progress)
+def run_migrate(req: MigrateRequest) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
+    observed = observe_request(req)
     plan = plan_migration(observed, req)
     plan, written = write_plan(req.out_dir, plan)
     written += write_documents(req.out_dir, plan_document(plan, observed), "plan")

@@ -8,6 +8,7 @@ from generator.resolve.edges import WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
 from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
 from generator.output.timetext import format_time_fast
+from generator.version import __version__
 
 MAX_LISTED = 200
 
@@ -75,6 +76,7 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
                 node_edges[p.display()] += e.count
     return {
         "flowpol_report": 1,
+        "flowpol_version": __version__,
         "inputs": observed.read.to_dict(),
         "aggregation": observed.aggregate_stats,
         "snapshot_warnings": list(observed.snapshot_warnings),

@@ -17,7 +17,6 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from generator.verify.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
     verification_dict
@@ -253,9 +252,8 @@ def diff_document(r: DiffResult) -> Document:
 # ---------------------------------------------------------------- run
 
 
-def run_diff(req: DiffRequest, existing: ExistingSet,
-             progress: Callable[[int], None] | None = None) -> DiffResult:
-    observed = observe_request(req, progress)
+def run_diff(req: DiffRequest, existing: ExistingSet) -> DiffResult:
+    observed = observe_request(req)
     proposal = propose(existing, observed, req.thresholds, req.window_ns)
     verification = check_policies(observed.resolved.connections, proposal.parsed(),
                                   observed.index)

@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
 
 __all__ = ["READ_BUFFER", "SNIFF_BYTES", "ReadOptions", "Source", "detect_format",
            "expand_inputs", "open_input", "read_inputs", "sources"]
@@ -46,8 +46,7 @@ def open_input(path: Path) -> BinaryIO:
         f = open(path, "rb", buffering=READ_BUFFER)
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", str(path)) from None
-    head = f.read(2)
-    f.seek(0)
+    head = f.peek(2)[:2]  # not read and seek back: a pipe cannot seek
     if head == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
@@ -111,7 +110,7 @@ def read_inputs(
                 display,
             )
         report.formats[display] = name
-        with open_input(path) as stream:
+        with open_input(path) as stream, watching(options, display, stream):
             try:
                 yield from table[name].read(stream, display, report, options)
             except (EOFError, gzip.BadGzipFile) as e:
