@@ -21,7 +21,7 @@ from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, sy
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
-from recorder.schema import LogRecord
+from recorder.schema import FlowRecord, LogRecord
 from recorder.sources import ReadOptions, expand_inputs, read_inputs
 
 # Flows whose ends the source identified (Hubble pod names) are attributed without
@@ -42,6 +42,8 @@ class ObservedTraffic:
     index: InventoryIndex
     snapshot_warnings: tuple[str, ...] = ()
     unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
+    # connection attempts a DROPPED/ERROR verdict left out (without --include-dropped)
+    dropped_attempts: tuple[Edge, ...] = ()
 
     @property
     def bad_input(self) -> bool:
@@ -194,8 +196,11 @@ def collector_paused() -> Iterator[None]:
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                  fmt: str | None, index: InventoryIndex | None = None,
-                 ) -> tuple[list[LogRecord], dict, list[InputError]]:
-    """``index``: the cluster, so that a connection seen before and after a Service's
+                 ) -> tuple[list[LogRecord], dict, list[InputError], list[FlowRecord]]:
+    """The records, the aggregation's stats, the unreadable inputs and the dropped
+    connections left out (aggregated, for the report).
+
+    ``index``: the cluster, so that a connection seen before and after a Service's
     DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
     agg = Aggregator(window_ns=ADDRESS_ONLY_WINDOW_NS, include_dropped=options.include_dropped,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
@@ -214,7 +219,7 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
             + ("; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
                if report.ignored else ""),
             ", ".join(inputs))
-    return records, stats_dict, errors
+    return records, stats_dict, errors, agg.left_out
 
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
@@ -226,13 +231,17 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, index)
+    records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
     edges = aggregate_edges(resolved.connections)
+    dropped: tuple[Edge, ...] = ()
+    if left_out:  # who tried what: resolved like the rest, never evidence for a rule
+        timeline = [r for r in records if not isinstance(r, FlowRecord)]
+        dropped = aggregate_edges(resolve(timeline + left_out, index).connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
-                           tuple(snap.warnings), tuple(errors))
+                           tuple(snap.warnings), tuple(errors), dropped)
 
 
 @dataclass(frozen=True, slots=True)

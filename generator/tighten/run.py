@@ -18,9 +18,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.verify.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
-    verification_dict
+from generator.verify.check import (
+    CheckResult, check_policies, denied_lines, group_detail_dict, verification_dict,
+    verification_text,
+)
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
@@ -288,10 +291,11 @@ def summary_lines(r: DiffResult) -> list[str]:
     source = (f"{len(ex.files)} file(s)" if ex.origin == "files"
               else f"the cluster (context {ex.context})")
     read = r.observed.read
+    c = connection_counts(r.observed)
     lines = [f"existing: {len(ex.policies)} NetworkPolicies from {source}",
              f"flows: {read.total_kept:,} flow record(s) kept, {read.total_skipped:,} skipped; "
-             f"{len(r.observed.resolved.connections):,} connection aggregate(s), "
-             f"{len(r.observed.resolved.unresolved):,} unresolved"]
+             f"{c['connections']:,} connection(s), {c['unattributed']:,} with an endpoint not "
+             "attributed"]
     lines += [f"  warning: {w}" for w in ex.warnings]
     if pr.span:
         lines.append(f"recording: {when(pr.span.start)} .. {when(pr.span.end)} "
@@ -325,9 +329,7 @@ def summary_lines(r: DiffResult) -> list[str]:
     what = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()) if a != "keep")
     lines.append(f"(c) proposed: {len(changed)} of {len(pr.policies)} policies change"
                  + (f" ({what})" if what else ""))
-    v = r.verification
-    lines.append(f"proposed set verified: {v.allowed_count:,} of {v.allowed_count + v.denied_count:,} "
-                 "observed connection(s) allowed" + (f", {v.denied_count:,} DENIED" if v.denied else ""))
+    lines.append("proposed set verified: " + verification_text(verification_dict(r.verification)))
     if r.out_dir is not None:
         lines.append(f"wrote {r.out_dir}/proposed/ ({len(r.files)} file(s), "
                      f"{sum(f.changed for f in r.files)} changed), proposed.diff, report.md, "

@@ -49,7 +49,7 @@ def test_demo_writes_valid_policies_kustomization_and_report(tmp_path: Path) -> 
     assert ("payments", "flowpol-default-deny") in names
     assert ("storefront", "flowpol-api") in names
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verification"]["denied"] == 0
+    assert report["verification"]["denied_connections"] == 0
     assert report["inputs"]["kept"] > 0
     # replies and non-flow events are ignored, not bad input: they leave exit code 0
     assert report["inputs"]["ignored"]["reply"] > 0 and report["inputs"]["skipped"] == {}

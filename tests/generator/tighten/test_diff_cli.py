@@ -50,7 +50,8 @@ def test_too_broad_set_exits_1_with_a_diff_the_proposed_files_and_a_report(bank,
     assert "Traceback" not in run.stderr
     assert "shop/api-server ingress[2]:" in run.stdout and "never seen [remove]" in run.stdout
     assert "ops/legacy-app ingress[0]" in run.stdout and "[not enough evidence:" in run.stdout
-    assert "proposed set verified: 137 of 137 observed connection(s) allowed" in run.stdout
+    assert ("proposed set verified: 137 observed connections in " in run.stdout
+            and "137 allowed, 0 denied" in run.stdout)
     udiff = (tmp_path / "proposed.diff").read_text()
     assert "--- a/shop/api-server.yaml\n+++ b/shop/api-server.yaml\n" in udiff
     assert "-  # ssh for debugging, from anywhere\n" in udiff
@@ -60,7 +61,7 @@ def test_too_broad_set_exits_1_with_a_diff_the_proposed_files_and_a_report(bank,
     verify = flowpol("verify", *bank, "-p", str(tmp_path / "proposed"))
     assert verify.returncode == 0, verify.stdout
     doc = json.loads((tmp_path / "diff.json").read_text())
-    assert doc["exit_code"] == 1 and doc["proposed_verification"]["denied"] == 0
+    assert doc["exit_code"] == 1 and doc["proposed_verification"]["denied_connections"] == 0
     report = (tmp_path / "report.md").read_text()
     for heading in ("## Denied: observed connections the existing policies deny",
                     "## Unused in the window", "## Proposed changes", "## Unified diff",
