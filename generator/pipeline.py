@@ -22,7 +22,7 @@ from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
 from recorder.schema import FlowRecord, LogRecord
-from recorder.sources import ReadOptions, expand_inputs, read_inputs
+from recorder.sources import ReadOptions, flow_files, read_inputs
 
 # Flows whose ends the source identified (Hubble pod names) are attributed without
 # the timeline, so they aggregate over the whole recording. Others keep one-minute
@@ -44,6 +44,12 @@ class ObservedTraffic:
     unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
     # connection attempts a DROPPED/ERROR verdict left out (without --include-dropped)
     dropped_attempts: tuple[Edge, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """About the inputs, the snapshot and the resolution, in that order."""
+        return (tuple(self.read.warnings) + tuple(self.snapshot_warnings)
+                + tuple(self.resolved.warnings))
 
     @property
     def bad_input(self) -> bool:
@@ -80,7 +86,7 @@ def read_into(
     paths: list[tuple[int, Path]] = []
     for raw in inputs:
         try:
-            expanded = expand_inputs([raw])
+            expanded = flow_files(raw, report)
         except InputError as e:
             if report.strict:
                 raise
@@ -143,7 +149,7 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
     fixes: list[str] = []
     if errors:
         parts.append(f"{len(errors)} input(s) could not be read: "
-                     + "; ".join(str(e) for e in errors))
+                     + "; ".join(clause(str(e)) for e in errors))
         fixes.append("fix or leave out the unreadable input(s)")
     if report.total_skipped:
         shown = _error_examples(report)
@@ -153,7 +159,8 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
             + ") at " + "; ".join(str(e) for e in shown)
             + (f"; and {report.total_skipped - len(shown):,} more" if report.total_skipped
                > len(shown) else ""))
-        fixes.append("fix or remove the bad lines")
+        units = sorted({e.unit for e in report.examples}) or ["line"]
+        fixes.append("fix or remove the bad " + " and ".join(f"{u}s" for u in units))
     if output is None:
         kept = "Nothing was written"
     elif report.total_kept:
@@ -162,8 +169,21 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
     else:
         kept = (f"No valid record was read, so {output} holds none"
                 + (" (a wrong format? --format forces one)" if report.total_skipped else ""))
-    return InputError("; ".join(parts) + f". {kept}; " + " and ".join(fixes)
-                      + " to get exit code 0.")
+    error = InputError("; ".join(parts) + f". {kept}; " + " and ".join(fixes)
+                       + " to get exit code 0.")
+    error.hint = run_hint(errors)
+    return error
+
+
+def clause(text: str) -> str:
+    """A message as a clause inside a longer one: without its own full stop."""
+    return text.rstrip().rstrip(".")
+
+
+def run_hint(errors: Iterable[InputError]) -> str | None:
+    """The advice the errors share, each once (``FlowpolError.hint``)."""
+    hints = list(dict.fromkeys(e.hint for e in errors if e.hint))
+    return "; ".join(hints) if hints else None
 
 
 def raise_for_bad_input(report: ReadReport, unreadable: Iterable[InputError],
@@ -210,15 +230,18 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
-        raise InputError(
+        error = InputError(
             "no flows could be read from the inputs"
-            + "".join(f"; {e}" for e in errors)
+            + "".join(f"; {clause(str(e))}" for e in errors)
+            + "".join(f"; {clause(w)}" for w in report.warnings)
             + (f" ({report.total_skipped} item(s) skipped: "
                + ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) + ")"
                if report.total_skipped else "")
             + ("; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
                if report.ignored else ""),
             ", ".join(inputs))
+        error.hint = run_hint(errors)
+        raise error
     return records, stats_dict, errors, agg.left_out
 
 

@@ -11,7 +11,7 @@ from generator.cli.common import (
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError
 from recorder.flowlog import write_flow_log
-from recorder.report import ReadReport
+from recorder.report import ReadReport, item_unit
 from recorder.schema import FlowLogHeader
 from recorder.sources import ReadOptions
 
@@ -22,11 +22,12 @@ def render_summary(
     out: list[str] = []
     data = report.to_dict()
     for path, info in data["inputs"].items():
-        out.append(
-            f"  {path}: {info['format']}, {info['read']:,} lines read, {info['kept']:,} records kept"
-        )
+        unit = item_unit(info["format"]) + ("" if info["read"] == 1 else "s")
+        out.append(f"  {path}: {info['format']}, {info['read']:,} {unit} read, "
+                   f"{info['kept']:,} records kept")
     for e in errors:
         out.append(f"  error: {e}")
+    out += [f"warning: {w}" for w in report.warnings]
     if report.skipped:
         out.append(
             f"skipped {report.total_skipped:,} bad items: "

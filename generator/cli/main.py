@@ -93,6 +93,8 @@ def main() -> None:
         sys.exit(130)
     except FlowpolError as e:
         typer.echo(f"flowpol: error: {e}", err=True)
+        if e.hint:
+            typer.echo(f"flowpol: hint: {e.hint}", err=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:  # defensive: non-standalone typer returns it instead
         sys.exit(e.exit_code)

@@ -29,13 +29,14 @@ POLL_S = 0.1
 def _total_size(inputs: list[str]) -> tuple[int | None, int]:
     """The bytes of every input file (None when one has no size: a pipe) and the number
     of files."""
-    from recorder.sources import expand_inputs
+    from recorder.report import ReadReport
+    from recorder.sources import flow_files
 
     total: int | None = 0
     files = 0
     for raw in inputs:
         try:
-            paths = expand_inputs([raw])
+            paths = flow_files(raw, ReadReport())  # the files that will be read
         except InputError:
             continue  # the reading reports it
         for p in paths:

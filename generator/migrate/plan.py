@@ -28,6 +28,7 @@ from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.report import skipped_edges
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
@@ -235,9 +236,8 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
                                    tuple(p.name for p in existing if p.namespace == ns),
                                    replaced))
     return MigrationPlan(tuple(plans), span, t, after1, after3,
-                         tuple(observed.snapshot_warnings) + tuple(observed.resolved.warnings)
-                         + tuple(deny.warnings), deny.skipped_edges,
-                         observed.bad_input)
+                         observed.warnings + tuple(deny.warnings),
+                         tuple(skipped_edges(observed, deny)), observed.bad_input)
 
 
 # ---------------------------------------------------------------- files
@@ -438,8 +438,8 @@ def summary_lines(plan: MigrationPlan, out: Path) -> list[str]:
             lines.append(f"  held back {r.workload.kind}/{r.workload.name}: {'; '.join(r.reasons)}")
         if not p.ready and not held:
             lines += [f"  {reason}" for reason in p.not_ready]
-    steps = _verified_steps(plan)
-    for label, r in steps:
+    lines += [f"warning: {w}" for w in plan.warnings]
+    for label, r in _verified_steps(plan):
         lines.append(f"verified {label}: {verification_text(verification_dict(r))}")
     manifests = sum(bool(p.step1) + bool(p.step3) for p in plan.namespaces)
     if manifests:

@@ -229,7 +229,7 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
     skipped = skipped_edges(observed, synth)
     if skipped:
         lines.append(f"{len(skipped):,} observed edge(s) without a rule, listed in report.md")
-    for w in list(observed.snapshot_warnings) + list(observed.resolved.warnings) + list(synth.warnings):
+    for w in list(observed.warnings) + list(synth.warnings):
         lines.append(f"warning: {w}")
     if verification is not None:
         lines.append(f"verified: {verification_text(verification)}")

@@ -296,7 +296,7 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     blocks += verification_blocks(verification)
     blocks += policy_blocks(reviewed, evidence)
     blocks += skipped_blocks(observed, skipped_edges(observed, synth), synth.idle_workloads,
-                             list(observed.snapshot_warnings) + list(observed.resolved.warnings)
+                             list(observed.warnings)
                              + list(synth.warnings), node_peer_facts(observed))
     title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
     return Document(f"flowpol review: {title}", tuple(blocks))

@@ -247,8 +247,7 @@ def diff_document(r: DiffResult) -> Document:
                 for pol in proposed]
     blocks += policy_blocks(reviewed, policy_evidence(r.observed, proposed))
     blocks += skipped_blocks(r.observed, warnings=list(r.existing.warnings)
-                             + list(r.observed.snapshot_warnings)
-                             + list(r.observed.resolved.warnings))
+                             + list(r.observed.warnings))
     return Document("flowpol diff: existing policies against observed traffic", tuple(blocks))
 
 
@@ -296,7 +295,7 @@ def summary_lines(r: DiffResult) -> list[str]:
              f"flows: {read.total_kept:,} flow record(s) kept, {read.total_skipped:,} skipped; "
              f"{c['connections']:,} connection(s), {c['unattributed']:,} with an endpoint not "
              "attributed"]
-    lines += [f"  warning: {w}" for w in ex.warnings]
+    lines += [f"  warning: {w}" for w in list(ex.warnings) + list(r.observed.read.warnings)]
     if pr.span:
         lines.append(f"recording: {when(pr.span.start)} .. {when(pr.span.end)} "
                      f"({duration_text(pr.span.duration)}); counted as use: "

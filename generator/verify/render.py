@@ -113,7 +113,7 @@ def _input_lines(result: VerifyResult) -> list[str]:
     lines += [f"  skipped {reason}: {n:,}" for reason, n in sorted(r.skipped.items())]
     lines += [f"    e.g. {ex}" for ex in r.examples_in_input_order()[:MAX_EXAMPLES]]
     lines += [f"  warning: {w}" for w in
-              list(observed.snapshot_warnings) + list(observed.resolved.warnings)]
+              observed.warnings]
     unresolved = unresolved_summary(observed)
     if unresolved:
         n = sum(u["count"] for u in unresolved)

@@ -16,9 +16,10 @@ from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
 from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.notflows import flow_files, unknown_format_error
 
 __all__ = ["READ_BUFFER", "SNIFF_BYTES", "ReadOptions", "Source", "detect_format",
-           "expand_inputs", "open_input", "read_inputs", "sources"]
+           "expand_inputs", "flow_files", "open_input", "read_inputs", "sources"]
 
 
 def _registry() -> dict[str, Source]:
@@ -103,12 +104,8 @@ def read_inputs(
                 raise InputError(
                     "the file is empty; give a file with flows or leave it out", display
                 )
-            raise InputError(
-                "unknown input format; expected one of: "
-                + ", ".join(f"{s.name} ({s.description})" for s in table.values())
-                + ". Use --format to force one.",
-                display,
-            )
+            raise unknown_format_error(path, display, ", ".join(
+                f"{s.name} ({s.description})" for s in table.values()))
         report.formats[display] = name
         with open_input(path) as stream, watching(options, display, stream):
             try:

@@ -121,7 +121,7 @@ def test_bad_line_and_unreadable_input_make_one_message(tmp_path: Path) -> None:
 
 
 def test_unreadable_inputs_exit_2_after_writing_the_rest(tmp_path: Path) -> None:
-    for asset, words in (("not-json.txt", "unknown input format"),
+    for asset, words in (("not-json.txt", "this is a text without any IP address, not a flow input"),
                          ("empty.json", "the file is empty")):
         out = tmp_path / asset
         run = generate(out, str(HUBBLE_ASSETS / asset), str(DEMO / "flows"))

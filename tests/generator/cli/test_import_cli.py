@@ -144,7 +144,7 @@ def test_unusable_inputs_exit_2_and_the_rest_is_kept(tmp_path: Path) -> None:
                   str(tmp_path / "missing.json"), str(ASSETS / "wrapped.json"), "--out", str(out))
     assert run.returncode == 2
     assert f"{ASSETS / 'empty.json'}: the file is empty" in run.stderr
-    assert f"{ASSETS / 'not-json.txt'}: unknown input format" in run.stderr
+    assert f"{ASSETS / 'not-json.txt'}: this is a text without any IP address" in run.stderr
     assert f"{tmp_path / 'missing.json'}: no such file or directory" in run.stderr
     assert "3 input(s) could not be read" in run.stderr
     assert sum(f["count"] for f in log_lines(out)[1:]) == 8  # wrapped.json still imported
