@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in conntrack:conntrack iptables:iptables tcpdump:tcpdump ip:iproute2 chromium:chromium; do
+for tool in conntrack:conntrack iptables:iptables tcpdump:tcpdump ip:iproute2 chromium:chromium jq:jq; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

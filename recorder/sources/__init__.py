@@ -16,6 +16,7 @@ from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
 from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.jsonframes import first_object
 from recorder.sources.notflows import flow_files, unknown_format_error
 
 __all__ = ["READ_BUFFER", "SNIFF_BYTES", "ReadOptions", "Source", "detect_format",
@@ -82,6 +83,11 @@ def detect_format(path: Path) -> str | None:
     for src in sources().values():
         if src.sniff(head):
             return src.name
+    # One JSON object over many lines (`hubble observe -o json | jq .`, documentation):
+    # the Hubble reader frames such objects; judged by its first one.
+    first = first_object(head)
+    if first is not None and sources()["hubble"].sniff(first):
+        return "hubble"
     return None
 
 
