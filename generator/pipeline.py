@@ -13,11 +13,10 @@ import heapq
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from generator.resolve.edges import Connection, Edge
+from generator.resolve.edges import Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
-from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
@@ -284,11 +283,3 @@ def observe_request(req, allow_unreadable: bool = False) -> ObservedTraffic:
     """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
                    allow_unreadable)
-
-
-def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:
-    return observed.resolved.connections
-
-
-def plan_policies(observed: ObservedTraffic, opts: SynthesisOptions) -> SynthesisResult:
-    return synthesize(observed.edges, observed.index, opts)
