@@ -56,7 +56,8 @@ class BytesRead:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[int, int]] = {}  # path -> (duplicate fd, size)
+        # id of an open input's stream -> (a duplicate of its fd, its size)
+        self._open: dict[int, tuple[int, int]] = {}
         self._done = 0
         self.files_done = 0
 
@@ -67,11 +68,11 @@ class BytesRead:
             return
         st = os.fstat(fd)
         with self._lock:
-            self._open[path] = (fd, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+            self._open[id(stream)] = (fd, st.st_size if stat.S_ISREG(st.st_mode) else 0)
 
-    def closed(self, path: str) -> None:
+    def closed(self, path: str, stream: BinaryIO) -> None:
         with self._lock:
-            entry = self._open.pop(path, None)
+            entry = self._open.pop(id(stream), None)
             self.files_done += 1
             if entry is None:
                 return

@@ -26,7 +26,7 @@ class InputWatcher(Protocol):
 
     def opened(self, path: str, stream: BinaryIO) -> None: ...
 
-    def closed(self, path: str) -> None: ...
+    def closed(self, path: str, stream: BinaryIO) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def watching(options: ReadOptions, path: str, stream: BinaryIO) -> Iterator[None
     try:
         yield
     finally:
-        options.watcher.closed(path)
+        options.watcher.closed(path, stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ from recorder.report import ReadReport
 
 # A string (escapes included), a quote that starts a string running past the buffer,
 # or a bracket: the tokens that decide where an object ends.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[{}\[\]]', re.DOTALL)
+# Possessive: a string running past the buffer fails in one pass, without backtracking.
+_TOKEN = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|"|[{}\[\]]', re.DOTALL)
 _CHUNK = 1 << 20
 _BETWEEN = b" \t\r\n,"
 MAX_OBJECT = 16 << 20  # a flow is a few kB; more is no flow, and is not held in memory
@@ -60,6 +61,9 @@ def objects(buf: bytes, stream: BinaryIO, path: str, report: ReadReport
     line = 1  # the line of buf[pos]
     pos = 0
     eof = False
+    # how far the object at ``pos`` was scanned, and its bracket depth there: more input
+    # continues the scan instead of starting it again
+    scanned = depth = 0
     while True:
         n = len(buf)
         i = pos
@@ -68,7 +72,7 @@ def objects(buf: bytes, stream: BinaryIO, path: str, report: ReadReport
         line += buf.count(b"\n", pos, i)
         pos = i
         if pos < n and buf[pos] == 0x7B:  # {
-            end = _object_end(buf, pos)
+            end, scanned, depth = _scan(buf, max(pos, scanned), depth)
             if end is not None:
                 yield line, _compact(buf[pos:end])
                 line += buf.count(b"\n", pos, end)
@@ -81,6 +85,7 @@ def objects(buf: bytes, stream: BinaryIO, path: str, report: ReadReport
                 nxt = _next_object(buf, pos + 1, n)
                 line += buf.count(b"\n", pos, nxt)
                 pos = nxt
+                scanned = depth = 0
                 continue
         elif pos < n:  # not an object: up to the next line that starts one
             nxt = _next_object(buf, pos, n)
@@ -95,6 +100,7 @@ def objects(buf: bytes, stream: BinaryIO, path: str, report: ReadReport
         chunk = stream.read(_CHUNK)
         eof = not chunk
         buf = buf[pos:] + chunk
+        scanned = max(0, scanned - pos)
         pos = 0
 
 
@@ -104,24 +110,30 @@ def _next_object(buf: bytes, pos: int, n: int) -> int:
     return n if nxt == -1 else nxt + 1
 
 
-def _object_end(buf: bytes, start: int) -> int | None:
-    """The end of the object starting at ``buf[start]`` (``{``), or None when it runs
-    past the end of ``buf``."""
-    depth = 0
-    for m in _TOKEN.finditer(buf, start):
+def _scan(buf: bytes, pos: int, depth: int) -> tuple[int | None, int, int]:
+    """Scan an object from ``buf[pos]`` at bracket ``depth`` (0 at its ``{``): (its end,
+    or None when it runs past ``buf``; where to go on from once more is read; the depth
+    there)."""
+    for m in _TOKEN.finditer(buf, pos):
         tok = m.group()
         c = tok[0]
-        if tok == b'"':
-            return None  # a string running past the buffer
-        if c == 0x22:  # a whole string
+        if c == 0x22:  # "
+            if len(tok) == 1:
+                return None, m.start(), depth  # a string running past the buffer
             continue
-        if c == 0x7B or c == 0x5B:
+        if c == 0x7B or c == 0x5B:  # { [
             depth += 1
         else:
             depth -= 1
             if depth == 0:
-                return m.end()
-    return None
+                return m.end(), m.end(), 0
+    return None, len(buf), depth
+
+
+def _object_end(buf: bytes, start: int) -> int | None:
+    """The end of the object starting at ``buf[start]`` (``{``), or None when it runs
+    past the end of ``buf``."""
+    return _scan(buf, start, 0)[0]
 
 
 def first_object(head: bytes) -> bytes | None:

@@ -223,4 +223,3 @@ def test_a_crowded_graph_moves_labels_off_their_edges_not_onto_each_other(tmp_pa
     assert len(measured["labels"]) == len(edges)
     _assert_labels_apart(measured)
     assert any(label["leader"] for label in measured["labels"])  # some had to move off
-    _screenshot(chromium, page, "crowded-graph-1400.png")
