@@ -47,6 +47,9 @@ DEDUP_NS = 10 * SECOND  # repeats of one connection closer than this are one con
 # costs a lookup for every new connection to the Service).
 MAX_DNAT_PEERS = 32
 DROPPED_VERDICTS = frozenset({"DROPPED", "ERROR"})
+# Dropped aggregates kept for the report (who tried what): beyond this many they are
+# only counted (``AggregateStats.dropped``).
+MAX_LEFT_OUT = 50_000
 _ICMP = ("ICMP", "ICMPv6")
 
 
@@ -220,6 +223,8 @@ class Aggregator:
         self._recent = RecentTable(dedup_capacity)
         self._intern = _Interner()
         self._dnat_peers = dnat_peers
+        # the dropped connections left out, as aggregates (the first MAX_LEFT_OUT)
+        self.left_out: list[FlowRecord] = []
 
     # ------------------------------------------------------------------------ input
 
@@ -413,7 +418,10 @@ class Aggregator:
         self.stats.keys = len(self._aggs)
         if not self.include_dropped:
             kept = [r for r in flows if r.verdict not in DROPPED_VERDICTS]
-            self.stats.dropped += sum(r.count for r in flows) - sum(r.count for r in kept)
+            if len(kept) < len(flows):
+                dropped = [r for r in flows if r.verdict in DROPPED_VERDICTS]
+                self.stats.dropped += sum(r.count for r in dropped)
+                self.left_out.extend(dropped[:MAX_LEFT_OUT - len(self.left_out)])
             flows = kept
         self.stats.emitted += len(flows)
         ips = self._ip_records

@@ -44,7 +44,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from itertools import chain
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
@@ -56,7 +55,8 @@ from recorder.schema import (
     NO_HINTS, EndpointHints, FlowRecord, LogRecord, NameBinding, ServiceRef, Workload, dns_name,
     dns_ttl,
 )
-from recorder.sources.base import ReadOptions, Source
+from recorder.sources import jsonframes
+from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -686,6 +686,22 @@ class _Reader:
 # ------------------------------------------------------------------------- framing
 
 
+# An input of L7 records only (`hubble observe --type l7`): an L7 record is a request
+# or a response, never a TCP connection's SYN, so its TCP connections go uncounted.
+# Judged on the file's first bytes: every flow has a Type (L3_L4, L7, SOCK: flow.proto
+# FlowType, whose zero value is UNKNOWN). Event types to ask for: cilium/hubble
+# cmd/observe `--type` (trace, drop, l7, ...).
+_FLOW_TYPE = re.compile(rb'"Type"\s*:\s*"([A-Z0-9_]+)"')
+L7_ONLY = ("the file holds only L7 records (as `hubble observe --type l7` prints them): an "
+           "L7 record never shows a TCP connection's SYN, so its TCP connections are not "
+           "counted; record L3/L4 flows as well: `hubble observe -o json` without --type, or "
+           "with --type trace --type drop")
+
+
+def _only_l7(sample: bytes) -> bool:
+    types = set(_FLOW_TYPE.findall(sample))
+    return types == {b"L7"}
+
 _ARRAY_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[{}\[\],]', re.DOTALL)
 _CHUNK = 1 << 20
 
@@ -768,6 +784,8 @@ def read(
     stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
 ) -> Iterator[LogRecord]:
     reader = _Reader(path, report, options)
+    peek = getattr(stream, "peek", None)
+    sample = peek(SNIFF_BYTES)[:SNIFF_BYTES] if peek is not None else b""
     try:
         # Read up to the first non-blank line (at most a chunk of it): small reads, so
         # a cut-off gzip stream still yields every line before the cut.
@@ -784,8 +802,11 @@ def read(
         else:
             if pending[-1] and not pending[-1].endswith(b"\n"):
                 pending[-1] += stream.readline()  # a first line longer than a chunk
-            items = enumerate(chain(pending, stream), 1)
+            # compact lines, or objects over many lines (`jq .`) framed into such lines
+            items = jsonframes.lines_or_objects(pending, stream, path, report)
         yield from reader.records(items)
+        if _only_l7(sample):
+            report.warnings.append(f"{path}: {L7_ONLY}")
     finally:
         reader.flush_counts()
 

@@ -800,6 +800,7 @@ def read(
             "not a pcap or pcapng file (unknown magic number "
             f"{head[:4].hex() or 'none'}); give a capture written by tcpdump, "
             "Wireshark or flowpol record", path)
+    report.formats.setdefault(path, "pcap")  # its items are packets (report.item_unit)
     chunks = _Chunks(stream, head)
     dec = PacketDecoder(path, options)
     stats = [0, 0]  # packets seen, packets decoded

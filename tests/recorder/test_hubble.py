@@ -253,7 +253,7 @@ def test_detection() -> None:
 @pytest.mark.parametrize("name, message", [
     ("empty.json", "the file is empty"),
     ("blank.json", "the file is empty"),
-    ("not-json.txt", "unknown input format"),
+    ("not-json.txt", "not a flow input"),
 ])
 def test_unusable_files_are_input_errors(name: str, message: str) -> None:
     with pytest.raises(InputError) as e:

@@ -149,8 +149,8 @@ def test_junk_packets_are_skipped_with_packet_numbers() -> None:
     report = ReadReport()
     assert [r.src_port for r in read("junk-packets.pcap", report)] == [40050, 40051]
     assert sorted(str(e) for e in report.examples) == [
-        f"{ASSETS / 'junk-packets.pcap'}:2: truncated-packet",
-        f"{ASSETS / 'junk-packets.pcap'}:3: bad-ip-header",
+        f"{ASSETS / 'junk-packets.pcap'}: packet 2: truncated-packet",
+        f"{ASSETS / 'junk-packets.pcap'}: packet 3: bad-ip-header",
     ]
 
 
@@ -168,14 +168,14 @@ def test_headers_cut_by_the_snap_length_are_ignored_not_bad_input(tmp_path: Path
     recs = list(read_inputs([str(path)], report))
     assert [r.src_port for r in recs] == [40050, 40051]
     assert report.ignored["headers-beyond-snaplen"] == 1
-    assert [str(e) for e in report.examples] == [f"{path}:3: bad-ip-header"]
+    assert [str(e) for e in report.examples] == [f"{path}: packet 3: bad-ip-header"]
 
 
 @pytest.mark.parametrize("name,kept,where", [
-    ("truncated-record.pcap", 1, ":4: truncated-packet"),
-    ("truncated-header.pcap", 1, ":5: truncated-packet"),
-    ("corrupt-length.pcap", 1, ":3: corrupt-record"),
-    ("truncated.pcapng", 3, ":4: truncated-packet"),
+    ("truncated-record.pcap", 1, ": packet 4: truncated-packet"),
+    ("truncated-header.pcap", 1, ": packet 5: truncated-packet"),
+    ("corrupt-length.pcap", 1, ": packet 3: corrupt-record"),
+    ("truncated.pcapng", 3, ": packet 4: truncated-packet"),
 ])
 def test_damaged_files_keep_every_valid_packet(name: str, kept: int, where: str) -> None:
     report = ReadReport()
@@ -185,7 +185,7 @@ def test_damaged_files_keep_every_valid_packet(name: str, kept: int, where: str)
 
 
 def test_strict_makes_damage_fatal() -> None:
-    with pytest.raises(InputError, match=r"truncated-record\.pcap:4: truncated-packet"):
+    with pytest.raises(InputError, match=r"truncated-record\.pcap: packet 4: truncated-packet"):
         read("truncated-record.pcap", ReadReport(strict=True))
 
 

@@ -107,7 +107,7 @@ def test_samples_aggregate_to_the_distinct_connections() -> None:
 def test_import_command_on_the_samples(tmp_path: Path) -> None:
     out = tmp_path / "samples.jsonl.gz"
     run = subprocess.run(
-        [sys.executable, "-m", "generator.cli.main", "import", str(HUBBLE), "-o", str(out)],
+        [sys.executable, "-m", "generator.cli.main", "import", str(HUBBLE), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr
