@@ -165,16 +165,16 @@ def collect(
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[str], None]]:
     """A callback showing each fetched segment on a terminal; silent when piped."""
-    from generator.cli.common import is_tty
-
-    if not is_tty():
-        yield lambda _msg: None
-        return
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from generator.cli.common import stderr_console
+
+    console = stderr_console()
+    if not console.is_terminal:
+        yield lambda _msg: None
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task(f"{label}: listing", total=None)
         done = [0]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOTS = Path(__file__).resolve().parent / "help"
-COMMANDS = ("", "generate", "import", "snapshot", "verify", "record", "collect", "diff",
+COMMANDS = ("", "generate", "import", "snapshot", "verify", "record", "collect", "diff", "propose-git",
             "migrate")
 WIDTH = 100
 

@@ -14,7 +14,8 @@ import pytest
 from make_help_snapshots import COMMANDS, ROOT, render as _render, snapshot_path
 
 TYPE_PLACEHOLDER = re.compile(r"<(bool|str|int|path|list\[[^\]]*\]|int range)>")
-WRITES_FILES = ("generate", "import", "snapshot", "record", "collect", "diff", "migrate")
+WRITES_FILES = ("generate", "import", "snapshot", "record", "collect", "diff", "migrate",
+                "propose-git")
 
 
 @lru_cache(maxsize=None)
@@ -80,7 +81,7 @@ def test_kubeconfig_and_context_are_described_wherever_they_are_accepted() -> No
             seen += 1
             described = row.split(None, 2)[2]  # after the option and its metavar
             assert "kubeconfig" in described and "default" in described, (command, row)
-    assert seen == 2 * 5  # snapshot, verify, record, collect, diff
+    assert seen == 2 * 6  # snapshot, verify, record, collect, diff, propose-git
 
 
 def test_version() -> None:
