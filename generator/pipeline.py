@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 from generator.resolve.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
+from generator.resolve.apiserver import label_apiserver
 from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
 from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator, record_time
@@ -241,17 +242,19 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
             progress: Callable[[int], None] | None = None,
-            allow_unreadable: bool = False) -> ObservedTraffic:
+            allow_unreadable: bool = False,
+            apiserver_cidrs: tuple[str, ...] = ()) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
-    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
+    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``.
+    ``apiserver_cidrs``: where the API server calls from (``--apiserver-cidr``)."""
     snap = load_snapshot(snapshot)
-    index = InventoryIndex(snap.inventory)
+    index = InventoryIndex(snap.inventory, apiserver_cidrs)
     report = ReadReport(strict=strict)
     records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
-    resolved = resolve(records, index)
+    resolved = label_apiserver(resolve(records, index), index)
     edges = aggregate_edges(resolved.connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
                            tuple(snap.warnings), tuple(errors))
@@ -268,13 +271,14 @@ class ObserveRequest:
     fmt: str | None = None
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr
 
 
 def observe_request(req, progress: Callable[[int], None] | None = None,
                     allow_unreadable: bool = False) -> ObservedTraffic:
     """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   progress, allow_unreadable)
+                   progress, allow_unreadable, req.apiserver_cidrs)
 
 
 def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:
