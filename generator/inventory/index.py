@@ -268,6 +268,15 @@ class InventoryIndex:
                               label_dict(pod.labels).get("pod-template-hash"))
         return root
 
+    def controller(self, workload: WorkloadRef) -> Controller | None:
+        """The controller object of a workload (a Deployment, a CronJob, ...), if any."""
+        return self._controllers.get((workload.namespace, workload.kind, workload.name))
+
+    def template_labels(self, workload: WorkloadRef) -> Labels:
+        """The labels its controller gives new pods (a CronJob: its jobTemplate's)."""
+        c = self.controller(workload)
+        return c.template_labels if c is not None else ()
+
     def controller_root(self, c: Controller) -> WorkloadRef:
         """The workload a controller belongs to (a ReplicaSet: its Deployment)."""
         return self._root(c.namespace, c.kind, c.name, None)
