@@ -65,7 +65,12 @@ def generate(
         typer.echo("observed connections the generated policies would DENY:", err=True)
         for line in result.denied_lines:
             typer.echo(f"  {line}", err=True)
+    if result.effective_denied_lines:
+        typer.echo("observed connections the cluster's existing policies would still DENY "
+                   "after apply:", err=True)
+        for line in result.effective_denied_lines:
+            typer.echo(f"  {line}", err=True)
     # bad input (exit 2) wins over findings (exit 1); both are printed
     raise_for_bad_input(result.read, result.unreadable, f"the policies and reports in {out}")
-    if result.denied_lines:
+    if result.denied_lines or result.effective_denied_lines:
         raise typer.Exit(1)

@@ -1,9 +1,11 @@
 """report.md and report.html: what a reviewer reads before applying policies.
 
 Content, in order: a summary; the workload-to-workload graph (Mermaid in Markdown, an
-inline SVG in HTML); the verification result; per policy a table of its rules with
-their evidence (connections, first and last seen, the inputs and Services they came
-through); then everything skipped or unresolved and why.
+inline SVG in HTML); the verification result; what the API server is declared to call;
+the idle workloads and what happens to them; the cluster's existing policies and what
+they allow beyond the generated ones; per policy a table of its rules with their
+evidence (connections, first and last seen, the inputs and Services they came through);
+then everything skipped or unresolved and why.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Sequence
 
 from generator.output.files import atomic_write
 from generator.pipeline import ObservedTraffic
-from generator.output.report import unresolved_summary
+from generator.output.report import (
+    DIFF_POINTER, apiserver_traffic, unresolved_summary,
+)
 from generator.review.document import (
     Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
 )
@@ -23,9 +27,11 @@ from generator.review.evidence import (
     EntryEvidence, duration_text, entry_evidence, input_names, recording_span, when,
 )
 from generator.review.graph import graph_from_edges
+from generator.synthesize import model as m
 from generator.synthesize.synthesis import SynthesisResult
 from generator.verify.evaluator import Evaluator, RuleEntry
 from generator.verify.policy import NetworkPolicy, PolicyPeer, parse_policies
+from generator.verify.union import UnionCheck
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
 from generator.output.yamlout import strip_comments
 
@@ -174,9 +180,95 @@ def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, 
     return blocks
 
 
+def declared_blocks(observed: ObservedTraffic, synth: SynthesisResult) -> list[Block]:
+    """What the cluster declares the API server calls, and the traffic seen from it."""
+    calls = apiserver_traffic(observed)
+    if not synth.declared and not synth.declared_problems and not calls:
+        return []
+    blocks: list[Block] = [Heading(1, "What the API server calls")]
+    api = synth.apiserver
+    where = ", ".join(f"`{s.display()}`" for s in api.sources) if api and api.sources else None
+    blocks.append(Paragraph(
+        "Admission webhooks, aggregated APIs and CRD conversion webhooks are called by the API "
+        "server whether or not the recording shows it; their backends accept it on the "
+        "Service's targetPort. "
+        + (f"It calls from {where} ({api.origin})." if where else
+           "Where it calls from is unknown: give it with `--apiserver-cidr`."),
+        None if where else "warn"))
+    if synth.declared:
+        blocks.append(Table(
+            ("Backend", "Port", "Declared by", "failurePolicy", "What was written",
+             "Calls observed", "Admitted from"),
+            tuple((u.target.workload.display(), f"{u.target.protocol}/{u.target.port}",
+                   u.target.call.display() + f" via Service {u.target.service[0]}/"
+                   f"{u.target.service[1]}:{u.target.service[2]}",
+                   u.target.call.failure_policy or "—", u.status, f"{u.calls:,}",
+                   ", ".join(u.admits) or "—") for u in synth.declared[:MAX_ROWS]),
+            numeric=(5,), wrap=(2, 4, 6)))
+    if synth.declared_problems:
+        blocks.append(Paragraph("Declared, but no rule can be written:", "warn"))
+        blocks.append(Bullets(tuple(f"`{p.call.display()}`: {p.reason}"
+                                    for p in synth.declared_problems[:MAX_ROWS])))
+    if calls:
+        blocks.append(Paragraph("Connections observed from the API server:"))
+        blocks.append(Table(("From", "To", "Port", "Connections", "Last seen"), tuple(
+            (e.src.display(), e.dst.display(), f"{e.protocol}/{e.port}", f"{e.count:,}",
+             when(e.last_seen)) for e in calls[:MAX_ROWS]), numeric=(3,)))
+    return blocks
+
+
+def idle_blocks(synth: SynthesisResult) -> list[Block]:
+    """Workloads in scope the recording never showed, and what the policies do to them."""
+    idle = synth.model.idle if synth.model else ()
+    if not idle:
+        return []
+    return [
+        Heading(1, "Idle workloads"),
+        Paragraph("Workloads in scope with no observed traffic: a default-deny would isolate "
+                  "them on evidence of nothing. Held out, a policy of their own (selecting "
+                  "exactly their pods) allows everything the default-deny would deny, until a "
+                  "recording shows what they need; `--isolate-idle` isolates them instead.",
+                  "warn" if any(i.status != m.HELD_OUT for i in idle) else None),
+        Table(("Workload", "Why idle", "What happens", "Next run"), tuple(
+            (i.workload.display(), i.reason,
+             i.status + (f" (`{i.name}`)" if i.name else "") + (f": {i.note}" if i.note else ""),
+             when(i.next_run) if i.next_run is not None else "—") for i in idle[:MAX_ROWS]),
+            wrap=(1, 2)),
+    ]
+
+
+def existing_blocks(union: UnionCheck | None) -> list[Block]:
+    """The cluster's existing policies that select pods in scope, and their extra reach."""
+    if union is None or (not union.existing and not union.unreadable):
+        return []
+    blocks: list[Block] = [Heading(1, "Existing policies"), Paragraph(
+        "NetworkPolicies are additive: these stay in force after the generated ones are "
+        "applied (flowpol deletes and rewrites none of them), and what they allow stays "
+        f"allowed. {DIFF_POINTER}.")]
+    if union.existing:
+        blocks.append(Table(("Policy", "policyTypes", "Selects"), tuple(
+            (e.policy, ", ".join(e.policy_types), ", ".join(e.selects))
+            for e in union.existing[:MAX_ROWS]), wrap=(2,)))
+    if union.unreadable:
+        blocks.append(Bullets(tuple(f"could not read {u}" for u in union.unreadable)))
+    if union.effective is not None:
+        e = union.effective
+        blocks.append(Paragraph(
+            f"The effective set (generated + existing) allows {e.allowed:,} of {e.checked:,} "
+            f"observed connection aggregate(s)" + (f"; {e.denied:,} denied." if e.denied else "."),
+            "bad" if e.denied else "ok"))
+    if union.extra:
+        blocks.append(Paragraph("What existing policies allow beyond the generated rules "
+                                "(examples of each kind of peer):", "warn"))
+        blocks.append(Table(("Policy rule", "Peer", "Port", "Applies to", "Lets through"), tuple(
+            (f"{x.policy} `{x.rule}`", x.peer, x.port, x.workload,
+             "; ".join(x.reaches) + (f"; and {x.more} more" if x.more else ""))
+            for x in union.extra[:MAX_ROWS]), wrap=(1, 4)))
+    return blocks
+
+
 def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str, str]] = (),
-                   idle: Sequence[str] = (), warnings: Sequence[str] = (),
-                   node_peers: Sequence[str] = ()) -> list[Block]:
+                   warnings: Sequence[str] = (), node_peers: Sequence[str] = ()) -> list[Block]:
     blocks: list[Block] = [Heading(1, "Skipped and unresolved")]
     r = observed.read
     said = False
@@ -200,11 +292,6 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
         said = True
         blocks.append(Paragraph("Observed edges no rule was written for:"))
         blocks.append(Table(("Edge", "Why"), tuple(skipped_edges[:MAX_ROWS])))
-    if idle:
-        said = True
-        blocks.append(Paragraph("Workloads in scope with no observed traffic (default-deny "
-                                "isolates them; only DNS stays allowed):"))
-        blocks.append(Bullets(tuple(f"`{w}`" for w in idle)))
     if node_peers:
         said = True
         blocks.append(Paragraph(
@@ -242,8 +329,8 @@ def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[
 
 def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
                     verification: dict | None,
-                    checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
-                    ) -> Document:
+                    checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None,
+                    union: UnionCheck | None = None) -> Document:
     """``checked``: ``synth.policies`` already parsed, and an Evaluator built for them
     (`flowpol generate` shares those of its verification), or None."""
     if checked is None:
@@ -264,8 +351,11 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     ]
     blocks += graph_blocks(observed)
     blocks += verification_blocks(verification)
+    blocks += declared_blocks(observed, synth)
+    blocks += idle_blocks(synth)
+    blocks += existing_blocks(union)
     blocks += policy_blocks(reviewed, evidence)
-    blocks += skipped_blocks(observed, synth.skipped_edges, synth.idle_workloads,
+    blocks += skipped_blocks(observed, synth.skipped_edges,
                              list(observed.snapshot_warnings) + list(observed.resolved.warnings)
                              + list(synth.warnings), synth.node_peers)
     title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
@@ -274,7 +364,8 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
 
 def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,
                  verification: dict | None,
-                 checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
-                 ) -> list[Path]:
+                 checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None,
+                 union: UnionCheck | None = None) -> list[Path]:
     """report.md and report.html for `flowpol generate`, beside its YAML."""
-    return write_documents(out_dir, generate_review(observed, synth, verification, checked))
+    return write_documents(out_dir, generate_review(observed, synth, verification, checked,
+                                                    union))
