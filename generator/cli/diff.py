@@ -12,8 +12,10 @@ from typing import List, Optional
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, parse_duration, progress_reporter, read_options, stderr_console, thresholds,
+    ApiServerCidrs, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation,
+    SnapshotFiles,
+    Strict, apiserver_cidrs, parse_duration, progress_reporter, read_options, stderr_console,
+    thresholds,
 )
 from recorder.errors import UsageError
 
@@ -46,6 +48,7 @@ def diff(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    apiserver_cidr: ApiServerCidrs = [],
 ) -> None:
     """Compare existing policies with the traffic in INPUT: what they deny, what went
     unused, and a tightened set as YAML, a change list and a unified diff."""
@@ -62,6 +65,7 @@ def diff(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
         read_options=read_options(include_dropped, dump_time),
         thresholds=thresholds(min_observation, min_flows),
+        apiserver_cidrs=apiserver_cidrs(apiserver_cidr),
         window_ns=parse_duration(window, "--window") if window else None)
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (existing_from_cluster(kubeconfig, context) if cluster

@@ -8,8 +8,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
-    read_options, stderr_console,
+    ApiServerCidrs, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict,
+    apiserver_cidrs, progress_reporter, read_options, stderr_console,
 )
 from recorder.errors import UsageError
 
@@ -38,6 +38,11 @@ def generate(
     dump_time: DumpTime = None,
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Skip checking the policies against the traffic."),
+    isolate_idle: bool = typer.Option(
+        False, "--isolate-idle",
+        help="Let default-deny isolate workloads with no observed traffic too (by default "
+             "each is held out by a policy of its own and listed in the report)."),
+    apiserver_cidr: ApiServerCidrs = [],
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -51,10 +56,12 @@ def generate(
     request = GenerateRequest(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
         read_options=read_options(include_dropped, dump_time),
+        apiserver_cidrs=apiserver_cidrs(apiserver_cidr),
         synthesis=SynthesisOptions(default_deny=not no_default_deny,
                                    cidr_prefix_v4=cidr_prefix, cidr_prefix_v6=cidr_prefix_v6,
                                    namespaces=tuple(namespace),
-                                   exclude_namespaces=tuple(exclude_namespace)),
+                                   exclude_namespaces=tuple(exclude_namespace),
+                                   isolate_idle=isolate_idle),
         verify=not no_verify,
     )
     with progress_reporter(console, "reading flows") as progress:

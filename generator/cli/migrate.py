@@ -13,8 +13,9 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, progress_reporter, read_options, stderr_console, thresholds,
+    ApiServerCidrs, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation,
+    SnapshotFiles,
+    Strict, apiserver_cidrs, progress_reporter, read_options, stderr_console, thresholds,
 )
 from recorder.errors import UsageError
 
@@ -38,6 +39,7 @@ def migrate(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    apiserver_cidr: ApiServerCidrs = [],
 ) -> None:
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
@@ -51,6 +53,7 @@ def migrate(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
         read_options=read_options(include_dropped, dump_time),
         thresholds=thresholds(min_observation, min_flows),
+        apiserver_cidrs=apiserver_cidrs(apiserver_cidr),
         namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace))
     with progress_reporter(stderr_console(), "reading flows") as progress:
         plan, _, observed = run_migrate(request, progress)
