@@ -75,7 +75,7 @@ def _use_dict(u) -> dict:
             "webhook": t.call.webhook, "failure_policy": t.call.failure_policy,
             "service": f"{t.service[0]}/{t.service[1]}:{t.service[2]}",
             "workload": t.workload.display(), "port": f"{t.protocol}/{t.port}",
-            "status": u.status, "calls_observed": u.calls, "admits": list(u.admits)}
+            "status": u.status, "connections_observed": u.calls, "admits": list(u.admits)}
 
 
 def declared_dict(synth: SynthesisResult) -> dict:
@@ -103,7 +103,8 @@ def idle_line(item: m.IdleWorkload) -> str:
 
 def declared_line(u) -> str:
     t = u.target
-    seen = f"{u.calls} call(s) observed" if u.calls else "no call observed"
+    seen = (f"{u.calls} connection(s) to it observed" if u.calls
+            else "no connection to it observed")
     return (f"{t.workload.display()} {t.protocol}/{t.port} for {t.call.display()}"
             + (f" (failurePolicy {t.call.failure_policy})" if t.call.failure_policy else "")
             + f": {u.status}" + (f" from {', '.join(u.admits)}" if u.admits else "")

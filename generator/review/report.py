@@ -198,7 +198,7 @@ def declared_blocks(observed: ObservedTraffic, synth: SynthesisResult) -> list[B
     if synth.declared:
         blocks.append(Table(
             ("Backend", "Port", "Declared by", "failurePolicy", "What was written",
-             "Calls observed", "Admitted from"),
+             "Connections observed", "Admitted from"),
             tuple((u.target.workload.display(), f"{u.target.protocol}/{u.target.port}",
                    u.target.call.display() + f" via Service {u.target.service[0]}/"
                    f"{u.target.service[1]}:{u.target.service[2]}",

@@ -63,8 +63,8 @@ DECLARED_NO_SELECTOR = "no rule: no label selects the backend's pods alone"
 @dataclass(frozen=True, slots=True)
 class DeclaredUse:
     """One backend port the API server is declared to call, and what synthesis made of
-    it: ``status``, the observed connections to that port (any source) and the peers
-    the rule admits for it."""
+    it: ``status``, ``calls``: the observed connections to that port (from any source)
+    and ``admits``: the peers the rule admits for it."""
 
     target: DeclaredTarget
     status: str
