@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 
 from generator.inventory.index import InventoryIndex
-from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Peer
+from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Peer
 from generator.resolve.identity import ResolveResult
+
+_ADDRESS_KINDS = frozenset({NODE, EXTERNAL})
 
 
 def label_apiserver(resolved: ResolveResult, index: InventoryIndex) -> ResolveResult:
@@ -30,12 +32,14 @@ def label_apiserver(resolved: ResolveResult, index: InventoryIndex) -> ResolveRe
                 for t in index.declared_calls().targets}
     is_api: dict[str, bool] = {}  # per source address
     peers: dict[Peer, Peer] = {}
-    connections = list(resolved.connections)
-    labelled = 0
-    for i, c in enumerate(connections):
+    connections = resolved.connections
+    # one comprehension over every connection (tens of thousands); the loop below only
+    # sees those from an address (a few)
+    from_addresses = [i for i, c in enumerate(connections) if c.src.kind in _ADDRESS_KINDS]
+    changed: dict[int, Connection] = {}
+    for i in from_addresses:
+        c = connections[i]
         src = c.src
-        if src.kind != NODE and src.kind != EXTERNAL:
-            continue
         ip = src.ip or ""
         hit = is_api.get(ip)
         if hit is None:
@@ -50,11 +54,11 @@ def label_apiserver(resolved: ResolveResult, index: InventoryIndex) -> ResolveRe
         peer = peers.get(src)
         if peer is None:
             peer = peers[src] = Peer(APISERVER, ip=src.ip, node_name=src.node_name)
-        connections[i] = dataclasses.replace(c, src=peer)
-        labelled += 1
-    if not labelled:
+        changed[i] = dataclasses.replace(c, src=peer)
+    if not changed:
         return resolved
     stats = dict(resolved.stats)
-    stats["connections-from-the-api-server"] = labelled
-    return dataclasses.replace(resolved, connections=tuple(connections),
-                               stats=dict(sorted(stats.items())))
+    stats["connections-from-the-api-server"] = len(changed)
+    return dataclasses.replace(
+        resolved, connections=tuple(changed.get(i, c) for i, c in enumerate(connections)),
+        stats=dict(sorted(stats.items())))
