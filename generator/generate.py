@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -11,9 +11,10 @@ from generator.output.files import write_output
 from generator.pipeline import ObserveRequest, collector_paused, observe_request
 from generator.output.report import build_report, summary_lines
 from generator.review.report import write_review
+from generator.synthesize.cni import cilium_evidence
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
-from generator.verify.evaluator import Evaluator
-from generator.verify.policy import parse_policies
+from generator.verify.combined import make_evaluator
+from generator.verify.policyset import parse_manifests
 from generator.verify.union import UnionCheck, check_union
 from generator.output.yamlout import strip_comments
 from recorder.errors import InputError
@@ -47,22 +48,28 @@ def run_generate(req: GenerateRequest,
 
 def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) -> GenerateResult:
     observed = observe_request(req, progress, allow_unreadable=True)
-    synth = synthesize(observed.edges, observed.index, req.synthesis)
+    options = req.synthesis
+    if options.dialect == "kubernetes":
+        options = replace(options, render=replace(options.render, cilium_evidence=cilium_evidence(
+            observed.index.inventory, observed.read.formats, observed.snapshot_warnings)))
+    synth = synthesize(observed.edges, observed.index, options)
     # The verification and the review's evidence ask the same evaluator: its caches
     # (pods, label sets, verdicts) are built once.
-    policies = parse_policies([strip_comments(p.manifest) for p in synth.policies])
-    evaluator = Evaluator.from_inventory(policies, observed.index.inventory)
+    kinds = parse_manifests([strip_comments(p.manifest) for p in synth.policies])
+    policies = kinds.network
+    evaluator = make_evaluator(policies, observed.index.inventory, kinds.cilium, kinds.cluster)
     verification = None
     union = None
     denied: tuple[str, ...] = ()
     effective_denied: tuple[str, ...] = ()
     if req.verify:
-        result = check_policies(observed.resolved.connections, policies, observed.index,
-                                evaluator)
+        result = check_policies(observed.resolved.connections,
+                                kinds.network + kinds.cilium + kinds.cluster,  # type: ignore[arg-type]
+                                observed.index, evaluator)  # type: ignore[arg-type]
         verification = verification_dict(result)
         denied = denied_lines(result)
         # what is in force after apply: these and the cluster's existing policies
-        union = check_union(observed.resolved.connections, policies, evaluator,
+        union = check_union(observed.resolved.connections, kinds, evaluator,
                             observed.index, synth.namespaces, synth.external_peers)
         if union.effective is not None:
             # connections only the existing policies deny (they isolate pods flowpol's

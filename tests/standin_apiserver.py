@@ -15,6 +15,8 @@ small part of the API that flowpol's clients use, from fixture objects held in m
   (or ``0``) it first sends the current objects as ADDED, as the real server does;
   with ``resourceVersion=N`` it replays the events after N. Then it streams what a test
   pushes with ``push_event`` until ``timeoutSeconds`` or shutdown.
+- Pod logs (``.../pods/<name>/log``) and the pod proxy subresource
+  (``.../pods/<name>[:<port>]/proxy/<path>``), both described at the end of this module.
 - Bearer-token authentication (401 on a wrong token), 403 for resources a test forbids,
   410 Gone for expired ``continue`` tokens on request — each with a ``kind: Status``
   body shaped like the real one.
@@ -376,6 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if serve_pod_log(self, url.path, query):  # pod logs: see the end of this module
             return
+        if serve_pod_proxy(self, self.path):  # the pod proxy: see the end of this module
+            return
         try:
             kind, ns, name = _route(url.path)
             resource = RESOURCES[kind][0]
@@ -509,4 +513,75 @@ def serve_pod_log(handler: "_Handler", path: str, query: dict[str, str]) -> bool
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+    return True
+
+
+# -- the pod proxy (added for `flowpol collect` of the recorder's segments) ----------------
+#
+# GET /api/v1/namespaces/<ns>/pods/<name>[:<port>]/proxy/<path>, as the real API server
+# serves it (the pods/proxy subresource): authorized as ``get`` on ``pods/proxy`` (so a
+# test can forbid it), 404 for an unknown pod, then a plain HTTP GET of <path> (query
+# included) at the pod's status.podIP and port (80 without one) from where the stand-in
+# runs, with the pod's status, Content-Type and body passed back unchanged; 503 with a
+# Status like the real one when the pod cannot be reached. The caller's Authorization
+# header is not passed on (the real server does not pass it either). Not implemented:
+# other methods, https: and named ports, the service and node proxies.
+
+_POD_PROXY = re.compile(r"^/api/v1/namespaces/([^/?]+)/pods/([^/:?]+)(?::(\d+))?/proxy(/[^?]*)?(\?.*)?$")
+
+
+def serve_pod_proxy(handler: "_Handler", raw_path: str) -> bool:
+    import http.client
+
+    m = _POD_PROXY.match(raw_path)
+    if m is None:
+        return False
+    srv = handler.standin
+    namespace, pod, port, rest, query = m.groups()
+    target = (rest or "/") + (query or "")
+
+    def status(code: int, reason: str, message: str) -> None:
+        handler._send_json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                  "status": "Failure", "message": message, "reason": reason,
+                                  "code": code})
+
+    try:
+        srv._check(handler.headers, "pods/proxy", "get")
+    except _HttpError as e:
+        status(e.code, e.reason, e.message)
+        return True
+    with srv._lock:
+        obj = srv._store.get(("Pod", namespace, pod))
+        ip = ((obj or {}).get("status") or {}).get("podIP")
+    if obj is None:
+        status(404, "NotFound", f'pods "{pod}" not found')
+        return True
+    if not ip:
+        status(503, "ServiceUnavailable", f'pod "{pod}" has no address')
+        return True
+    conn = http.client.HTTPConnection(ip, int(port or 80), timeout=30)
+    try:
+        try:
+            conn.request("GET", target)
+            resp = conn.getresponse()
+        except OSError as e:
+            status(503, "ServiceUnavailable", f"error trying to reach service: dial tcp "
+                                              f"{ip}:{port or 80}: {e.strerror or e}")
+            return True
+        length = resp.getheader("Content-Length")
+        handler.send_response(resp.status)
+        handler.send_header("Content-Type", resp.getheader("Content-Type") or "text/plain")
+        body = None if length is not None else resp.read()
+        handler.send_header("Content-Length", length if length is not None else str(len(body)))
+        handler.end_headers()
+        try:
+            if body is not None:
+                handler.wfile.write(body)
+            else:
+                while chunk := resp.read(65536):
+                    handler.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+    finally:
+        conn.close()
     return True

@@ -122,3 +122,18 @@ def thresholds(min_observation: str, min_flows: int):
     from generator.review.evidence import Thresholds
 
     return Thresholds(parse_duration(min_observation, "--min-observation"), min_flows)
+
+
+# The dialect policies are written in (`flowpol generate`, `diff`, `migrate`).
+Dialect = Annotated[str, typer.Option(
+    "--dialect", metavar="DIALECT",
+    help="kubernetes (NetworkPolicy), cilium (CiliumNetworkPolicy) or cluster-network-policy "
+         "(a Baseline ClusterNetworkPolicy plus NetworkPolicies).")]
+
+
+def dialect_option(value: str) -> str:
+    from generator.synthesize.render import DIALECTS
+
+    if value not in DIALECTS:
+        raise UsageError(f"--dialect {value!r} is not one of {', '.join(DIALECTS)}")
+    return value

@@ -8,8 +8,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    ApiServerCidrs, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict,
-    apiserver_cidrs, progress_reporter, read_options, stderr_console,
+    ApiServerCidrs, Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles,
+    Strict, apiserver_cidrs, dialect_option, progress_reporter, read_options, stderr_console,
 )
 from recorder.errors import UsageError
 
@@ -38,6 +38,11 @@ def generate(
     dump_time: DumpTime = None,
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Skip checking the policies against the traffic."),
+    dialect: Dialect = "kubernetes",
+    cilium_cluster_wide: bool = typer.Option(
+        False, "--cilium-cluster-wide",
+        help="With --dialect cilium: the default-deny and DNS baseline as one "
+             "CiliumClusterwideNetworkPolicy."),
     isolate_idle: bool = typer.Option(
         False, "--isolate-idle",
         help="Let default-deny isolate workloads with no observed traffic too (by default "
@@ -47,11 +52,15 @@ def generate(
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
     from generator.pipeline import raise_for_bad_input
+    from generator.synthesize.render import RenderOptions
     from generator.synthesize.synthesis import SynthesisOptions
 
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
+    dialect = dialect_option(dialect)
+    if cilium_cluster_wide and dialect != "cilium":
+        raise UsageError("--cilium-cluster-wide needs --dialect cilium")
     console = stderr_console()
     request = GenerateRequest(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
@@ -61,6 +70,8 @@ def generate(
                                    cidr_prefix_v4=cidr_prefix, cidr_prefix_v6=cidr_prefix_v6,
                                    namespaces=tuple(namespace),
                                    exclude_namespaces=tuple(exclude_namespace),
+                                   dialect=dialect,
+                                   render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide),
                                    isolate_idle=isolate_idle),
         verify=not no_verify,
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -34,7 +35,7 @@ def record(
     max_keys: int = typer.Option(100_000, "--max-keys",
                                  help="Distinct connection keys held per run of windows; "
                                       "more are counted as overflow and reported."),
-    output: Optional[str] = typer.Option(None, "--output", "-o",
+    output: Optional[str] = typer.Option(None, "--out", "-o", "--output",
                                          help="Write one flow log at the end."),
     segments: Optional[str] = typer.Option(None, "--segments",
                                            help="Directory for rotating flow-log segments."),
@@ -50,10 +51,21 @@ def record(
                                             help="File touched every second (liveness)."),
     segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes",
                                            help="Delete the oldest segments beyond this."),
+    http_listen: Optional[str] = typer.Option(
+        None, "--http-listen", envvar="FLOWPOL_HTTP_LISTEN", metavar="ADDR:PORT",
+        show_default=False,
+        help="Serve GET /segments (closed segments, read-only), /metrics (Prometheus) and "
+             "/healthz here; ':PORT' is every address, an empty value serves nothing. "
+             "[default: :9401]"),
 ) -> None:
     """Record who talks to whom on this node, in windows, without losing data."""
     from recorder.agent.run import RecordConfig, describe, ensure_root_capabilities, run_record
+    from recorder.agent.serve import DEFAULT_LISTEN, parse_listen
 
+    # An empty FLOWPOL_HTTP_LISTEN disables the server; click reads an empty variable
+    # as unset, so it is looked up here.
+    listen = http_listen if http_listen is not None else os.environ.get(
+        "FLOWPOL_HTTP_LISTEN", DEFAULT_LISTEN)
     if output is not None and os.path.isdir(output):
         raise UsageError(f"-o {output}: is a directory; use --segments for a directory")
     sources = tuple(source)
@@ -64,7 +76,7 @@ def record(
         duration_ns=parse_duration(duration, "--duration") if duration else None,
         output=output, segments=segments, stdout=stdout, node=node or None,
         kubeconfig=kubeconfig, context=context, heartbeat=heartbeat,
-        segments_max_bytes=segments_max_bytes)
+        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(listen))
     result = run_record(cfg, _log)
     for line in describe(result):
         _log(line)
@@ -74,28 +86,41 @@ def record(
 
 
 def collect(
-    output: str = typer.Option(..., "--output", "-o", help="The merged flow log."),
-    since: Optional[str] = typer.Option(
-        None, "--since", help="Only what was logged since then: an RFC 3339 time or a "
-                              "duration back from now (e.g. 24h)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", "--output",
+        help="The directory for the segments (OUT/<node>/<pod>/<segment>); with --logs, "
+             "the merged flow log."),
     namespace: str = typer.Option("flowpol-system", "--namespace", "-n",
                                   help="Namespace of the recorder DaemonSet."),
     selector: str = typer.Option("app.kubernetes.io/name=flowpol-recorder", "--selector",
                                  help="Label selector of the recorder pods."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig"),
-    context: Optional[str] = typer.Option(None, "--context"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
+                                             help="The kubeconfig file (default: $KUBECONFIG, "
+                                                  "~/.kube/config, or in-cluster)."),
+    context: Optional[str] = typer.Option(None, "--context",
+                                          help="The kubeconfig context (default: current)."),
+    direct: bool = typer.Option(
+        False, "--direct",
+        help="Fetch from the recorder pods' addresses instead of through the API server's "
+             "pod proxy (from inside the cluster)."),
+    port: int = typer.Option(9401, "--port", help="The recorders' --http-listen port."),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="Only what was recorded (with --logs: logged) since then: an "
+                              "RFC 3339 time or a duration back from now (e.g. 24h)."),
+    logs: bool = typer.Option(
+        False, "--logs",
+        help="Fallback: read the recorder pods' container logs (the windows they printed "
+             "to stdout) into one flow log instead of fetching segments. The kubelet "
+             "rotates logs, so a long recording loses its start this way."),
     strict: bool = typer.Option(
         False, "--strict",
-        help="Stop at the first bad line of a recorder log and write nothing (without it: "
-             "skipped, counted and listed, exit 0: a crash can cut a pod's last line and a "
-             "pod log cannot be fixed)."),
+        help="With --logs: stop at the first bad line of a recorder log and write nothing "
+             "(without it: skipped, counted and listed, exit 0: a crash can cut a pod's last "
+             "line and a pod log cannot be fixed)."),
 ) -> None:
-    """Pull every recorder pod's flows through the Kubernetes API into one flow log."""
+    """Pull what every recorder pod recorded: its closed segments (resumable, checksummed)
+    through the Kubernetes API server's pod proxy, or --direct."""
     import time
-
-    from recorder.agent.collect import collect as run_collect
-    from recorder.flowlog import write_flow_log
-    from recorder.schema import FlowLogHeader, FlowRecord
 
     since_ns = None
     if since is not None:
@@ -103,6 +128,65 @@ def collect(
             since_ns = time.time_ns() - parse_duration(since, "--since")
         else:
             since_ns = parse_time_option(since, "--since")
+    if logs:
+        if direct:
+            raise UsageError("--direct fetches segments; --logs reads container logs "
+                             "through the API server: choose one")
+        _collect_logs(out, since_ns, namespace, selector, kubeconfig, context, strict)
+        return
+    if strict:
+        raise UsageError("--strict applies to --logs (segments are checked by their sha256)")
+    from recorder.agent.pull import pull_segments
+
+    with _progress("collect") as progress:
+        result = pull_segments(out, namespace, selector, kubeconfig, context, direct=direct,
+                               port=port, since=since_ns, progress=progress)
+    typer.echo(f"collected {len(result.fetched)} new segment(s), {result.fetched_bytes} "
+               f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
+               f"{result.present} already there"
+               + (f", {result.older} older than --since" if since_ns is not None else ""))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for g in result.gone:
+        typer.echo(f"warning: {g}: deleted on the node (--segments-max-bytes) between the "
+                   "list and the fetch; collect more often", err=True)
+    if result.errors:
+        for e in result.errors:
+            typer.echo(f"  {e}", err=True)
+        raise FlowpolError(f"{len(result.errors)} problem(s) while collecting (listed above); "
+                           "what could be fetched is in place and verified; run collect "
+                           "again to fetch the rest")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A callback showing each fetched segment on a terminal; silent when piped."""
+    from generator.cli.common import is_tty
+
+    if not is_tty():
+        yield lambda _msg: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"{label}: listing", total=None)
+        done = [0]
+
+        def update(name: str) -> None:
+            done[0] += 1
+            bar.update(task, description=f"{label}: {done[0]} segment(s), last {name}")
+
+        yield update
+
+
+def _collect_logs(output: str, since_ns: int | None, namespace: str, selector: str,
+                  kubeconfig: str | None, context: str | None, strict: bool) -> None:
+    from recorder.agent.collect import collect as run_collect
+    from recorder.flowlog import write_flow_log
+    from recorder.schema import FlowLogHeader, FlowRecord
+
     result = run_collect(namespace, selector, since_ns, kubeconfig, context, strict)
     n = write_flow_log(result.records, output, FlowLogHeader(created_by="flowpol collect"))
     flows = sum(1 for r in result.records if isinstance(r, FlowRecord))

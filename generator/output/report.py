@@ -8,6 +8,7 @@ from generator.resolve.edges import APISERVER, WORKLOAD, Edge, Peer
 from generator.pipeline import ObservedTraffic
 from generator.synthesize import model as m
 from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
+from generator.output.files import policy_file
 from generator.output.timetext import format_time_fast
 from generator.verify.union import UnionCheck, union_dict
 
@@ -139,7 +140,7 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
         "policies": [
             {"namespace": p.namespace, "name": p.name,
              "workload": f"{p.workload[0]}/{p.workload[1]}" if p.workload else None,
-             "file": f"{p.namespace}.yaml"}
+             "file": policy_file(p.namespace)}
             for p in synth.policies
         ],
         "dns": synth.dns,

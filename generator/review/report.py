@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from generator.output.files import atomic_write
+from generator.output.files import atomic_write, policy_file
 from generator.pipeline import ObservedTraffic
 from generator.output.report import (
     DIFF_POINTER, apiserver_traffic, unresolved_summary,
@@ -334,13 +334,17 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     """``checked``: ``synth.policies`` already parsed, and an Evaluator built for them
     (`flowpol generate` shares those of its verification), or None."""
     if checked is None:
-        parsed = parse_policies([strip_comments(p.manifest) for p in synth.policies])
+        parsed = parse_policies([strip_comments(p.manifest) for p in synth.policies
+                                 if p.manifest.get("kind") == "NetworkPolicy"])
         evaluator = None
     else:
         parsed, evaluator = checked
-    reviewed = [ReviewedPolicy(p, f"{doc.namespace}.yaml",
+    # the evidence per rule is read for NetworkPolicies (the other dialects' rules are
+    # in their YAML, with the same evidence comments)
+    network_docs = [d for d in synth.policies if d.manifest.get("kind") == "NetworkPolicy"]
+    reviewed = [ReviewedPolicy(p, policy_file(doc.namespace),
                                f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None)
-                for p, doc in zip(parsed, synth.policies)]
+                for p, doc in zip(parsed, network_docs)]
     evidence = policy_evidence(observed, parsed, evaluator)
     scope = ", ".join(synth.namespaces) or "no namespace"
     blocks: list[Block] = [

@@ -27,7 +27,7 @@ from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
 from generator.resolve.external_snat import external_snat_warnings
 from generator.synthesize import model as m
-from generator.synthesize.render import DIALECTS, PolicyDoc, render_policies
+from generator.synthesize.render import DIALECTS, PolicyDoc, RenderOptions, render_policies
 from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, parse_each
 from generator.verify.selectors import matches
 from recorder.timefmt import format_time
@@ -49,6 +49,7 @@ class SynthesisOptions:
     dialect: str = "kubernetes"  # a key of generator.synthesize.render.DIALECTS
     isolate_idle: bool = False  # --isolate-idle: the baseline isolates idle workloads too
     declared: bool = True  # allow what the cluster declares the API server calls
+    render: RenderOptions = RenderOptions()  # what the dialect's renderer takes besides
 
 
 # What became of a declared API server call (``DeclaredUse.status``).
@@ -294,7 +295,8 @@ def synthesize(edges: tuple[Edge, ...], index: InventoryIndex,
                opts: SynthesisOptions = SynthesisOptions()) -> SynthesisResult:
     """The model (``build_model``) rendered in ``opts.dialect``."""
     built = build_model(edges, index, opts)
-    rendered = render_policies(built.model, opts.dialect)
+    rendered = render_policies(built.model, opts.dialect, replace(
+        opts.render, workload_nodes=_workload_nodes(built.model, index)))
     return SynthesisResult(
         policies=rendered.policies, namespaces=built.model.namespaces,
         warnings=built.warnings + tuple(w for w in rendered.warnings
@@ -446,6 +448,16 @@ def _idle(s: _Synth, ref: WorkloadRef, window: tuple[int, int] | None,
                           m.PodSelector(tuple(choice.match_labels),
                                         tuple(choice.match_expressions)),
                           None, directions, next_run)
+
+
+def _workload_nodes(model: m.PolicyModel, index: InventoryIndex
+                    ) -> dict[WorkloadRef, frozenset[str]]:
+    """Where each workload's pods run (the snapshot's): Cilium tells a pod's own node
+    (``host``) from the others (``remote-node``)."""
+    out: dict[WorkloadRef, frozenset[str]] = {}
+    for p in model.workloads:
+        out[p.workload] = frozenset(pod.node for pod in index.pods_of(p.workload) if pod.node)
+    return out
 
 
 def build_model(edges: tuple[Edge, ...], index: InventoryIndex,

@@ -12,7 +12,7 @@ from typing import Iterable
 from generator.resolve.edges import Connection, Peer, PeerIds
 from generator.inventory.index import InventoryIndex
 from generator.verify.cohorts import cohorts, summed_services
-from generator.verify.evaluator import Evaluator, SideVerdict, Verdict
+from generator.verify.evaluator import Evaluator, SideVerdict, Verdict, rule_text
 from generator.verify.policy import NetworkPolicy, parse_policies
 from recorder.timefmt import format_time
 
@@ -58,8 +58,10 @@ def _who(pod, ip: str) -> str:
 
 
 def _rule_refs(v: Verdict) -> tuple[str, ...]:
-    refs = [f"{pid} egress[{i}]" for pid, i in v.egress.allowed_by]
-    refs += [f"{pid} ingress[{i}]" for pid, i in v.ingress.allowed_by]
+    refs = [f"{pid} {rule_text('egress', i)}" for pid, i in v.egress.allowed_by
+            + v.egress.accepted_by]
+    refs += [f"{pid} {rule_text('ingress', i)}" for pid, i in v.ingress.allowed_by
+             + v.ingress.accepted_by]
     for side, name in ((v.egress, "source"), (v.ingress, "destination")):
         if side.exemption:
             refs.append(f"{name}: {side.exemption}")
@@ -191,6 +193,8 @@ def side_dict(side: SideVerdict) -> dict:
         "allowed": side.allowed, "isolated": side.isolated, "endpoint": side.endpoint,
         "selecting": list(side.selecting),
         "allowed_by": [{"policy": pid, "rule": i} for pid, i in side.allowed_by],
+        "denied_by": [{"policy": pid, "rule": i} for pid, i in side.denied_by],
+        "accepted_by": [{"policy": pid, "rule": i} for pid, i in side.accepted_by],
         "exemption": side.exemption,
     }
 

@@ -109,6 +109,9 @@ def _cohorts(connections: Iterable[Connection], evaluator: Evaluator) -> Cohorts
     placed: list[list] = []  # each connection's cohort accumulator, for repeated flows
     place = placed.append
     src_get, dst_get, acc_get = srcs.get, dsts.get, acc.get
+    # an evaluator that judges names (toFQDNs) sees an external destination with the
+    # names bound to it at the connection's time
+    named = getattr(evaluator, "named_destination", None)
     for c in connections:
         src = c.src_pod
         if src is None:
@@ -120,7 +123,7 @@ def _cohorts(connections: Iterable[Connection], evaluator: Evaluator) -> Cohorts
             s = srcs[id(src)] = (src, c.src, number, k.source_tag)
         dst = c.dst_pod
         if dst is None:
-            dst = c.dst_ip
+            dst = c.dst_ip if named is None else named(c)
         d = dst_get(id(dst))
         if d is None or (d[1] is not c.dst and d[1] != c.dst):
             k = endpoint_key(dst)

@@ -84,10 +84,19 @@ class SideVerdict:
     allowed_by: tuple[RuleRef, ...] = ()  # every rule of those that allows it
     exemption: str | None = None  # OWN_NODE or SELF: allowed regardless
     endpoint: str = POD  # POD, HOST_NETWORK or ADDRESS (never isolated)
+    # Other dialects (generator.verify.combined): deny rules that match (Cilium's
+    # ingressDeny/egressDeny, a ClusterNetworkPolicy Deny), and the ClusterNetworkPolicy
+    # Accept that decided before any NetworkPolicy was asked.
+    denied_by: tuple[RuleRef, ...] = ()
+    accepted_by: tuple[RuleRef, ...] = ()
 
     @property
     def allowed(self) -> bool:
-        return not self.isolated or bool(self.allowed_by) or self.exemption is not None
+        if self.exemption is not None:
+            return True
+        if self.denied_by:
+            return False
+        return not self.isolated or bool(self.allowed_by) or bool(self.accepted_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +137,25 @@ def _side_text(direction: str, towards: str, side: SideVerdict, what: str) -> st
         return f"not subject to NetworkPolicy ({side.endpoint})"
     if side.exemption is not None:
         return f"always allowed, {_EXEMPTION_TEXT[side.exemption]}"
+    if side.denied_by:
+        return "denied by " + ", ".join(f"{pid} {rule_text(direction, i)}"
+                                        for pid, i in side.denied_by)
+    if side.accepted_by:
+        return "accepted by " + ", ".join(f"{pid} {rule_text(direction, i)}"
+                                          for pid, i in side.accepted_by)
     if not side.isolated:
         return f"not isolated (no policy selects the pod for {direction})"
     selected = f"isolated by {', '.join(side.selecting)}"
     if side.allowed_by:
-        return f"{selected}; allowed by " + ", ".join(f"{pid} {direction}[{i}]" for pid, i in side.allowed_by)
+        return f"{selected}; allowed by " + ", ".join(f"{pid} {rule_text(direction, i)}"
+                                                      for pid, i in side.allowed_by)
     return f"{selected}; no {direction} rule of these allows {what} {towards}"
+
+
+def rule_text(direction: str, index: int | str) -> str:
+    """``ingress[0]``; a rule index given as text (another dialect's rule, e.g.
+    ``ingressDeny[1]``) is its own name."""
+    return index if isinstance(index, str) else f"{direction}[{index}]"
 
 
 # ------------------------------------------------------------------ internals

@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -449,7 +449,13 @@ def _read_documents(path: Path) -> tuple[list[Any], dict[int, int]]:
         loader.dispose()
 
 
-def _policy_objects(doc: Any, display: str, lines: dict[int, int], skipped: list[Skipped]) -> Iterator[dict]:
+# A reader of policy documents of other kinds (generator.verify.policyset): takes the
+# object, its file and the line table, returns True when it took the object.
+OtherKinds = Callable[[dict, str, dict[int, int]], bool]
+
+
+def _policy_objects(doc: Any, display: str, lines: dict[int, int], skipped: list[Skipped],
+                    other: OtherKinds | None = None) -> Iterator[dict]:
     if doc is None:
         return  # an empty document (a trailing ---)
     if not isinstance(doc, dict):
@@ -461,19 +467,22 @@ def _policy_objects(doc: Any, display: str, lines: dict[int, int], skipped: list
             if kind == "NetworkPolicyList" and isinstance(item, dict):
                 item.setdefault("kind", "NetworkPolicy")
                 item.setdefault("apiVersion", API_VERSION)
-            yield from _policy_objects(item, display, lines, skipped)
+            yield from _policy_objects(item, display, lines, skipped, other)
         return
     api = doc.get("apiVersion")
     group = api.split("/")[0] if isinstance(api, str) and "/" in api else ""
     if kind == "NetworkPolicy" and group in ("networking.k8s.io", "extensions"):
         yield doc
         return
+    if other is not None and other(doc, display, lines):
+        return
     # e.g. Calico's projectcalico.org NetworkPolicy: same kind, other API and semantics.
     reason = f"other-networkpolicy-api:{group}" if kind == "NetworkPolicy" else f"not-a-networkpolicy:{kind or '?'}"
     skipped.append(Skipped(display, lines.get(id(doc)), reason, f"apiVersion {api}"))
 
 
-def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "default") -> LoadedPolicies:
+def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "default",
+                  other: OtherKinds | None = None) -> LoadedPolicies:
     """Read NetworkPolicies from files and directories (walked recursively, sorted).
 
     Files named directly are always read; in directories only ``*.yaml``, ``*.yml`` and
@@ -499,7 +508,7 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
             files.append(display)
             docs, lines = _read_documents(path)
             for doc in docs:
-                for obj in _policy_objects(doc, display, lines, skipped):
+                for obj in _policy_objects(doc, display, lines, skipped, other):
                     policy = parse_policy(obj, display, lines, default_namespace)
                     meta = obj.get("metadata") or {}
                     if not meta.get("namespace"):

@@ -57,7 +57,9 @@ def verify_dict(result: VerifyResult) -> dict:
         "exit_code": result.exit_code,
         "policies": {
             "origin": p.origin, "context": p.context, "files": list(p.files),
-            "count": len(p.policies), "ids": [x.id for x in p.policies],
+            "count": p.count, "ids": [x.id for x in p.policies],
+            "cilium": [x.id for x in p.kinds.cilium],
+            "cluster_network_policies": [x.id for x in p.kinds.cluster],
             "skipped": [str(s) for s in p.skipped], "warnings": list(p.warnings),
         },
         "inputs": observed.read.to_dict(),
@@ -96,6 +98,9 @@ def _policy_lines(result: VerifyResult) -> list[str]:
               else f"from the cluster (context {p.context})")
     lines = [f"policies: {_plural(len(p.policies), 'NetworkPolicy', 'NetworkPolicies')} in "
              f"{_plural(len(namespaces), 'namespace')} {source}"]
+    if p.kinds.cilium or p.kinds.cluster:
+        lines.append(f"  and {_plural(len(p.kinds.cilium), 'Cilium policy rule')}, "
+                     f"{_plural(len(p.kinds.cluster), 'ClusterNetworkPolicy', 'ClusterNetworkPolicies')}")
     if p.skipped:
         reasons: dict[str, int] = {}
         for s in p.skipped:

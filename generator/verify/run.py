@@ -11,8 +11,9 @@ from typing import Callable
 
 from generator.verify.check import CheckResult, check_policies
 from generator.pipeline import ObservedTraffic, observe_request
-from generator.verify.evaluator import Evaluator
-from generator.verify.policy import NetworkPolicy, load_policies, parse_policies
+from generator.verify.combined import make_evaluator
+from generator.verify.policy import NetworkPolicy, parse_policies
+from generator.verify.policyset import PolicyKinds, load_policy_kinds
 from generator.verify.usage import UsageResult, rule_usage
 from recorder.errors import InputError
 from recorder.report import Skipped
@@ -33,10 +34,15 @@ class PolicySet:
     context: str | None = None  # origin "cluster": the kubeconfig context
     skipped: tuple[Skipped, ...] = ()
     warnings: tuple[str, ...] = ()
+    kinds: PolicyKinds = PolicyKinds()  # every kind read, NetworkPolicies included
+
+    @property
+    def count(self) -> int:
+        return max(self.kinds.count, len(self.policies))
 
 
 def policies_from_files(paths: list[str], strict: bool = False) -> PolicySet:
-    loaded = load_policies(paths)
+    loaded, kinds = load_policy_kinds(paths)
     foreign = [s for s in loaded.skipped if s.reason.startswith(OTHER_POLICY_API)]
     if strict and foreign:
         s = foreign[0]
@@ -44,16 +50,22 @@ def policies_from_files(paths: list[str], strict: bool = False) -> PolicySet:
             f"{s.reason.split(':', 1)[1]} NetworkPolicy ({s.detail}) cannot be verified: flowpol "
             "evaluates networking.k8s.io/v1 NetworkPolicies only; remove it from the inputs or "
             "drop --strict to skip it (and count it)", s.path, s.line)
-    if not loaded.policies:
+    if not kinds.count:
         skipped = f" ({len(loaded.skipped)} document(s) skipped: " + "; ".join(
             str(s) for s in loaded.skipped[:5]) + ")" if loaded.skipped else ""
-        raise InputError(f"no networking.k8s.io/v1 NetworkPolicy found in {', '.join(paths)}"
-                         f"{skipped}; give the files or directory holding the policies to verify")
+        raise InputError(f"no NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy "
+                         f"or ClusterNetworkPolicy found in {', '.join(paths)}{skipped}; give the "
+                         "files or directory holding the policies to verify")
     warnings = list(loaded.warnings)
     for s in foreign:
         warnings.append(f"{s}: skipped; its rules are not part of this verification")
+    if kinds.not_judged:
+        warnings.append(f"{len(kinds.not_judged)} part(s) of Cilium or ClusterNetworkPolicy rules "
+                        "not judged (L7 rules are judged at L3/L4 only): "
+                        + "; ".join(kinds.not_judged[:10])
+                        + (" ..." if len(kinds.not_judged) > 10 else ""))
     return PolicySet(loaded.policies, "files", loaded.files, None, loaded.skipped,
-                     tuple(warnings))
+                     tuple(warnings), kinds)
 
 
 def policies_from_cluster(kubeconfig: str | None, context: str | None) -> PolicySet:
@@ -99,9 +111,12 @@ def run_verify(req: VerifyRequest, policies: PolicySet,
                progress: Callable[[int], None] | None = None) -> VerifyResult:
     observed = observe_request(req, progress)
     # One evaluator for the check and the usage count: the second pass hits its caches.
-    evaluator = Evaluator.from_inventory(policies.policies, observed.index.inventory)
+    evaluator = make_evaluator(policies.policies, observed.index.inventory,
+                               policies.kinds.cilium, policies.kinds.cluster)
     connections = observed.resolved.connections
-    check = check_policies(connections, policies.policies, observed.index, evaluator)
-    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory)
+    every = policies.policies + policies.kinds.cilium + policies.kinds.cluster
+    check = check_policies(connections, every, observed.index, evaluator)  # type: ignore[arg-type]
+    # rule usage is counted for NetworkPolicies (their entries are what --unused lists)
+    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory)  # type: ignore[arg-type]
              if req.unused else None)
     return VerifyResult(policies, observed, check, usage)

@@ -33,8 +33,10 @@ from generator.inventory.model import Pod
 from generator.resolve.edges import Connection, PodView
 from generator.resolve.identity import pod_view
 from generator.verify.check import CheckResult, check_policies, group_dict
+from generator.verify.combined import CombinedEvaluator, make_evaluator
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, parse_each
+from generator.verify.policyset import PolicyKinds
 from generator.verify.selectors import matches
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
 
@@ -214,17 +216,22 @@ def _ports_text(ports: set[tuple[str, int]]) -> str:
     return ", ".join(named)
 
 
-def check_union(connections: Iterable[Connection], generated: tuple[NetworkPolicy, ...],
-                generated_evaluator: Evaluator, index: InventoryIndex,
+def check_union(connections: Iterable[Connection], generated: PolicyKinds,
+                generated_evaluator: Evaluator | CombinedEvaluator, index: InventoryIndex,
                 scope: Iterable[str], external: Iterable[str] = ()) -> UnionCheck:
-    """``generated_evaluator``: built for ``generated`` (shared with the verification)."""
+    """``generated``: the policies written, of any dialect; ``generated_evaluator``: built
+    for them (shared with the verification)."""
     existing, errors = parse_each(index.inventory.network_policies, "the snapshot")
     unreadable = tuple(f"{e}; it is not part of this check" for e in errors)
     if not existing:
         return UnionCheck((), unreadable, None, ())
     scope = set(scope)
     connections = tuple(connections)
-    effective = check_policies(connections, generated + existing, index)
+    network = generated.network + existing
+    effective = check_policies(
+        connections, network + generated.cilium + generated.cluster,  # type: ignore[arg-type]
+        index, make_evaluator(network, index.inventory, generated.cilium,  # type: ignore[arg-type]
+                              generated.cluster))
     own = _pod_reps(index, scope)
     in_scope: list[ExistingInScope] = []
     selected: list[tuple[NetworkPolicy, list[_Rep]]] = []

@@ -1,4 +1,5 @@
-"""``flowpol collect``: what every recorder pod wrote, pulled through the Kubernetes API.
+"""``flowpol collect --logs`` (the fallback): what every recorder pod printed, from its
+container logs through the Kubernetes API (``pull.py`` fetches the segments instead).
 
 The agent writes each closed window to stdout as flow-log lines, so a recorder pod's
 log *is* its flow log, interleaved with the agent's own messages (stderr, plain text).
@@ -9,8 +10,8 @@ messages are counted and its warnings (lost connections, ...) passed on; a line 
 looks like a record but does not parse is skipped and reported with ``pod:line``. The
 records of all pods are merged into one deterministic flow log.
 
-The kubelet rotates container logs (10 MiB by default): collect at least that often, or
-read the segments on the nodes' hostPath for longer recordings.
+The kubelet rotates container logs (10 MiB by default): what rotated away is gone from
+this path; the segments (``flowpol collect`` without ``--logs``) are not.
 """
 
 from __future__ import annotations

@@ -13,8 +13,13 @@ lags, e.g. conntrack events, still land in their window): one segment per writte
 window, with the IP timeline records that arrived meanwhile. SIGTERM/SIGINT or the end
 of ``duration_ns`` flush everything, the open window included, and end the run. A
 source that fails ends the run too, after the flush (the DaemonSet restarts the pod).
-Loss is never silent: kernel drops, conntrack ENOBUFS, key overflow and deleted
-segments are logged as warnings and returned in the result.
+Loss is never silent: kernel drops, conntrack ENOBUFS, key overflow, deleted segments
+and windows the disk never took are logged as warnings and returned in the result.
+
+A closed window goes to stdout first, then to a segment: a full disk delays the segment
+(the window is held and retried, recorder/agent/segments.py) but never stops the loop,
+its heartbeat or stdout. With ``http_listen`` the agent serves its closed segments and
+its metrics (recorder/agent/serve.py, metrics.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +65,7 @@ class RecordConfig:
     # Above the capture's NAT hold (capture.NAT_HOLD_NS, 3.5 s): a start held there still
     # reaches its window before the window is written.
     late_ns: int = 5 * SECOND
+    http_listen: tuple[str, int] | None = None  # (host, port) of /segments and /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,8 @@ class _Totals:
     connections: int = 0
     ip_records: int = 0
     collected: list[LogRecord] = field(default_factory=list)
+    recorded: Counter = field(default_factory=Counter)  # source -> connections written
+    last_tick: float = field(default_factory=time.monotonic)
 
 
 def _build_sources(cfg: RecordConfig, log: Callable[[str], None],
@@ -122,7 +131,8 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
     if cfg.segments is not None:
         from recorder.agent.segments import SegmentWriter
 
-        segments = SegmentWriter(cfg.segments, header, cfg.segments_max_bytes, log=log)
+        segments = SegmentWriter(cfg.segments, header, cfg.segments_max_bytes, log=log,
+                                 max_held_records=cfg.max_keys)
         segments.open()
     sink = None
     if cfg.stdout:
@@ -134,6 +144,19 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
     # their start, and a reuse after a release it saw stays ordered after it.
     seed = segments.ip_records() if segments is not None and cfg.node else []
     sources = _build_sources(cfg, log, seed)
+    agg = Aggregator(window_ns=cfg.window_ns, max_keys=cfg.max_keys)
+    totals = _Totals()
+    observed: dict[str, int] = {src.name: 0 for src in sources if src.name in SOURCES}
+    totals.recorded.update(dict.fromkeys(observed, 0))  # fixed keys: read by the metrics thread
+    http = None
+    if cfg.http_listen is not None:
+        from recorder.agent.metrics import registry
+        from recorder.agent.serve import AgentHttpServer, heartbeat_check
+
+        snapshot = _metrics_snapshot(sources, agg, segments, observed, totals)
+        http = AgentHttpServer(cfg.http_listen, segments, registry(snapshot),
+                               heartbeat_check(lambda: totals.last_tick), log=log)
+        http.start()
     started: list[Any] = []
     try:
         for src in sources:
@@ -144,14 +167,15 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
             if hasattr(src, "close"):
                 src.close()
             _stop_source(src)
+        if http is not None:
+            http.stop()
         raise
 
     batches: queue.Queue = queue.Queue(QUEUE_BATCHES)
     failures: list[str] = []
-    threads = [_start_thread(src, batches.put, stop, failures, log) for src in sources]
+    threads = [_start_thread(src, _counting(src.name, observed, batches.put), stop, failures,
+                             log) for src in sources]
     restore = _install_signal_handlers(stop)
-    agg = Aggregator(window_ns=cfg.window_ns, max_keys=cfg.max_keys)
-    totals = _Totals()
     add = _Admit(agg)
     warnings: list[str] = []
     reported: dict[str, int] = {}
@@ -160,19 +184,22 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
         if not records:
             return
         flows = [r for r in records if isinstance(r, FlowRecord)]
+        connections = sum(r.count for r in flows)
         totals.windows += 1
         totals.flows += len(flows)
-        totals.connections += sum(r.count for r in flows)
+        totals.connections += connections
         totals.ip_records += len(records) - len(flows)
+        for r in flows:
+            totals.recorded[r.source_format] += r.count
         first = min((r.first_seen if isinstance(r, FlowRecord) else r.valid_from)
                     for r in records)
-        if segments is not None:
-            path = segments.write(records, first)
-            log(f"window from {format_time(first)}: {len(flows)} flow record(s) for "
-                f"{sum(r.count for r in flows)} connection(s), "
-                f"{len(records) - len(flows)} IP record(s) -> {path.name}")
-        if sink is not None:
+        if sink is not None:  # first: stdout never waits for the disk
             sink.write(records)
+        if segments is not None:
+            done = segments.submit(records, first)
+            log(f"window from {format_time(first)}: {len(flows)} flow record(s) for "
+                f"{connections} connection(s), {len(records) - len(flows)} IP record(s) -> "
+                + (", ".join(p.name for p in done) if done else "held: not on disk yet"))
         if cfg.output is not None:
             totals.collected.extend(records)
 
@@ -183,8 +210,11 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
             for key in ("kernel_drops", "enobufs"):
                 if key in st:
                     counters[f"{src.name}:{key}"] = st[key]
+        if sink is not None:
+            counters["stdout:stdout_failed"] = sink.failed
         if segments is not None:
             counters["segments:deleted"] = segments.deleted
+            counters["segments:disk_full"] = segments.lost_connections
         for key, value in counters.items():
             new = value - reported.get(key, 0)
             if new > 0:
@@ -216,6 +246,10 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
                 break
             if mono >= next_tick:
                 next_tick = mono + 1.0
+                totals.last_tick = mono
+                if segments is not None:
+                    for path in segments.retry():
+                        log(f"held window written -> {path.name}")
                 now = time.time_ns()
                 closed_upto = (now - cfg.late_ns) // cfg.window_ns
                 if closed_upto > window_written:
@@ -238,9 +272,19 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
                 _drain(batches, add)  # a source blocked on a full queue can finish
         _drain(batches, add)
         write(agg.drain())
+        if segments is not None:
+            segments.abandon()  # what the disk still refused after the last try
         check_loss()
+        if http is not None:
+            http.stop()
         if cfg.output is not None:
-            write_flow_log(sorted_records(totals.collected), cfg.output, header)
+            try:
+                write_flow_log(sorted_records(totals.collected), cfg.output, header)
+            except OSError as e:
+                raise FlowpolError(f"-o {cfg.output}: cannot write the flow log "
+                                   f"({e.strerror}); what was recorded is "
+                                   + ("on stdout and in the segments" if cfg.stdout
+                                      else "lost: free space and record again")) from None
     if failures:
         warnings.extend(failures)
     stats = agg.stats
@@ -263,7 +307,50 @@ _LOSS_TEXT = {
     "enobufs": "conntrack: {n} event overflow(s) (ENOBUFS); connections in those bursts "
                "may be missing from the conntrack source",
     "deleted": "{n} old segment(s) deleted to respect --segments-max-bytes",
+    "stdout_failed": "{n} window(s) could not be written to stdout (see --segments for "
+                     "what reached the disk)",
+    "disk_full": "{n} connection(s) not written to the segments: the disk refused their "
+                 "windows until the memory bound or the end of the run (they went to stdout)",
 }
+
+
+def _counting(name: str, observed: dict[str, int],
+              put: Callable[[list], None]) -> Callable[[list], None]:
+    """``put``, counting the connection starts of a recording source (metrics)."""
+    if name not in observed:
+        return put
+
+    def emit(batch: list) -> None:
+        observed[name] += sum(1 for r in batch if type(r) is FlowRecord)
+        put(batch)
+
+    return emit
+
+
+def _metrics_snapshot(sources: list[Any], agg: Aggregator, segments: Any,
+                      observed: dict[str, int], totals: _Totals) -> Callable[[], Any]:
+    from recorder.agent.metrics import MetricsSnapshot
+
+    def snapshot() -> MetricsSnapshot:
+        lost = {"key_overflow": agg.stats.overflow}
+        # The two counters themselves, not stats(): that walks dicts the source threads
+        # may be growing.
+        lost["kernel_drop"] = sum(getattr(src, "kernel_drops", 0) for src in sources)
+        lost["enobufs"] = sum(getattr(src, "enobufs", 0) for src in sources)
+        seg = {}
+        if segments is not None:
+            lost["disk_full"] = segments.lost_connections
+            seg = dict(segments_written=len(segments.written),
+                       segment_bytes_written=segments.bytes_written,
+                       segments_deleted=segments.deleted,
+                       segment_bytes_deleted=segments.bytes_deleted,
+                       write_failures=segments.write_failures,
+                       held_windows=segments.held_windows,
+                       segment_bytes=segments.bytes_on_disk, last_write=segments.last_write)
+        return MetricsSnapshot(observed=dict(observed), recorded=dict(totals.recorded),
+                               lost=lost, **seg)
+
+    return snapshot
 
 
 class _Admit:

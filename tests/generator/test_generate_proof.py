@@ -21,13 +21,16 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from generator.resolve.edges import PodView
 from generator.generate import GenerateRequest, run_generate
 from generator.inventory.load import load_snapshot
 from generator.synthesize.synthesis import SynthesisOptions
+from generator.verify.combined import make_evaluator
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import load_policies
+from generator.verify.policyset import load_policy_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = {"kube-system", "kube-public", "kube-node-lease"}
@@ -111,21 +114,29 @@ def _peer_key(p: dict):
     return ("ip", p["ip"])
 
 
+DIALECTS = ("kubernetes", "cilium", "cluster-network-policy")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("scenario", _scenarios(), ids=lambda p: p.name)
-def test_observed_allowed_and_nothing_else(scenario: Path, tmp_path: Path) -> None:
-    _prove(scenario, tmp_path, isolate_idle=False)
+def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_path: Path) -> None:
+    _prove(scenario, dialect, tmp_path, isolate_idle=False)
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("scenario", [d for d in _scenarios() if json.loads(
     (d / "expected-edges.json").read_text()).get("idle")], ids=lambda p: p.name)
-def test_isolate_idle_isolates_the_idle_workloads(scenario: Path, tmp_path: Path) -> None:
-    _prove(scenario, tmp_path, isolate_idle=True)
+def test_isolate_idle_isolates_the_idle_workloads(scenario: Path, dialect: str,
+                                                  tmp_path: Path) -> None:
+    _prove(scenario, dialect, tmp_path, isolate_idle=True)
 
 
-def _prove(scenario: Path, tmp_path: Path, isolate_idle: bool) -> None:
-    """Observed connections and what the cluster declares the API server calls are
-    allowed; nothing else between pods is, except, by default, anything to and from the
-    idle workloads (held out of default-deny)."""
+def _prove(scenario: Path, dialect: str, tmp_path: Path, isolate_idle: bool) -> None:
+    """Per dialect, judged by that dialect's evaluator. Where a dialect cannot be as
+    narrow, the test says so: Cilium admits nodes by entity (host, remote-node), so a
+    node may reach a workload on a port some node was seen using; a Baseline
+    ClusterNetworkPolicy cannot deny ingress from outside the cluster (its ingress peers
+    are namespaces and pods), so a pod no NetworkPolicy selects takes it."""
     expected_doc = json.loads((scenario / "expected-edges.json").read_text())
     expected = {(_peer_key(e["src"]), _peer_key(e["dst"]), e["protocol"], e["port"])
                 for e in expected_doc["edges"]}
@@ -135,13 +146,34 @@ def _prove(scenario: Path, tmp_path: Path, isolate_idle: bool) -> None:
                 for e in expected_doc.get("declared", [])}
     idle = {_peer_key(ref) for ref in expected_doc.get("idle", [])}
     held_out = idle if not isolate_idle else set()
-    result = run_generate(GenerateRequest(
-        inputs=_inputs(scenario), snapshot=[str(scenario / "cluster.json")], out_dir=tmp_path,
-        synthesis=SynthesisOptions(isolate_idle=isolate_idle)))
+    result = run_generate(GenerateRequest(inputs=_inputs(scenario),
+                                          snapshot=[str(scenario / "cluster.json")],
+                                          out_dir=tmp_path,
+                                          synthesis=SynthesisOptions(dialect=dialect,
+                                                                     isolate_idle=isolate_idle)))
     assert result.denied_lines == ()
-    policies = load_policies(str(tmp_path)).policies
+    loaded, kinds = load_policy_kinds(str(tmp_path))
+    policies = loaded.policies
     inventory = load_snapshot([str(scenario / "cluster.json")]).inventory
-    ev = Evaluator.from_inventory(policies, inventory)
+    ev = make_evaluator(policies, inventory, kinds.cilium, kinds.cluster)
+    if dialect == "cilium":
+        assert not policies and kinds.cilium
+    elif dialect == "cluster-network-policy":
+        assert [c.tier for c in kinds.cluster] == ["Baseline"]
+    with_policy = {(p["namespace"], *p["workload"].split("/")) for p in result.report["policies"]
+                   if p["workload"]}
+    # Cilium: a node seen reaching a workload is admitted as "host" where it runs a pod
+    # of it and as "remote-node" where the workload has pods on other nodes; so any
+    # other node may come in as remote-node unless the workload runs on that node alone
+    snap = Snapshot(scenario / "cluster.json")
+    node_names = snap.node_ips
+    placement: dict = {}
+    for pod in snap.pods():
+        placement.setdefault(snap.root_owner(pod), set()).add(pod["spec"].get("nodeName"))
+    if dialect == "cilium":
+        _assert_entities(tmp_path, expected_doc, set(node_names))
+    remote_ok = {(e[1], e[2], e[3]) for e in expected if e[0][0] == "ip"
+                 and e[0][1] in node_names and placement.get(e[1]) != {node_names[e[0][1]]}}
 
     snap = Snapshot(scenario / "cluster.json")
     scope = {k[0] for e in expected for k in e[:2] if k[0] != "ip"} - SYSTEM
@@ -189,6 +221,10 @@ def _prove(scenario: Path, tmp_path: Path, isolate_idle: bool) -> None:
                     itself = isinstance(s, PodView) and isinstance(d, PodView) and s.name == d.name
                     ingress_ok = (not isinstance(d, PodView) or d.namespace not in scope
                                   or ok or own_node or itself or dk in held_out)
+                    if dialect == "cilium" and s in snap.node_ips:
+                        ingress_ok = ingress_ok or (dk, proto, port) in remote_ok
+                    if dialect == "cluster-network-policy" and not isinstance(s, PodView):
+                        ingress_ok = ingress_ok or dk not in with_policy
                     want = (egress_ok and ingress_ok) or itself
                     got = ev.check(s, d, proto, port).allowed
                     checked += 1
@@ -199,6 +235,33 @@ def _prove(scenario: Path, tmp_path: Path, isolate_idle: bool) -> None:
     assert checked > 100
     assert not wrongly_allowed, f"allowed but never observed: {sorted(set(wrongly_allowed))[:20]}"
     assert not wrongly_denied, f"denied but should be allowed: {sorted(set(wrongly_denied))[:20]}"
+
+
+def _assert_entities(out: Path, expected_doc: dict, node_ips: set[str]) -> None:
+    """Under cilium the API server and nodes are entities: no CIDR names their addresses,
+    and calls to the API server are allowed by the kube-apiserver entity."""
+    cidrs, entities = set(), set()
+    for f in out.glob("*.yaml"):
+        for doc in yaml.safe_load_all(f.read_text()):
+            for rule in _rules_of(doc):
+                for key in ("toCIDR", "fromCIDR"):
+                    cidrs |= {c.split("/")[0] for c in rule.get(key) or []}
+                for key in ("toEntities", "fromEntities"):
+                    entities |= set(rule.get(key) or [])
+    apiservers = {e["dst"]["ip"] for e in expected_doc["edges"] if e["dst"]["kind"] == "kube-apiserver"}
+    apiservers |= {e["src"]["ip"] for e in expected_doc.get("declared", [])}
+    assert not cidrs & (node_ips | apiservers)
+    if apiservers:
+        assert "kube-apiserver" in entities
+    if any(e["src"]["kind"] == "node" for e in expected_doc["edges"]):
+        assert entities & {"host", "remote-node"}
+
+
+def _rules_of(doc) -> list[dict]:
+    if not isinstance(doc, dict) or doc.get("apiVersion") != "cilium.io/v2":
+        return []
+    spec = doc["spec"]
+    return [r for k in ("ingress", "egress") for r in spec.get(k) or []]
 
 
 def test_dropped_flows_never_become_rules(tmp_path: Path) -> None:

@@ -8,15 +8,16 @@ evaluator adapter in ``generator.verify``; synthesis is not copied per dialect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
+from generator.inventory.refs import WorkloadRef
 from generator.synthesize.model import PolicyModel
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyDoc:
-    namespace: str
+    namespace: str  # "" for a cluster-scoped object (CCNP, ClusterNetworkPolicy)
     name: str
     manifest: dict  # may contain Commented list items (yamlout)
     workload: tuple[str, str] | None  # (kind, name) for workload policies
@@ -28,20 +29,56 @@ class Rendered:
     warnings: tuple[str, ...] = ()
 
 
-def _kubernetes(model: PolicyModel) -> Rendered:
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """What a renderer may take besides the model.
+
+    ``cilium_cluster_wide``: the cilium dialect writes the default-deny and DNS baseline
+    as one CiliumClusterwideNetworkPolicy instead of two policies per namespace.
+    ``cilium_evidence``: why the cluster's CNI is believed to be Cilium (the kubernetes
+    dialect warns about rules Cilium will not match); empty when nothing says so.
+    ``workload_nodes``: the nodes each workload's pods run on (from the snapshot), so a
+    node peer can be told apart as the pod's own node (Cilium's ``host``) or another
+    (``remote-node``); filled by ``synthesize``.
+    """
+
+    cilium_cluster_wide: bool = False
+    cilium_evidence: tuple[str, ...] = ()
+    workload_nodes: Mapping[WorkloadRef, frozenset[str]] = field(default_factory=dict)
+
+
+Renderer = Callable[[PolicyModel, RenderOptions], Rendered]
+
+
+def _kubernetes(model: PolicyModel, options: RenderOptions) -> Rendered:
     from generator.synthesize.render import kubernetes
 
-    return kubernetes.render(model)
+    return kubernetes.render(model, options)
 
 
-DIALECTS: dict[str, Callable[[PolicyModel], Rendered]] = {
+def _cilium(model: PolicyModel, options: RenderOptions) -> Rendered:
+    from generator.synthesize.render import cilium
+
+    return cilium.render(model, options)
+
+
+def _cluster_network_policy(model: PolicyModel, options: RenderOptions) -> Rendered:
+    from generator.synthesize.render import clusternetworkpolicy
+
+    return clusternetworkpolicy.render(model, options)
+
+
+DIALECTS: dict[str, Renderer] = {
     "kubernetes": _kubernetes,
+    "cilium": _cilium,
+    "cluster-network-policy": _cluster_network_policy,
 }
 
 
-def render_policies(model: PolicyModel, dialect: str = "kubernetes") -> Rendered:
+def render_policies(model: PolicyModel, dialect: str = "kubernetes",
+                    options: RenderOptions = RenderOptions()) -> Rendered:
     try:
         renderer = DIALECTS[dialect]
     except KeyError:
         raise ValueError(f"unknown dialect {dialect!r}") from None
-    return renderer(model)
+    return renderer(model, options)

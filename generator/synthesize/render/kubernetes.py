@@ -16,7 +16,7 @@ import json
 
 from generator.output.yamlout import Commented
 from generator.synthesize import model as m
-from generator.synthesize.render import PolicyDoc, Rendered
+from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
 from generator.synthesize.render.comments import (
     declared_line, dns_comments, evidence_line, idle_purpose, port_label, span,
 )
@@ -90,9 +90,9 @@ class _Renderer:
             el, members, ports = by_element[key]
             comments = [f"{word} {', '.join(sorted(members))}"]
             port_items = []
-            for spec in sorted(ports, key=_port_order):
+            for spec in sorted(ports, key=port_order):
                 evidence, declared = ports[spec]
-                ev = _merged([e for e in evidence if e is not None])
+                ev = merged_evidence([e for e in evidence if e is not None])
                 if ev is not None:
                     comments.append(evidence_line(port_label(spec), ev))
                 if declared:
@@ -110,11 +110,11 @@ class _Renderer:
         return Commented({"to": elements, "ports": ports}, dns_comments(dns))
 
 
-def _port_order(p: m.PortSpec) -> tuple:
+def port_order(p: m.PortSpec) -> tuple:
     return (p.protocol, p.port is not None, str(type(p.port)), p.port or 0, p.end_port or 0)
 
 
-def _merged(evs: list[m.Evidence]) -> m.Evidence | None:
+def merged_evidence(evs: list[m.Evidence]) -> m.Evidence | None:
     if not evs:
         return None
     if len(evs) == 1:
@@ -141,53 +141,49 @@ def _doc(ns: str, name: str, annotations: dict, spec: dict,
         "metadata": _metadata(name, ns, annotations), "spec": spec}, workload)
 
 
-def _evidence_annotation(p: m.WorkloadPolicy) -> str:
+def evidence_annotation(p: m.WorkloadPolicy) -> str:
     if p.first_seen is None or p.last_seen is None:
         return "no observed traffic"
     return (f"{p.edges_in} ingress and {p.edges_out} egress edge(s), {p.connections} "
             f"connection(s), {span(p.first_seen, p.last_seen)}")
 
 
-def render(model: m.PolicyModel) -> Rendered:
-    r = _Renderer()
-    baselines = {b.namespace: b for b in model.baselines}
-    docs: list[PolicyDoc] = []
-    for ns in model.namespaces:
-        base = baselines.get(ns)
-        if base is not None:
-            docs.append(_doc(ns, DEFAULT_DENY, {
-                "flowpol.dev/purpose": "default deny: every pod in the namespace is "
-                                       "isolated for ingress and egress"},
-                {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, None))
-            if base.dns is not None:
-                docs.append(_doc(ns, ALLOW_DNS, {
-                    "flowpol.dev/purpose": "every pod may resolve names through the "
-                                           "cluster DNS"},
-                    {"podSelector": {}, "policyTypes": ["Egress"],
-                     "egress": [r.dns_rule(base.dns, ns)]}, None))
-        for p in model.workloads:
-            if p.namespace != ns:
-                continue
-            spec: dict = {"podSelector": selector_dict(p.selector),
-                          "policyTypes": ["Ingress", "Egress"]}
-            if p.ingress:
-                spec["ingress"] = r.rules(p.ingress, ns, "from")
-            egress = r.rules(p.egress, ns, "to")
-            if p.dns is not None:
-                egress.insert(0, r.dns_rule(p.dns, ns))
-            if egress:
-                spec["egress"] = egress
-            docs.append(_doc(ns, p.name, {
-                "flowpol.dev/workload": f"{p.workload.kind}/{p.workload.name}",
-                "flowpol.dev/evidence": _evidence_annotation(p)},
-                spec, (p.workload.kind, p.workload.name)))
-        for idle in model.idle:
-            if idle.namespace == ns and idle.status == m.HELD_OUT and idle.name:
-                docs.append(_held_out(idle))
-    return Rendered(tuple(docs))
+def baseline_docs(r: _Renderer, base: m.NamespaceBaseline) -> list[PolicyDoc]:
+    """The namespace's default-deny and allow-DNS policies."""
+    ns = base.namespace
+    docs = [_doc(ns, DEFAULT_DENY, {
+        "flowpol.dev/purpose": "default deny: every pod in the namespace is "
+                               "isolated for ingress and egress"},
+        {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, None)]
+    if base.dns is not None:
+        docs.append(_doc(ns, ALLOW_DNS, {
+            "flowpol.dev/purpose": "every pod may resolve names through the "
+                                   "cluster DNS"},
+            {"podSelector": {}, "policyTypes": ["Egress"],
+             "egress": [r.dns_rule(base.dns, ns)]}, None))
+    return docs
 
 
-def _held_out(idle: m.IdleWorkload) -> PolicyDoc:
+def workload_doc(r: _Renderer, p: m.WorkloadPolicy, dns: m.DnsAccess | None) -> PolicyDoc:
+    """One workload's policy, isolated for both directions; ``dns``: the DNS rule it
+    carries itself (when nothing else allows DNS for its pods)."""
+    ns = p.namespace
+    spec: dict = {"podSelector": selector_dict(p.selector),
+                  "policyTypes": ["Ingress", "Egress"]}
+    if p.ingress:
+        spec["ingress"] = r.rules(p.ingress, ns, "from")
+    egress = r.rules(p.egress, ns, "to")
+    if dns is not None:
+        egress.insert(0, r.dns_rule(dns, ns))
+    if egress:
+        spec["egress"] = egress
+    return _doc(ns, p.name, {
+        "flowpol.dev/workload": f"{p.workload.kind}/{p.workload.name}",
+        "flowpol.dev/evidence": evidence_annotation(p)},
+        spec, (p.workload.kind, p.workload.name))
+
+
+def held_out_doc(idle: m.IdleWorkload) -> PolicyDoc:
     """Everything allowed for the directions an idle workload is held out of: one rule
     with no peers and no ports (every source or destination, every port)."""
     spec: dict = {"podSelector": selector_dict(idle.selector),  # type: ignore[arg-type]
@@ -195,7 +191,54 @@ def _held_out(idle: m.IdleWorkload) -> PolicyDoc:
     for direction in idle.directions:
         spec[direction] = [Commented({}, (f"everything: {idle.workload.display()} is held out "
                                           "of default-deny",))]
-    return _doc(idle.namespace, idle.name or "", {  # type: ignore[arg-type]
+    return _doc(idle.namespace, idle.name or "", {
         "flowpol.dev/workload": f"{idle.workload.kind}/{idle.workload.name}",
         "flowpol.dev/purpose": idle_purpose(idle)},
         spec, (idle.workload.kind, idle.workload.name))
+
+
+def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Rendered:
+    r = _Renderer()
+    baselines = {b.namespace: b for b in model.baselines}
+    docs: list[PolicyDoc] = []
+    for ns in model.namespaces:
+        base = baselines.get(ns)
+        if base is not None:
+            docs += baseline_docs(r, base)
+        docs += [workload_doc(r, p, p.dns) for p in model.workloads if p.namespace == ns]
+        docs += [held_out_doc(i) for i in model.idle
+                 if i.namespace == ns and i.status == m.HELD_OUT and i.name]
+    return Rendered(tuple(docs), cilium_warnings(model, options))
+
+
+def cilium_warnings(model: m.PolicyModel, options: RenderOptions) -> tuple[str, ...]:
+    """On Cilium, an ipBlock never matches a node or the API server: CIDR selectors do
+    not select cluster identities (host, remote-node, kube-apiserver) unless the agent
+    runs with ``policy-cidr-match-mode: nodes`` (Cilium docs, "Selecting nodes with
+    CIDR / ipBlock"; cilium/cilium #14724, #28421). node-local-dns listens on the node
+    itself, so its ipBlock does not match either. Name every such rule."""
+    if not options.cilium_evidence:
+        return ()
+    hits: list[str] = []
+    for p in model.workloads:
+        for direction, rules in (("ingress from", p.ingress), ("egress to", p.egress)):
+            for rule in rules:
+                if rule.peer.kind in (m.NODE, m.APISERVER):
+                    hits.append(f"{p.namespace}/{p.name} {direction} "
+                                f"{', '.join(rule.peer.members) or rule.peer.cidr}")
+    for dns in {b.dns for b in model.baselines if b.dns is not None} | \
+            {p.dns for p in model.workloads if p.dns is not None}:
+        if dns.node_local_ips:
+            hits.append(f"DNS egress to node-local-dns {', '.join(dns.node_local_ips)}")
+            break
+    if not hits:
+        return ()
+    shown = "; ".join(sorted(set(hits))[:20]) + (" ..." if len(set(hits)) > 20 else "")
+    return (f"the cluster's CNI looks like Cilium ({'; '.join(options.cilium_evidence)}): "
+            f"Cilium never matches a NetworkPolicy ipBlock against node or API-server "
+            f"addresses unless the agent runs with policy-cidr-match-mode: nodes "
+            f"(cilium/cilium #14724, #28421), so {len(set(hits))} rule(s) will not match "
+            f"there: {shown}. Generate with --dialect cilium (entities host, remote-node, "
+            f"kube-apiserver), or set the Helm value policyCIDRMatchMode: nodes "
+            f"(policy-cidr-match-mode: nodes in cilium-config); traffic from a pod's own "
+            f"node stays allowed either way",)

@@ -171,7 +171,7 @@ def test_bad_policy_file_exits_2_with_file_and_line(name: str, where: str, what:
     (["-p", str(POLICIES / "dns.yaml"), "--cluster"], "not both"),
     (["-p", str(POLICIES / "dns.yaml"), "--context", "x"], "only apply with --cluster"),
     (["-p", str(POLICIES / "dns.yaml"), "--output", "xml"], "--output 'xml' is not one of"),
-    (["-p", str(ASSETS / "shop")], "no networking.k8s.io/v1 NetworkPolicy found in"),
+    (["-p", str(ASSETS / "shop")], "no NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or ClusterNetworkPolicy found in"),
 ])
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     run = flowpol("verify", *SHOP, *args)

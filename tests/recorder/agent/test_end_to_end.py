@@ -156,7 +156,7 @@ def test_record_reuse_restart_collect_generate(tmp_path: Path) -> None:
             set_pod_log(srv, "flowpol-system", RECORDER_POD, bytes(run2.stdout))
             collected = tmp_path / "collected.jsonl"
             res = lab.node_exec("env", f"PYTHONPATH={ROOT}", sys.executable, "-m",
-                                "generator.cli.main", "collect", "-o", str(collected),
+                                "generator.cli.main", "collect", "--logs", "-o", str(collected),
                                 "--kubeconfig", str(kubeconfig), check=False, timeout=120)
             assert res.returncode == 0, res.stderr
         finally:
@@ -168,8 +168,8 @@ def test_record_reuse_restart_collect_generate(tmp_path: Path) -> None:
     assert "aggregation: 18 observation(s), 9 duplicate(s)" in run1.stderr, run1.stderr
 
     # Segments: both runs, numbered on (never overwritten), every line valid.
-    names = sorted(p.name for p in segments.iterdir())
-    assert all(not n.startswith(".") for n in names)
+    names = sorted(p.name for p in segments.iterdir() if not p.name.endswith(".meta"))
+    assert all(not n.startswith(".") for n in names)  # no temporary left
     assert [int(n.split("-")[1]) for n in names] == list(range(len(names))) and len(names) >= 3
     on_disk = _read(segments)
     from_logs = _read(collected)
