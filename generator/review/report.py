@@ -30,7 +30,7 @@ from generator.review.graph import graph_from_edges
 from generator.synthesize import model as m
 from generator.synthesize.synthesis import SynthesisResult
 from generator.verify.evaluator import Evaluator, RuleEntry
-from generator.verify.policy import NetworkPolicy, PolicyPeer, parse_policies
+from generator.verify.policy import NetworkPolicy, PolicyPeer, PolicyPort, parse_policies
 from generator.verify.union import UnionCheck
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
 from generator.output.yamlout import strip_comments
@@ -45,6 +45,8 @@ class ReviewedPolicy:
     file: str  # where the reviewer finds its YAML
     workload: str | None = None  # "Deployment/api" for per-workload policies
     note: str | None = None  # e.g. what `flowpol diff` changed
+    # (direction, port as described) -> why it is allowed without observation (declared)
+    declared: tuple[tuple[str, str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- sections
@@ -109,8 +111,8 @@ def _selects(policy: NetworkPolicy) -> str:
     return describe_peer(PolicyPeer(pod_selector=policy.pod_selector), policy.namespace)
 
 
-def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence]
-               ) -> list[tuple[str, ...]]:
+def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence],
+               declared: dict[tuple[str, str], str] | None = None) -> list[tuple[str, ...]]:
     rows = []
     rules = policy.ingress if direction == "ingress" else policy.egress
     for i, rule in enumerate(rules):
@@ -124,7 +126,9 @@ def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, 
                 ref = f"`{direction}[{i}]`" if first_row else ""
                 first_row = False
                 if ev is None:
-                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—", "not observed"))
+                    why = (declared or {}).get((direction, port_text))
+                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—",
+                                 f"not observed; {why}" if why else "not observed"))
                     continue
                 source = input_names(ev.inputs)
                 if ev.services:
@@ -161,7 +165,8 @@ def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, 
             for direction, kind in (("ingress", "Ingress"), ("egress", "Egress")):
                 if kind not in p.policy_types:
                     continue
-                direction_rows = _rule_rows(p, direction, evidence)
+                direction_rows = _rule_rows(p, direction, evidence,
+                                            {(d, port): why for d, port, why in rp.declared})
                 if not direction_rows:
                     closed.append(direction)
                 rows += direction_rows
@@ -327,6 +332,22 @@ def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[
     return [md, page]
 
 
+def _declared_ports(synth: SynthesisResult) -> dict[tuple[str, str], tuple[tuple[str, str, str], ...]]:
+    """(namespace, policy name) -> (direction, port as the tables describe it, why) for
+    the ports the API server is declared to call."""
+    out: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = {}
+    for p in synth.model.workloads if synth.model else ():
+        for rule in p.ingress:
+            for rp in rule.ports:
+                if rp.declared:
+                    port = describe_port(PolicyPort(rp.port.protocol, rp.port.port,
+                                                    rp.port.end_port))
+                    out.setdefault((p.namespace, p.name), {}).setdefault(
+                        ("ingress", port), set()).update(d.display() for d in rp.declared)
+    return {k: tuple((d, port, "declared: " + ", ".join(sorted(why)))
+                     for (d, port), why in sorted(v.items())) for k, v in out.items()}
+
+
 def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
                     verification: dict | None,
                     checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None,
@@ -342,8 +363,10 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     # the evidence per rule is read for NetworkPolicies (the other dialects' rules are
     # in their YAML, with the same evidence comments)
     network_docs = [d for d in synth.policies if d.manifest.get("kind") == "NetworkPolicy"]
+    declared = _declared_ports(synth)
     reviewed = [ReviewedPolicy(p, policy_file(doc.namespace),
-                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None)
+                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None,
+                               declared=declared.get((doc.namespace, doc.name), ()))
                 for p, doc in zip(parsed, network_docs)]
     evidence = policy_evidence(observed, parsed, evaluator)
     scope = ", ".join(synth.namespaces) or "no namespace"

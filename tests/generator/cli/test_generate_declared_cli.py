@@ -78,6 +78,10 @@ def test_declared_scenario_by_default(tmp_path: Path) -> None:
     assert {i["status"] for i in idle.values()} == {"held out"}
     md = (tmp_path / "report.md").read_text()
     assert "## What the API server calls" in md and "## Idle workloads" in md
+    # in the policy's rule table, the unobserved declared port says why it is there
+    assert ("| ipBlock 192.168.56.11/32 | TCP/9443 | — | 0 | — | — | not observed; declared: "
+            "ValidatingWebhookConfiguration/policy webhook validate.policy.example "
+            "(failurePolicy Fail) |") in md
 
 
 def test_isolate_idle(tmp_path: Path) -> None:
