@@ -70,7 +70,7 @@ def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) 
         denied = denied_lines(result)
         # what is in force after apply: these and the cluster's existing policies
         union = check_union(observed.resolved.connections, kinds, evaluator,
-                            observed.index, synth.namespaces, synth.external_peers)
+                            observed.index, synth.namespaces, synth.external_peers, result)
         if union.effective is not None:
             # connections only the existing policies deny (they isolate pods flowpol's
             # policies leave open); the generated set's own denials are listed already

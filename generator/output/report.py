@@ -203,8 +203,9 @@ def union_summary(union: UnionCheck | None) -> list[str]:
         return []
     lines = [f"existing NetworkPolicies selecting pods in scope: {len(union.existing)}; they "
              "stay in force after apply (flowpol deletes and rewrites none):"]
-    lines += _capped([f"  {e.policy} selects {', '.join(e.selects)}" for e in union.existing],
-                     "policies")
+    lines += _capped([f"  {e.policy} selects {', '.join(e.selects)}"
+                      + (" (replaced by the generated policy of that name on apply)"
+                         if e.replaced else "") for e in union.existing], "policies")
     lines += [f"  could not read {u}" for u in union.unreadable]
     if union.effective is not None:
         e = union.effective

@@ -252,7 +252,8 @@ def existing_blocks(union: UnionCheck | None) -> list[Block]:
         f"allowed. {DIFF_POINTER}.")]
     if union.existing:
         blocks.append(Table(("Policy", "policyTypes", "Selects"), tuple(
-            (e.policy, ", ".join(e.policy_types), ", ".join(e.selects))
+            (e.policy + (" (replaced by the generated policy of that name)" if e.replaced
+                         else ""), ", ".join(e.policy_types), ", ".join(e.selects))
             for e in union.existing[:MAX_ROWS]), wrap=(2,)))
     if union.unreadable:
         blocks.append(Bullets(tuple(f"could not read {u}" for u in union.unreadable)))

@@ -2,7 +2,8 @@
 after apply.
 
 NetworkPolicies are additive: applying flowpol's policies deletes nothing, and what an
-existing policy allows stays allowed. ``check_union`` reads the snapshot's
+existing policy allows stays allowed (one with the name of a generated policy, flowpol's
+own from an earlier run, is replaced by it instead). ``check_union`` reads the snapshot's
 NetworkPolicies (``parse_each``: one that does not parse is reported, not fatal), lists
 those that select pods in scope, replays the observed traffic against generated +
 existing (the effective set), and finds what the existing ones let through beyond the
@@ -35,7 +36,7 @@ from generator.resolve.identity import pod_view
 from generator.verify.check import CheckResult, check_policies, group_dict
 from generator.verify.combined import CombinedEvaluator, make_evaluator
 from generator.verify.evaluator import Evaluator
-from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, parse_each
+from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, PolicyPort, parse_each
 from generator.verify.policyset import PolicyKinds
 from generator.verify.selectors import matches
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
@@ -51,6 +52,7 @@ class ExistingInScope:
     policy: str  # "ns/name"
     policy_types: tuple[str, ...]
     selects: tuple[str, ...]  # in-scope workloads whose pods it selects
+    replaced: bool = False  # a generated NetworkPolicy has its name: apply replaces it
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,38 +171,27 @@ def _listening(rep: _Rep, protocol: str) -> list[int]:
     return sorted({p.port for p in rep.pod.ports if p.protocol == protocol}) if rep.pod else []
 
 
-@dataclass(frozen=True, slots=True)
-class _Every:
-    """A ports entry for every port of a protocol (a rule without ports)."""
-
-    protocol: str
-    port: None = None
-    end_port: None = None
-
-
-def _probe_ports(policy: NetworkPolicy, direction: str, dst: _Rep) -> list[tuple[str, int]]:
-    """(protocol, port) probes for the rules of one direction, towards ``dst``."""
+def _entry_probes(entry: PolicyPort | None, dst: _Rep) -> list[tuple[str, int]]:
+    """(protocol, port) probes of one ports entry (None: a rule without ports, every
+    port of every protocol) towards ``dst``."""
     probes: set[tuple[str, int]] = set()
-    rules = policy.ingress if direction == "ingress" else policy.egress
-    for rule in rules:
-        entries = rule.ports or tuple(_Every(p) for p in PROTOCOLS)
-        for entry in entries:
-            proto = entry.protocol
-            if entry.port is None:
-                probes.update((proto, p) for p in _listening(dst, proto))
-                probes.add((proto, UNUSED_PORT))
-            elif isinstance(entry.port, str):
-                if isinstance(dst.end, PodView):
-                    number = next((n for name, pr, n in dst.end.named_ports
-                                   if name == entry.port and pr == proto), None)
-                    if number is not None:
-                        probes.add((proto, number))
-            else:
-                probes.add((proto, entry.port))
-                if entry.end_port is not None:
-                    probes.add((proto, entry.end_port))
-                    probes.update((proto, p) for p in _listening(dst, proto)
-                                  if entry.port <= p <= entry.end_port)
+    for e in ((entry,) if entry is not None else tuple(PolicyPort(p) for p in PROTOCOLS)):
+        proto = e.protocol
+        if e.port is None:
+            probes.update((proto, p) for p in _listening(dst, proto))
+            probes.add((proto, UNUSED_PORT))
+        elif isinstance(e.port, str):
+            if isinstance(dst.end, PodView):  # a named port resolves on the destination pod
+                number = next((n for name, pr, n in dst.end.named_ports
+                               if name == e.port and pr == proto), None)
+                if number is not None:
+                    probes.add((proto, number))
+        else:
+            probes.add((proto, e.port))
+            if e.end_port is not None:
+                probes.add((proto, e.end_port))
+                probes.update((proto, p) for p in _listening(dst, proto)
+                              if e.port <= p <= e.end_port)
     return sorted(probes)
 
 
@@ -218,20 +209,28 @@ def _ports_text(ports: set[tuple[str, int]]) -> str:
 
 def check_union(connections: Iterable[Connection], generated: PolicyKinds,
                 generated_evaluator: Evaluator | CombinedEvaluator, index: InventoryIndex,
-                scope: Iterable[str], external: Iterable[str] = ()) -> UnionCheck:
+                scope: Iterable[str], external: Iterable[str] = (),
+                generated_check: CheckResult | None = None) -> UnionCheck:
     """``generated``: the policies written, of any dialect; ``generated_evaluator``: built
-    for them (shared with the verification)."""
+    for them and ``generated_check``: their verification (shared with it)."""
     existing, errors = parse_each(index.inventory.network_policies, "the snapshot")
     unreadable = tuple(f"{e}; it is not part of this check" for e in errors)
     if not existing:
         return UnionCheck((), unreadable, None, ())
+    # `kubectl apply` of a generated policy replaces an existing one of the same name
+    # (flowpol's own from an earlier run): the rest stays in force beside them
+    replaced = {p.id for p in generated.network}
+    kept = tuple(p for p in existing if p.id not in replaced)
     scope = set(scope)
     connections = tuple(connections)
-    network = generated.network + existing
-    effective = check_policies(
-        connections, network + generated.cilium + generated.cluster,  # type: ignore[arg-type]
-        index, make_evaluator(network, index.inventory, generated.cilium,  # type: ignore[arg-type]
-                              generated.cluster))
+    network = generated.network + kept
+    if not kept and generated_check is not None:
+        effective = generated_check  # every existing one is replaced: nothing is added
+    else:
+        effective = check_policies(
+            connections, network + generated.cilium + generated.cluster,  # type: ignore[arg-type]
+            index, make_evaluator(network, index.inventory,  # type: ignore[arg-type]
+                                  generated.cilium, generated.cluster))
     own = _pod_reps(index, scope)
     in_scope: list[ExistingInScope] = []
     selected: list[tuple[NetworkPolicy, list[_Rep]]] = []
@@ -243,34 +242,40 @@ def check_union(connections: Iterable[Connection], generated: PolicyKinds,
                 and matches(policy.pod_selector, dict(r.end.labels))]
         if reps:
             in_scope.append(ExistingInScope(policy.id, policy.policy_types,
-                                            tuple(sorted({r.text for r in reps}))))
-            selected.append((policy, reps))
+                                            tuple(sorted({r.text for r in reps})),
+                                            policy.id in replaced))
+            if policy.id not in replaced:
+                selected.append((policy, reps))
     if not selected:
-        return UnionCheck((), unreadable, effective, (), len(existing))
-    existing_evaluator = Evaluator.from_inventory(existing, index.inventory)
+        return UnionCheck(tuple(in_scope), unreadable, effective, (), len(existing))
+    existing_evaluator = Evaluator.from_inventory(kept, index.inventory)
     candidates = [r for reps in _pod_reps(index).values() for r in reps]
-    candidates += _address_reps(index, existing, external)
+    candidates += _address_reps(index, kept, external)
+    ends = tuple(c.end for c in candidates)
+    # Per rule entry: the candidates its peer element admits (once), then per workload
+    # the policy selects, each admitted candidate on the entry's ports, where the
+    # generated policies alone deny that side.
     found: dict[tuple, dict[str, set[tuple[str, int]]]] = {}
     for policy, reps in selected:
         for direction, kind in (("ingress", INGRESS), ("egress", EGRESS)):
             if kind not in policy.policy_types:
                 continue
-            for rep in reps:
-                for other in candidates:
-                    src, dst = (other, rep) if direction == "ingress" else (rep, other)
-                    for proto, port in _probe_ports(policy, direction, dst):
-                        entries = [e for e in existing_evaluator.matched_entries(
-                            src.end, dst.end, proto, port)
-                            if e[0] == policy.id and e[1] == direction]
-                        if not entries:
-                            continue
-                        verdict = generated_evaluator.check(src.end, dst.end, proto, port)
-                        side = verdict.ingress if direction == "ingress" else verdict.egress
-                        if side.allowed:
-                            continue
-                        for entry in entries:
-                            found.setdefault((entry, rep.text), {}).setdefault(
-                                other.text, set()).add((proto, port))
+            for i, rule in enumerate(policy.ingress if direction == "ingress" else policy.egress):
+                for j in (range(len(rule.peers)) if rule.peers else (None,)):
+                    admitted = [candidates[n] for n in existing_evaluator.admitting(
+                        policy.id, direction, i, j, ends)]
+                    entries = list(enumerate(rule.ports)) if rule.ports else [(None, None)]
+                    for rep in reps:
+                        for other in admitted:
+                            src, dst = (other, rep) if direction == "ingress" else (rep, other)
+                            for k, entry in entries:
+                                for proto, port in _entry_probes(entry, dst):
+                                    v = generated_evaluator.check(src.end, dst.end, proto, port)
+                                    if (v.ingress if direction == "ingress" else v.egress).allowed:
+                                        continue
+                                    found.setdefault(((policy.id, direction, i, j, k), rep.text),
+                                                     {}).setdefault(other.text, set()).add(
+                                                         (proto, port))
     extra = []
     by_id = {p.id: p for p in existing}
     for ((pid, direction, rule_index, peer_index, port_index), workload), reaches in \
@@ -296,7 +301,8 @@ def union_dict(u: UnionCheck) -> dict:
                  "`flowpol diff --cluster` proposes how to tighten them"),
         "existing_policies": u.total_existing,
         "selecting_pods_in_scope": [{"policy": e.policy, "policy_types": list(e.policy_types),
-                                     "selects": list(e.selects)} for e in u.existing],
+                                     "selects": list(e.selects), "replaced": e.replaced}
+                                    for e in u.existing],
         "unreadable": list(u.unreadable),
         "effective": None if u.effective is None else {
             "checked": u.effective.checked, "allowed": u.effective.allowed,

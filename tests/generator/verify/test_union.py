@@ -146,3 +146,19 @@ def test_an_existing_policy_that_cannot_be_read_is_reported(tmp_path: Path) -> N
     assert "NetworkPolicy shop/typo" in line and "'ingress'" in line
     assert any("could not read" in s and "shop/typo" in s for s in result.summary)
     assert result.denied_lines == () and result.effective_denied_lines == ()
+
+
+def test_an_existing_policy_of_a_generated_name_is_replaced_not_added(tmp_path: Path) -> None:
+    """flowpol's own policy from an earlier run: apply replaces it, so what it allowed
+    is not "beyond" the new rules."""
+    old = k.network_policy("flowpol-api", "shop", {
+        "podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Ingress"],
+        "ingress": [{}]})
+    snapshot = _cluster_with_outside_client(tmp_path, [old])
+    result = run_generate(GenerateRequest([str(_flows(tmp_path, snapshot))], [str(snapshot)],
+                                          tmp_path / "out"))
+    (listed,) = result.union.existing
+    assert listed.policy == "shop/flowpol-api" and listed.replaced
+    assert result.union.extra == ()
+    assert any("shop/flowpol-api selects shop/Deployment/api (replaced" in s
+               for s in result.summary)
