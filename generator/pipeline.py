@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 from generator.resolve.edges import Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
+from generator.resolve.apiserver import label_apiserver
 from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
 from generator.resolve.names import NamesResult, attribute_names
 from recorder.aggregate import Aggregator, record_time
@@ -249,17 +250,19 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
-            allow_unreadable: bool = False) -> ObservedTraffic:
+            allow_unreadable: bool = False,
+            apiserver_cidrs: tuple[str, ...] = ()) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
-    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
+    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``.
+    ``apiserver_cidrs``: where the API server calls from (``--apiserver-cidr``)."""
     snap = load_snapshot(snapshot)
-    index = InventoryIndex(snap.inventory)
+    index = InventoryIndex(snap.inventory, apiserver_cidrs)
     report = ReadReport(strict=strict)
     records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
-    resolved = resolve(records, index)
+    resolved = label_apiserver(resolve(records, index), index)
     names = attribute_names(resolved.connections, records, index)
     resolved = dataclasses.replace(
         resolved, connections=names.connections,
@@ -269,7 +272,8 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     dropped: tuple[Edge, ...] = ()
     if left_out:  # who tried what: resolved like the rest, never evidence for a rule
         timeline = [r for r in records if not isinstance(r, FlowRecord)]
-        dropped = aggregate_edges(resolve(timeline + left_out, index).connections)
+        dropped = aggregate_edges(
+            label_apiserver(resolve(timeline + left_out, index), index).connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
                            tuple(snap.warnings), tuple(errors), names=names,
                            dropped_attempts=dropped)
@@ -286,9 +290,10 @@ class ObserveRequest:
     fmt: str | None = None
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr
 
 
 def observe_request(req, allow_unreadable: bool = False) -> ObservedTraffic:
     """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   allow_unreadable)
+                   allow_unreadable, req.apiserver_cidrs)

@@ -35,6 +35,27 @@ DumpTime = Annotated[Optional[str], typer.Option(
                    "default: the file's modification time.")]
 
 
+ApiServerCidrs = Annotated[List[str], typer.Option(
+    "--apiserver-cidr", metavar="CIDR",
+    help="Where the API server's calls to webhooks and aggregated APIs come from, instead of "
+         "the default/kubernetes EndpointSlice's addresses (managed control planes: the "
+         "provider's range); repeatable.")]
+
+
+def apiserver_cidrs(values: List[str]) -> tuple[str, ...]:
+    """The networks of ``--apiserver-cidr``, canonical (an address is its /32 or /128)."""
+    import ipaddress
+
+    out = []
+    for v in values:
+        try:
+            out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"--apiserver-cidr {v!r} is not an address or CIDR "
+                             "(e.g. 172.16.0.0/28)") from None
+    return tuple(dict.fromkeys(out))
+
+
 def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
     """The ReadOptions of the shared flow-reading options; ``watcher``: the progress
     display of ``reading_progress``, if any."""

@@ -14,8 +14,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows,
-    MinObservation, SnapshotFiles, Strict, read_options, reading_progress, thresholds,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, DumpTime, FlowInputs, IncludeDropped, InputFormat,
+    MinFlows, MinObservation, SnapshotFiles, Strict, apiserver_cidrs, read_options,
+    reading_progress, thresholds,
 )
 from recorder.errors import UsageError
 
@@ -39,6 +40,7 @@ def migrate(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    apiserver_cidr: ApiServerCidrs = [],
 ) -> None:
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
@@ -49,10 +51,12 @@ def migrate(
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
     needs = thresholds(min_observation, min_flows)
+    cidrs = apiserver_cidrs(apiserver_cidr)
     with reading_progress(inputs) as watcher:
         plan, _, observed = run_migrate(MigrateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
+            apiserver_cidrs=cidrs,
             namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace)))
     for line in summary_lines(plan, out):
         typer.echo(line)

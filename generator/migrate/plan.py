@@ -23,7 +23,7 @@ from generator.verify.check import (
 )
 from generator.resolve.edges import Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
-from generator.migrate.cron import CronError, longest_gap, parse
+from generator.inventory.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )

@@ -1,9 +1,11 @@
 """report.md and report.html: what a reviewer reads before applying policies.
 
 Content, in order: a summary; the workload-to-workload graph (Mermaid in Markdown, an
-inline SVG in HTML); the verification result; per policy a table of its rules with
-their evidence (connections, first and last seen, the inputs and Services they came
-through); external peers by DNS name; then everything skipped or unresolved and why.
+inline SVG in HTML); the verification result; what the API server is declared to call;
+the idle workloads and what happens to them; the cluster's existing policies and what
+they allow beyond the generated ones; per policy a table of its rules with their
+evidence (connections, first and last seen, the inputs and Services they came through);
+external peers by DNS name; then everything skipped or unresolved and why.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Sequence
 from generator.output.files import atomic_write, policy_file
 from generator.pipeline import ObservedTraffic
 from generator.output.report import (
-    connection_counts, dropped_attempt_facts, external_names, node_peer_facts, skipped_edges,
-    unresolved_summary,
+    DIFF_POINTER, apiserver_traffic, connection_counts, dropped_attempt_facts, external_names,
+    node_peer_facts, skipped_edges, unresolved_summary,
 )
 from generator.verify.check import verification_text
 from generator.review.document import (
@@ -27,9 +29,11 @@ from generator.review.evidence import (
     EntryEvidence, duration_text, entry_evidence, input_names, recording_span, when,
 )
 from generator.review.graph import graph_from_edges
+from generator.synthesize import model as m
 from generator.synthesize.synthesis import SynthesisResult
 from generator.verify.evaluator import Evaluator, RuleEntry
-from generator.verify.policy import NetworkPolicy, PolicyPeer, parse_policies
+from generator.verify.policy import NetworkPolicy, PolicyPeer, PolicyPort, parse_policies
+from generator.verify.union import UnionCheck
 from generator.verify.usage import ANY_PEER, describe_peer, describe_port
 from generator.output.yamlout import strip_comments
 
@@ -43,6 +47,8 @@ class ReviewedPolicy:
     file: str  # where the reviewer finds its YAML
     workload: str | None = None  # "Deployment/api" for per-workload policies
     note: str | None = None  # e.g. what `flowpol diff` changed
+    # (direction, port as described) -> why it is allowed without observation (declared)
+    declared: tuple[tuple[str, str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- sections
@@ -114,8 +120,8 @@ def _selects(policy: NetworkPolicy) -> str:
     return describe_peer(PolicyPeer(pod_selector=policy.pod_selector), policy.namespace)
 
 
-def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence]
-               ) -> list[tuple[str, ...]]:
+def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence],
+               declared: dict[tuple[str, str], str] | None = None) -> list[tuple[str, ...]]:
     rows = []
     rules = policy.ingress if direction == "ingress" else policy.egress
     for i, rule in enumerate(rules):
@@ -129,7 +135,9 @@ def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, 
                 ref = f"`{direction}[{i}]`" if first_row else ""
                 first_row = False
                 if ev is None:
-                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—", "not observed"))
+                    why = (declared or {}).get((direction, port_text))
+                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—",
+                                 f"not observed; {why}" if why else "not observed"))
                     continue
                 source = input_names(ev.inputs)
                 if ev.services:
@@ -166,7 +174,8 @@ def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, 
             for direction, kind in (("ingress", "Ingress"), ("egress", "Egress")):
                 if kind not in p.policy_types:
                     continue
-                direction_rows = _rule_rows(p, direction, evidence)
+                direction_rows = _rule_rows(p, direction, evidence,
+                                            {(d, port): why for d, port, why in rp.declared})
                 if not direction_rows:
                     closed.append(direction)
                 rows += direction_rows
@@ -185,9 +194,96 @@ def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, 
     return blocks
 
 
+def declared_blocks(observed: ObservedTraffic, synth: SynthesisResult) -> list[Block]:
+    """What the cluster declares the API server calls, and the traffic seen from it."""
+    calls = apiserver_traffic(observed)
+    if not synth.declared and not synth.declared_problems and not calls:
+        return []
+    blocks: list[Block] = [Heading(1, "What the API server calls")]
+    api = synth.apiserver
+    where = ", ".join(f"`{s.display()}`" for s in api.sources) if api and api.sources else None
+    blocks.append(Paragraph(
+        "Admission webhooks, aggregated APIs and CRD conversion webhooks are called by the API "
+        "server whether or not the recording shows it; their backends accept it on the "
+        "Service's targetPort. "
+        + (f"It calls from {where} ({api.origin})." if where else
+           "Where it calls from is unknown: give it with `--apiserver-cidr`."),
+        None if where else "warn"))
+    if synth.declared:
+        blocks.append(Table(
+            ("Backend", "Port", "Declared by", "failurePolicy", "What was written",
+             "Connections observed", "Admitted from"),
+            tuple((u.target.workload.display(), f"{u.target.protocol}/{u.target.port}",
+                   u.target.call.display() + f" via Service {u.target.service[0]}/"
+                   f"{u.target.service[1]}:{u.target.service[2]}",
+                   u.target.call.failure_policy or "—", u.status, f"{u.calls:,}",
+                   ", ".join(u.admits) or "—") for u in synth.declared[:MAX_ROWS]),
+            numeric=(5,), wrap=(2, 4, 6)))
+    if synth.declared_problems:
+        blocks.append(Paragraph("Declared, but no rule can be written:", "warn"))
+        blocks.append(Bullets(tuple(f"`{p.call.display()}`: {p.reason}"
+                                    for p in synth.declared_problems[:MAX_ROWS])))
+    if calls:
+        blocks.append(Paragraph("Connections observed from the API server:"))
+        blocks.append(Table(("From", "To", "Port", "Connections", "Last seen"), tuple(
+            (e.src.display(), e.dst.display(), f"{e.protocol}/{e.port}", f"{e.count:,}",
+             when(e.last_seen)) for e in calls[:MAX_ROWS]), numeric=(3,)))
+    return blocks
+
+
+def idle_blocks(synth: SynthesisResult) -> list[Block]:
+    """Workloads in scope the recording never showed, and what the policies do to them."""
+    idle = synth.model.idle if synth.model else ()
+    if not idle:
+        return []
+    return [
+        Heading(1, "Idle workloads"),
+        Paragraph("Workloads in scope with no observed traffic: a default-deny would isolate "
+                  "them on evidence of nothing. Held out, a policy of their own (selecting "
+                  "exactly their pods) allows everything the default-deny would deny, until a "
+                  "recording shows what they need; `--isolate-idle` isolates them instead.",
+                  "warn" if any(i.status != m.HELD_OUT for i in idle) else None),
+        Table(("Workload", "Why idle", "What happens", "Next run"), tuple(
+            (i.workload.display(), i.reason,
+             i.status + (f" (`{i.name}`)" if i.name else "") + (f": {i.note}" if i.note else ""),
+             when(i.next_run) if i.next_run is not None else "—") for i in idle[:MAX_ROWS]),
+            wrap=(1, 2)),
+    ]
+
+
+def existing_blocks(union: UnionCheck | None) -> list[Block]:
+    """The cluster's existing policies that select pods in scope, and their extra reach."""
+    if union is None or (not union.existing and not union.unreadable):
+        return []
+    blocks: list[Block] = [Heading(1, "Existing policies"), Paragraph(
+        "NetworkPolicies are additive: these stay in force after the generated ones are "
+        "applied (flowpol deletes and rewrites none of them), and what they allow stays "
+        f"allowed. {DIFF_POINTER}.")]
+    if union.existing:
+        blocks.append(Table(("Policy", "policyTypes", "Selects"), tuple(
+            (e.policy + (" (replaced by the generated policy of that name)" if e.replaced
+                         else ""), ", ".join(e.policy_types), ", ".join(e.selects))
+            for e in union.existing[:MAX_ROWS]), wrap=(2,)))
+    if union.unreadable:
+        blocks.append(Bullets(tuple(f"could not read {u}" for u in union.unreadable)))
+    if union.effective is not None:
+        e = union.effective
+        blocks.append(Paragraph(
+            f"The effective set (generated + existing) allows {e.allowed:,} of {e.checked:,} "
+            f"observed connection aggregate(s)" + (f"; {e.denied:,} denied." if e.denied else "."),
+            "bad" if e.denied else "ok"))
+    if union.extra:
+        blocks.append(Paragraph("What existing policies allow beyond the generated rules "
+                                "(examples of each kind of peer):", "warn"))
+        blocks.append(Table(("Policy rule", "Peer", "Port", "Applies to", "Lets through"), tuple(
+            (f"{x.policy} `{x.rule}`", x.peer, x.port, x.workload,
+             "; ".join(x.reaches) + (f"; and {x.more} more" if x.more else ""))
+            for x in union.extra[:MAX_ROWS]), wrap=(1, 4)))
+    return blocks
+
+
 def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str, str]] = (),
-                   idle: Sequence[str] = (), warnings: Sequence[str] = (),
-                   node_peers: Sequence[dict] = ()) -> list[Block]:
+                   warnings: Sequence[str] = (), node_peers: Sequence[dict] = ()) -> list[Block]:
     blocks: list[Block] = [Heading(1, "Skipped and unresolved")]
     r = observed.read
     said = False
@@ -226,11 +322,6 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
         blocks.append(Table(("Edge", "Why"), tuple(skipped_edges[:MAX_ROWS]), wrap=(1,)))
         if len(skipped_edges) > MAX_ROWS:
             blocks.append(Paragraph(f"{len(skipped_edges) - MAX_ROWS} more row(s) not shown."))
-    if idle:
-        said = True
-        blocks.append(Paragraph("Workloads in scope with no observed traffic (default-deny "
-                                "isolates them; only DNS stays allowed):"))
-        blocks.append(Bullets(tuple(f"`{w}`" for w in idle)))
     if node_peers:
         said = True
         blocks.append(Paragraph(
@@ -303,10 +394,26 @@ def write_documents(out_dir: Path, doc: Document, stem: str = "report") -> list[
     return [md, page]
 
 
+def _declared_ports(synth: SynthesisResult) -> dict[tuple[str, str], tuple[tuple[str, str, str], ...]]:
+    """(namespace, policy name) -> (direction, port as the tables describe it, why) for
+    the ports the API server is declared to call."""
+    out: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = {}
+    for p in synth.model.workloads if synth.model else ():
+        for rule in p.ingress:
+            for rp in rule.ports:
+                if rp.declared:
+                    port = describe_port(PolicyPort(rp.port.protocol, rp.port.port,
+                                                    rp.port.end_port))
+                    out.setdefault((p.namespace, p.name), {}).setdefault(
+                        ("ingress", port), set()).update(d.display() for d in rp.declared)
+    return {k: tuple((d, port, "declared: " + ", ".join(sorted(why)))
+                     for (d, port), why in sorted(v.items())) for k, v in out.items()}
+
+
 def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
                     verification: dict | None,
-                    checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
-                    ) -> Document:
+                    checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None,
+                    union: UnionCheck | None = None) -> Document:
     """``checked``: ``synth.policies`` already parsed, and an Evaluator built for them
     (`flowpol generate` shares those of its verification), or None."""
     if checked is None:
@@ -318,8 +425,10 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     # the evidence per rule is read for NetworkPolicies (the other dialects' rules are
     # in their YAML, with the same evidence comments)
     network_docs = [d for d in synth.policies if d.manifest.get("kind") == "NetworkPolicy"]
+    declared = _declared_ports(synth)
     reviewed = [ReviewedPolicy(p, policy_file(doc.namespace),
-                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None)
+                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None,
+                               declared=declared.get((doc.namespace, doc.name), ()))
                 for p, doc in zip(parsed, network_docs)]
     evidence = policy_evidence(observed, parsed, evaluator)
     scope = ", ".join(synth.namespaces) or "no namespace"
@@ -331,18 +440,22 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     ]
     blocks += graph_blocks(observed)
     blocks += verification_blocks(verification)
+    blocks += declared_blocks(observed, synth)
+    blocks += idle_blocks(synth)
+    blocks += existing_blocks(union)
     blocks += policy_blocks(reviewed, evidence)
     blocks += external_blocks(observed)
-    blocks += skipped_blocks(observed, skipped_edges(observed, synth), synth.idle_workloads,
-                             list(observed.warnings)
-                             + list(synth.warnings), node_peer_facts(observed))
+    blocks += skipped_blocks(observed, skipped_edges(observed, synth),
+                             list(observed.warnings) + list(synth.warnings),
+                             node_peer_facts(observed))
     title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
     return Document(f"flowpol review: {title}", tuple(blocks))
 
 
 def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,
                  verification: dict | None,
-                 checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None
-                 ) -> list[Path]:
+                 checked: tuple[Sequence[NetworkPolicy], Evaluator] | None = None,
+                 union: UnionCheck | None = None) -> list[Path]:
     """report.md and report.html for `flowpol generate`, beside its YAML."""
-    return write_documents(out_dir, generate_review(observed, synth, verification, checked))
+    return write_documents(out_dir, generate_review(observed, synth, verification, checked,
+                                                    union))

@@ -384,6 +384,21 @@ def parse_policies(
     return tuple(parse_policy(o, path, None, default_namespace) for o in objects)
 
 
+def parse_each(objects: Iterable[dict], path: str | None = None
+               ) -> tuple[tuple[NetworkPolicy, ...], tuple[InputError, ...]]:
+    """``parse_policies``, one object at a time: the policies that parse, and an error
+    for each one that does not (a cluster's own policies, which the API server accepted
+    under rules that may differ from ours, are reported rather than fatal)."""
+    policies: list[NetworkPolicy] = []
+    errors: list[InputError] = []
+    for o in objects:
+        try:
+            policies.append(parse_policy(o, path))
+        except InputError as e:
+            errors.append(e)
+    return tuple(policies), tuple(errors)
+
+
 # libyaml's parser when PyYAML has it (the wheels do): it gives the same documents and
 # marks, ~8x faster than the pure-Python one on a directory of policies.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -87,6 +87,7 @@ class VerifyRequest:
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
     unused: bool = False
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr: labels the API server's traffic
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ import json
 from generator.output.yamlout import Commented
 from generator.synthesize import model as m
 from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
-from generator.synthesize.render.comments import dns_comments, evidence_line, port_label
+from generator.synthesize.render.comments import (
+    declared_line, dns_comments, evidence_line, idle_purpose, port_label,
+)
 from generator.synthesize.render.kubernetes import (
     ALLOW_DNS, DEFAULT_DENY, MANAGED_BY, evidence_annotation, merged_evidence, port_order,
 )
@@ -124,16 +126,22 @@ class _Renderer:
             if r.peer.kind == m.EXTERNAL and r.peer.names:
                 members.add("named " + ", ".join(sorted(r.peer.names)))
             for rp in r.ports:
-                ports.setdefault(rp.port, []).append(rp.evidence)
+                evidence, declared = ports.setdefault(rp.port, ([], {}))
+                evidence.append(rp.evidence)
+                declared.update(dict.fromkeys(rp.declared))
         out = []
         for key in sorted(by_element):
             el, members, ports = by_element[key]
             comments = [f"{word} {', '.join(sorted(members))}"]
             specs = sorted(ports, key=port_order)
             for spec in specs:
-                ev = merged_evidence([e for e in ports[spec] if e is not None])
+                evidence, declared = ports[spec]
+                ev = merged_evidence([e for e in evidence if e is not None])
                 if ev is not None:
                     comments.append(evidence_line(port_label(spec), ev))
+                if declared:
+                    comments.append(declared_line(port_label(spec), list(declared),
+                                                  ev is not None))
             out.append(Commented({**el, "toPorts": [{"ports": _ports(specs)}]}, tuple(comments)))
         return out
 
@@ -225,9 +233,27 @@ def workload_doc(r: _Renderer, p: m.WorkloadPolicy) -> PolicyDoc:
         spec, (p.workload.kind, p.workload.name))
 
 
+def held_out_doc(idle: m.IdleWorkload) -> PolicyDoc:
+    """An idle workload held out of the baseline: every peer (the ``all`` entity: every
+    cluster identity and the world) in the directions held out. Allow rules add up
+    across policies, so the baseline's default deny no longer isolates those pods."""
+    spec: dict = {"endpointSelector": endpoint_selector(idle.selector, None)}  # type: ignore[arg-type]
+    note = (f"everything: {idle.workload.display()} is held out of default-deny",)
+    if "ingress" in idle.directions:
+        spec["ingress"] = [Commented({"fromEntities": ["all"]}, note)]
+    if "egress" in idle.directions:
+        spec["egress"] = [Commented({"toEntities": ["all"]}, note)]
+    return _doc(CNP, idle.namespace, idle.name or "", {
+        "flowpol.dev/workload": f"{idle.workload.kind}/{idle.workload.name}",
+        "flowpol.dev/purpose": idle_purpose(idle)},
+        spec, (idle.workload.kind, idle.workload.name))
+
+
 def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Rendered:
     r = _Renderer(options)
     docs = _baseline_docs(r, model)
     for ns in model.namespaces:
         docs += [workload_doc(r, p) for p in model.workloads if p.namespace == ns]
+        docs += [held_out_doc(i) for i in model.idle
+                 if i.namespace == ns and i.status == m.HELD_OUT and i.name]
     return Rendered(tuple(docs))
