@@ -11,7 +11,7 @@ from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, P
 from generator.synthesize import model as m
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, SynthesisResult, is_dns_edge
 from generator.output.timetext import format_time_fast
-from generator.verify.check import verification_text
+from generator.verify.check import verification_dict, verification_text
 from generator.verify.union import UnionCheck, union_dict
 from generator.version import __version__
 
@@ -352,9 +352,8 @@ def union_summary(union: UnionCheck | None) -> list[str]:
                          if e.replaced else "") for e in union.existing], "policies")
     lines += [f"  could not read {u}" for u in union.unreadable]
     if union.effective is not None:
-        e = union.effective
-        lines.append(f"  effective set (generated + existing): {e.allowed} of {e.checked} "
-                     f"observed connection(s) allowed, {e.denied} denied")
+        lines.append("  effective set (generated + existing): "
+                     + verification_text(verification_dict(union.effective)))
     if union.extra:
         lines.append(f"  what they allow beyond flowpol's rules ({len(union.extra)} rule "
                      f"entr{'y' if len(union.extra) == 1 else 'ies'}):")

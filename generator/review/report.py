@@ -21,7 +21,7 @@ from generator.output.report import (
     DIFF_POINTER, apiserver_traffic, connection_counts, dropped_attempt_facts, external_names,
     node_peer_facts, skipped_edges, unresolved_summary,
 )
-from generator.verify.check import verification_text
+from generator.verify.check import verification_dict, verification_text
 from generator.review.document import (
     Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
 )
@@ -267,11 +267,10 @@ def existing_blocks(union: UnionCheck | None) -> list[Block]:
     if union.unreadable:
         blocks.append(Bullets(tuple(f"could not read {u}" for u in union.unreadable)))
     if union.effective is not None:
-        e = union.effective
-        blocks.append(Paragraph(
-            f"The effective set (generated + existing) allows {e.allowed:,} of {e.checked:,} "
-            f"observed connection aggregate(s)" + (f"; {e.denied:,} denied." if e.denied else "."),
-            "bad" if e.denied else "ok"))
+        d = verification_dict(union.effective)
+        blocks.append(Paragraph(f"The effective set (generated + existing): "
+                                f"{verification_text(d)}.",
+                                "bad" if d["denied_connections"] else "ok"))
     if union.extra:
         blocks.append(Paragraph("What existing policies allow beyond the generated rules "
                                 "(examples of each kind of peer):", "warn"))

@@ -33,7 +33,7 @@ from generator.inventory.index import InventoryIndex
 from generator.inventory.model import Pod
 from generator.resolve.edges import Connection, PodView
 from generator.resolve.identity import pod_view
-from generator.verify.check import CheckResult, check_policies, group_dict
+from generator.verify.check import CheckResult, check_policies, verification_dict
 from generator.verify.combined import CombinedEvaluator, make_evaluator
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, PolicyPort, parse_each
@@ -304,10 +304,8 @@ def union_dict(u: UnionCheck) -> dict:
                                      "selects": list(e.selects), "replaced": e.replaced}
                                     for e in u.existing],
         "unreadable": list(u.unreadable),
-        "effective": None if u.effective is None else {
-            "checked": u.effective.checked, "allowed": u.effective.allowed,
-            "denied": u.effective.denied,
-            "denied_list": [group_dict(g) for g in u.effective.groups if not g.allowed]},
+        # counted as the generated set's verification is (report.json "verification")
+        "effective": None if u.effective is None else verification_dict(u.effective),
         "beyond_generated": [{"policy": x.policy, "rule": x.rule, "peer": x.peer,
                               "port": x.port, "workload": x.workload,
                               "reaches": list(x.reaches), "more": x.more} for x in u.extra],

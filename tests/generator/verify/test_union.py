@@ -130,8 +130,11 @@ def test_what_only_existing_policies_deny_is_a_finding(tmp_path: Path) -> None:
     assert "ops/Deployment/backup -> shop/Deployment/api TCP/8080" in run.stderr
     assert "source egress" in run.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["verification"]["denied"] == 0  # the generated policies alone allow it
-    assert report["existing_policies"]["effective"]["denied"] == 1
+    assert report["verification"]["denied_connections"] == 0  # the generated ones allow it
+    # every connection of the flows (one per line: each its own source port), one group
+    effective = report["existing_policies"]["effective"]
+    assert effective["denied_connections"] == len(flows.read_text().splitlines())
+    assert effective["denied_groups"] == 1
     # deny-egress selects no pod in scope: not listed as one, but part of the effective set
     assert report["existing_policies"]["selecting_pods_in_scope"] == []
 
