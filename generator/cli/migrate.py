@@ -13,8 +13,9 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, progress_reporter, read_options, stderr_console, thresholds,
+    Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation,
+    SnapshotFiles, Strict, dialect_option, progress_reporter, read_options, stderr_console,
+    thresholds,
 )
 from recorder.errors import UsageError
 
@@ -38,6 +39,7 @@ def migrate(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    dialect: Dialect = "kubernetes",
 ) -> None:
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
@@ -47,11 +49,12 @@ def migrate(
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
+    dialect = dialect_option(dialect)
     request = MigrateRequest(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
         read_options=read_options(include_dropped, dump_time),
         thresholds=thresholds(min_observation, min_flows),
-        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace))
+        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace), dialect=dialect)
     with progress_reporter(stderr_console(), "reading flows") as progress:
         plan, _, observed = run_migrate(request, progress)
     for line in summary_lines(plan, out):

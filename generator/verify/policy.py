@@ -501,10 +501,10 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
                             f"{display}:{policy.line}: NetworkPolicy {policy.name} has no namespace; "
                             f"assumed {default_namespace!r}"
                         )
-                    other = seen.get(policy.id)
-                    if other is not None:
+                    first = seen.get(policy.id)
+                    if first is not None:
                         raise InputError(
-                            f"NetworkPolicy {policy.id} is defined twice (also at {other.path}:{other.line}); "
+                            f"NetworkPolicy {policy.id} is defined twice (also at {first.path}:{first.line}); "
                             "only one object of a name can exist in a namespace, remove or rename one",
                             display,
                             policy.line,
