@@ -8,8 +8,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
-    dialect_option, read_options, stderr_console,
+    Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped, InputFormat, SnapshotFiles, Strict,
+    dialect_option, fqdn_patterns_option, progress_reporter, read_options, stderr_console,
 )
 from recorder.errors import UsageError
 
@@ -43,6 +43,7 @@ def generate(
         False, "--cilium-cluster-wide",
         help="With --dialect cilium: the default-deny and DNS baseline as one "
              "CiliumClusterwideNetworkPolicy."),
+    fqdn_pattern: FqdnPatterns = [],
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -56,6 +57,7 @@ def generate(
     dialect = dialect_option(dialect)
     if cilium_cluster_wide and dialect != "cilium":
         raise UsageError("--cilium-cluster-wide needs --dialect cilium")
+    patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     console = stderr_console()
     request = GenerateRequest(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
@@ -65,7 +67,8 @@ def generate(
                                    namespaces=tuple(namespace),
                                    exclude_namespaces=tuple(exclude_namespace),
                                    dialect=dialect,
-                                   render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide)),
+                                   render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide,
+                                                       fqdn_patterns=patterns)),
         verify=not no_verify,
     )
     with progress_reporter(console, "reading flows") as progress:

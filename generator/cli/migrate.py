@@ -13,9 +13,9 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation,
-    SnapshotFiles, Strict, dialect_option, progress_reporter, read_options, stderr_console,
-    thresholds,
+    Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped, InputFormat, MinFlows,
+    MinObservation, SnapshotFiles, Strict, dialect_option, fqdn_patterns_option,
+    progress_reporter, read_options, stderr_console, thresholds,
 )
 from recorder.errors import UsageError
 
@@ -40,6 +40,7 @@ def migrate(
     strict: Strict = False,
     dump_time: DumpTime = None,
     dialect: Dialect = "kubernetes",
+    fqdn_pattern: FqdnPatterns = [],
 ) -> None:
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
@@ -50,11 +51,13 @@ def migrate(
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
     dialect = dialect_option(dialect)
+    patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     request = MigrateRequest(
         inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
         read_options=read_options(include_dropped, dump_time),
         thresholds=thresholds(min_observation, min_flows),
-        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace), dialect=dialect)
+        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
+        fqdn_patterns=patterns)
     with progress_reporter(stderr_console(), "reading flows") as progress:
         plan, _, observed = run_migrate(request, progress)
     for line in summary_lines(plan, out):

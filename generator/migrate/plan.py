@@ -44,7 +44,7 @@ from generator.review.evidence import (
 )
 from generator.review.report import graph_blocks, skipped_blocks, summary_block, write_documents
 from generator.synthesize import model as m
-from generator.synthesize.render import render_policies
+from generator.synthesize.render import RenderOptions, render_policies
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
 from generator.verify.combined import make_evaluator
 from generator.verify.policy import NetworkPolicy, parse_policies
@@ -70,6 +70,7 @@ class MigrateRequest(ObserveRequest):
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
     dialect: str = "kubernetes"  # a key of generator.synthesize.render.DIALECTS
+    fqdn_patterns: tuple[str, ...] = ()  # the cilium dialect's --fqdn-pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,8 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
     # Step 1 policies carry their own DNS rule (nothing else restricts the namespace yet);
     # step 3 takes default-deny and allow-dns from the default-deny synthesis.
     allow = synthesize(observed.edges, index, SynthesisOptions(
-        default_deny=False, namespaces=tuple(scope), dialect=req.dialect))
+        default_deny=False, namespaces=tuple(scope), dialect=req.dialect,
+        render=RenderOptions(fqdn_patterns=req.fqdn_patterns)))
     deny = synthesize(observed.edges, index, SynthesisOptions(
         default_deny=True, namespaces=tuple(scope), dialect=req.dialect))
     allow_of = {WorkloadRef(d.namespace, d.workload[0], d.workload[1]): d
@@ -270,7 +272,9 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
                                    replaced))
     return MigrationPlan(tuple(plans), span, t, after1, after3,
                          tuple(observed.snapshot_warnings) + tuple(observed.resolved.warnings)
-                         + tuple(deny.warnings), deny.skipped_edges,
+                         + tuple(deny.warnings)
+                         + tuple(w for w in allow.warnings if w not in deny.warnings),
+                         deny.skipped_edges,
                          observed.bad_input, req.dialect)
 
 

@@ -21,8 +21,9 @@ Semantics, from Cilium's documentation ("Policy Enforcement Modes", "Layer 3 Pol
 - CIDR rules and ``toFQDNs`` match ``world`` only: "CIDR-based selectors do not match
   in-cluster entities (pods or nodes)" unless ``policy-cidr-match-mode: nodes``, which
   this evaluator does not model. ``toFQDNs`` matches the names bound to the address at
-  the connection's time (``generator.verify.names``); ``matchPattern``: ``*`` is any run
-  of characters without a dot, a leading ``**.`` any number of labels.
+  the connection's time (``generator.verify.names``); ``matchPattern`` as Cilium's agent
+  compiles it (``generator.verify.names.pattern_matches``): ``*`` never crosses a dot, a
+  leading ``**.`` is one or more labels, stars alone match every name.
 - Ports: ``protocol`` ANY (or none) is TCP, UDP and SCTP; port 0 or none is every port;
   ``endPort`` a range; a port name resolves on the destination pod. A connection without
   a port (ICMP) matches only rules without ports.
@@ -31,11 +32,11 @@ Semantics, from Cilium's documentation ("Policy Enforcement Modes", "Layer 3 Pol
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 
 from generator.verify.cilium_policy import CCNP, NS_KEY, CiliumPeer, CiliumPolicy, CiliumRule
 from generator.verify.evaluator import RuleRef
+from generator.verify.names import pattern_matches
 from generator.verify.selectors import matches
 
 NS_LABELS_PREFIX = "io.cilium.k8s.namespace.labels."
@@ -114,18 +115,6 @@ class CiliumSide:
     denied_by: tuple[RuleRef, ...] = ()
 
 
-def fqdn_pattern_matches(pattern: str, name: str) -> bool:
-    """Cilium's matchPattern: ``*`` alone is every name; ``*`` within a label is any run
-    of DNS characters but a dot; a leading ``**.`` is one or more labels."""
-    if pattern == "*":
-        return True
-    prefix = ""
-    if pattern.startswith("**."):
-        prefix, pattern = r"([-a-z0-9_]+\.)+", pattern[3:]
-    body = "".join("[-a-z0-9_]*" if ch == "*" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(prefix + body, name) is not None
-
-
 class CiliumJudge:
     def __init__(self, policies: tuple[CiliumPolicy, ...]):
         self.policies = policies
@@ -189,7 +178,7 @@ def _peer_matches(x: CiliumPeer, p: CiliumPolicy, peer: PeerView) -> bool:
     if x.fqdn_name is not None:
         return x.fqdn_name in peer.names
     if x.fqdn_pattern is not None:
-        return any(fqdn_pattern_matches(x.fqdn_pattern, n) for n in peer.names)
+        return any(pattern_matches(x.fqdn_pattern, n) for n in peer.names)
     return False
 
 

@@ -58,6 +58,12 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--dialect 'calico' is not one of" in r.stderr
     r = flowpol(*base, "--cilium-cluster-wide")
     assert r.returncode == 2 and "--cilium-cluster-wide needs --dialect cilium" in r.stderr
+    r = flowpol(*base, "--fqdn-pattern", "*.example.com")
+    assert r.returncode == 2 and "--fqdn-pattern needs --dialect cilium" in r.stderr
+    r = flowpol(*base, "--dialect", "cilium", "--fqdn-pattern", "**.")
+    assert r.returncode == 2 and "admits every DNS name" in r.stderr
+    r = flowpol(*base, "--dialect", "cilium", "--fqdn-pattern", "a..b")
+    assert r.returncode == 2 and "is not a DNS name pattern" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
