@@ -115,7 +115,8 @@ def run_verify(req: VerifyRequest, policies: PolicySet,
     connections = observed.resolved.connections
     every = policies.policies + policies.kinds.cilium + policies.kinds.cluster
     check = check_policies(connections, every, observed.index, evaluator)  # type: ignore[arg-type]
-    # rule usage is counted for NetworkPolicies (their entries are what --unused lists)
-    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory)  # type: ignore[arg-type]
+    # rule usage: NetworkPolicy and Cilium allow rules (their entries are what --unused lists)
+    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory,  # type: ignore[arg-type]
+                        policies.kinds.cilium)
              if req.unused else None)
     return VerifyResult(policies, observed, check, usage)
