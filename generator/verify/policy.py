@@ -147,6 +147,8 @@ class LoadedPolicies:
     skipped: tuple[Skipped, ...] = ()  # non-NetworkPolicy documents, unreadable files
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # files in a directory that hold no policy at all (reports, kustomization.yaml, ...)
+    ignored: tuple[str, ...] = ()
 
 
 class _Context:
@@ -471,8 +473,10 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
     """Read NetworkPolicies from files and directories (walked recursively, sorted).
 
     Files named directly are always read; in directories only ``*.yaml``, ``*.yml`` and
-    ``*.json`` (gzip allowed) are, other files are skipped and counted. Documents that are
-    not ``networking.k8s.io`` NetworkPolicies are skipped and counted. A policy without
+    ``*.json`` (gzip allowed) are, and a file there that holds no Kubernetes object (a
+    report, a kustomize configuration) is ignored as well: listed in ``ignored``, not
+    counted as skipped. Other documents that are not ``networking.k8s.io`` NetworkPolicies
+    are skipped and counted. A policy without
     ``metadata.namespace`` gets ``default_namespace`` (as ``kubectl apply`` would), with a
     warning. The same namespace/name twice is an error: only one could exist.
     """
@@ -482,16 +486,20 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
     skipped: list[Skipped] = []
     files: list[str] = []
     warnings: list[str] = []
+    ignored: list[str] = []
     seen: dict[str, NetworkPolicy] = {}
     for raw in paths:
         given = Path(raw)
         for path in expand_inputs([str(raw)]):
             display = str(path)
             if given.is_dir() and not path.name.lower().removesuffix(".gz").endswith(POLICY_FILE_SUFFIXES):
-                skipped.append(Skipped(display, None, "not-a-policy-file", "not .yaml/.yml/.json"))
+                ignored.append(display)
+                continue
+            docs, lines = _read_documents(path)
+            if given.is_dir() and not any(map(_is_object, docs)):
+                ignored.append(display)
                 continue
             files.append(display)
-            docs, lines = _read_documents(path)
             for doc in docs:
                 for obj in _policy_objects(doc, display, lines, skipped, other):
                     policy = parse_policy(obj, display, lines, default_namespace)
@@ -511,4 +519,15 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
                         )
                     seen[policy.id] = policy
                     policies.append(policy)
-    return LoadedPolicies(tuple(policies), tuple(skipped), tuple(files), tuple(warnings))
+    return LoadedPolicies(tuple(policies), tuple(skipped), tuple(files), tuple(warnings),
+                          tuple(ignored))
+
+
+def _is_object(doc: Any) -> bool:
+    """A document that could be a cluster object: apiVersion and kind, and not a kustomize
+    configuration (kustomization.yaml is a build file, never applied)."""
+    if not isinstance(doc, dict):
+        return False
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    return isinstance(api, str) and isinstance(kind, str) and bool(kind) \
+        and not api.startswith("kustomize.config.k8s.io/")

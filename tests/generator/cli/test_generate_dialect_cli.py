@@ -43,6 +43,10 @@ def test_cilium_cluster_wide_then_verify(tmp_path: Path) -> None:
     v = flowpol("verify", "--policies", str(out), str(DEMO / "flows"), "-s", str(DEMO / "cluster.json"))
     assert v.returncode == 0, v.stdout + v.stderr
     assert "8 Cilium policy rules" in v.stdout and "0 denied" in v.stdout
+    # the reports and kustomization.yaml beside the policies are no skipped documents
+    assert "ignored 4 files of the directory that hold no policy: kustomization.yaml, " \
+           "report.html, report.json, report.md" in v.stdout
+    assert "skipped" not in v.stdout.split("flows:")[0]
 
 
 def test_kubernetes_dialect_warns_on_cilium(tmp_path: Path) -> None:
