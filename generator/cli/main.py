@@ -23,11 +23,25 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"flowpol {version('flowpol')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                        help="Print flowpol's version and exit.")) -> None:
+    """Least-privilege Kubernetes NetworkPolicies from observed traffic."""
+
+
 def _register() -> None:
     # Each command group module adds its commands to ``app``.
     import importlib
 
-    for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate"):
+    for mod in ("generate", "import_", "snapshot", "verify", "record", "diff", "migrate", "propose_git"):
         importlib.import_module(f"generator.cli.{mod}").register(app)
 
 

@@ -1,0 +1,89 @@
+"""`flowpol propose-git`: `flowpol diff` against the policies of a git repository (which
+must be the live ones), and the proposal pushed as a branch when it changes something.
+
+Exit 0 when it pushed the proposal, had nothing to propose, or the remote has the
+proposal's branch already; 1 when the repository's policies are not the cluster's
+(nothing proposed); 2 on usage, input or git errors (after bad input, as with `diff`,
+the proposal from every valid record is pushed first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from generator.cli.common import (
+    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
+    Strict, parse_duration, progress_reporter, read_options, stderr_console, thresholds,
+)
+from recorder.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("propose-git")(propose_git)
+
+
+def propose_git(
+    inputs: FlowInputs,
+    snapshot: SnapshotFiles,
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Working directory: the clone (repo/) and the diff "
+                                  "(proposal/); emptied on every run."),
+    remote: str = typer.Option(..., "--remote", metavar="URL",
+                               help="The git repository holding the NetworkPolicies."),
+    base: str = typer.Option("main", "--base", metavar="BRANCH",
+                             help="Its branch the proposal starts from."),
+    path: str = typer.Option(".", "--path", metavar="DIR",
+                             help="Directory of the policies inside the repository."),
+    branch_prefix: str = typer.Option(
+        "flowpol/tighten", "--branch-prefix",
+        help="The proposal is pushed as PREFIX/<proposal id>."),
+    credentials: Optional[Path] = typer.Option(
+        None, "--credentials", metavar="DIR",
+        help="Directory with the git Secret's files: ssh-privatekey and known_hosts, or "
+             "token (or username and password) for https."),
+    author: str = typer.Option("flowpol <flowpol@localhost>", "--author",
+                               metavar="'NAME <EMAIL>'", help="Author of the commit."),
+    no_push: bool = typer.Option(False, "--no-push",
+                                 help="Do everything but the push (the commit is not made)."),
+    context: Optional[str] = typer.Option(None, "--context",
+                                          help="kubeconfig context of the live cluster."),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="kubeconfig file."),
+    min_observation: MinObservation = "7d",
+    min_flows: MinFlows = 1,
+    window: Optional[str] = typer.Option(
+        None, "--window", metavar="DURATION",
+        help="Count as use only connections in the last DURATION of the recording."),
+    fmt: InputFormat = None,
+    include_dropped: IncludeDropped = False,
+    strict: Strict = False,
+    dump_time: DumpTime = None,
+) -> None:
+    """Tighten the NetworkPolicies kept in a git repository: diff them (they must be the
+    cluster's) against the traffic in INPUT and push the proposal as a new branch, once."""
+    from generator.pipeline import raise_for_bad_input
+    from generator.tighten.propose_git import GitTarget, result_lines, run_propose
+    from generator.tighten.run import DiffRequest
+
+    name, sep, email = author.rpartition(" <")
+    if not sep or not email.endswith(">") or not name.strip():
+        raise UsageError(f"--author {author!r}: give 'NAME <EMAIL>'")
+    target = GitTarget(remote=remote, base=base, path=path, branch_prefix=branch_prefix,
+                       credentials=credentials, author=(name.strip(), email[:-1]),
+                       push=not no_push)
+    request = DiffRequest(
+        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+        read_options=read_options(include_dropped, dump_time),
+        thresholds=thresholds(min_observation, min_flows),
+        window_ns=parse_duration(window, "--window") if window else None)
+    with progress_reporter(stderr_console(), "reading flows") as progress:
+        result = run_propose(request, target, kubeconfig, context, progress)
+    for line in result_lines(result, target):
+        typer.echo(line)
+    if result.diff is not None:
+        raise_for_bad_input(result.diff.observed.read, result.diff.observed.unreadable,
+                            f"the proposal in {out}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
