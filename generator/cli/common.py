@@ -152,3 +152,24 @@ ClusterKubeconfig = Annotated[Optional[str], typer.Option(
     "--kubeconfig", metavar="FILE", help="With --cluster: " + KUBECONFIG_HELP)]
 ClusterContext = Annotated[Optional[str], typer.Option(
     "--context", metavar="NAME", help="With --cluster: " + CONTEXT_HELP)]
+# Learned DNS names written as Cilium matchPatterns (`generate`, `migrate`).
+FqdnPatterns = Annotated[List[str], typer.Option(
+    "--fqdn-pattern", metavar="PATTERN",
+    help="With --dialect cilium: write the learned DNS names this Cilium matchPattern admits "
+         "as the pattern (e.g. '*.s3.amazonaws.com': '*' never crosses a dot, a leading '**.' "
+         "is one or more labels); repeatable, the first that admits a name wins.")]
+
+
+def fqdn_patterns_option(values: List[str], dialect: str) -> tuple[str, ...]:
+    from generator.verify.names import matches_every_name, valid_pattern
+
+    if values and dialect != "cilium":
+        raise UsageError("--fqdn-pattern needs --dialect cilium")
+    for value in values:
+        if not valid_pattern(value):
+            raise UsageError(f"--fqdn-pattern {value!r} is not a DNS name pattern: letters, "
+                             "digits, '-', '_', '*' and single dots between labels, at most 255")
+        if matches_every_name(value):
+            raise UsageError(f"--fqdn-pattern {value!r} admits every DNS name, so every address "
+                             "a pod resolves; give at least one fixed label, e.g. '*.example.com'")
+    return tuple(dict.fromkeys(values))

@@ -9,8 +9,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat,
-    SnapshotFiles, Strict, apiserver_cidrs, dialect_option, read_options, reading_progress,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
+    IncludeDropped, InputFormat, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
+    fqdn_patterns_option, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
@@ -50,6 +51,7 @@ def generate(
         help="Let default-deny isolate workloads with no observed traffic too (by default "
              "each is held out by a policy of its own and listed in the report)."),
     apiserver_cidr: ApiServerCidrs = [],
+    fqdn_pattern: FqdnPatterns = [],
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -63,10 +65,12 @@ def generate(
     dialect = dialect_option(dialect)
     if cilium_cluster_wide and dialect != "cilium":
         raise UsageError("--cilium-cluster-wide needs --dialect cilium")
+    patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     synthesis = SynthesisOptions(default_deny=not no_default_deny, cidr_prefix_v4=cidr_prefix,
                                  cidr_prefix_v6=cidr_prefix_v6, namespaces=tuple(namespace),
                                  exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
-                                 render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide),
+                                 render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide,
+                                                      fqdn_patterns=patterns),
                                  isolate_idle=isolate_idle)
     cidrs = apiserver_cidrs(apiserver_cidr)
     with reading_progress(inputs) as watcher:

@@ -31,6 +31,9 @@ from generator.review.evidence import (
 from generator.review.graph import graph_from_edges
 from generator.synthesize import model as m
 from generator.synthesize.synthesis import SynthesisResult
+from generator.verify import cilium_text
+from generator.verify.cilium_policy import KINDS as CILIUM_KINDS
+from generator.verify.cilium_policy import CiliumPolicy, parse_cilium_policy
 from generator.verify.evaluator import Evaluator, RuleEntry
 from generator.verify.policy import NetworkPolicy, PolicyPeer, PolicyPort, parse_policies
 from generator.verify.union import UnionCheck
@@ -43,7 +46,7 @@ MAX_GRAPH_EDGES = 400  # beyond this the graph is drawn per namespace
 
 @dataclass(frozen=True, slots=True)
 class ReviewedPolicy:
-    policy: NetworkPolicy
+    policy: NetworkPolicy | CiliumPolicy
     file: str  # where the reviewer finds its YAML
     workload: str | None = None  # "Deployment/api" for per-workload policies
     note: str | None = None  # e.g. what `flowpol diff` changed
@@ -120,62 +123,108 @@ def _selects(policy: NetworkPolicy) -> str:
     return describe_peer(PolicyPeer(pod_selector=policy.pod_selector), policy.namespace)
 
 
-def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence],
-               declared: dict[tuple[str, str], str] | None = None) -> list[tuple[str, ...]]:
+def _entry_row(ref: str, peer_text: str, port_text: str, ev: EntryEvidence | None,
+               why: str | None = None) -> tuple[str, ...]:
+    """``why``: why the entry is allowed without observation (a declared port)."""
+    if ev is None:
+        return (ref, peer_text, port_text, "—", "0", "—", "—",
+                f"not observed; {why}" if why else "not observed")
+    source = input_names(ev.inputs)
+    if ev.services:
+        source += "; via Service " + ", ".join(ev.services)
+    observed_peers = ", ".join(ev.peers[:6]) + (
+        f" +{len(ev.peers) - 6} more" if len(ev.peers) > 6 else "")
+    return (ref, peer_text, port_text, observed_peers, f"{ev.connections:,}",
+            when(ev.first_seen), when(ev.last_seen), source)
+
+
+def _rows(policy_id: str, direction: str, items, evidence: dict[RuleEntry, EntryEvidence],
+          declared: dict[tuple[str, str], str] | None = None) -> list[tuple[str, ...]]:
+    """``items``: per rule, its index, its (peer index, text) and (port index, text);
+    ``declared``: (direction, port text) -> why it is allowed without observation."""
     rows = []
-    rules = policy.ingress if direction == "ingress" else policy.egress
-    for i, rule in enumerate(rules):
-        peers = [(j, describe_peer(p, policy.namespace)) for j, p in enumerate(rule.peers)] \
-            or [(None, ANY_PEER)]
-        ports = [(k, describe_port(p)) for k, p in enumerate(rule.ports)] or [(None, "every port")]
+    for i, peers, ports in items:
         first_row = True
         for j, peer_text in peers:
             for k, port_text in ports:
-                ev = evidence.get((policy.id, direction, i, j, k))
                 ref = f"`{direction}[{i}]`" if first_row else ""
                 first_row = False
-                if ev is None:
-                    why = (declared or {}).get((direction, port_text))
-                    rows.append((ref, peer_text, port_text, "—", "0", "—", "—",
-                                 f"not observed; {why}" if why else "not observed"))
-                    continue
-                source = input_names(ev.inputs)
-                if ev.services:
-                    source += "; via Service " + ", ".join(ev.services)
-                observed_peers = ", ".join(ev.peers[:6]) + (
-                    f" +{len(ev.peers) - 6} more" if len(ev.peers) > 6 else "")
-                rows.append((ref, peer_text, port_text, observed_peers, f"{ev.connections:,}",
-                             when(ev.first_seen), when(ev.last_seen), source))
+                rows.append(_entry_row(ref, peer_text, port_text,
+                                       evidence.get((policy_id, direction, i, j, k)),
+                                       (declared or {}).get((direction, port_text))))
     return rows
+
+
+def _rule_rows(policy: NetworkPolicy, direction: str, evidence: dict[RuleEntry, EntryEvidence],
+               declared: dict[tuple[str, str], str] | None = None) -> list[tuple[str, ...]]:
+    rules = policy.ingress if direction == "ingress" else policy.egress
+    items = [(i, [(j, describe_peer(p, policy.namespace)) for j, p in enumerate(rule.peers)]
+              or [(None, ANY_PEER)],
+              [(k, describe_port(p)) for k, p in enumerate(rule.ports)] or [(None, "every port")])
+             for i, rule in enumerate(rules)]
+    return _rows(policy.id, direction, items, evidence, declared)
+
+
+def _cilium_rule_rows(policy: CiliumPolicy, direction: str,
+                      evidence: dict[RuleEntry, EntryEvidence],
+                      declared: dict[tuple[str, str], str] | None = None
+                      ) -> list[tuple[str, ...]]:
+    """Allow rules with their evidence; a rule whose L3 list is explicitly empty admits
+    nothing and has no row."""
+    rules = policy.ingress if direction == "ingress" else policy.egress
+    items = [(i, *cilium_text.rule_items(policy, rule)) for i, rule in enumerate(rules)]
+    return _rows(policy.id, direction, [it for it in items if it[1]], evidence, declared)
+
+
+def _facts(rp: ReviewedPolicy) -> tuple[str, str, list[str], list[tuple[str, bool]]]:
+    """Heading, namespace group, facts, and per direction whether it is isolated."""
+    p = rp.policy
+    facts = [f"file `{rp.file}`"]
+    if rp.workload:
+        facts.append(f"for {rp.workload}")
+    if isinstance(p, CiliumPolicy):
+        facts.append(f"selects {cilium_text.selects(p)}")
+        deny = [d for d, on in (("ingress", p.default_deny_ingress),
+                                ("egress", p.default_deny_egress)) if on]
+        facts.append(f"default deny for {' and '.join(deny)}" if deny else "no default deny")
+        base = f"{p.namespace}/{p.name}" if p.namespace is not None else p.name
+        heading = f"{p.kind} {base}" + (f" specs[{p.spec_index}]" if p.spec_index is not None else "")
+        return heading, p.namespace or "", facts, [("ingress", p.default_deny_ingress),
+                                                    ("egress", p.default_deny_egress)]
+    facts.append(f"selects {_selects(p)}")
+    facts.append("policyTypes " + ", ".join(p.policy_types)
+                 + ("" if p.policy_types_explicit else " (defaulted)"))
+    return f"{p.namespace}/{p.name}", p.namespace, facts, [
+        ("ingress", "Ingress" in p.policy_types), ("egress", "Egress" in p.policy_types)]
 
 
 def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, EntryEvidence]
                   ) -> list[Block]:
+    """Per namespace (cluster-scoped policies first), per policy: what it selects and a
+    table of its rules with their evidence. NetworkPolicies and Cilium policies alike."""
     blocks: list[Block] = [Heading(1, "Policies")]
-    by_ns: dict[str, list[ReviewedPolicy]] = defaultdict(list)
+    by_ns: dict[str, list[tuple[str, list[str], list[tuple[str, bool]], ReviewedPolicy]]] = \
+        defaultdict(list)
     for rp in policies:
-        by_ns[rp.policy.namespace].append(rp)
+        heading, ns, facts, isolated = _facts(rp)
+        by_ns[ns].append((heading, facts, isolated, rp))
     for ns in sorted(by_ns):
-        blocks.append(Heading(2, f"Namespace {ns}"))
-        for rp in by_ns[ns]:
+        blocks.append(Heading(2, f"Namespace {ns}" if ns else "Cluster-wide"))
+        for heading, facts, isolated, rp in by_ns[ns]:
             p = rp.policy
-            blocks.append(Heading(3, f"{p.namespace}/{p.name}"))
-            facts = [f"file `{rp.file}`"]
-            if rp.workload:
-                facts.append(f"for {rp.workload}")
-            facts.append(f"selects {_selects(p)}")
-            facts.append("policyTypes " + ", ".join(p.policy_types)
-                         + ("" if p.policy_types_explicit else " (defaulted)"))
+            blocks.append(Heading(3, heading))
             blocks.append(Paragraph("; ".join(facts) + "."))
             if rp.note:
                 blocks.append(Paragraph(rp.note, "warn"))
             rows: list[tuple[str, ...]] = []
             closed = []
-            for direction, kind in (("ingress", "Ingress"), ("egress", "Egress")):
-                if kind not in p.policy_types:
+            for direction, on in isolated:
+                if not on:
                     continue
-                direction_rows = _rule_rows(p, direction, evidence,
-                                            {(d, port): why for d, port, why in rp.declared})
+                why = {(d, port): why for d, port, why in rp.declared}
+                direction_rows = (_cilium_rule_rows(p, direction, evidence, why)
+                                  if isinstance(p, CiliumPolicy)
+                                  else _rule_rows(p, direction, evidence, why))
                 if not direction_rows:
                     closed.append(direction)
                 rows += direction_rows
@@ -421,19 +470,22 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
         evaluator = None
     else:
         parsed, evaluator = checked
-    # the evidence per rule is read for NetworkPolicies (the other dialects' rules are
-    # in their YAML, with the same evidence comments)
+    # per rule evidence for NetworkPolicies and Cilium policies (a ClusterNetworkPolicy's
+    # rules are in its YAML, with the same evidence comments)
     network_docs = [d for d in synth.policies if d.manifest.get("kind") == "NetworkPolicy"]
     declared = _declared_ports(synth)
-    reviewed = [ReviewedPolicy(p, policy_file(doc.namespace),
-                               f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None,
+    reviewed = [ReviewedPolicy(p, policy_file(doc.namespace), _workload(doc),
                                declared=declared.get((doc.namespace, doc.name), ()))
                 for p, doc in zip(parsed, network_docs)]
+    reviewed += [ReviewedPolicy(p, policy_file(doc.namespace), _workload(doc),
+                                declared=declared.get((doc.namespace, doc.name), ()))
+                 for doc in synth.policies if doc.manifest.get("kind") in CILIUM_KINDS
+                 for p in parse_cilium_policy(strip_comments(doc.manifest))]
     evidence = policy_evidence(observed, parsed, evaluator)
     scope = ", ".join(synth.namespaces) or "no namespace"
     blocks: list[Block] = [
         summary_block(observed),
-        Paragraph(f"{len(synth.policies)} NetworkPolicies for namespace(s) {scope}, one file per "
+        Paragraph(f"{_count_kinds(synth)} for namespace(s) {scope}, one file per "
                   "namespace beside this report. Review every rule against its evidence before "
                   "applying."),
     ]
@@ -449,6 +501,25 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
                              node_peer_facts(observed))
     title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
     return Document(f"flowpol review: {title}", tuple(blocks))
+
+
+def _workload(doc) -> str | None:
+    return f"{doc.workload[0]}/{doc.workload[1]}" if doc.workload else None
+
+
+_PLURAL = {"NetworkPolicy": "NetworkPolicies", "CiliumNetworkPolicy": "CiliumNetworkPolicies",
+           "CiliumClusterwideNetworkPolicy": "CiliumClusterwideNetworkPolicies",
+           "ClusterNetworkPolicy": "ClusterNetworkPolicies"}
+
+
+def _count_kinds(synth: SynthesisResult) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for d in synth.policies:
+        counts[d.manifest.get("kind", "?")] += 1
+    if not counts:
+        return "0 NetworkPolicies"
+    return ", ".join(f"{n} {kind if n == 1 else _PLURAL.get(kind, kind)}"
+                     for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def write_review(out_dir: Path, observed: ObservedTraffic, synth: SynthesisResult,

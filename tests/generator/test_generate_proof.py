@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crd_schema import crd_problems
+
 from generator.resolve.edges import PodView
 from generator.generate import GenerateRequest, run_generate
 from generator.inventory.load import load_snapshot
@@ -161,6 +163,8 @@ def _prove(scenario: Path, dialect: str, tmp_path: Path, isolate_idle: bool) -> 
         assert not policies and kinds.cilium
     elif dialect == "cluster-network-policy":
         assert [c.tier for c in kinds.cluster] == ["Baseline"]
+    if dialect != "kubernetes":
+        _assert_crd_schemas(tmp_path)
     with_policy = {(p["namespace"], *p["workload"].split("/")) for p in result.report["policies"]
                    if p["workload"]}
     # Cilium: a node seen reaching a workload is admitted as "host" where it runs a pod
@@ -280,6 +284,18 @@ def _assert_entities(out: Path, expected_doc: dict, node_ips: set[str]) -> None:
         assert "kube-apiserver" in entities
     if any(e["src"]["kind"] == "node" for e in expected_doc["edges"]):
         assert entities & {"host", "remote-node"}
+
+
+def _assert_crd_schemas(out: Path) -> None:
+    """Every custom resource written validates against its CRD's own schema (tests/schemas)."""
+    checked = 0
+    for f in sorted(out.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            problems = crd_problems(doc) if isinstance(doc, dict) else None
+            if problems is not None:
+                assert problems == [], f"{f.name} {doc['kind']}/{doc['metadata']['name']}: {problems}"
+                checked += 1
+    assert checked
 
 
 def _rules_of(doc) -> list[dict]:

@@ -24,7 +24,8 @@ adds the policy's namespace itself). Peers:
   and/or ``remote-node`` (any other), by where the workload's pods run - a CIDR never
   matches either (Cilium docs, "Selecting nodes with CIDR / ipBlock");
 - an external peer with DNS names: ``toFQDNs`` ``matchName`` (a toFQDNs rule may carry
-  no other L3 selector); without names, or as a source: ``toCIDR``/``fromCIDR``.
+  no other L3 selector), or ``matchPattern`` for the names a ``--fqdn-pattern`` admits;
+  without names, or as a source: ``toCIDR``/``fromCIDR``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from generator.synthesize.render.comments import (
 from generator.synthesize.render.kubernetes import (
     ALLOW_DNS, DEFAULT_DENY, MANAGED_BY, evidence_annotation, merged_evidence, port_order,
 )
+from generator.verify.names import normal_name, pattern_matches
 
 API_VERSION = "cilium.io/v2"
 CNP = "CiliumNetworkPolicy"
@@ -101,6 +103,21 @@ def node_entities(peer: m.PolicyPeer, pod_nodes: frozenset[str]) -> list[str]:
 class _Renderer:
     def __init__(self, options: RenderOptions) -> None:
         self.options = options
+        self.patterns_used: set[str] = set()
+
+    def fqdn_selectors(self, names: tuple[str, ...]) -> list[dict]:
+        """``matchPattern`` for a name a --fqdn-pattern admits (the first that does),
+        ``matchName`` for the others."""
+        found = set()
+        for name in map(normal_name, names):
+            pattern = next((p for p in self.options.fqdn_patterns if pattern_matches(p, name)),
+                           None)
+            if pattern is None:
+                found.add(("matchName", name))
+            else:
+                self.patterns_used.add(pattern)
+                found.add(("matchPattern", normal_name(pattern)))
+        return [{k: v} for k, v in sorted(found)]
 
     def element(self, peer: m.PolicyPeer, word: str, pod_nodes: frozenset[str]) -> dict:
         """The L3 part of a rule admitting ``peer`` (word: "to" or "from")."""
@@ -113,7 +130,7 @@ class _Renderer:
         if peer.kind == m.NODE:
             return {f"{word}Entities": node_entities(peer, pod_nodes)}
         if word == "to" and peer.names:
-            return {"toFQDNs": [{"matchName": n.rstrip(".").lower()} for n in sorted(peer.names)]}
+            return {"toFQDNs": self.fqdn_selectors(peer.names)}
         return {f"{word}CIDR": [peer.cidr]}
 
     def rules(self, rules: tuple[m.Rule, ...], word: str, pod_nodes: frozenset[str]) -> list:
@@ -256,4 +273,7 @@ def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Re
         docs += [workload_doc(r, p) for p in model.workloads if p.namespace == ns]
         docs += [held_out_doc(i) for i in model.idle
                  if i.namespace == ns and i.status == m.HELD_OUT and i.name]
-    return Rendered(tuple(docs))
+    unused = [p for p in options.fqdn_patterns if p not in r.patterns_used]
+    warnings = tuple(f"--fqdn-pattern {p} admits no DNS name learned for an external peer; "
+                     "no rule uses it" for p in unused)
+    return Rendered(tuple(docs), warnings)
