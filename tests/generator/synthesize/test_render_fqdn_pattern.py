@@ -68,9 +68,18 @@ def test_the_pattern_is_judged_as_cilium_matches_it(demo) -> None:
              and c.src.namespace in model.namespaces)
 
     def allowed(name: str) -> bool:
+        """By the names resolution attributed to the connection, and, for a connection
+        without any, by the bindings of its time: the two must agree."""
+        ev = make_evaluator((), observed.index.inventory, kinds.cilium, ())
+        named = dataclasses.replace(c, names=(name,))
+        by_names = ev.check(c.src_pod, ev.named_destination(named), c.protocol, c.port).allowed
         bound = NameBindings([NameBinding(name, c.dst_ip, c.first_seen - 10, c.first_seen + 10)])
         ev = make_evaluator((), observed.index.inventory, kinds.cilium, (), bound)
-        return ev.check(c.src_pod, ev.named_destination(c), c.protocol, c.port).allowed
+        unnamed = dataclasses.replace(c, names=())
+        by_bindings = ev.check(c.src_pod, ev.named_destination(unnamed), c.protocol,
+                               c.port).allowed
+        assert by_names == by_bindings, name
+        return by_names
 
     assert allowed("c.s3.example.com")  # never seen, admitted by the pattern
     assert allowed("api.other.com")  # matchName
