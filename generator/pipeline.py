@@ -13,6 +13,7 @@ import heapq
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from generator.parallel import WorkerReaders
 from generator.resolve.edges import Connection, Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
@@ -67,6 +68,7 @@ def read_into(
     options: ReadOptions,
     fmt: str | None = None,
     wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
+    jobs: int = 1,
 ) -> list[InputError]:
     """Read every input into ``aggregator``, the inputs' records merged in time order.
 
@@ -78,7 +80,10 @@ def read_into(
 
     An input that cannot be read at all (missing, empty, unknown format, newer schema)
     is collected and the others are still read, unless ``report.strict``; the caller
-    decides when to raise. The errors come in the order of the inputs."""
+    decides when to raise. The errors come in the order of the inputs.
+
+    ``jobs`` > 1: the readers run in that many worker processes (``parallel``); the
+    records, their order, the report and the errors are the same."""
     errors: list[tuple[int, InputError]] = []
     paths: list[tuple[int, Path]] = []
     for raw in inputs:
@@ -92,19 +97,32 @@ def read_into(
         paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
     for start in range(0, len(paths), MAX_MERGED_INPUTS):
         group = paths[start:start + MAX_MERGED_INPUTS]
-        streams = [wrap(_guarded(path, order, report, options, fmt, errors), str(path))
-                   for order, path in group]
-        aggregator.add_all(streams[0] if len(streams) == 1
-                           else heapq.merge(*streams, key=record_time))
+        if jobs > 1 and len(group) > 1:
+            with WorkerReaders([str(path) for _, path in group], report, options, fmt,
+                               jobs) as workers:
+                workers.prime()
+                _merge_into(aggregator, [
+                    wrap(_guarded(workers.stream(k), order, report, errors), str(path))
+                    for k, (order, path) in enumerate(group)])
+        else:
+            _merge_into(aggregator, [
+                wrap(_guarded(read_inputs([str(path)], report, options, fmt), order, report,
+                              errors), str(path))
+                for order, path in group])
     errors.sort(key=lambda item: item[0])
     return [e for _, e in errors]
 
 
-def _guarded(path: Path, order: int, report: ReadReport, options: ReadOptions,
-             fmt: str | None, errors: list[tuple[int, InputError]]) -> Iterator[LogRecord]:
+def _merge_into(aggregator: Aggregator, streams: list[Iterable[LogRecord]]) -> None:
+    aggregator.add_all(streams[0] if len(streams) == 1
+                       else heapq.merge(*streams, key=record_time))
+
+
+def _guarded(records: Iterable[LogRecord], order: int, report: ReadReport,
+             errors: list[tuple[int, InputError]]) -> Iterator[LogRecord]:
     """The records of one input; an input error ends it and is collected (see read_into)."""
     try:
-        yield from read_inputs([str(path)], report, options, fmt)
+        yield from records
     except UsageError:
         raise
     except InputError as e:
@@ -214,7 +232,7 @@ def collector_paused() -> Iterator[None]:
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                  fmt: str | None, progress: Callable[[int], None] | None = None,
-                 index: InventoryIndex | None = None,
+                 index: InventoryIndex | None = None, jobs: int = 1,
                  ) -> tuple[list[LogRecord], dict, list[InputError]]:
     """``index``: the cluster, so that a connection seen before and after a Service's
     DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
@@ -222,7 +240,7 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
                      dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
-        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
+        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress), jobs)
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
@@ -241,14 +259,15 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
             progress: Callable[[int], None] | None = None,
-            allow_unreadable: bool = False) -> ObservedTraffic:
+            allow_unreadable: bool = False, jobs: int = 1) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
     ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index)
+    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index,
+                                              jobs)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
@@ -268,13 +287,15 @@ class ObserveRequest:
     fmt: str | None = None
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
+    jobs: int = 1  # worker processes that read the inputs (read_into)
 
 
 def observe_request(req, progress: Callable[[int], None] | None = None,
                     allow_unreadable: bool = False) -> ObservedTraffic:
-    """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
+    """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict
+    (and ``jobs``, else the inputs are read here)."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   progress, allow_unreadable)
+                   progress, allow_unreadable, getattr(req, "jobs", 1))
 
 
 def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:

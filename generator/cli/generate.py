@@ -8,8 +8,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
-    read_options, stderr_console,
+    DumpTime, FlowInputs, IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, jobs,
+    progress_reporter, read_options, stderr_console,
 )
 from recorder.errors import UsageError
 
@@ -38,6 +38,7 @@ def generate(
     dump_time: DumpTime = None,
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Skip checking the policies against the traffic."),
+    workers: Jobs = None,
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -56,6 +57,7 @@ def generate(
                                    namespaces=tuple(namespace),
                                    exclude_namespaces=tuple(exclude_namespace)),
         verify=not no_verify,
+        jobs=jobs(workers),
     )
     with progress_reporter(console, "reading flows") as progress:
         result = run_generate(request, progress)

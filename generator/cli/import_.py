@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Optional
 
 import typer
 
-from generator.cli.common import Strict
+from generator.cli.common import Jobs, Strict, jobs
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError, UsageError
 from recorder.flowlog import write_flow_log
@@ -115,6 +115,7 @@ def register(app: typer.Typer) -> None:
         ),
         strict: Strict = False,
         window: str = typer.Option("60s", "--window", help="Aggregation window, e.g. 60s, 5m."),
+        workers: Jobs = None,
     ) -> None:
         """Normalise any supported input into a flowpol flow log."""
         # imported here: the pipeline brings pandas, which the other commands (the
@@ -126,7 +127,7 @@ def register(app: typer.Typer) -> None:
         aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
         errors = read_into(
             aggregator, inputs, report, ReadOptions(include_dropped=include_dropped), fmt,
-            wrap=_with_progress,
+            wrap=_with_progress, jobs=jobs(workers),
         )
         written = write_flow_log(aggregator.drain(), output, FlowLogHeader())
         typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
