@@ -11,19 +11,21 @@ import dataclasses
 import gc
 import heapq
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from generator.parallel import WorkerReaders
-from generator.resolve.edges import Connection, Edge
-from generator.inventory.index import InventoryIndex
-from generator.inventory.load import load_snapshot
-from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
-from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
 from recorder.schema import LogRecord
 from recorder.sources import ReadOptions, expand_inputs, read_inputs
+
+if TYPE_CHECKING:  # the later stages are imported where they run: `flowpol import`
+    # reads and aggregates only, and its start-up should not pay for them
+    from generator.inventory.index import InventoryIndex
+    from generator.resolve.edges import Connection, Edge
+    from generator.resolve.identity import ResolveResult
+    from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult
 
 # Flows whose ends the source identified (Hubble pod names) are attributed without
 # the timeline, so they aggregate over the whole recording. Others keep one-minute
@@ -263,6 +265,10 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
     ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
+    from generator.inventory.index import InventoryIndex
+    from generator.inventory.load import load_snapshot
+    from generator.resolve.identity import aggregate_edges, resolve
+
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
@@ -303,4 +309,6 @@ def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:
 
 
 def plan_policies(observed: ObservedTraffic, opts: SynthesisOptions) -> SynthesisResult:
+    from generator.synthesize.synthesis import synthesize
+
     return synthesize(observed.edges, observed.index, opts)
