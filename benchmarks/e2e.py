@@ -253,7 +253,8 @@ def scenario_conntrack(args: argparse.Namespace) -> None:
     result(f"import conntrack -L, {args.lines:,} lines, {keys:,} distinct keys "
            f"({keys / records:.0%}): {f.wall / r.wall:.2f}x the split floor's rate "
            f"(target >= 0.30; CPU time {f.cpu / r.cpu:.2f}x) | import {r.wall:.2f} s wall {r.cpu:.2f} s CPU, "
-           f"floor {f.wall:.2f} s | peak RSS {r.rss_kib / 1024:.0f} MiB | {load()}")
+           f"floor {f.wall:.2f} s wall {f.cpu:.2f} s CPU | peak RSS {r.rss_kib / 1024:.0f} MiB | "
+           f"{load()}")
 
 
 def scenario_pcap(args: argparse.Namespace) -> None:
