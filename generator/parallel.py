@@ -10,8 +10,8 @@ byte for byte the one of ``--jobs 1``.
 The parsing and filtering, most of the work (a Hubble line in ten is kept, a capture
 keeps one packet in ten or more), runs in the workers; the process that merges
 unpacks the records, aggregates them and writes the output. Each worker produces a
-batch only when asked for it, one ahead of what the merge has taken from each input,
-so memory holds a few batches per input, not the inputs.
+batch only when asked for it, a few ahead of what the merge has taken from each input,
+so memory holds a few batches per input (``WorkerReaders.AHEAD``), not the inputs.
 
 What each reader counted (``ReadReport``) comes back with its input's last batch and
 is added to the caller's report; its format when the input starts, so the inputs keep
@@ -24,6 +24,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
+from collections import deque
+from multiprocessing.connection import wait
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Iterator
@@ -64,11 +67,14 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
     """A worker: answers "next batch of input i" until told to stop (None)."""
     streams: dict[int, Iterator[LogRecord]] = {}
     reports: dict[int, ReadReport] = {}
+    finished: set[int] = set()  # asked for more than there was: nothing to send
     try:
         while True:
             i = conn.recv()
             if i is None:
                 return
+            if i in finished:
+                continue
             stream = streams.get(i)
             if stream is None:
                 reports[i] = ReadReport(strict=strict)
@@ -96,6 +102,7 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
                                          protocol=pickle.HIGHEST_PROTOCOL))
             if done:
                 del streams[i], reports[i]
+                finished.add(i)
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
 
@@ -103,16 +110,23 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
 class WorkerReaders:
     """N worker processes reading a group of inputs; ``stream(i)`` yields input i's
     records as ``read_inputs([path_i], report, ...)`` would here. Use as a context
-    manager: leaving it stops the workers (also when the merge stopped early)."""
+    manager: leaving it stops the workers (also when the merge stopped early).
+
+    Up to ``AHEAD`` batches per input are asked for before the merge takes them, and
+    a thread of this process receives them as they come, so the workers keep reading
+    while this process does something else (loads the snapshot, aggregates)."""
+
+    AHEAD = 16
 
     def __init__(self, paths: list[str], report: ReadReport, options: ReadOptions,
                  fmt: str | None, jobs: int) -> None:
+        self.paths = list(paths)
         self._report = report
         n = max(1, min(jobs, len(paths)))
         ctx = multiprocessing.get_context("fork")
         self._owner = [i % n for i in range(len(paths))]
-        self._conns = []
-        self._procs = []
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
         for w in range(n):
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(target=_serve, daemon=True, args=(
@@ -122,16 +136,23 @@ class WorkerReaders:
             theirs.close()
             self._conns.append(mine)
             self._procs.append(proc)
-        self._ready: dict[int, list[tuple[Any, ...]]] = {}  # answers read for other inputs
-        self._asked: set[int] = set()
+        self._send_locks = [threading.Lock() for _ in range(n)]
+        self._cond = threading.Condition()
+        self._answers: dict[int, deque[tuple[Any, ...]]] = {i: deque() for i in range(len(paths))}
+        self._asked = [0] * len(paths)  # requests not answered yet
+        self._finished: set[int] = set()  # inputs whose last batch came
+        self._lost = False  # a worker ended without being told to
+        self._receiver = threading.Thread(target=self._receive, daemon=True)
+        self._receiver.start()
 
     def __enter__(self) -> WorkerReaders:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for conn in self._conns:
+        for w, conn in enumerate(self._conns):
             try:
-                conn.send(None)
+                with self._send_locks[w]:
+                    conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
         for proc in self._procs:
@@ -139,36 +160,65 @@ class WorkerReaders:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+        self._receiver.join(timeout=5)
         for conn in self._conns:
             conn.close()
 
-    def _ask(self, i: int) -> None:
-        self._conns[self._owner[i]].send(i)
-        self._asked.add(i)
+    def _receive(self) -> None:
+        """Answers from every worker into their inputs' queues, as they come."""
+        alive = list(self._conns)
+        while alive:
+            for conn in wait(alive):
+                try:
+                    answer = pickle.loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    alive.remove(conn)
+                    with self._cond:
+                        self._lost = True
+                        self._cond.notify_all()
+                    continue
+                i = answer[0]
+                with self._cond:
+                    self._answers[i].append(answer)
+                    self._asked[i] -= 1
+                    if answer[2]:
+                        self._finished.add(i)
+                    self._cond.notify_all()
 
-    def _answer(self, i: int) -> tuple[Any, ...]:
-        waiting = self._ready.get(i)
-        if waiting:
-            return waiting.pop(0)
-        conn = self._conns[self._owner[i]]
-        while True:
-            try:
-                answer = pickle.loads(conn.recv_bytes())
-            except EOFError:
-                raise RuntimeError("a reading worker ended unexpectedly") from None
-            if answer[0] == i:
-                return answer
-            self._ready.setdefault(answer[0], []).append(answer)
+    def _ask(self, i: int, n: int) -> None:
+        w = self._owner[i]
+        with self._send_locks[w]:
+            for _ in range(n):
+                self._conns[w].send(i)
+
+    def _top_up(self, i: int) -> None:
+        with self._cond:
+            if i in self._finished:
+                return
+            n = self.AHEAD - self._asked[i] - len(self._answers[i])
+            if n <= 0:
+                return
+            self._asked[i] += n
+        self._ask(i, n)
+
+    def prime(self) -> None:
+        """Ask every input's first batches at once, so all workers start reading."""
+        for i in range(len(self.paths)):
+            self._top_up(i)
+
+    def _next_answer(self, i: int) -> tuple[Any, ...]:
+        self._top_up(i)
+        with self._cond:
+            while not self._answers[i]:
+                if self._lost and not self._receiver.is_alive():
+                    raise RuntimeError("a reading worker ended unexpectedly")
+                self._cond.wait(1.0)
+            return self._answers[i].popleft()
 
     def stream(self, i: int) -> Iterator[LogRecord]:
-        if i not in self._asked:
-            self._ask(i)
         first = True
         while True:
-            _, data, done, formats, final, payload = self._answer(i)
-            self._asked.discard(i)
-            if not done:
-                self._ask(i)  # the next batch is read while this one is merged
+            _, data, done, formats, final, payload = self._next_answer(i)
             if first:
                 for path, name in formats.items():
                     self._report.formats.setdefault(path, name)
@@ -182,9 +232,3 @@ class WorkerReaders:
                 raise error
             if done:
                 return
-
-    def prime(self) -> None:
-        """Ask every input's first batch at once, so all workers start reading."""
-        for i in range(len(self._owner)):
-            if i not in self._asked:
-                self._ask(i)

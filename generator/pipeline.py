@@ -71,6 +71,7 @@ def read_into(
     fmt: str | None = None,
     wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
     jobs: int = 1,
+    ahead: WorkerReaders | None = None,
 ) -> list[InputError]:
     """Read every input into ``aggregator``, the inputs' records merged in time order.
 
@@ -85,7 +86,8 @@ def read_into(
     decides when to raise. The errors come in the order of the inputs.
 
     ``jobs`` > 1: the readers run in that many worker processes (``parallel``); the
-    records, their order, the report and the errors are the same."""
+    records, their order, the report and the errors are the same. ``ahead``: workers
+    already reading the first group (``reading_ahead``)."""
     errors: list[tuple[int, InputError]] = []
     paths: list[tuple[int, Path]] = []
     for raw in inputs:
@@ -99,7 +101,11 @@ def read_into(
         paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
     for start in range(0, len(paths), MAX_MERGED_INPUTS):
         group = paths[start:start + MAX_MERGED_INPUTS]
-        if jobs > 1 and len(group) > 1:
+        if ahead is not None and start == 0 and ahead.paths == [str(p) for _, p in group]:
+            _merge_into(aggregator, [
+                wrap(_guarded(ahead.stream(k), order, report, errors), str(path))
+                for k, (order, path) in enumerate(group)])
+        elif jobs > 1 and len(group) > 1:
             with WorkerReaders([str(path) for _, path in group], report, options, fmt,
                                jobs) as workers:
                 workers.prime()
@@ -113,6 +119,28 @@ def read_into(
                 for order, path in group])
     errors.sort(key=lambda item: item[0])
     return [e for _, e in errors]
+
+
+@contextmanager
+def reading_ahead(inputs: list[str], report: ReadReport, options: ReadOptions,
+                  fmt: str | None, jobs: int) -> Iterator[WorkerReaders | None]:
+    """Workers for the first group of inputs, started and reading now, so that they
+    read while this process first does something else (loads the snapshot); pass them
+    to ``read_into`` as ``ahead``. None when there is nothing to read in parallel (one
+    input, ``jobs`` 1, or an input that cannot be found: read_into reports it)."""
+    paths: list[str] = []
+    if jobs > 1:
+        try:
+            paths = [str(p) for raw in inputs for p in expand_inputs([raw])]
+        except InputError:
+            paths = []
+    group = paths[:MAX_MERGED_INPUTS]
+    if len(group) < 2:
+        yield None
+        return
+    with WorkerReaders(group, report, options, fmt, jobs) as workers:
+        workers.prime()
+        yield workers
 
 
 def _merge_into(aggregator: Aggregator, streams: list[Iterable[LogRecord]]) -> None:
@@ -235,6 +263,7 @@ def collector_paused() -> Iterator[None]:
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                  fmt: str | None, progress: Callable[[int], None] | None = None,
                  index: InventoryIndex | None = None, jobs: int = 1,
+                 ahead: WorkerReaders | None = None,
                  ) -> tuple[list[LogRecord], dict, list[InputError]]:
     """``index``: the cluster, so that a connection seen before and after a Service's
     DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
@@ -242,7 +271,8 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
                      dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
-        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress), jobs)
+        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress), jobs,
+                           ahead)
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
@@ -269,11 +299,12 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     from generator.inventory.load import load_snapshot
     from generator.resolve.identity import aggregate_edges, resolve
 
-    snap = load_snapshot(snapshot)
-    index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index,
-                                              jobs)
+    with reading_ahead(inputs, report, options, fmt, jobs) as ahead:
+        snap = load_snapshot(snapshot)
+        index = InventoryIndex(snap.inventory)
+        records, agg_stats, errors = read_records(inputs, report, options, fmt, progress,
+                                                  index, jobs, ahead)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
