@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from recorder.flowlog import write_flow_log
 from recorder.reduce import HOUR, reduce_records
 from recorder.report import ReadReport
@@ -76,11 +78,16 @@ def _generate(flows: Path, snapshot: Path, out: Path) -> dict[str, bytes]:
     return files
 
 
-def test_the_ip_reuse_scenario_gives_the_same_policies_reduced(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attribute", [False, True], ids=["addresses", "workloads"])
+def test_the_ip_reuse_scenario_gives_the_same_policies_reduced(tmp_path: Path,
+                                                               attribute: bool) -> None:
     # The scenario's flows without identities, attributed by address and time: as the
     # recorder writes them (one-minute windows) with an IP timeline of every pod, and
-    # reduced. The policies, with their evidence comments, must not change.
+    # reduced - by address, or with the ends the timeline names merged by workload.
+    # The policies, with their evidence comments, and the edges must not change.
+    from generator.inventory.index import InventoryIndex
     from generator.inventory.load import load_snapshot
+    from recorder.schema import Workload
 
     scenario = ROOT / "fixtures" / "scenarios" / "ip-reuse"
     snapshot = scenario / "cluster.json"
@@ -89,18 +96,30 @@ def test_the_ip_reuse_scenario_gives_the_same_policies_reduced(tmp_path: Path) -
                     str(scenario / "flows-masked.jsonl"), "-o", str(imported)], cwd=ROOT,
                    check=True, capture_output=True)
     flows = list(read_inputs([str(imported)], ReadReport(), ReadOptions()))
-    pods = load_snapshot([str(snapshot)]).inventory.pods
-    timeline = [IpTimelineRecord(ip, p.created, p.deleted, p.namespace, p.name,
-                                 node=p.node)
-                for p in pods if not p.host_network and p.created is not None
-                for ip in p.ips]
+    inventory = load_snapshot([str(snapshot)]).inventory
+    index = InventoryIndex(inventory)
+    timeline = []
+    for p in inventory.pods:
+        if p.host_network or p.created is None:
+            continue
+        owner = index.workload_of(p)
+        for ip in p.ips:
+            timeline.append(IpTimelineRecord(
+                ip, p.created, p.deleted, p.namespace, p.name, labels=p.labels,
+                owner=Workload(owner.kind, owner.name) if owner else None, node=p.node))
     full = tmp_path / "full.jsonl"
     write_flow_log([*timeline, *flows], full)
-    reduced_records, stats = reduce_records([*timeline, *flows], bucket_ns=24 * HOUR)
+    reduced_records, stats = reduce_records([*timeline, *flows], bucket_ns=24 * HOUR,
+                                            attribute=attribute)
     reduced = tmp_path / "reduced.jsonl"
     write_flow_log(reduced_records, reduced)
     assert stats.flows_out < stats.flows_in
-    assert stats.split_at_owner_change >= 1  # the scenario hands addresses over
+    if attribute:  # the ends the timeline names are merged by workload, not pod
+        named = [r for r in reduced_records if isinstance(r, FlowRecord)
+                 and r.src.workload is not None and r.dst.workload is not None]
+        assert named and all(r.src.pod is None for r in named)
+    else:
+        assert stats.split_at_owner_change >= 1  # the scenario hands addresses over
     before = _generate(full, snapshot, tmp_path / "full")
     after = _generate(reduced, snapshot, tmp_path / "reduced")
     assert before
