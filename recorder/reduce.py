@@ -16,8 +16,9 @@ pod watch (``IpTimelineRecord``: ``valid_from``, ``valid_to``): every such time 
 boundary no merged record spans. A record that already spans one (a window during
 which a pod IP was handed over) is passed on as it is; the central step splits it as
 it always does. IP records pass through unchanged. A merged record also never spans
-more than ``bucket_ns`` (default one hour: the evidence keeps hourly first/last
-sightings), so the output is at most distinct keys x (buckets + owner changes).
+more than ``bucket_ns`` (default a day: the evidence keeps each day's count and its
+exact first and last sighting), so the output is at most distinct keys x (buckets +
+owner changes).
 
 With ``attribute``, the node also does the central step's first join itself: an end
 with no identity of its own whose address one pod held, per the IP timeline, for the
@@ -50,6 +51,7 @@ from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecor
 from recorder.sources.fastrecord import flow_record_maker
 
 HOUR = 3600 * 1_000_000_000
+DAY = 24 * HOUR
 
 _FIELDS = ("first_seen", "last_seen", "protocol", "src_ip", "dst_ip", "dst_port",
            "src_port", "xlated_ip", "xlated_port", "count", "node", "src", "dst",
@@ -178,7 +180,7 @@ def _attributed_key(r: FlowRecord, holders: _Holders) -> tuple[tuple, FlowRecord
                       r.time_known)
 
 
-def reduce_records(records: Iterable[LogRecord], bucket_ns: int = HOUR,
+def reduce_records(records: Iterable[LogRecord], bucket_ns: int = DAY,
                    attribute: bool = False) -> tuple[list[LogRecord], ReduceStats]:
     """The records of one node (its flow log segments, IP records included) -> the
     same evidence in fewer records, sorted as a flow log is (``sorted_records``).

@@ -29,7 +29,7 @@ def _window(i: int, src: str = "10.244.1.5", count: int = 3) -> FlowRecord:
 
 def test_windows_of_a_key_merge_into_buckets_with_the_same_evidence() -> None:
     records = [_window(i) for i in range(180)]  # three hours of one-minute windows
-    out, stats = reduce_records(records)
+    out, stats = reduce_records(records, bucket_ns=HOUR)
     assert stats.flows_in == 180 and stats.flows_out == len(out) == 3
     assert sum(r.count for r in out) == 3 * 180
     assert min(r.first_seen for r in out) == records[0].first_seen
