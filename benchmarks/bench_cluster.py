@@ -13,8 +13,8 @@ Each node's input is what `reduce_records(..., attribute=True)` writes for a nod
 ran the recorder (60-s windows) for --days days: per day and workload edge its pods
 took part in, one record (count, first and last sighting of the day) named by the two
 workloads (hints: namespace, owner, labels; pod addresses of the first window), plus
-the IP timeline of its pods. Every edge is taken as busy every day, on the nodes of up
-to three of its client pods and three of its server pods: an upper bound. (That
+the IP timeline of its pods. Every edge is taken as busy every day on the node of every
+one of its client pods and server pods: an upper bound. (That
 `reduce_records` turns raw windows into exactly such records is tested on its own;
 benchmarks/bench_reduce.py measures what it costs a node.)
 
@@ -90,20 +90,22 @@ def generate(out: Path, nodes: int, days: int, namespaces: int, seed: int = 7) -
     for day in range(days):
         t0 = start + day * DAY
         for client_key, server_key, proto, port in edges:
-            clients = rnd.sample(by_workload[client_key], min(3, len(by_workload[client_key])))
-            servers = rnd.sample(by_workload[server_key], min(3, len(by_workload[server_key])))
-            for side in (clients, servers):
-                for pod in side:
-                    c, s = rnd.choice(clients), rnd.choice(servers)
-                    first = t0 + rnd.randrange(DAY // 2)
-                    last = first + rnd.randrange(DAY // 2)
-                    hc = hints.get(c.name) or hints.setdefault(c.name, _hints(c))
-                    hs = hints.get(s.name) or hints.setdefault(s.name, _hints(s))
-                    per_node[pod.node.name].append(FlowRecord(
-                        first, last, proto, c.ip, s.ip, port, count=rnd.randrange(1, 5000),
-                        node=pod.node.name, src=hc, dst=hs, source_format="capture",
-                        input=f"capture:{pod.node.name}"))
-                    records += 1
+            clients, servers = by_workload[client_key], by_workload[server_key]
+            seen_on = {}  # node -> (client pod, server pod) of its first window
+            for c in clients:  # the client pods' nodes see it leave ...
+                seen_on.setdefault(c.node.name, (c, rnd.choice(servers)))
+            for s in servers:  # ... the server pods' nodes see it arrive
+                seen_on.setdefault(s.node.name, (rnd.choice(clients), s))
+            for node, (c, s) in seen_on.items():
+                first = t0 + rnd.randrange(DAY // 2)
+                last = first + rnd.randrange(DAY // 2)
+                hc = hints.get(c.name) or hints.setdefault(c.name, _hints(c))
+                hs = hints.get(s.name) or hints.setdefault(s.name, _hints(s))
+                per_node[node].append(FlowRecord(
+                    first, last, proto, c.ip, s.ip, port, count=rnd.randrange(1, 5000),
+                    node=node, src=hc, dst=hs, source_format="capture",
+                    input=f"capture:{node}"))
+                records += 1
     size = 0
     for node, recs in per_node.items():
         path = out / "nodes" / f"{node}.jsonl"
@@ -121,12 +123,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "flowpol-cluster")
     args = ap.parse_args()
-    data = args.dir / f"{args.nodes}-nodes-{args.days}-days-{args.namespaces}-ns"
+    data = args.dir / f"{args.nodes}-nodes-{args.days}-days-{args.namespaces}-ns-every-pod"
     meta = data / "meta.txt"
     if not meta.exists():
         t = time.perf_counter()
         m = generate(data, args.nodes, args.days, args.namespaces)
-        meta.write_text(" ".join(f"{k}={v}" for k, v in m.items()))
+        meta.write_text(" ".join(f"{k}={v}" for k, v in m.items()) + "\n")
         print(f"generated in {time.perf_counter() - t:.0f} s", flush=True)
     m = dict(kv.split("=") for kv in meta.read_text().split())
     cmd = flowpol("generate", str(data / "nodes"), "--snapshot", str(data / "cluster.json"),
