@@ -91,11 +91,17 @@ def _pin(one_core: bool) -> list[str]:
     return ["taskset", "-c", "0"] if one_core and shutil.which("taskset") else []
 
 
+_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None  # GNU time
+
+
 def child(cmd: list[str], one_core: bool = True, floor: bool = False) -> Run:
-    """Run one child; for a floor, its wall time is the loop time it prints."""
+    """Run one child; for a floor, its wall time is the loop time it prints. Its peak
+    RSS comes from GNU time when there is one: a child forked from this process counts
+    this process's memory until it execs."""
+    wrap = [_TIME, "-f", "FLOWPOL_BENCH_MAXRSS_KIB %M"] if _TIME else []
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(_pin(one_core) + cmd, cwd=ROOT, stdout=out, stderr=err)
+        proc = subprocess.Popen(_pin(one_core) + wrap + cmd, cwd=ROOT, stdout=out, stderr=err)
         _, status, rusage = os.wait4(proc.pid, 0)  # this child's own CPU time and RSS
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -105,9 +111,13 @@ def child(cmd: list[str], one_core: bool = True, floor: bool = False) -> Run:
     if proc.returncode not in (0, 1):
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{stderr[-3000:]}")
     cpu = rusage.ru_utime + rusage.ru_stime
+    rss = rusage.ru_maxrss
+    m = re.search(r"FLOWPOL_BENCH_MAXRSS_KIB (\d+)", stderr)
+    if m is not None:
+        rss = int(m.group(1))
     if floor:
         wall, cpu = map(float, stdout.split())
-    return Run(wall, cpu, rusage.ru_maxrss, stderr)
+    return Run(wall, cpu, rss, stderr)
 
 
 def flowpol(*args: str) -> list[str]:
