@@ -67,69 +67,66 @@ class ReduceStats:
     split_at_owner_change: int  # merges refused because an address changed owner
 
 
-def owner_changes(ip_records: Iterable[IpTimelineRecord]) -> dict[str, list[int]]:
-    """Address -> the sorted times at which its owner changed (got or gave it up)."""
-    times: dict[str, set[int]] = {}
-    for r in ip_records:
-        slot = times.setdefault(r.ip, set())
-        slot.add(r.valid_from)
-        if r.valid_to is not None:
-            slot.add(r.valid_to)
-    return {ip: sorted(t) for ip, t in times.items()}
-
-
-def _changes_within(changes: dict[str, list[int]], ips: tuple[str | None, ...], start: int,
-                    end: int) -> bool:
-    """Does an address of ``ips`` change owner at a time t with start < t <= end?"""
-    for ip in ips:
-        if ip is None:
-            continue
-        times = changes.get(ip)
-        if times:
-            i = bisect.bisect_right(times, start)
-            if i < len(times) and times[i] <= end:
-                return True
-    return False
-
-
 def _key(r: FlowRecord) -> tuple:
     return (r.protocol, r.src_ip, r.dst_ip, r.dst_port, r.xlated_ip, r.xlated_port, r.node,
             r.src, r.dst, r.service, r.verdict, r.source_format, r.input, r.inferred,
             r.time_known)
 
 
-class _Holders:
-    """Who held an address throughout a span, from the IP timeline records: the
-    interval with the latest start at or before the span's start (on equal starts a
-    closed one first, as the central join orders them), accepted when the span ends
-    before it does and no other interval of the address starts within the span."""
+class _Timeline:
+    """The node's IP timeline as it is read: when each address changed owner, and who
+    held it throughout a span. Records are reduced in the order the recorder wrote
+    them, which puts each IP record no later than the first window after the change it
+    records (a segment holds its window's flows and the IP records that came before it
+    was written), so a record's span is judged with every change up to its end."""
 
-    def __init__(self, ip_records: list[IpTimelineRecord],
-                 changes: dict[str, list[int]]) -> None:
-        self._by_ip: dict[str, list[tuple[int, int, IpTimelineRecord]]] = {}
-        for r in ip_records:
-            self._by_ip.setdefault(r.ip, []).append(
-                (r.valid_from, 0 if r.valid_to is not None else 1, r))
-        for intervals in self._by_ip.values():
-            intervals.sort(key=lambda x: (x[0], x[1]))
-        self._starts = {ip: [x[0] for x in v] for ip, v in self._by_ip.items()}
-        self._changes = changes
+    def __init__(self) -> None:
+        self._changes: dict[str, list[int]] = {}
+        # ip -> [(valid_from, 0 closed / 1 open, record)], in the central join's order
+        self._intervals: dict[str, list[tuple[int, int, int, IpTimelineRecord]]] = {}
         self._hints: dict[tuple, EndpointHints] = {}
+        self._n = 0
+
+    def add(self, r: IpTimelineRecord) -> None:
+        times = self._changes.setdefault(r.ip, [])
+        for t in (r.valid_from, r.valid_to):
+            if t is not None:
+                i = bisect.bisect_left(times, t)
+                if i == len(times) or times[i] != t:
+                    times.insert(i, t)
+        self._n += 1
+        bisect.insort(self._intervals.setdefault(r.ip, []),
+                      (r.valid_from, 0 if r.valid_to is not None else 1, self._n, r))
+
+    def changes_within(self, ips: tuple[str | None, ...], start: int, end: int) -> bool:
+        """Does an address of ``ips`` change owner at a time t with start < t <= end?"""
+        for ip in ips:
+            if ip is None:
+                continue
+            times = self._changes.get(ip)
+            if times:
+                i = bisect.bisect_right(times, start)
+                if i < len(times) and times[i] <= end:
+                    return True
+        return False
 
     def throughout(self, ip: str, first: int, last: int) -> IpTimelineRecord | None:
-        starts = self._starts.get(ip)
-        if not starts:
+        """The holder of ``ip`` from ``first`` to ``last``: the interval with the latest
+        start at or before ``first`` (a closed one first on equal starts), if the span
+        ends before it does and no change of owner falls within the span."""
+        intervals = self._intervals.get(ip)
+        if not intervals:
             return None
-        i = bisect.bisect_right(starts, first) - 1
+        i = bisect.bisect_right(intervals, (first, 2)) - 1
         if i < 0:
             return None
-        start = starts[i]
-        while i > 0 and starts[i - 1] == start:  # equal starts: the closed one first
+        start = intervals[i][0]
+        while i > 0 and intervals[i - 1][0] == start:
             i -= 1
-        rec = self._by_ip[ip][i][2]
+        rec = intervals[i][3]
         if rec.valid_to is not None and last >= rec.valid_to:
             return None
-        if _changes_within(self._changes, (ip,), first, last):
+        if self.changes_within((ip,), first, last):
             return None
         return rec
 
@@ -146,7 +143,7 @@ class _Holders:
         return hit
 
 
-def _attributed_key(r: FlowRecord, holders: _Holders) -> tuple[tuple, FlowRecord] | None:
+def _attributed_key(r: FlowRecord, holders: _Timeline) -> tuple[tuple, FlowRecord] | None:
     """The key of a record whose ends the timeline names (the workloads instead of the
     addresses), and the record with those hints; None to keep it by address."""
     src_hints = r.src
@@ -182,61 +179,54 @@ def _attributed_key(r: FlowRecord, holders: _Holders) -> tuple[tuple, FlowRecord
 
 def reduce_records(records: Iterable[LogRecord], bucket_ns: int = DAY,
                    attribute: bool = False) -> tuple[list[LogRecord], ReduceStats]:
-    """The records of one node (its flow log segments, IP records included) -> the
-    same evidence in fewer records, sorted as a flow log is (``sorted_records``).
-    ``attribute``: name the ends the node's IP timeline names by their workloads."""
+    """The records of one node (its flow log segments in the order written, IP records
+    included) -> the same evidence in fewer records, sorted as a flow log is
+    (``sorted_records``). ``attribute``: name the ends the node's IP timeline names by
+    their workloads. Streams: memory holds one record per key being merged, the IP
+    timeline and the output, not the input."""
     if bucket_ns <= 0:
         raise ValueError("bucket_ns must be positive")
     ips: list[IpTimelineRecord] = []
-    flows: list[FlowRecord] = []
+    timeline = _Timeline()
+    # key -> [first, last, count, the key's first record, merged?, addresses kept]
+    open_: dict[tuple, list] = {}
+    out: list[LogRecord] = []
+    flows_in = refused = 0
     for r in records:
         if isinstance(r, IpTimelineRecord):
             ips.append(r)
-        elif isinstance(r, FlowRecord):
-            flows.append(r)
-        else:
+            timeline.add(r)
+            continue
+        if not isinstance(r, FlowRecord):
             raise TypeError(f"not a flow-log record: {type(r).__name__}")
-    flows_in = len(flows)
-    changes = owner_changes(ips)
-    holders = _Holders(ips, changes) if attribute else None
-    groups: dict[tuple, list[FlowRecord]] = {}
-    for r in flows:
-        named = _attributed_key(r, holders) if holders is not None else None
-        if named is not None:
-            groups.setdefault(named[0], []).append(named[1])
-        else:
-            groups.setdefault(_key(r), []).append(r)
-    out: list[LogRecord] = []
-    refused = 0
-    for key, group in groups.items():
-        group.sort(key=lambda r: (r.first_seen, r.last_seen))
-        # No merge across a change of owner of an address the key keeps (an end named
-        # by its workload was named per record, for that record's whole span).
-        addresses = (key[2], key[3], key[5]) if key[0] == "workloads" else (
-            key[1], key[2], key[4])
-        current = group[0]
-        first, last, count = current.first_seen, current.last_seen, current.count
-        merged = False
-        for r in group[1:]:
-            if r.first_seen - first < bucket_ns and r.last_seen - first < bucket_ns:
-                if not _changes_within(changes, addresses, first, max(last, r.last_seen)):
-                    last = max(last, r.last_seen)
-                    count += r.count
-                    merged = True
+        flows_in += 1
+        named = _attributed_key(r, timeline) if attribute else None
+        key, rec = named if named is not None else (_key(r), r)
+        state = open_.get(key)
+        if state is not None:
+            first, last = min(state[0], rec.first_seen), max(state[1], rec.last_seen)
+            if last - first < bucket_ns:
+                # No merge across a change of owner of an address the key keeps (an
+                # end named by its workload was named for the record's whole span).
+                if not timeline.changes_within(state[5], first, last):
+                    state[0], state[1] = first, last
+                    state[2] += rec.count
+                    state[4] = True
                     continue
                 refused += 1
-            out.append(_merged(current, first, last, count, merged))
-            current, first, last, count, merged = r, r.first_seen, r.last_seen, r.count, False
-        out.append(_merged(current, first, last, count, merged))
+            out.append(_merged(state))
+        addresses = (key[2], key[3], key[5]) if key[0] == "workloads" else (
+            key[1], key[2], key[4])
+        open_[key] = [rec.first_seen, rec.last_seen, rec.count, rec, False, addresses]
+    out.extend(_merged(state) for state in open_.values())
     stats = ReduceStats(flows_in, len(out), len(ips), refused)
     return sorted_records(ips) + sorted_records(out), stats
 
 
-def _merged(template: FlowRecord, first: int, last: int, count: int,
-            merged: bool) -> FlowRecord:
+def _merged(state: list) -> FlowRecord:
+    first, last, count, r, merged, _ = state
     if not merged:
-        return template
-    r = template
+        return r
     return _make(first, last, r.protocol, r.src_ip, r.dst_ip, r.dst_port, None, r.xlated_ip,
                  r.xlated_port, count, r.node, r.src, r.dst, r.service, r.verdict,
                  r.source_format, r.input, r.inferred, r.time_known)

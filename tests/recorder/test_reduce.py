@@ -42,10 +42,13 @@ def test_no_merged_record_spans_an_owner_change() -> None:
     ips = [IpTimelineRecord("10.244.1.5", T0 - HOUR, handover, "a", "old"),
            IpTimelineRecord("10.244.1.5", handover + 3, None, "a", "new")]
     records = [_window(i) for i in range(60)]
-    out, stats = reduce_records([*records, *ips])
+    # in the order the recorder writes them: the old holder's record when it got the
+    # address, the windows, the hand-over's records with the window that holds it
+    opened = IpTimelineRecord("10.244.1.5", T0 - HOUR, None, "a", "old")
+    out, stats = reduce_records([opened, *records[:30], *ips, *records[30:]])
     flows = [r for r in out if isinstance(r, FlowRecord)]
     assert [r for r in out if isinstance(r, IpTimelineRecord)] == sorted(
-        ips, key=lambda r: r.valid_from)
+        [opened, *ips], key=lambda r: (r.valid_from, -1 if r.valid_to is None else r.valid_to))
     assert stats.split_at_owner_change >= 1
     for r in flows:  # the window that holds the hand-over stays as it was
         assert not (r.first_seen < handover <= r.last_seen) or r in records
