@@ -253,6 +253,11 @@ def hubble_shifted_copies(base: Path, small: Path, copies: int) -> Path:
 # ------------------------------------------------------------------------ scenarios
 
 
+def _times(r: Run, f: Run) -> str:
+    return (f"{r.wall:.2f} s wall {r.cpu:.2f} s CPU, floor {f.wall:.2f} s wall {f.cpu:.2f} s "
+            f"CPU | peak RSS {r.rss_kib / 1024:.0f} MiB | {load()}")
+
+
 def scenario_conntrack(args: argparse.Namespace) -> None:
     dump = conntrack_dump(args.dir, args.lines)
     log = args.dir / "out-conntrack.log"
@@ -262,9 +267,7 @@ def scenario_conntrack(args: argparse.Namespace) -> None:
     records, keys = aggregated(r.stderr)
     result(f"import conntrack -L, {args.lines:,} lines, {keys:,} distinct keys "
            f"({keys / records:.0%}): {f.wall / r.wall:.2f}x the split floor's rate "
-           f"(target >= 0.30; CPU time {f.cpu / r.cpu:.2f}x) | import {r.wall:.2f} s wall {r.cpu:.2f} s CPU, "
-           f"floor {f.wall:.2f} s wall {f.cpu:.2f} s CPU | peak RSS {r.rss_kib / 1024:.0f} MiB | "
-           f"{load()}")
+           f"(target >= 0.30; CPU time {f.cpu / r.cpu:.2f}x) | import {_times(r, f)}")
 
 
 def scenario_pcap(args: argparse.Namespace) -> None:
@@ -277,9 +280,8 @@ def scenario_pcap(args: argparse.Namespace) -> None:
     records, keys = aggregated(r.stderr)
     result(f"import pcap, {args.lines:,} packets of short connections, {records:,} "
            f"connections, {keys:,} distinct keys: {f.wall / r.wall:.2f}x "
-           f"RawPcapReader's rate (target >= 1.30; CPU time {f.cpu / r.cpu:.2f}x) | import {r.wall:.2f} s wall "
-           f"{r.cpu:.2f} s CPU, floor {f.wall:.2f} s wall {f.cpu:.2f} s CPU | peak RSS {r.rss_kib / 1024:.0f} "
-           f"MiB | {load()}")
+           f"RawPcapReader's rate (target >= 1.30; CPU time {f.cpu / r.cpu:.2f}x) | import "
+           f"{_times(r, f)}")
 
 
 def scenario_hubble(args: argparse.Namespace) -> None:
@@ -293,8 +295,7 @@ def scenario_hubble(args: argparse.Namespace) -> None:
     size = (d / "flows.jsonl").stat().st_size
     result(f"generate, {args.lines:,} Hubble lines of {size / args.lines / 1000:.1f} kB: "
            f"{r.wall / f.wall:.2f}x the time of the bare orjson.loads loop (target "
-           f"<= 0.50; CPU time {r.cpu / f.cpu:.2f}x) | generate {r.wall:.2f} s wall {r.cpu:.2f} s CPU, floor "
-           f"{f.wall:.2f} s wall {f.cpu:.2f} s CPU | peak RSS {r.rss_kib / 1024:.0f} MiB | {load()}")
+           f"<= 0.50; CPU time {r.cpu / f.cpu:.2f}x) | generate {_times(r, f)}")
 
 
 def scenario_memory(args: argparse.Namespace) -> None:
