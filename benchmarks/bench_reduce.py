@@ -9,8 +9,9 @@ pods of a cluster of 3,000 pods in 150 Deployments, each Deployment calling 3 ot
 load-balanced over their 20 pods, so the node sees each of its pods talk to (or be
 called by) 60 pods - a few thousand address keys, each active in a random third of the
 day's minutes; --handovers pod IPs handed to a new pod during the day. Then, as a child
-process (CPU time and peak RSS are its own), reads the flow log, reduces it (by addresses, then with the ends the
-timeline names merged by workload) and writes the reduced log, and prints: records and
+process (CPU time and peak RSS are its own), reads the flow log, reduces it (by
+addresses, then with the ends the timeline names merged by workload) and writes the
+reduced log, and prints: records and
 bytes per day before and after, node-side CPU seconds and peak RSS per day, and the
 records 1,000 nodes x 7 days send to the central step (the measured node's reduced
 records x 7,000, an upper bound: keys seen by two nodes are counted twice).
