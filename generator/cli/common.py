@@ -30,6 +30,10 @@ Strict = Annotated[bool, typer.Option(
     "--strict", help="Stop at the first bad line or unreadable input and write nothing "
                      "(without it: skipped, counted, the output written from every valid "
                      "record, then exit 2).")]
+Jobs = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, metavar="N",
+    help="Read the inputs in N worker processes (default: the CPUs available). The "
+         "output is the same for every N.")]
 DumpTime = Annotated[Optional[str], typer.Option(
     "--time", metavar="TIME", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
                    "default: the file's modification time.")]
@@ -63,6 +67,13 @@ def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
 
     return ReadOptions(include_dropped=include_dropped,
                        dump_time=parse_time_option(dump_time, "--time"), watcher=watcher)
+
+
+def jobs(value: int | None) -> int:
+    """The worker processes of ``--jobs``: as given, else the CPUs available."""
+    from generator.parallel import available_cpus
+
+    return value if value is not None else available_cpus()
 
 
 def stderr_console() -> Console:

@@ -10,8 +10,8 @@ import typer
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
     OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
-    IncludeDropped, InputFormat, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
-    fqdn_patterns_option, read_options, reading_progress,
+    IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
+    fqdn_patterns_option, jobs, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
@@ -52,6 +52,7 @@ def generate(
              "each is held out by a policy of its own and listed in the report)."),
     apiserver_cidr: ApiServerCidrs = [],
     fqdn_pattern: FqdnPatterns = [],
+    workers: Jobs = None,
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -77,7 +78,8 @@ def generate(
         result = run_generate(GenerateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher),
-            apiserver_cidrs=cidrs, synthesis=synthesis, verify=not no_verify))
+            apiserver_cidrs=cidrs, synthesis=synthesis, verify=not no_verify,
+            jobs=jobs(workers)))
     for line in result.summary:
         typer.echo(line)
     if result.denied_lines:
