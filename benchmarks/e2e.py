@@ -4,14 +4,14 @@
 
 Scenarios (default: all of them, in this order):
 
-  conntrack  `flowpol import DUMP -o LOG` on a `conntrack -L` dump of --lines lines
+  conntrack  `flowpol import DUMP --out LOG` on a `conntrack -L` dump of --lines lines
              (kube-proxy DNAT, ~58% distinct client/server/port keys as a busy node's
              table has) against a child that only splits every line on whitespace.
-  pcap       `flowpol import CAPTURE -o LOG` on --lines packets of short connections
+  pcap       `flowpol import CAPTURE --out LOG` on --lines packets of short connections
              (SYN, SYN-ACK, one request/response, FIN; one DNS query and answer per
              connection; 2,000 clients, 200 services) against a child that iterates
              scapy's RawPcapReader over the same file.
-  hubble     `flowpol generate FLOWS -s CLUSTER -o DIR` on --lines Hubble lines of
+  hubble     `flowpol generate FLOWS -s CLUSTER --out DIR` on --lines Hubble lines of
              ~1.4 kB (benchmarks/make_synthetic.py: 2,282 pods, 200 workloads, 20
              namespaces, 20 nodes, ~85k connections per 1M lines) against a child that
              only runs `orjson.loads` on every line.
@@ -262,7 +262,7 @@ def scenario_conntrack(args: argparse.Namespace) -> None:
     dump = conntrack_dump(args.dir, args.lines)
     log = args.dir / "out-conntrack.log"
     floors, runs = alternate([sys.executable, "-c", FLOOR_SPLIT, str(dump)],
-                             flowpol("import", str(dump), "-o", str(log)) + args.extra, args.repeat)
+                             flowpol("import", str(dump), "--out", str(log)) + args.extra, args.repeat)
     f, r = best(floors), best(runs)
     records, keys = aggregated(r.stderr)
     result(f"import conntrack -L, {args.lines:,} lines, {keys:,} distinct keys "
@@ -274,7 +274,7 @@ def scenario_pcap(args: argparse.Namespace) -> None:
     cap = pcap_short(args.dir, args.lines)
     log = args.dir / "out-pcap.log"
     floors, runs = alternate([sys.executable, "-c", FLOOR_RAWPCAP, str(cap)],
-                             flowpol("import", str(cap), "-o", str(log)) + args.extra,
+                             flowpol("import", str(cap), "--out", str(log)) + args.extra,
                              args.repeat)
     f, r = best(floors), best(runs)
     records, keys = aggregated(r.stderr)
@@ -304,7 +304,7 @@ def scenario_memory(args: argparse.Namespace) -> None:
     large = conntrack_dump_keys(args.dir, 10 * keys, keys)
     wide = conntrack_dump(args.dir, args.lines)
     log = args.dir / "out-memory.log"
-    imp = {name: best([child(flowpol("import", str(p), "-o", str(log))
+    imp = {name: best([child(flowpol("import", str(p), "--out", str(log))
                              + args.extra) for _ in range(args.repeat)])
            for name, p in (("small", small), ("large", large), ("wide", wide))}
     _, wide_keys = aggregated(imp["wide"].stderr)
@@ -365,7 +365,7 @@ def scenario_jobs(args: argparse.Namespace) -> None:
     one, two = [], []
     for _ in range(args.repeat):
         for n, runs in ((1, one), (2, two)):
-            runs.append(child(flowpol("import", *map(str, dumps), "-o", str(logs[n - 1]),
+            runs.append(child(flowpol("import", *map(str, dumps), "--out", str(logs[n - 1]),
                                       "--jobs", str(n)) + args.extra,
                               one_core=False))
     same = logs[0].read_bytes() == logs[1].read_bytes()

@@ -17,19 +17,25 @@ What each reader counted (``ReadReport``) comes back with its input's last batch
 is added to the caller's report; its format when the input starts, so the inputs keep
 their order in the report. An input error ends that input's stream where the reader
 raised it, after the records it yielded before.
+
+A progress display (``ReadOptions.watcher``) stays in the caller's process: each
+worker follows its inputs with a watcher of its own (the display's ``for_worker``),
+and every batch says how many bytes of its input were read, which the caller hands to
+the display (``read_elsewhere``) as the batch arrives.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
 import threading
 from collections import deque
+from dataclasses import fields, replace
 from multiprocessing.connection import wait
-from dataclasses import fields
 from operator import attrgetter
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
@@ -37,6 +43,7 @@ from recorder.sources import ReadOptions, read_inputs
 from recorder.sources.fastrecord import flow_record_maker
 
 BATCH = 4096
+_SERIALS = itertools.count()
 _FIELDS = tuple(f.name for f in fields(FlowRecord))
 _flow_values = attrgetter(*_FIELDS)
 _flow_from_values = flow_record_maker(*_FIELDS)
@@ -63,10 +70,12 @@ def _unpack(data: bytes) -> list[LogRecord]:
 
 
 def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | None,
-           strict: bool) -> None:
-    """A worker: answers "next batch of input i" until told to stop (None)."""
+           strict: bool, make_watcher: Callable[[], Any] | None) -> None:
+    """A worker: answers "next batch of input i" until told to stop (None).
+    ``make_watcher``: a watcher per input, whose ``bytes_read()`` each batch reports."""
     streams: dict[int, Iterator[LogRecord]] = {}
     reports: dict[int, ReadReport] = {}
+    watchers: dict[int, Any] = {}
     finished: set[int] = set()  # asked for more than there was: nothing to send
     try:
         while True:
@@ -78,7 +87,10 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
             stream = streams.get(i)
             if stream is None:
                 reports[i] = ReadReport(strict=strict)
-                stream = streams[i] = read_inputs([paths[i]], reports[i], options, fmt)
+                mine = options
+                if make_watcher is not None:
+                    mine = replace(options, watcher=watchers.setdefault(i, make_watcher()))
+                stream = streams[i] = read_inputs([paths[i]], reports[i], mine, fmt)
             report = reports[i]
             batch: list[LogRecord] = []
             error: BaseException | None = None
@@ -98,10 +110,15 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
                 payload = pickle.dumps((RuntimeError(f"{type(error).__name__}: {error}"),))
             formats = dict(report.formats)
             final = report if done else None
-            conn.send_bytes(pickle.dumps((i, _pack(batch), done, formats, final, payload),
+            watcher = watchers.get(i)
+            read = watcher.bytes_read() if watcher is not None else None
+            conn.send_bytes(pickle.dumps((i, _pack(batch), done, formats, final, payload, read),
                                          protocol=pickle.HIGHEST_PROTOCOL))
             if done:
                 del streams[i], reports[i]
+                if watcher is not None:
+                    watcher.close()
+                    del watchers[i]
                 finished.add(i)
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
@@ -122,6 +139,13 @@ class WorkerReaders:
                  fmt: str | None, jobs: int) -> None:
         self.paths = list(paths)
         self._report = report
+        # the caller's progress display, if it can follow workers; the workers never
+        # touch it (see the module docstring)
+        watcher = options.watcher
+        self._watcher = watcher if hasattr(watcher, "read_elsewhere") else None
+        make_watcher = self._watcher.for_worker if self._watcher is not None else None
+        self._serial = next(_SERIALS)  # names this group's inputs to the watcher
+        options = replace(options, watcher=None)
         n = max(1, min(jobs, len(paths)))
         ctx = multiprocessing.get_context("fork")
         self._owner = [i % n for i in range(len(paths))]
@@ -131,7 +155,7 @@ class WorkerReaders:
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(target=_serve, daemon=True, args=(
                 theirs, {i: p for i, p in enumerate(paths) if self._owner[i] == w},
-                options, fmt, report.strict))
+                options, fmt, report.strict, make_watcher))
             proc.start()
             theirs.close()
             self._conns.append(mine)
@@ -178,6 +202,8 @@ class WorkerReaders:
                         self._cond.notify_all()
                     continue
                 i = answer[0]
+                if self._watcher is not None and answer[6] is not None:
+                    self._watcher.read_elsewhere((self._serial, i), answer[6], answer[2])
                 with self._cond:
                     self._answers[i].append(answer)
                     self._asked[i] -= 1
@@ -218,7 +244,7 @@ class WorkerReaders:
     def stream(self, i: int) -> Iterator[LogRecord]:
         first = True
         while True:
-            _, data, done, formats, final, payload = self._next_answer(i)
+            _, data, done, formats, final, payload, _ = self._next_answer(i)
             if first:
                 for path, name in formats.items():
                     self._report.formats.setdefault(path, name)

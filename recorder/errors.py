@@ -33,7 +33,8 @@ class InputError(FlowpolError):
         super().__init__(f"{where}{message}")
 
     def __reduce__(self):  # noqa: ANN204 - pickled as it was made (from a reading worker)
-        return (type(self), (self.message, self.path, self.line))
+        # the instance's attributes too: ``hint`` (the run's advice) is set after __init__
+        return (type(self), (self.message, self.path, self.line), self.__dict__)
 
 
 class SnapshotError(InputError):

@@ -20,6 +20,13 @@ more than ``bucket_ns`` (default a day: the evidence keeps each day's count and 
 exact first and last sighting), so the output is at most distinct keys x (buckets +
 owner changes).
 
+DNS answers (``NameBinding``) pass through unchanged too, and are boundaries of their
+own: the central step names a connection to an outside address by the bindings that
+hold at its first and last sighting, so a merged record to an address never spans the
+start or the end (TTL and ``NAME_GRACE_NS`` included) of one of that address's
+bindings, unless a pod held the address throughout (a pod is no outside address, its
+names do not count).
+
 With ``attribute``, the node also does the central step's first join itself: an end
 with no identity of its own whose address one pod held, per the IP timeline, for the
 whole of a record (no change of owner within it, a root owner known, not host
@@ -47,10 +54,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from recorder.aggregate import sorted_records
-from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+from recorder.schema import (
+    NAME_GRACE_NS, NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord,
+    NameBinding,
+)
 from recorder.sources.fastrecord import flow_record_maker
 
-HOUR = 3600 * 1_000_000_000
+SECOND = 1_000_000_000
+HOUR = 3600 * SECOND
 DAY = 24 * HOUR
 
 _FIELDS = ("first_seen", "last_seen", "protocol", "src_ip", "dst_ip", "dst_port",
@@ -65,6 +76,8 @@ class ReduceStats:
     flows_out: int
     ip_records: int
     split_at_owner_change: int  # merges refused because an address changed owner
+    name_records: int = 0  # DNS answers, passed through
+    split_at_name_change: int = 0  # merges refused because a binding began or ended
 
 
 def _key(r: FlowRecord) -> tuple:
@@ -86,6 +99,9 @@ class _Timeline:
         self._intervals: dict[str, list[tuple[int, int, int, IpTimelineRecord]]] = {}
         self._hints: dict[tuple, EndpointHints] = {}
         self._n = 0
+        # address -> when a DNS binding of it began, or ended (the first moment it no
+        # longer holds), sorted
+        self._name_changes: dict[str, list[int]] = {}
 
     def add(self, r: IpTimelineRecord) -> None:
         times = self._changes.setdefault(r.ip, [])
@@ -98,17 +114,25 @@ class _Timeline:
         bisect.insort(self._intervals.setdefault(r.ip, []),
                       (r.valid_from, 0 if r.valid_to is not None else 1, self._n, r))
 
+    def add_name(self, r: NameBinding) -> None:
+        """A binding holds from its first answer to its last answer's TTL plus the
+        grace period, as the central step takes it (generator/resolve/names.py)."""
+        times = self._name_changes.setdefault(r.address, [])
+        for t in (r.first_seen, r.last_seen + r.ttl * SECOND + NAME_GRACE_NS + 1):
+            i = bisect.bisect_left(times, t)
+            if i == len(times) or times[i] != t:
+                times.insert(i, t)
+
     def changes_within(self, ips: tuple[str | None, ...], start: int, end: int) -> bool:
         """Does an address of ``ips`` change owner at a time t with start < t <= end?"""
-        for ip in ips:
-            if ip is None:
-                continue
-            times = self._changes.get(ip)
-            if times:
-                i = bisect.bisect_right(times, start)
-                if i < len(times) and times[i] <= end:
-                    return True
-        return False
+        return _within(self._changes, ips, start, end)
+
+    def names_change_within(self, ips: tuple[str | None, ...], start: int, end: int) -> bool:
+        """Does a DNS binding of an address of ``ips`` that no pod held throughout the
+        span begin or end at a time t with start < t <= end?"""
+        return any(_within(self._name_changes, (ip,), start, end)
+                   and self.throughout(ip, start, end) is None
+                   for ip in ips if ip is not None)
 
     def throughout(self, ip: str, first: int, last: int) -> IpTimelineRecord | None:
         """The holder of ``ip`` from ``first`` to ``last``: the interval with the latest
@@ -141,6 +165,19 @@ class _Timeline:
                 namespace=holder.namespace, labels=holder.labels, workload=holder.owner,
                 peer_kind="pod")
         return hit
+
+
+def _within(changes: dict[str, list[int]], ips: tuple[str | None, ...], start: int,
+            end: int) -> bool:
+    for ip in ips:
+        if ip is None:
+            continue
+        times = changes.get(ip)
+        if times:
+            i = bisect.bisect_right(times, start)
+            if i < len(times) and times[i] <= end:
+                return True
+    return False
 
 
 def _attributed_key(r: FlowRecord, holders: _Timeline) -> tuple[tuple, FlowRecord] | None:
@@ -180,22 +217,27 @@ def _attributed_key(r: FlowRecord, holders: _Timeline) -> tuple[tuple, FlowRecor
 def reduce_records(records: Iterable[LogRecord], bucket_ns: int = DAY,
                    attribute: bool = False) -> tuple[list[LogRecord], ReduceStats]:
     """The records of one node (its flow log segments in the order written, IP records
-    included) -> the same evidence in fewer records, sorted as a flow log is
+    and DNS answers included) -> the same evidence in fewer records, sorted as a flow log is
     (``sorted_records``). ``attribute``: name the ends the node's IP timeline names by
     their workloads. Streams: memory holds one record per key being merged, the IP
     timeline and the output, not the input."""
     if bucket_ns <= 0:
         raise ValueError("bucket_ns must be positive")
     ips: list[IpTimelineRecord] = []
+    names: list[NameBinding] = []
     timeline = _Timeline()
     # key -> [first, last, count, the key's first record, merged?, addresses kept]
     open_: dict[tuple, list] = {}
     out: list[LogRecord] = []
-    flows_in = refused = 0
+    flows_in = refused = refused_names = 0
     for r in records:
         if isinstance(r, IpTimelineRecord):
             ips.append(r)
             timeline.add(r)
+            continue
+        if isinstance(r, NameBinding):
+            names.append(r)
+            timeline.add_name(r)
             continue
         if not isinstance(r, FlowRecord):
             raise TypeError(f"not a flow-log record: {type(r).__name__}")
@@ -208,19 +250,22 @@ def reduce_records(records: Iterable[LogRecord], bucket_ns: int = DAY,
             if last - first < bucket_ns:
                 # No merge across a change of owner of an address the key keeps (an
                 # end named by its workload was named for the record's whole span).
-                if not timeline.changes_within(state[5], first, last):
+                if timeline.changes_within(state[5], first, last):
+                    refused += 1
+                elif timeline.names_change_within(state[5][1:], first, last):
+                    refused_names += 1  # the server address's DNS names changed
+                else:
                     state[0], state[1] = first, last
                     state[2] += rec.count
                     state[4] = True
                     continue
-                refused += 1
             out.append(_merged(state))
         addresses = (key[2], key[3], key[5]) if key[0] == "workloads" else (
             key[1], key[2], key[4])
         open_[key] = [rec.first_seen, rec.last_seen, rec.count, rec, False, addresses]
     out.extend(_merged(state) for state in open_.values())
-    stats = ReduceStats(flows_in, len(out), len(ips), refused)
-    return sorted_records(ips) + sorted_records(out), stats
+    stats = ReduceStats(flows_in, len(out), len(ips), refused, len(names), refused_names)
+    return sorted_records(ips) + sorted_records(names) + sorted_records(out), stats
 
 
 def _merged(state: list) -> FlowRecord:

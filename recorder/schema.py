@@ -131,6 +131,13 @@ class IpTimelineRecord:
     host_network: bool = False
 
 
+# How long past its last answer's TTL a binding is taken to hold: clients use an answer a
+# little past its TTL (generator/resolve/names.py says why). The generator attributes
+# names with it, and node-side reduction (recorder/reduce.py) merges no record across
+# the end of a binding it extends.
+NAME_GRACE_NS = 30 * 1_000_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class NameBinding:
     """A DNS answer: ``name`` resolved to ``address`` for the client at ``client_ip``.

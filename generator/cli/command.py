@@ -13,6 +13,7 @@ the second.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 from typing import Any
@@ -44,8 +45,12 @@ def _tidy_params(command: Any) -> None:
         if getattr(param, "help", None):
             param.help = unwrap(param.help)
         if getattr(param, "param_type_name", None) == "argument":
-            # its metavar (INPUT...) says it all; typer would add `<list[str]>`
+            # its metavar (INPUT...) says it all; typer would add `<list[str]>` (0.29:
+            # display_type_rich) or `<str>` (earlier: the type's metavar, else its name)
             param.display_type_rich = _no_type
+            if getattr(param, "type", None) is not None:
+                param.type = copy.copy(param.type)
+                param.type.get_metavar = _no_metavar
             continue
         if getattr(param, "param_type_name", None) != "option":
             continue
@@ -59,6 +64,10 @@ def _tidy_params(command: Any) -> None:
 
 def _no_type(ctx: Any) -> None:
     return None
+
+
+def _no_metavar(*args: Any, **kwargs: Any) -> str:
+    return ""
 
 
 class FlowpolCommand(TyperCommand):

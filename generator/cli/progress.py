@@ -52,7 +52,9 @@ def _total_size(inputs: list[str]) -> tuple[int | None, int]:
 
 class BytesRead:
     """An ``InputWatcher`` (recorder.sources.base) that sums the offsets of the open
-    inputs and the sizes of the finished ones."""
+    inputs and the sizes of the finished ones, and what reading workers report
+    (``--jobs``: generator/parallel.py gives each worker a watcher of its own, made by
+    ``for_worker``, and hands what it read to ``read_elsewhere``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -60,6 +62,28 @@ class BytesRead:
         self._open: dict[int, tuple[int, int]] = {}
         self._done = 0
         self.files_done = 0
+        # an input a worker is reading -> the bytes read of it so far; those it finished
+        self._elsewhere: dict[object, int] = {}
+        self._finished_elsewhere: set[object] = set()
+
+    @staticmethod
+    def for_worker() -> BytesRead:
+        """The watcher a worker process follows its inputs with (never this one: its
+        lock may have been held by the display's thread when the worker forked)."""
+        return BytesRead()
+
+    def read_elsewhere(self, key: object, bytes_read: int, done: bool) -> None:
+        """A worker read ``bytes_read`` of its input ``key`` so far; ``done``: all."""
+        with self._lock:
+            if key in self._finished_elsewhere:
+                return
+            if done:
+                self._finished_elsewhere.add(key)
+                self._elsewhere.pop(key, None)
+                self._done += bytes_read
+                self.files_done += 1
+            else:
+                self._elsewhere[key] = bytes_read
 
     def opened(self, path: str, stream: BinaryIO) -> None:
         try:
@@ -89,8 +113,9 @@ class BytesRead:
 
     def bytes_read(self) -> int:
         with self._lock:
-            return self._done + sum(min(self._offset(fd), size) if size else self._offset(fd)
-                                    for fd, size in self._open.values())
+            return (self._done + sum(self._elsewhere.values())
+                    + sum(min(self._offset(fd), size) if size else self._offset(fd)
+                          for fd, size in self._open.values()))
 
     def close(self) -> None:
         with self._lock:

@@ -44,10 +44,10 @@ from generator.inventory.index import InventoryIndex
 from generator.resolve.edges import EXTERNAL, WORKLOAD, Connection
 from generator.resolve.identity import flow_records
 from generator.resolve.timeline import IpTimeline
-from recorder.schema import IpTimelineRecord, LogRecord, NameBinding, dns_name
+from recorder.schema import NAME_GRACE_NS, IpTimelineRecord, LogRecord, NameBinding, dns_name
 
 SECOND = 1_000_000_000
-GRACE_NS = 30 * SECOND
+GRACE_NS = NAME_GRACE_NS
 
 # How a connection got its names.
 BY_SOURCE = "source"  # the flow's own destination_names (Hubble)

@@ -108,8 +108,11 @@ def test_both_nodes_count_each_connection_once(tmp_path: Path) -> None:
     assert f"TCP/8080: {edge['connections']} connection(s)" in both
     assert report["aggregation"]["duplicates"] >= edge["connections"]
     # the rules are the same: only inputs named in the evidence differ
-    strip = lambda text: [ln for ln in text.splitlines() if "#" not in ln and "evidence" not in ln]
-    assert strip(both) == strip(one_node)
+    assert _rules(both) == _rules(one_node)
+
+
+def _rules(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if "#" not in ln and "evidence" not in ln]
 
 
 def test_a_drop_on_the_backends_node_is_no_evidence(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_import_writes_the_same_flow_log_whatever_the_jobs(tmp_path: Path) -> No
     runs = {}
     for n in (1, 2):
         out = tmp_path / f"flows-{n}.jsonl"
-        proc = _cli("import", *inputs, "-o", str(out), "--jobs", str(n))
+        proc = _cli("import", *inputs, "--out", str(out), "--jobs", str(n))
         runs[n] = (proc.returncode, proc.stderr.replace(str(out), "OUT"), out.read_bytes())
     assert runs[1][0] == 2 and runs[1][2].count(b"\n") > 10
     assert runs[2] == runs[1]
@@ -122,6 +122,7 @@ def test_unreadable_inputs_are_collected_in_input_order(tmp_path: Path) -> None:
     for jobs in (1, 2):
         report = ReadReport()
         errors = read_into(Aggregator(), inputs, report, ReadOptions(), jobs=jobs)
-        seen.append(([str(e) for e in errors], report.to_dict()))
+        seen.append(([(str(e), e.hint) for e in errors], report.to_dict()))
     assert len(seen[0][0]) == 4
+    assert any(hint for _, hint in seen[0][0])  # e.g. the formats flowpol reads
     assert seen[1] == seen[0]

@@ -13,7 +13,7 @@ import pytest
 from recorder.flowlog import write_flow_log
 from recorder.reduce import HOUR, reduce_records
 from recorder.report import ReadReport
-from recorder.schema import FlowRecord, IpTimelineRecord
+from recorder.schema import FlowRecord, IpTimelineRecord, NameBinding
 from recorder.sources import ReadOptions, read_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_the_ip_reuse_scenario_gives_the_same_policies_reduced(tmp_path: Path,
     snapshot = scenario / "cluster.json"
     imported = tmp_path / "windows.jsonl"
     subprocess.run([sys.executable, "-m", "generator.cli.main", "import",
-                    str(scenario / "flows-masked.jsonl"), "-o", str(imported)], cwd=ROOT,
+                    str(scenario / "flows-masked.jsonl"), "--out", str(imported)], cwd=ROOT,
                    check=True, capture_output=True)
     flows = list(read_inputs([str(imported)], ReadReport(), ReadOptions()))
     inventory = load_snapshot([str(snapshot)]).inventory
@@ -127,4 +127,58 @@ def test_the_ip_reuse_scenario_gives_the_same_policies_reduced(tmp_path: Path,
     after = _generate(reduced, snapshot, tmp_path / "reduced")
     assert before
     assert {k: v.replace(b"full.jsonl", b"X") for k, v in before.items()} == {
+        k: v.replace(b"reduced.jsonl", b"X") for k, v in after.items()}
+
+
+def _to(address: str, i: int) -> FlowRecord:
+    return FlowRecord(first_seen=T0 + i * MINUTE + 5, last_seen=T0 + i * MINUTE + 50,
+                      protocol="TCP", src_ip="10.244.1.5", dst_ip=address, dst_port=443,
+                      count=2, node="node-a", source_format="capture", input="n")
+
+
+def test_no_merged_record_spans_a_binding_start_or_end() -> None:
+    outside, pod = "203.0.113.10", "10.244.2.7"
+    # answered at minute 0 (TTL 60 s: the binding ends 90 s later, grace included) and
+    # again at minute 20; connections at minutes 0, 10-12 (expired: unnamed centrally)
+    # and 20. A pod's address with an answer in the middle merges all the same.
+    answers = [NameBinding(T0 + i * MINUTE, T0 + i * MINUTE, "10.244.1.5", "api.example.com",
+                           address, 60) for i in (0, 20) for address in (outside, pod)]
+    held = IpTimelineRecord(pod, T0 - HOUR, None, "b", "web-1")
+    windows = [_to(address, i) for i in (0, 10, 11, 12, 20) for address in (outside, pod)]
+    records = [held, answers[0], answers[1], *windows[:8], answers[2], answers[3], *windows[8:]]
+    out, stats = reduce_records(records)
+    spans = sorted((r.dst_ip, (r.first_seen - T0) // MINUTE, (r.last_seen - T0) // MINUTE,
+                    r.count) for r in out if isinstance(r, FlowRecord))
+    assert spans == [(pod, 0, 20, 10),
+                     (outside, 0, 0, 2), (outside, 10, 12, 6), (outside, 20, 20, 2)]
+    assert stats.split_at_name_change == 2 and stats.name_records == 4
+    assert [r for r in out if isinstance(r, NameBinding)] == sorted(
+        answers, key=lambda r: (r.first_seen, r.address))
+
+
+def test_names_pass_through_and_the_external_scenario_gives_the_same_policies(
+        tmp_path: Path) -> None:
+    # DNS answers bind names to outside addresses for a while (TTL and grace): a record
+    # merged across a binding's start or end would be named otherwise centrally. The
+    # external scenario has names that expire, one cached past its TTL, one address
+    # never resolved: its policies, evidence and edges (with their names) stay the same.
+    scenario = ROOT / "fixtures" / "scenarios" / "external"
+    snapshot = scenario / "cluster.json"
+    imported = tmp_path / "windows.jsonl"
+    subprocess.run([sys.executable, "-m", "generator.cli.main", "import",
+                    str(scenario / "flows.jsonl"), "--out", str(imported)], cwd=ROOT,
+                   check=True, capture_output=True)
+    records = list(read_inputs([str(imported)], ReadReport(), ReadOptions()))
+    names = [r for r in records if isinstance(r, NameBinding)]
+    assert names
+    reduced_records, stats = reduce_records(records)
+    assert [r for r in reduced_records if isinstance(r, NameBinding)] == names
+    assert stats.name_records == len(names)
+    assert stats.flows_out < stats.flows_in and stats.split_at_name_change >= 1
+    reduced = tmp_path / "reduced.jsonl"
+    write_flow_log(reduced_records, reduced)
+    before = _generate(imported, snapshot, tmp_path / "windows")
+    after = _generate(reduced, snapshot, tmp_path / "reduced")
+    assert b"names" in before["edges"]
+    assert {k: v.replace(b"windows.jsonl", b"X") for k, v in before.items()} == {
         k: v.replace(b"reduced.jsonl", b"X") for k, v in after.items()}

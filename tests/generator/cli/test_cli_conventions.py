@@ -226,6 +226,26 @@ def test_progress_counts_bytes_against_the_total_on_a_terminal(tmp_path: Path) -
     assert progress and not any("records" in f for f in progress)  # not the old counter
 
 
+def test_progress_counts_what_reading_workers_read(tmp_path: Path) -> None:
+    """--jobs 2: the readers run in worker processes; the bytes they read and the inputs
+    they finished are shown all the same."""
+    data = (FLOWS / "hubble-node-a.jsonl").read_bytes()
+    inputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        path = tmp_path / name
+        path.write_bytes(data * 12)
+        inputs.append(str(path))
+    code, shown = _on_a_terminal(command("import", *inputs, "--out", str(tmp_path / "o.jsonl"),
+                                         "--jobs", "2"))
+    assert code == 0, shown[-2000:]
+    text = shown.decode(errors="replace")
+    frames = [f for f in re.split(r"[\r\n]+", text) if "reading flows" in f]
+    read = [float(m.group(1)) for f in frames
+            for m in [re.search(r"([\d.]+)/[\d.]+ [kM]?B", f)] if m]
+    assert read and max(read) > 0, frames[-3:]
+    assert any(re.search(r"\b[12]/2 inputs", f) for f in frames), frames[-3:]
+
+
 def test_progress_stays_quiet_when_piped(tmp_path: Path) -> None:
     run = flowpol("import", str(FLOWS), "--out", str(tmp_path / "o.jsonl"))
     assert run.returncode == 0
