@@ -26,11 +26,11 @@ def register(app: typer.Typer) -> None:
 
 
 def propose_git(
-    inputs: FlowInputs,
-    snapshot: SnapshotFiles,
-    out: Path = typer.Option(..., "--out", "-o",
-                             help="Working directory: the clone (repo/) and the diff "
-                                  "(proposal/); emptied on every run."),
+    inputs: FlowInputs = None,
+    snapshot: SnapshotFiles = None,
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Working directory: the clone (repo/) and the diff "
+                                            "(proposal/); emptied on every run."),
     remote: str = typer.Option(..., "--remote", metavar="URL",
                                help="The git repository holding the NetworkPolicies."),
     base: str = typer.Option("main", "--base", metavar="BRANCH",
@@ -60,6 +60,11 @@ def propose_git(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    check_remote: bool = typer.Option(
+        False, "--check-remote",
+        help="Only check that git reaches --remote with --credentials and that it has "
+             "--base (git ls-remote, nothing fetched), e.g. before a long collect; exit 0 "
+             "or 2. INPUT, --snapshot and --out are not needed."),
 ) -> None:
     """Tighten the NetworkPolicies kept in a git repository: diff them (they must be the
     cluster's) against the traffic in INPUT and push the proposal as a new branch, once."""
@@ -67,6 +72,13 @@ def propose_git(
     from generator.tighten.propose_git import GitTarget, result_lines, run_propose
     from generator.tighten.run import DiffRequest
 
+    if check_remote:
+        _check_remote(remote, base, credentials)
+        return
+    missing = [n for n, v in (("INPUT", inputs), ("--snapshot", snapshot), ("--out", out))
+               if not v]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)} (needed unless --check-remote)")
     name, sep, email = author.rpartition(" <")
     if not sep or not email.endswith(">") or not name.strip():
         raise UsageError(f"--author {author!r}: give 'NAME <EMAIL>'")
@@ -87,3 +99,15 @@ def propose_git(
                             f"the proposal in {out}")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def _check_remote(remote: str, base: str, credentials: Optional[Path]) -> None:
+    import tempfile
+
+    from generator.tighten import gitrepo
+
+    with tempfile.TemporaryDirectory(prefix="flowpol-git-") as scratch:
+        access = gitrepo.prepare_access(credentials, Path(scratch) / "access")
+        gitrepo.check_remote(access, remote, base)
+    typer.echo(f"git reaches {remote} (branch {base})"
+               + (f" with the credentials in {credentials}" if credentials else ""))
