@@ -1,8 +1,9 @@
 #!/bin/sh
 # flowpol's periodic tightening, as the CronJob of components/tightening runs it:
-# collect what the recorders wrote, snapshot the cluster, and propose a tightened set
-# of NetworkPolicies through git (`flowpol propose-git`: nothing is pushed when nothing
-# changes, and the same proposal is never pushed twice).
+# check that git reaches the remote (before the long part), collect what the recorders
+# wrote, snapshot the cluster, and propose a tightened set of NetworkPolicies through
+# git (`flowpol propose-git`: nothing is pushed when nothing changes, and the same
+# proposal is never pushed twice).
 #
 # Settings (environment; the flowpol-tightening ConfigMap):
 #   FLOWPOL_GIT_REMOTE     the repository holding the policies (ssh:// or https:// URL)
@@ -15,6 +16,10 @@
 #   FLOWPOL_COLLECT        direct (from the recorders' port), proxy (through the API
 #                          server), or none (the segments are already in
 #                          $FLOWPOL_WORK/segments, e.g. on a volume)
+#   FLOWPOL_COLLECT_SINCE  collect only segments that overlap this last part of the
+#                          recording (8d; empty: everything the recorders hold). Keep
+#                          it above FLOWPOL_WINDOW and FLOWPOL_MIN_OBSERVATION.
+#   FLOWPOL_TOKEN_FILE     the token the recorders accept (the job's projected token)
 #   FLOWPOL_NAMESPACE      the recorders' namespace (flowpol-system)
 #   FLOWPOL_GIT_CREDENTIALS  directory of the git Secret's files (/etc/flowpol/git)
 #   FLOWPOL_WORK           working directory (/work)
@@ -27,13 +32,30 @@ if [ -z "${FLOWPOL_GIT_REMOTE:-}" ]; then
   exit 2
 fi
 
-mkdir -p "$work/segments"
-case "${FLOWPOL_COLLECT:-direct}" in
-  direct) flowpol collect --out "$work/segments" --namespace "$namespace" --direct ;;
-  proxy)  flowpol collect --out "$work/segments" --namespace "$namespace" ;;
-  none)   ;;
-  *)      echo "tighten.sh: FLOWPOL_COLLECT must be direct, proxy or none" >&2; exit 2 ;;
+collect="${FLOWPOL_COLLECT:-direct}"
+case "$collect" in
+  direct|proxy|none) ;;
+  *) echo "tighten.sh: FLOWPOL_COLLECT must be direct, proxy or none" >&2; exit 2 ;;
 esac
+
+# Wrong git credentials or a wrong remote should not wait for a full collect to show.
+flowpol propose-git --check-remote \
+  --remote "$FLOWPOL_GIT_REMOTE" \
+  --base "${FLOWPOL_GIT_BASE:-main}" \
+  --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}"
+
+mkdir -p "$work/segments"
+if [ "$collect" != none ]; then
+  set -- --out "$work/segments" --namespace "$namespace"
+  if [ "$collect" = direct ]; then
+    set -- "$@" --direct
+  fi
+  since="${FLOWPOL_COLLECT_SINCE-8d}"
+  if [ -n "$since" ]; then
+    set -- "$@" --since "$since"
+  fi
+  flowpol collect "$@"
+fi
 
 flowpol snapshot -o "$work/cluster.json"
 
