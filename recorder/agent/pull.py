@@ -364,7 +364,8 @@ def pull_segments(out: str | Path, namespace: str = DEFAULT_NAMESPACE,
                 _request_timeout=(10, 60)).data)
         except ApiException as e:
             raise ClusterError(_api_error(e, f"list pods in namespace {namespace}", server,
-                                          context_name)) from None
+                                          context_name).replace(
+                "get on pods/log", "get on pods/proxy (the flowpol-collect Role)")) from None
         pods = sorted((p for p in listed.get("items") or [] if isinstance(p, dict)),
                       key=lambda p: str((p.get("metadata") or {}).get("name")))
         if not pods:
