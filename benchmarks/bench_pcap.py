@@ -35,8 +35,28 @@ sys.path.insert(0, str(ROOT))
 T0_US = 1_700_000_000 * 1_000_000
 
 
-def generate(path: Path, packets: int, exchanges: int = 6, seed: int = 1) -> dict[str, int]:
-    """Write a capture of at least ``packets`` packets; returns its composition."""
+def dns_answer(service: int, ttl: int) -> bytes:
+    """A resolver's answer for service ``service``: its name, a CNAME to an edge name,
+    two A records (name compression as resolvers write it)."""
+    def labels(*parts: bytes) -> bytes:
+        return b"".join(bytes([len(p)]) + p for p in parts)
+
+    qname = labels(b"svc%d" % service, b"example", b"com") + b"\0"
+    header = struct.pack("!HHHHHH", service & 0xFFFF, 0x8180, 1, 3, 0, 0)
+    question = qname + struct.pack("!HH", 1, 1)
+    edge_at = 12 + len(question) + 12  # where the CNAME's target starts
+    cname_target = labels(b"edge%d" % (service % 7), b"cdn") + b"\xc0" + bytes([12 + len(labels(b"svc%d" % service))])
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 300, len(cname_target)) + cname_target
+    a_records = b"".join(b"\xc0" + bytes([edge_at]) + struct.pack("!HHIH", 1, 1, ttl, 4)
+                         + bytes([203, 0, 113, (service * 2 + i) % 250 + 1]) for i in range(2))
+    return header + question + cname + a_records
+
+
+def generate(path: Path, packets: int, exchanges: int = 6, seed: int = 1,
+             real_dns: bool = False) -> dict[str, int]:
+    """Write a capture of at least ``packets`` packets; returns its composition.
+    ``real_dns``: the DNS answers are real answers (a CNAME and two addresses), else
+    120 bytes that are no DNS message."""
     rnd = random.Random(seed)
     clients = [bytes([10, 244, i // 250, i % 250 + 1]) for i in range(2000)]
     services = [bytes([10, 96, i // 250, i % 250 + 1]) for i in range(200)]
@@ -78,7 +98,9 @@ def generate(path: Path, packets: int, exchanges: int = 6, seed: int = 1) -> dic
             counts["tcp_connections"] += 1
             qport = 32768 + rnd.randrange(28000)
             frame(c, dns, 17, udp_hdr.pack(qport, 53, 8 + 40, 0) + b"q" * 40)
-            frame(dns, c, 17, udp_hdr.pack(53, qport, 8 + 120, 0) + b"a" * 120)
+            answer = (dns_answer(services.index(s), 30 - (t // 1_000_000) % 30) if real_dns
+                      else b"a" * 120)
+            frame(dns, c, 17, udp_hdr.pack(53, qport, 8 + len(answer), 0) + answer)
             counts["udp_flows"] += 1
             counts["packets"] += len(plan) + 2
             if len(out) >= 20000:
@@ -138,6 +160,9 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=100_000)
     ap.add_argument("--exchanges", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--real-dns", action="store_true",
+                    help="DNS answers that are real answers (a CNAME, two addresses): each "
+                         "becomes name records")
     ap.add_argument("--child-memory", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_memory:
@@ -146,8 +171,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="flowpol-bench-") as tmp:
         big, small = Path(tmp) / "big.pcap", Path(tmp) / "small.pcap"
-        comp = generate(big, args.packets, args.exchanges)
-        generate(small, args.small, args.exchanges)
+        comp = generate(big, args.packets, args.exchanges, real_dns=args.real_dns)
+        generate(small, args.small, args.exchanges, real_dns=args.real_dns)
         floors, imports = [], []
         for _ in range(args.repeat):  # interleaved: both see the same machine load
             floors.append(floor_rate(big))

@@ -9,7 +9,7 @@ ports) at a fixed rate from its eth0; the node forwards them to the sink, which 
 RST (no listener). On the sender's node-side veth, at the same time and with the same
 kernel filter (recorder/agent/capture.py CONNECTION_START_FILTER):
 
-* the agent: `flowpol record --source capture --interface VETH -o FLOWLOG`, pinned to
+* the agent: `flowpol record --source capture --interface VETH --out FLOWLOG`, pinned to
   CPU 0 (``taskset``), so "one core" is literal;
 * tcpdump with the same filter and the same 32 MiB buffer (`-B`), pinned to CPU 1 with
   the sender.
@@ -189,7 +189,7 @@ class Bench:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.lab.node_ns, "taskset", "-c", "0", "env",
              f"PYTHONPATH={ROOT}", PY, "-m", "generator.cli.main", "record", "--source",
-             source, *where, "-o", str(out), *extra],
+             source, *where, "--out", str(out), *extra],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         lines: list[str] = []
         for line in proc.stderr:  # type: ignore[union-attr]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from generator.verify.check import check_policies, denied_lines, verification_dict
 from generator.output.files import write_output
@@ -37,14 +36,13 @@ class GenerateResult:
     # the CLI prints, then raises bad input (read.skipped, unreadable) as exit 2
 
 
-def run_generate(req: GenerateRequest,
-                 progress: Callable[[int], None] | None = None) -> GenerateResult:
+def run_generate(req: GenerateRequest) -> GenerateResult:
     with collector_paused():
-        return _run_generate(req, progress)
+        return _run_generate(req)
 
 
-def _run_generate(req: GenerateRequest, progress: Callable[[int], None] | None) -> GenerateResult:
-    observed = observe_request(req, progress, allow_unreadable=True)
+def _run_generate(req: GenerateRequest) -> GenerateResult:
+    observed = observe_request(req, allow_unreadable=True)
     options = req.synthesis
     if options.dialect == "kubernetes":
         options = replace(options, render=replace(options.render, cilium_evidence=cilium_evidence(

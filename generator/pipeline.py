@@ -1,6 +1,7 @@
 """The stages of `flowpol generate`, wired in order. Each returns a typed result.
 
-sources -> flow records -> (aggregate) -> resolve -> edges -> synthesize -> verify.
+sources -> flow records -> (aggregate) -> resolve (identity, then DNS names of external
+addresses) -> edges -> synthesize -> verify.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ import dataclasses
 import gc
 import heapq
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from generator.resolve.edges import Connection, Edge
+from generator.resolve.edges import Edge
 from generator.inventory.index import InventoryIndex
 from generator.inventory.load import load_snapshot
 from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
-from generator.synthesize.synthesis import SynthesisOptions, SynthesisResult, synthesize
+from generator.resolve.names import NamesResult, attribute_names
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
-from recorder.schema import LogRecord
-from recorder.sources import ReadOptions, expand_inputs, read_inputs
+from recorder.schema import FlowRecord, LogRecord
+from recorder.sources import ReadOptions, flow_files, read_inputs
 
 # Flows whose ends the source identified (Hubble pod names) are attributed without
 # the timeline, so they aggregate over the whole recording. Others keep one-minute
@@ -42,16 +43,21 @@ class ObservedTraffic:
     index: InventoryIndex
     snapshot_warnings: tuple[str, ...] = ()
     unreadable: tuple[InputError, ...] = ()  # inputs that could not be read at all
+    names: NamesResult | None = None  # DNS names of external addresses, at the time
+    # connection attempts a DROPPED/ERROR verdict left out (without --include-dropped)
+    dropped_attempts: tuple[Edge, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """About the inputs, the snapshot and the resolution, in that order."""
+        return (tuple(self.read.warnings) + tuple(self.snapshot_warnings)
+                + tuple(self.resolved.warnings))
 
     @property
     def bad_input(self) -> bool:
         """Some input could not be read, or a line of it was skipped as bad: the command
         exits 2 after its output (``raise_for_bad_input``)."""
         return bool(self.read.total_skipped or self.unreadable)
-
-
-def _unchanged(records: Iterable[LogRecord], label: str) -> Iterable[LogRecord]:
-    return records
 
 
 # Inputs merged in time order at once; more are merged this many at a time, one group
@@ -66,7 +72,6 @@ def read_into(
     report: ReadReport,
     options: ReadOptions,
     fmt: str | None = None,
-    wrap: Callable[[Iterable[LogRecord], str], Iterable[LogRecord]] = _unchanged,
 ) -> list[InputError]:
     """Read every input into ``aggregator``, the inputs' records merged in time order.
 
@@ -83,7 +88,7 @@ def read_into(
     paths: list[tuple[int, Path]] = []
     for raw in inputs:
         try:
-            expanded = expand_inputs([raw])
+            expanded = flow_files(raw, report)
         except InputError as e:
             if report.strict:
                 raise
@@ -92,8 +97,7 @@ def read_into(
         paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
     for start in range(0, len(paths), MAX_MERGED_INPUTS):
         group = paths[start:start + MAX_MERGED_INPUTS]
-        streams = [wrap(_guarded(path, order, report, options, fmt, errors), str(path))
-                   for order, path in group]
+        streams = [_guarded(path, order, report, options, fmt, errors) for order, path in group]
         aggregator.add_all(streams[0] if len(streams) == 1
                            else heapq.merge(*streams, key=record_time))
     errors.sort(key=lambda item: item[0])
@@ -147,7 +151,7 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
     fixes: list[str] = []
     if errors:
         parts.append(f"{len(errors)} input(s) could not be read: "
-                     + "; ".join(str(e) for e in errors))
+                     + "; ".join(clause(str(e)) for e in errors))
         fixes.append("fix or leave out the unreadable input(s)")
     if report.total_skipped:
         shown = _error_examples(report)
@@ -157,7 +161,8 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
             + ") at " + "; ".join(str(e) for e in shown)
             + (f"; and {report.total_skipped - len(shown):,} more" if report.total_skipped
                > len(shown) else ""))
-        fixes.append("fix or remove the bad lines")
+        units = sorted({e.unit for e in report.examples}) or ["line"]
+        fixes.append("fix or remove the bad " + " and ".join(f"{u}s" for u in units))
     if output is None:
         kept = "Nothing was written"
     elif report.total_kept:
@@ -166,8 +171,21 @@ def bad_input_error(report: ReadReport, unreadable: Iterable[InputError],
     else:
         kept = (f"No valid record was read, so {output} holds none"
                 + (" (a wrong format? --format forces one)" if report.total_skipped else ""))
-    return InputError("; ".join(parts) + f". {kept}; " + " and ".join(fixes)
-                      + " to get exit code 0.")
+    error = InputError("; ".join(parts) + f". {kept}; " + " and ".join(fixes)
+                       + " to get exit code 0.")
+    error.hint = run_hint(errors)
+    return error
+
+
+def clause(text: str) -> str:
+    """A message as a clause inside a longer one: without its own full stop."""
+    return text.rstrip().rstrip(".")
+
+
+def run_hint(errors: Iterable[InputError]) -> str | None:
+    """The advice the errors share, each once (``FlowpolError.hint``)."""
+    hints = list(dict.fromkeys(e.hint for e in errors if e.hint))
+    return "; ".join(hints) if hints else None
 
 
 def raise_for_bad_input(report: ReadReport, unreadable: Iterable[InputError],
@@ -178,20 +196,6 @@ def raise_for_bad_input(report: ReadReport, unreadable: Iterable[InputError],
     error = bad_input_error(report, unreadable, output)
     if error is not None:
         raise error
-
-
-def _progress_wrap(progress: Callable[[int], None] | None):
-    if progress is None:
-        return _unchanged
-    seen = [0]
-
-    def wrap(records: Iterable[LogRecord], label: str) -> Iterator[LogRecord]:
-        for rec in records:
-            seen[0] += 1
-            if seen[0] % 50_000 == 0:
-                progress(seen[0])
-            yield rec
-    return wrap
 
 
 @contextmanager
@@ -213,34 +217,38 @@ def collector_paused() -> Iterator[None]:
 
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
-                 fmt: str | None, progress: Callable[[int], None] | None = None,
-                 index: InventoryIndex | None = None,
-                 ) -> tuple[list[LogRecord], dict, list[InputError]]:
-    """``index``: the cluster, so that a connection seen before and after a Service's
+                 fmt: str | None, index: InventoryIndex | None = None,
+                 ) -> tuple[list[LogRecord], dict, list[InputError], list[FlowRecord]]:
+    """The records, the aggregation's stats, the unreadable inputs and the dropped
+    connections left out (aggregated, for the report).
+
+    ``index``: the cluster, so that a connection seen before and after a Service's
     DNAT (kube-proxy mode, two nodes) counts once (``Aggregator(dnat_peers=...)``)."""
     agg = Aggregator(window_ns=ADDRESS_ONLY_WINDOW_NS, include_dropped=options.include_dropped,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
                      dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
-        errors = read_into(agg, inputs, report, options, fmt, _progress_wrap(progress))
+        errors = read_into(agg, inputs, report, options, fmt)
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
-        raise InputError(
+        error = InputError(
             "no flows could be read from the inputs"
-            + "".join(f"; {e}" for e in errors)
+            + "".join(f"; {clause(str(e))}" for e in errors)
+            + "".join(f"; {clause(w)}" for w in report.warnings)
             + (f" ({report.total_skipped} item(s) skipped: "
                + ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) + ")"
                if report.total_skipped else "")
             + ("; ignored: " + ", ".join(f"{k}={v}" for k, v in sorted(report.ignored.items()))
                if report.ignored else ""),
             ", ".join(inputs))
-    return records, stats_dict, errors
+        error.hint = run_hint(errors)
+        raise error
+    return records, stats_dict, errors, agg.left_out
 
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
-            progress: Callable[[int], None] | None = None,
             allow_unreadable: bool = False) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
@@ -248,13 +256,23 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     snap = load_snapshot(snapshot)
     index = InventoryIndex(snap.inventory)
     report = ReadReport(strict=strict)
-    records, agg_stats, errors = read_records(inputs, report, options, fmt, progress, index)
+    records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt, index)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
     resolved = resolve(records, index)
+    names = attribute_names(resolved.connections, records, index)
+    resolved = dataclasses.replace(
+        resolved, connections=names.connections,
+        warnings=resolved.warnings + tuple(w for w in names.warnings
+                                           if w not in resolved.warnings))
     edges = aggregate_edges(resolved.connections)
+    dropped: tuple[Edge, ...] = ()
+    if left_out:  # who tried what: resolved like the rest, never evidence for a rule
+        timeline = [r for r in records if not isinstance(r, FlowRecord)]
+        dropped = aggregate_edges(resolve(timeline + left_out, index).connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
-                           tuple(snap.warnings), tuple(errors))
+                           tuple(snap.warnings), tuple(errors), names=names,
+                           dropped_attempts=dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,16 +288,7 @@ class ObserveRequest:
     read_options: ReadOptions = ReadOptions()
 
 
-def observe_request(req, progress: Callable[[int], None] | None = None,
-                    allow_unreadable: bool = False) -> ObservedTraffic:
+def observe_request(req, allow_unreadable: bool = False) -> ObservedTraffic:
     """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   progress, allow_unreadable)
-
-
-def connections_of(observed: ObservedTraffic) -> Iterable[Connection]:
-    return observed.resolved.connections
-
-
-def plan_policies(observed: ObservedTraffic, opts: SynthesisOptions) -> SynthesisResult:
-    return synthesize(observed.edges, observed.index, opts)
+                   allow_unreadable)

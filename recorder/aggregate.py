@@ -13,6 +13,11 @@ Two steps per flow record:
 2. Aggregate by every field except first/last seen, count and src port, plus the window
    index ``first_seen // window_ns``: count, min first_seen, max last_seen.
 
+DNS bindings (``NameBinding``) are aggregated the same way, by every field except the
+times, count and TTL, per window: count, min first_seen, max last_seen, and the TTL of
+the latest answer (the binding holds until the last answer's TTL runs out). Their table
+is bounded by ``max_keys`` too.
+
 Dropped wins: when one observation of a connection says DROPPED or ERROR (the
 destination node's policy denied the SYN the source node forwarded), the connection is
 counted as dropped, whichever observation came first. Dropped connections are left out
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Callable, Iterable, Sequence
 
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding
 from recorder.sources.fastrecord import flow_record_maker
 
 _ADD_BATCH = 4096
@@ -42,6 +47,9 @@ DEDUP_NS = 10 * SECOND  # repeats of one connection closer than this are one con
 # costs a lookup for every new connection to the Service).
 MAX_DNAT_PEERS = 32
 DROPPED_VERDICTS = frozenset({"DROPPED", "ERROR"})
+# Dropped aggregates kept for the report (who tried what): beyond this many they are
+# only counted (``AggregateStats.dropped``).
+MAX_LEFT_OUT = 50_000
 _ICMP = ("ICMP", "ICMPv6")
 
 
@@ -113,6 +121,10 @@ class AggregateStats:
     dropped: int = 0  # connections left out because a verdict said DROPPED/ERROR
     ip_records: int = 0  # IP timeline records passed through
     emitted: int = 0  # aggregates handed out by drain/flush_before
+    name_records: int = 0  # DNS bindings given to add()
+    name_records_emitted: int = 0  # ... their aggregates handed out (within ``emitted``)
+    name_keys: int = 0  # binding aggregates currently held
+    name_overflow: int = 0  # bindings dropped because max_keys binding aggregates were held
 
 
 class _Interner:
@@ -199,6 +211,8 @@ class Aggregator:
         self.include_dropped = include_dropped
         self.stats = AggregateStats()
         self._ip_records: list[IpTimelineRecord] = []
+        # key -> [first_seen, last_seen, count, ttl of the latest answer, template]
+        self._names: dict[tuple[Any, ...], list[Any]] = {}
         # key -> [first_seen, last_seen, count, template record, key]
         self._aggs: dict[tuple[Any, ...], list[Any]] = {}
         # connection -> [last time seen, aggregate key of its counted observation,
@@ -209,6 +223,8 @@ class Aggregator:
         self._recent = RecentTable(dedup_capacity)
         self._intern = _Interner()
         self._dnat_peers = dnat_peers
+        # the dropped connections left out, as aggregates (the first MAX_LEFT_OUT)
+        self.left_out: list[FlowRecord] = []
 
     # ------------------------------------------------------------------------ input
 
@@ -236,6 +252,9 @@ class Aggregator:
             if isinstance(rec, IpTimelineRecord):
                 self._ip_records.append(rec)
                 self.stats.ip_records += 1
+                return
+            if isinstance(rec, NameBinding):
+                self._add_name(rec)
                 return
             if not isinstance(rec, FlowRecord):
                 raise TypeError(f"not a flow-log record: {type(rec).__name__}")
@@ -289,7 +308,11 @@ class Aggregator:
         window = self.window_ns
         src = rec.src
         dst = rec.dst
-        if self.identified_window_ns is not None and _identified(src) and _identified(dst):
+        if (self.identified_window_ns is not None and _identified(src) and _identified(dst)
+                and (dst.peer_kind != "world" or rec.service is not None)):
+            # Not to an address outside the cluster: which DNS name it stood for depends
+            # on the time (the answers before the connection). A Service's address that
+            # Hubble calls world (kube-proxy mode) is no such address.
             window = self.identified_window_ns
         key = (
             t // window,
@@ -333,11 +356,30 @@ class Aggregator:
             if served is not None:
                 self._recent.put(served, entry)
 
+    def _add_name(self, rec: NameBinding) -> None:
+        self.stats.name_records += 1
+        key = (rec.first_seen // self.window_ns, rec.client_ip, rec.name, rec.address,
+               rec.node, self._intern(rec.client), rec.source_format, rec.input)
+        agg = self._names.get(key)
+        if agg is None:
+            if len(self._names) >= self.max_keys:
+                self.stats.name_overflow += 1
+                return
+            self._names[key] = [rec.first_seen, rec.last_seen, rec.count, rec.ttl, rec]
+            self.stats.name_keys = len(self._names)
+            return
+        if rec.first_seen < agg[0]:
+            agg[0] = rec.first_seen
+        if rec.last_seen > agg[1] or (rec.last_seen == agg[1] and rec.ttl > agg[3]):
+            agg[1] = rec.last_seen
+            agg[3] = rec.ttl
+        agg[2] += rec.count
+
     # ----------------------------------------------------------------------- output
 
     def drain(self) -> list[LogRecord]:
         """Every IP record and aggregate held, in a deterministic order; empties."""
-        out = self._take(list(self._aggs))
+        out = self._take(list(self._aggs), list(self._names))
         self._recent.clear()
         return out
 
@@ -346,11 +388,25 @@ class Aggregator:
         held), for a recorder that writes as it goes. Later observations of a flushed
         connection start a new aggregate."""
         closed = [k for k in self._aggs if (k[0] + 1) * self.window_ns <= t_ns]
+        closed_names = [k for k in self._names if (k[0] + 1) * self.window_ns <= t_ns]
         horizon = t_ns - self.dedup_ns
         self._recent.prune(lambda entry: entry[0] >= horizon)
-        return self._take(closed)
+        return self._take(closed, closed_names)
 
-    def _take(self, keys: list[tuple[Any, ...]]) -> list[LogRecord]:
+    def _take_names(self, keys: list[tuple[Any, ...]]) -> list[LogRecord]:
+        out: list[LogRecord] = []
+        for key in keys:
+            first, last, count, ttl, rec = self._names.pop(key)
+            if (first, last, count, ttl) != (rec.first_seen, rec.last_seen, rec.count, rec.ttl):
+                rec = dataclasses.replace(rec, first_seen=first, last_seen=last, count=count,
+                                          ttl=ttl)
+            out.append(rec)
+        self.stats.name_keys = len(self._names)
+        self.stats.name_records_emitted += len(out)
+        return out
+
+    def _take(self, keys: list[tuple[Any, ...]],
+              name_keys: Sequence[tuple[Any, ...]] = ()) -> list[LogRecord]:
         flows: list[FlowRecord] = []
         for key in keys:
             first, last, count, rec, _ = self._aggs.pop(key)
@@ -362,12 +418,16 @@ class Aggregator:
         self.stats.keys = len(self._aggs)
         if not self.include_dropped:
             kept = [r for r in flows if r.verdict not in DROPPED_VERDICTS]
-            self.stats.dropped += sum(r.count for r in flows) - sum(r.count for r in kept)
+            if len(kept) < len(flows):
+                dropped = [r for r in flows if r.verdict in DROPPED_VERDICTS]
+                self.stats.dropped += sum(r.count for r in dropped)
+                self.left_out.extend(dropped[:MAX_LEFT_OUT - len(self.left_out)])
             flows = kept
         self.stats.emitted += len(flows)
         ips = self._ip_records
         self._ip_records = []
-        return sorted_records(ips) + sorted_records(flows)
+        names = self._take_names(list(name_keys))
+        return sorted_records(ips) + sorted_records(names) + sorted_records(flows)
 
 
 def _hints_key(h: EndpointHints) -> tuple[Any, ...]:
@@ -383,10 +443,15 @@ def _hints_key(h: EndpointHints) -> tuple[Any, ...]:
 
 
 def _record_sort_key(r: LogRecord, hints_keys: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
+    # After the time, the kind: records of different kinds never compare field by field.
+    if isinstance(r, NameBinding):
+        return (r.first_seen, 1, r.client_ip, r.name, r.address, r.last_seen, r.ttl, r.count,
+                r.node or "", _hints_key(r.client), r.source_format, r.input)
     if isinstance(r, IpTimelineRecord):
         o = r.owner
         return (
             r.valid_from,
+            0,
             r.ip,
             -1 if r.valid_to is None else r.valid_to,
             r.namespace,
@@ -406,6 +471,7 @@ def _record_sort_key(r: LogRecord, hints_keys: dict[int, tuple[Any, ...]]) -> tu
     svc = r.service
     return (
         r.first_seen,
+        2,
         r.protocol,
         r.src_ip,
         r.dst_ip,

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 
 class FlowpolError(Exception):
-    """Base of every error flowpol raises on purpose. Exit code 2 unless said otherwise."""
+    """Base of every error flowpol raises on purpose. Exit code 2 unless said otherwise.
+
+    ``hint``: advice that holds for the whole run (e.g. the formats flowpol reads),
+    printed once after the message even when several errors carry it."""
 
     exit_code = 2
+    hint: str | None = None
 
 
 class UsageError(FlowpolError):

@@ -28,12 +28,16 @@ from recorder.schema import (
     IpTimelineRecord,
     LogRecord,
     NO_HINTS,
+    NameBinding,
     ServiceRef,
     Workload,
+    dns_name,
+    dns_ttl,
 )
 from recorder.timefmt import format_time, parse_time
 
-KINDS = ("header", "flow", "ip")
+KINDS = ("header", "flow", "ip", "name")
+RECORD_KINDS = ("flow", "ip", "name")
 _SCHEMA_DOC = "docs/flow-schema.md"
 _WRITE_BATCH = 2048
 
@@ -121,11 +125,34 @@ def _ip_to_dict(r: IpTimelineRecord) -> dict[str, Any]:
     return d
 
 
+def _name_to_dict(r: NameBinding) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": "name",
+        "first_seen": format_time(r.first_seen),
+        "last_seen": format_time(r.last_seen),
+        "count": r.count,
+        "client_ip": r.client_ip,
+        "name": r.name,
+        "address": r.address,
+        "ttl": r.ttl,
+    }
+    if r.node is not None:
+        d["node"] = r.node
+    if not r.client.is_empty():
+        d["client"] = _hints_to_dict(r.client)
+    if r.source_format:
+        d["source_format"] = r.source_format
+    if r.input:
+        d["input"] = r.input
+    return d
+
+
 def header_to_json(h: FlowLogHeader) -> bytes:
     d: dict[str, Any] = {
         "kind": "header",
         "schema": h.schema,
         "version": h.version,
+        "revision": h.revision,
         "created_by": h.created_by,
     }
     if h.node is not None:
@@ -140,6 +167,8 @@ def record_to_json(rec: LogRecord) -> bytes:
         d = _flow_to_dict(rec)
     elif isinstance(rec, IpTimelineRecord):
         d = _ip_to_dict(rec)
+    elif isinstance(rec, NameBinding):
+        d = _name_to_dict(rec)
     else:
         raise TypeError(f"not a flow-log record: {type(rec).__name__}")
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
@@ -252,11 +281,14 @@ def check_header(obj: dict[str, Any], path: str, line: int) -> FlowLogHeader:
             line,
         )
     node = obj.get("node")
+    revision = obj.get("revision")
     return FlowLogHeader(
         schema=SCHEMA_NAME,
         version=version,
         created_by=str(obj.get("created_by", "")),
         node=node if isinstance(node, str) else None,
+        # written since revision 2; a log without it is of revision 1
+        revision=revision if type(revision) is int and revision >= 1 else 1,
     )
 
 
@@ -459,14 +491,55 @@ def _ip_record(obj: dict[str, Any]) -> IpTimelineRecord:
     )
 
 
+def _name_record(obj: dict[str, Any]) -> NameBinding:
+    first = _time(obj, "first_seen")
+    last = _time(obj, "last_seen", required=False)
+    assert first is not None
+    if last is None:
+        last = first
+    if last < first:
+        raise RecordError("'last_seen' is before 'first_seen'; swap them or fix the times")
+    count = obj.get("count", 1)
+    if type(count) is not int or count < 1:
+        raise RecordError(f"field 'count' must be a positive integer, got {count!r}")
+    ttl = obj.get("ttl")
+    if type(ttl) is not int or ttl < 0:
+        raise RecordError(f"field 'ttl' must be the answer's TTL in seconds (an integer "
+                          f"0 or more), got {ttl!r}")
+    raw_name = obj.get("name")
+    name = dns_name(raw_name)
+    if name is None:
+        raise RecordError(f"field 'name' must be a DNS name (letters, digits, '-', '_' "
+                          f"and dots), got {raw_name!r}")
+    client_ip = _ip(obj, "client_ip")
+    address = _ip(obj, "address")
+    assert client_ip is not None and address is not None
+    return NameBinding(
+        first_seen=first,
+        last_seen=last,
+        client_ip=client_ip,
+        name=name,
+        address=address,
+        ttl=dns_ttl(ttl),
+        count=count,
+        node=_text(obj, "node"),
+        client=_hints(obj, "client"),
+        source_format=_text(obj, "source_format") or "",
+        input=_text(obj, "input") or "",
+    )
+
+
 def parse_record(obj: dict[str, Any]) -> LogRecord:
-    """A parsed ``flow`` or ``ip`` line -> record. Raises RecordError (no path/line)."""
+    """A parsed ``flow``, ``ip`` or ``name`` line -> record. Raises RecordError (no
+    path/line)."""
     kind = obj.get("kind")
     if kind == "flow":
         return _flow(obj)
     if kind == "ip":
         return _ip_record(obj)
-    raise RecordError(f"line kind {kind!r} is not a record; expected 'flow' or 'ip'")
+    if kind == "name":
+        return _name_record(obj)
+    raise RecordError(f"line kind {kind!r} is not a record; expected 'flow', 'ip' or 'name'")
 
 
 def json_error_detail(raw: bytes, error: Exception) -> str:

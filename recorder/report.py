@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from recorder.errors import InputError
 
 MAX_EXAMPLES_PER_REASON = 5
+# What an input's items are, where they are not lines (a capture's are packets): the
+# unit of its counts and of the numbers its skipped items are named by.
+ITEM_UNITS = {"pcap": "packet"}
+
+
+def item_unit(fmt: str | None) -> str:
+    return ITEM_UNITS.get(fmt or "", "line")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +25,18 @@ class Skipped:
     line: int | None  # line number, or packet number for captures (1-based)
     reason: str  # a short stable key, e.g. "invalid-json", "non-flow:node_status"
     detail: str = ""
+    unit: str = "line"  # what ``line`` counts (``item_unit``)
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line is not None else self.path
-        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+        return f"{self.where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+    @property
+    def where(self) -> str:
+        if self.line is None:
+            return self.path
+        if self.unit == "line":
+            return f"{self.path}:{self.line}"
+        return f"{self.path}: {self.unit} {self.line}"
 
 
 @dataclass
@@ -32,7 +47,9 @@ class ReadReport:
     error of the commands that read flow inputs (exit 2 once the output of the valid
     records is written; fatal at once under ``strict``). ``ignore`` is for items that are valid but not flows or not
     wanted (non-flow Hubble events, replies, dropped verdicts), counted per reason and
-    never an error.
+    never an error. ``note`` counts what a reader did with valid items besides keeping
+    or ignoring them (DNS answers read, names brought to canonical form), never an
+    error either.
     """
 
     strict: bool = False
@@ -40,19 +57,25 @@ class ReadReport:
     lines: Counter = field(default_factory=Counter)  # input path -> items read
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     ignored: Counter = field(default_factory=Counter)  # reason -> count
+    noted: Counter = field(default_factory=Counter)  # what -> count
     examples: list[Skipped] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # input path -> format
+    # about inputs as a whole (a directory's files left out, a file of L7 records only)
+    warnings: list[str] = field(default_factory=list)
 
     def skip(self, path: str, line: int | None, reason: str, detail: str = "") -> None:
-        item = Skipped(path, line, reason, detail)
+        unit = item_unit(self.formats.get(path))
+        item = Skipped(path, line, reason, detail, unit)
         if self.strict:
+            numbered = unit == "line" or line is None
             raise InputError(
-                f"{reason}" + (f": {detail}" if detail else "")
+                ("" if numbered else f"{unit} {line}: ")
+                + f"{reason}" + (f": {detail}" if detail else "")
                 + " (--strict stops at the first bad item and writes nothing; without it,"
                 " bad items are skipped, counted and reported after the output of every"
                 " valid record is written)",
                 path,
-                line,
+                line if numbered else None,
             )
         self.skipped[reason] += 1
         if sum(1 for e in self.examples if e.reason == reason) < MAX_EXAMPLES_PER_REASON:
@@ -60,6 +83,9 @@ class ReadReport:
 
     def ignore(self, reason: str, n: int = 1) -> None:
         self.ignored[reason] += n
+
+    def note(self, what: str, n: int = 1) -> None:
+        self.noted[what] += n
 
     def examples_in_input_order(self) -> list[Skipped]:
         """The examples by input, then line: inputs are read merged in time order, so
@@ -85,5 +111,7 @@ class ReadReport:
             "kept": self.total_kept,
             "skipped": dict(sorted(self.skipped.items())),
             "ignored": dict(sorted(self.ignored.items())),
+            "noted": dict(sorted(self.noted.items())),
             "examples": [str(e) for e in self.examples_in_input_order()],
+            "warnings": list(self.warnings),
         }

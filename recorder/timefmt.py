@@ -157,7 +157,8 @@ def parse_duration(text: str) -> int:
     m = _DURATION.fullmatch(text)
     if m is None:
         raise ValueError(
-            f"not a duration: {text!r}; write a number with a unit, e.g. 60s, 5m, 1h"
+            f"not a duration: {text!r}; write a number with a unit (ns, us, ms, s, m, h, "
+            "d), e.g. 60s, 5m, 1h, 7d"
         )
     unit = _UNIT_NS[m.group(2) or "s"]
     whole, _, frac = m.group(1).partition(".")

@@ -38,7 +38,7 @@ done
 image=recorder/deploy/image
 out=build/image
 cache="${FLOWPOL_IMAGE_CACHE:-$HOME/.cache/flowpol-image}"
-version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' generator/version.py)
 suite=bookworm
 mirrors=(
   "deb http://deb.debian.org/debian $suite main"

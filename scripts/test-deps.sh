@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for tool in conntrack:conntrack iptables:iptables tcpdump:tcpdump ip:iproute2 chromium:chromium \
-            git:git sshd:openssh-server mmdebstrap:mmdebstrap podman:podman runc:runc; do
+            git:git sshd:openssh-server mmdebstrap:mmdebstrap podman:podman runc:runc jq:jq; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

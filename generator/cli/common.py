@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
-from typing import Annotated, Callable, Iterator, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -21,7 +20,10 @@ FlowInputs = Annotated[List[str], typer.Argument(
 SnapshotFiles = Annotated[List[str], typer.Option(
     "--snapshot", "-s", metavar="CLUSTER",
     help="kubectl get ... -A -o json|yaml output; repeatable, or a directory.")]
-InputFormat = Annotated[Optional[str], typer.Option("--format", help="Force the input format.")]
+InputFormat = Annotated[Optional[str], typer.Option(
+    "--format", metavar="FORMAT",
+    help="Read every input as this format (hubble, flowlog, conntrack, pcap) instead of "
+         "detecting it.")]
 IncludeDropped = Annotated[bool, typer.Option(
     "--include-dropped", help="Count DROPPED flows as needed traffic.")]
 Strict = Annotated[bool, typer.Option(
@@ -29,16 +31,17 @@ Strict = Annotated[bool, typer.Option(
                      "(without it: skipped, counted, the output written from every valid "
                      "record, then exit 2).")]
 DumpTime = Annotated[Optional[str], typer.Option(
-    "--time", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
+    "--time", metavar="TIME", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
                    "default: the file's modification time.")]
 
 
-def read_options(include_dropped: bool, dump_time: str | None):
-    """The ReadOptions of the shared flow-reading options."""
+def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
+    """The ReadOptions of the shared flow-reading options; ``watcher``: the progress
+    display of ``reading_progress``, if any."""
     from recorder.sources import ReadOptions
 
     return ReadOptions(include_dropped=include_dropped,
-                       dump_time=parse_time_option(dump_time, "--time"))
+                       dump_time=parse_time_option(dump_time, "--time"), watcher=watcher)
 
 
 def stderr_console() -> Console:
@@ -46,15 +49,12 @@ def stderr_console() -> Console:
 
 
 @contextlib.contextmanager
-def progress_reporter(console: Console, what: str) -> Iterator[Callable[[int], None] | None]:
-    """A live counter on a terminal; nothing at all when stderr is piped."""
-    if not console.is_terminal:
-        yield None
-        return
-    with console.status(f"{what}...") as status:
-        def update(n: int) -> None:
-            status.update(f"{what}: {n:,} records")
-        yield update
+def reading_progress(inputs: List[str]) -> Iterator[object | None]:
+    """Bytes read of the inputs, live on a terminal (stderr); None when it is piped."""
+    from generator.cli.progress import input_progress
+
+    with input_progress(stderr_console(), list(inputs)) as watcher:
+        yield watcher
 
 
 def parse_time_option(value: str | None, option: str) -> int | None:
@@ -82,15 +82,11 @@ def parse_duration(value: str, option: str) -> int:
     return ns
 
 
-def is_tty() -> bool:
-    return sys.stderr.isatty()
-
-
 # Minimum evidence (`flowpol diff`, `flowpol migrate`): declared once, parsed by
 # ``thresholds``.
 MinObservation = Annotated[str, typer.Option(
     "--min-observation", metavar="DURATION",
-    help="Act only on what a recording of at least this long shows (e.g. 7d, 12h).")]
+    help="Act only on what a recording of at least this long shows (e.g. 7d, 12h, 30m).")]
 MinFlows = Annotated[int, typer.Option(
     "--min-flows", min=0, metavar="N",
     help="Act only on workloads or policies seen in at least N observed connections.")]
@@ -116,3 +112,22 @@ def dialect_option(value: str) -> str:
     if value not in DIALECTS:
         raise UsageError(f"--dialect {value!r} is not one of {', '.join(DIALECTS)}")
     return value
+
+
+# Where files go, in every command that writes them: --out PATH. -o/--output is an
+# output format where a command has formats (kubectl's convention); the commands that
+# used -o/--output for a path keep it for one release (FlowpolCommand.with_aliases).
+OLD_OUT_SPELLINGS = {"-o": "--out", "--output": "--out"}
+
+# The kubeconfig options, described the same way in every command that talks to a
+# cluster; commands that do only with --cluster say so in front.
+KUBECONFIG_HELP = "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)."
+CONTEXT_HELP = "kubeconfig context to use (default: the current context)."
+Kubeconfig = Annotated[Optional[str], typer.Option("--kubeconfig", metavar="FILE",
+                                                   help=KUBECONFIG_HELP)]
+KubeContext = Annotated[Optional[str], typer.Option("--context", metavar="NAME",
+                                                    help=CONTEXT_HELP)]
+ClusterKubeconfig = Annotated[Optional[str], typer.Option(
+    "--kubeconfig", metavar="FILE", help="With --cluster: " + KUBECONFIG_HELP)]
+ClusterContext = Annotated[Optional[str], typer.Option(
+    "--context", metavar="NAME", help="With --cluster: " + CONTEXT_HELP)]

@@ -11,31 +11,31 @@ from typing import List, Optional
 
 import typer
 
+from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, parse_duration, progress_reporter, read_options, stderr_console, thresholds,
+    OLD_OUT_SPELLINGS, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped,
+    InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict, parse_duration, read_options,
+    reading_progress, thresholds,
 )
 from recorder.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("diff")(diff)
+    app.command("diff", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(diff)
 
 
 def diff(
     inputs: FlowInputs,
     snapshot: SnapshotFiles,
-    out: Path = typer.Option(..., "--out", "-o",
+    out: Path = typer.Option(..., "--out", metavar="DIR",
                              help="Directory for the proposed set, the diff and the report."),
     existing: List[str] = typer.Option(
         [], "--existing", "-p", metavar="PATH",
         help="The existing NetworkPolicy YAML/JSON: a file or a directory; repeatable."),
     cluster: bool = typer.Option(
         False, "--cluster", help="Use the live cluster's NetworkPolicies as the existing set."),
-    context: Optional[str] = typer.Option(None, "--context",
-                                          help="With --cluster: kubeconfig context."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
-                                             help="With --cluster: kubeconfig file."),
+    context: ClusterContext = None,
+    kubeconfig: ClusterKubeconfig = None,
     min_observation: MinObservation = "7d",
     min_flows: MinFlows = 1,
     window: Optional[str] = typer.Option(
@@ -58,16 +58,16 @@ def diff(
                          "not both")
     if not cluster and (context or kubeconfig):
         raise UsageError("--context and --kubeconfig only apply with --cluster")
-    request = DiffRequest(
-        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
-        read_options=read_options(include_dropped, dump_time),
-        thresholds=thresholds(min_observation, min_flows),
-        window_ns=parse_duration(window, "--window") if window else None)
+    needs = thresholds(min_observation, min_flows)
+    window_ns = parse_duration(window, "--window") if window else None
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (existing_from_cluster(kubeconfig, context) if cluster
                   else existing_from_files(list(existing), strict))
-    with progress_reporter(stderr_console(), "reading flows") as progress:
-        result = run_diff(request, policy_set, progress)
+    with reading_progress(inputs) as watcher:
+        result = run_diff(DiffRequest(
+            inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+            read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
+            window_ns=window_ns), policy_set)
     for line in summary_lines(result):
         typer.echo(line)
     raise_for_bad_input(result.observed.read, result.observed.unreadable,

@@ -7,34 +7,36 @@ from typing import List
 
 import typer
 
+from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
-    dialect_option, read_options, stderr_console,
+    OLD_OUT_SPELLINGS, Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles,
+    Strict, dialect_option, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(generate)
 
 
 def generate(
     inputs: FlowInputs,
     snapshot: SnapshotFiles,
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the policies."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Directory for the policies and the reports."),
     fmt: InputFormat = None,
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     no_default_deny: bool = typer.Option(False, "--no-default-deny",
                                          help="Do not write per-namespace default-deny."),
-    cidr_prefix: int = typer.Option(32, "--cidr-prefix", min=0, max=32,
+    cidr_prefix: int = typer.Option(32, "--cidr-prefix", min=0, max=32, metavar="N",
                                     help="Aggregate external IPv4 peers to this prefix."),
-    cidr_prefix_v6: int = typer.Option(128, "--cidr-prefix-v6", min=0, max=128,
+    cidr_prefix_v6: int = typer.Option(128, "--cidr-prefix-v6", min=0, max=128, metavar="N",
                                        help="Aggregate external IPv6 peers to this prefix."),
-    namespace: List[str] = typer.Option([], "--namespace", "-n",
+    namespace: List[str] = typer.Option([], "--namespace", "-n", metavar="NAMESPACE",
                                         help="Only these namespaces (repeatable)."),
-    exclude_namespace: List[str] = typer.Option([], "--exclude-namespace",
-                                                help="Leave these namespaces out."),
+    exclude_namespace: List[str] = typer.Option([], "--exclude-namespace", metavar="NAMESPACE",
+                                                help="Leave these namespaces out (repeatable)."),
     dump_time: DumpTime = None,
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Skip checking the policies against the traffic."),
@@ -56,20 +58,15 @@ def generate(
     dialect = dialect_option(dialect)
     if cilium_cluster_wide and dialect != "cilium":
         raise UsageError("--cilium-cluster-wide needs --dialect cilium")
-    console = stderr_console()
-    request = GenerateRequest(
-        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
-        read_options=read_options(include_dropped, dump_time),
-        synthesis=SynthesisOptions(default_deny=not no_default_deny,
-                                   cidr_prefix_v4=cidr_prefix, cidr_prefix_v6=cidr_prefix_v6,
-                                   namespaces=tuple(namespace),
-                                   exclude_namespaces=tuple(exclude_namespace),
-                                   dialect=dialect,
-                                   render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide)),
-        verify=not no_verify,
-    )
-    with progress_reporter(console, "reading flows") as progress:
-        result = run_generate(request, progress)
+    synthesis = SynthesisOptions(default_deny=not no_default_deny, cidr_prefix_v4=cidr_prefix,
+                                 cidr_prefix_v6=cidr_prefix_v6, namespaces=tuple(namespace),
+                                 exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
+                                 render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide))
+    with reading_progress(inputs) as watcher:
+        result = run_generate(GenerateRequest(
+            inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+            read_options=read_options(include_dropped, dump_time, watcher),
+            synthesis=synthesis, verify=not no_verify))
     for line in result.summary:
         typer.echo(line)
     if result.denied_lines:

@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Iterable, Iterator, Optional
-
 import typer
 
-from generator.cli.common import Strict
+from generator.cli.command import FlowpolCommand
+from generator.cli.common import (
+    OLD_OUT_SPELLINGS, FlowInputs, InputFormat, Strict, parse_duration, reading_progress,
+)
 from recorder.aggregate import Aggregator, AggregateStats
-from recorder.errors import InputError, UsageError
+from recorder.errors import InputError
 from recorder.flowlog import write_flow_log
-from recorder.report import ReadReport
-from recorder.schema import FlowLogHeader, LogRecord
+from recorder.report import ReadReport, item_unit
+from recorder.schema import FlowLogHeader
 from recorder.sources import ReadOptions
-from recorder.timefmt import parse_duration
-
-_PROGRESS_EVERY = 1_000
-
-
-def parse_window(text: str, option: str = "--window") -> int:
-    try:
-        ns = parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"{option}: {e}") from None
-    if ns <= 0:
-        raise UsageError(f"{option} must be longer than 0, e.g. 60s")
-    return ns
-
-
-def _with_progress(records: Iterable[LogRecord], label: str) -> Iterator[LogRecord]:
-    """Records unchanged; a live counter on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        yield from records
-        return
-    try:
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn
-    except ImportError:  # typer without rich: no progress, same records
-        yield from records
-        return
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}: {task.completed:,} records"),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None)
-        n = 0
-        for rec in records:
-            n += 1
-            if n % _PROGRESS_EVERY == 0:
-                progress.update(task, completed=n)
-            yield rec
 
 
 def render_summary(
@@ -62,11 +22,12 @@ def render_summary(
     out: list[str] = []
     data = report.to_dict()
     for path, info in data["inputs"].items():
-        out.append(
-            f"  {path}: {info['format']}, {info['read']:,} lines read, {info['kept']:,} records kept"
-        )
+        unit = item_unit(info["format"]) + ("" if info["read"] == 1 else "s")
+        out.append(f"  {path}: {info['format']}, {info['read']:,} {unit} read, "
+                   f"{info['kept']:,} records kept")
     for e in errors:
         out.append(f"  error: {e}")
+    out += [f"warning: {w}" for w in report.warnings]
     if report.skipped:
         out.append(
             f"skipped {report.total_skipped:,} bad items: "
@@ -78,12 +39,21 @@ def render_summary(
             "ignored (not a new connection, or not wanted): "
             + ", ".join(f"{reason} {n:,}" for reason, n in data["ignored"].items())
         )
+    if report.noted:
+        out.append("noted: " + ", ".join(f"{what} {n:,}" for what, n in data["noted"].items()))
     out.append(
         f"aggregated {stats.seen:,} flow records into {stats.emitted:,} "
         f"(window {window_ns / 1e9:g}s; {stats.duplicates:,} repeated observations "
         f"of a counted connection merged)"
         + (f"; {stats.ip_records:,} IP timeline records" if stats.ip_records else "")
+        + (f"; {stats.name_records:,} DNS name records into "
+           f"{stats.name_records_emitted:,}" if stats.name_records else "")
     )
+    if stats.name_overflow:
+        out.append(
+            f"warning: {stats.name_overflow:,} DNS name records were dropped because the "
+            "aggregation table was full; use a longer --window or split the input"
+        )
     if stats.dropped:
         out.append(
             f"left out {stats.dropped:,} dropped connections (a DROPPED or ERROR verdict "
@@ -98,38 +68,37 @@ def render_summary(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("import")
-    def import_command(
-        inputs: list[str] = typer.Argument(
-            ..., metavar="INPUT...", help="Files or directories of flows (format detected)."
-        ),
-        output: str = typer.Option(
-            ..., "-o", "--output", metavar="FLOWLOG",
-            help="Flow log to write (.gz = gzip, - = stdout).",
-        ),
-        fmt: Optional[str] = typer.Option(
-            None, "--format", help="Force the input format (hubble, flowlog, ...)."
-        ),
-        include_dropped: bool = typer.Option(
-            False, "--include-dropped", help="Keep connections with a DROPPED/ERROR verdict (Hubble)."
-        ),
-        strict: Strict = False,
-        window: str = typer.Option("60s", "--window", help="Aggregation window, e.g. 60s, 5m."),
-    ) -> None:
-        """Normalise any supported input into a flowpol flow log."""
-        # imported here: the pipeline brings pandas, which the other commands (the
-        # recorder agent's among them) should not pay for at start-up
-        from generator.pipeline import raise_for_bad_input, read_into
+    app.command("import", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(import_command)
 
-        window_ns = parse_window(window)
-        report = ReadReport(strict=strict)
-        aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
-        errors = read_into(
-            aggregator, inputs, report, ReadOptions(include_dropped=include_dropped), fmt,
-            wrap=_with_progress,
-        )
-        written = write_flow_log(aggregator.drain(), output, FlowLogHeader())
-        typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
-        typer.echo(f"wrote {written:,} records to {output}", err=True)
-        raise_for_bad_input(report, errors,
-                            "the flow log on stdout" if output == "-" else f"the flow log {output}")
+
+def import_command(
+    inputs: FlowInputs,
+    out: str = typer.Option(..., "--out", metavar="FLOWLOG",
+                            help="Flow log to write (.gz = gzip, - = stdout)."),
+    fmt: InputFormat = None,
+    include_dropped: bool = typer.Option(
+        False, "--include-dropped",
+        help="Keep connections with a DROPPED/ERROR verdict (Hubble)."),
+    strict: Strict = False,
+    window: str = typer.Option("60s", "--window", metavar="DURATION",
+                               help="Aggregation window, e.g. 60s, 5m."),
+) -> None:
+    """Normalise any supported input into a flowpol flow log."""
+    # imported here: the pipeline brings pandas, which the other commands (the
+    # recorder agent's among them) should not pay for at start-up
+    from generator.output.files import note_written
+    from generator.pipeline import raise_for_bad_input, read_into
+
+    window_ns = parse_duration(window, "--window")
+    report = ReadReport(strict=strict)
+    aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
+    with reading_progress(inputs) as watcher:
+        errors = read_into(aggregator, inputs, report,
+                           ReadOptions(include_dropped=include_dropped, watcher=watcher), fmt)
+    written = write_flow_log(aggregator.drain(), out, FlowLogHeader())
+    if out != "-":
+        note_written(out)
+    typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
+    typer.echo(f"wrote {written:,} records to {out}", err=True)
+    raise_for_bad_input(report, errors,
+                        "the flow log on stdout" if out == "-" else f"the flow log {out}")

@@ -8,13 +8,16 @@ then raises the input error (generator.pipeline.raise_for_bad_input).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
+from generator.cli.command import FlowpolTyper, Interrupted, OutputClosed
+from generator.version import __version__
 from recorder.errors import FlowpolError
 
-app = typer.Typer(
+app = FlowpolTyper(
     name="flowpol",
     help="Least-privilege Kubernetes NetworkPolicies from observed traffic.",
     no_args_is_help=True,
@@ -23,18 +26,17 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
-
-        typer.echo(f"flowpol {version('flowpol')}")
-        raise typer.Exit(0)
+        typer.echo(f"flowpol {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                        help="Print flowpol's version and exit.")) -> None:
-    """Least-privilege Kubernetes NetworkPolicies from observed traffic."""
+def _root(version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    pass
 
 
 def _register() -> None:
@@ -57,13 +59,42 @@ def _click_exception() -> type[Exception]:
     return ClickException
 
 
+def written_text() -> str:
+    """What an interrupted command leaves behind, in a few words."""
+    from generator.output.files import written_so_far
+
+    changed = written_so_far()
+    if not changed:
+        return "nothing written"
+    where = sorted({str(p.parent) if p.suffix else str(p) for p in changed})
+    return (f"{len(changed)} file(s) in {', '.join(where[:3])} written or replaced before "
+            "the stop: that output is incomplete, run the command again")
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE: later writes and the interpreter's final flush of stdout go nowhere
+    (the Python documentation's recipe, "Note on SIGPIPE" in the signal module)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main() -> None:
     try:
         # standalone_mode=False: typer.Exit(n) and a command's int return value come
         # back as the return value instead of exiting inside typer.
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="flowpol")
+        sys.stdout.flush()  # a closed pipe shows here when the output was short
+    except (OutputClosed, BrokenPipeError):
+        # The reader had enough (`| head`): as for other CLIs, that is no error.
+        _quiet_stdout()
+        sys.exit(0)
+    except Interrupted:
+        typer.echo(f"flowpol: interrupted; {written_text()}", err=True)
+        sys.exit(130)
     except FlowpolError as e:
         typer.echo(f"flowpol: error: {e}", err=True)
+        if e.hint:
+            typer.echo(f"flowpol: hint: {e.hint}", err=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:  # defensive: non-standalone typer returns it instead
         sys.exit(e.exit_code)

@@ -12,28 +12,29 @@ from typing import List
 
 import typer
 
+from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, progress_reporter, read_options, stderr_console, thresholds,
+    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows,
+    MinObservation, SnapshotFiles, Strict, read_options, reading_progress, thresholds,
 )
 from recorder.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("migrate")(migrate)
+    app.command("migrate", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(migrate)
 
 
 def migrate(
     inputs: FlowInputs,
     snapshot: SnapshotFiles,
-    out: Path = typer.Option(..., "--out", "-o",
+    out: Path = typer.Option(..., "--out", metavar="DIR",
                              help="Directory for the plan and the manifests of each step."),
     min_observation: MinObservation = "7d",
     min_flows: MinFlows = 1,
-    namespace: List[str] = typer.Option([], "--namespace", "-n",
+    namespace: List[str] = typer.Option([], "--namespace", "-n", metavar="NAMESPACE",
                                         help="Only these namespaces (repeatable)."),
-    exclude_namespace: List[str] = typer.Option([], "--exclude-namespace",
-                                                help="Leave these namespaces out."),
+    exclude_namespace: List[str] = typer.Option([], "--exclude-namespace", metavar="NAMESPACE",
+                                                help="Leave these namespaces out (repeatable)."),
     fmt: InputFormat = None,
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
@@ -47,13 +48,12 @@ def migrate(
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
-    request = MigrateRequest(
-        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
-        read_options=read_options(include_dropped, dump_time),
-        thresholds=thresholds(min_observation, min_flows),
-        namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace))
-    with progress_reporter(stderr_console(), "reading flows") as progress:
-        plan, _, observed = run_migrate(request, progress)
+    needs = thresholds(min_observation, min_flows)
+    with reading_progress(inputs) as watcher:
+        plan, _, observed = run_migrate(MigrateRequest(
+            inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+            read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
+            namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace)))
     for line in summary_lines(plan, out):
         typer.echo(line)
     raise_for_bad_input(observed.read, observed.unreadable, f"the plan and manifests in {out}")

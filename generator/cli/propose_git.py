@@ -14,21 +14,23 @@ from typing import Optional
 
 import typer
 
+from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles,
-    Strict, parse_duration, progress_reporter, read_options, stderr_console, thresholds,
+    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, KubeContext,
+    Kubeconfig, MinFlows, MinObservation, SnapshotFiles, Strict, parse_duration, read_options,
+    reading_progress, thresholds,
 )
 from recorder.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("propose-git")(propose_git)
+    app.command("propose-git", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(propose_git)
 
 
 def propose_git(
     inputs: FlowInputs = None,
     snapshot: SnapshotFiles = None,
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Working directory: the clone (repo/) and the diff "
                                             "(proposal/); emptied on every run."),
     remote: str = typer.Option(..., "--remote", metavar="URL",
@@ -38,7 +40,7 @@ def propose_git(
     path: str = typer.Option(".", "--path", metavar="DIR",
                              help="Directory of the policies inside the repository."),
     branch_prefix: str = typer.Option(
-        "flowpol/tighten", "--branch-prefix",
+        "flowpol/tighten", "--branch-prefix", metavar="PREFIX",
         help="The proposal is pushed as PREFIX/<proposal id>."),
     credentials: Optional[Path] = typer.Option(
         None, "--credentials", metavar="DIR",
@@ -48,9 +50,8 @@ def propose_git(
                                metavar="'NAME <EMAIL>'", help="Author of the commit."),
     no_push: bool = typer.Option(False, "--no-push",
                                  help="Do everything but the push (the commit is not made)."),
-    context: Optional[str] = typer.Option(None, "--context",
-                                          help="kubeconfig context of the live cluster."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="kubeconfig file."),
+    kubeconfig: Kubeconfig = None,
+    context: KubeContext = None,
     min_observation: MinObservation = "7d",
     min_flows: MinFlows = 1,
     window: Optional[str] = typer.Option(
@@ -85,13 +86,13 @@ def propose_git(
     target = GitTarget(remote=remote, base=base, path=path, branch_prefix=branch_prefix,
                        credentials=credentials, author=(name.strip(), email[:-1]),
                        push=not no_push)
-    request = DiffRequest(
-        inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
-        read_options=read_options(include_dropped, dump_time),
-        thresholds=thresholds(min_observation, min_flows),
-        window_ns=parse_duration(window, "--window") if window else None)
-    with progress_reporter(stderr_console(), "reading flows") as progress:
-        result = run_propose(request, target, kubeconfig, context, progress)
+    with reading_progress(inputs) as watcher:
+        request = DiffRequest(
+            inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
+            read_options=read_options(include_dropped, dump_time, watcher),
+            thresholds=thresholds(min_observation, min_flows),
+            window_ns=parse_duration(window, "--window") if window else None)
+        result = run_propose(request, target, kubeconfig, context)
     for line in result_lines(result, target):
         typer.echo(line)
     if result.diff is not None:

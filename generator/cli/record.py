@@ -9,15 +9,19 @@ from typing import Callable, Iterator, List, Optional
 
 import typer
 
-from generator.cli.common import parse_duration, parse_time_option
+from generator.cli.command import FlowpolCommand
+from generator.cli.common import (
+    OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, parse_duration, parse_time_option,
+)
 from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
 from recorder.agent.readers import DEFAULT_READERS
 from recorder.errors import FlowpolError, UsageError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("record")(record)
-    app.command("collect")(collect)
+    aliased = FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS)
+    app.command("record", cls=aliased)(record)
+    app.command("collect", cls=aliased)(collect)
 
 
 def _log(message: str) -> None:
@@ -31,15 +35,16 @@ def record(
         [], "--interface", "-i",
         help="Capture on these interfaces (repeatable), or 'any'. Default: the pod "
              "interfaces (veth*, cali*, lxc*, ...), rediscovered as pods come and go."),
-    duration: Optional[str] = typer.Option(None, "--duration",
+    duration: Optional[str] = typer.Option(None, "--duration", metavar="DURATION",
                                            help="Stop after this long (e.g. 60s, 2h)."),
-    window: str = typer.Option("60s", "--window", help="Aggregation window."),
-    max_keys: int = typer.Option(100_000, "--max-keys",
+    window: str = typer.Option("60s", "--window", metavar="DURATION",
+                                help="Aggregation window."),
+    max_keys: int = typer.Option(100_000, "--max-keys", metavar="N",
                                  help="Distinct connection keys held per run of windows; "
                                       "more are counted as overflow and reported."),
-    output: Optional[str] = typer.Option(None, "--out", "-o", "--output",
+    output: Optional[str] = typer.Option(None, "--out", metavar="FLOWLOG",
                                          help="Write one flow log at the end."),
-    segments: Optional[str] = typer.Option(None, "--segments",
+    segments: Optional[str] = typer.Option(None, "--segments", metavar="DIR",
                                            help="Directory for rotating flow-log segments."),
     stdout: bool = typer.Option(False, "--stdout",
                                 help="Also print closed windows as flow-log lines."),
@@ -47,11 +52,11 @@ def record(
         None, "--node", envvar="NODE_NAME",
         help="Watch this node's pods through the Kubernetes API for the IP timeline "
              "(default: $NODE_NAME; without it, no pod watch)."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig"),
-    context: Optional[str] = typer.Option(None, "--context"),
-    heartbeat: Optional[str] = typer.Option(None, "--heartbeat",
+    kubeconfig: Kubeconfig = None,
+    context: KubeContext = None,
+    heartbeat: Optional[str] = typer.Option(None, "--heartbeat", metavar="FILE",
                                             help="File touched every second (liveness)."),
-    segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes",
+    segments_max_bytes: int = typer.Option(1 << 30, "--segments-max-bytes", metavar="BYTES",
                                            help="Delete the oldest segments beyond this."),
     http_listen: Optional[str] = typer.Option(
         None, "--http-listen", envvar="FLOWPOL_HTTP_LISTEN", metavar="ADDR:PORT",
@@ -76,7 +81,7 @@ def record(
     listen = http_listen if http_listen is not None else os.environ.get(
         "FLOWPOL_HTTP_LISTEN", DEFAULT_LISTEN)
     if output is not None and os.path.isdir(output):
-        raise UsageError(f"-o {output}: is a directory; use --segments for a directory")
+        raise UsageError(f"--out {output}: is a directory; use --segments for a directory")
     sources = tuple(source)
     ensure_root_capabilities(sources)
     cfg = RecordConfig(
@@ -97,26 +102,25 @@ def record(
 
 def collect(
     out: str = typer.Option(
-        ..., "--out", "-o", "--output",
+        ..., "--out", metavar="DIR",
         help="The directory for the segments (OUT/<node>/<pod>/<segment>); with --logs, "
-             "the merged flow log."),
+             "the merged flow log (.gz = gzip, - = stdout)."),
     namespace: str = typer.Option("flowpol-system", "--namespace", "-n",
                                   help="Namespace of the recorder DaemonSet."),
     selector: str = typer.Option("app.kubernetes.io/name=flowpol-recorder", "--selector",
                                  help="Label selector of the recorder pods."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
-                                             help="The kubeconfig file (default: $KUBECONFIG, "
-                                                  "~/.kube/config, or in-cluster)."),
-    context: Optional[str] = typer.Option(None, "--context",
-                                          help="The kubeconfig context (default: current)."),
+    kubeconfig: Kubeconfig = None,
+    context: KubeContext = None,
     direct: bool = typer.Option(
         False, "--direct",
         help="Fetch from the recorder pods' addresses instead of through the API server's "
              "pod proxy (from inside the cluster)."),
-    port: int = typer.Option(9401, "--port", help="The recorders' --http-listen port."),
+    port: int = typer.Option(9401, "--port", metavar="PORT",
+                             help="The recorders' --http-listen port."),
     since: Optional[str] = typer.Option(
-        None, "--since", help="Only what was recorded (with --logs: logged) since then: an "
-                              "RFC 3339 time or a duration back from now (e.g. 24h)."),
+        None, "--since", metavar="TIME|DURATION",
+        help="Only what was recorded (with --logs: logged) since then: an RFC 3339 time or a "
+             "duration back from now (e.g. 24h)."),
     logs: bool = typer.Option(
         False, "--logs",
         help="Fallback: read the recorder pods' container logs (the windows they printed "
@@ -182,16 +186,16 @@ def collect(
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[str], None]]:
     """A callback showing each fetched segment on a terminal; silent when piped."""
-    from generator.cli.common import is_tty
-
-    if not is_tty():
-        yield lambda _msg: None
-        return
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from generator.cli.common import stderr_console
+
+    console = stderr_console()
+    if not console.is_terminal:
+        yield lambda _msg: None
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task(f"{label}: listing", total=None)
         done = [0]
 

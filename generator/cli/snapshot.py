@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
+
+from generator.cli.command import FlowpolCommand
+from generator.cli.common import OLD_OUT_SPELLINGS, KubeContext, Kubeconfig
 
 
 def register(app: typer.Typer) -> None:
-    app.command("snapshot")(snapshot)
+    app.command("snapshot", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(snapshot)
 
 
 def snapshot(
-    output: str = typer.Option(..., "--output", "-o", metavar="CLUSTER",
-                               help="Where to write the snapshot (JSON; .gz compresses; "
-                                    "- for stdout)."),
-    context: Optional[str] = typer.Option(None, "--context",
-                                          help="kubeconfig context (default: current)."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
-                                             help="kubeconfig file (default: $KUBECONFIG "
-                                                  "or ~/.kube/config)."),
-    page_size: int = typer.Option(500, "--page-size", min=1,
+    out: str = typer.Option(..., "--out", metavar="CLUSTER",
+                            help="Where to write the snapshot (JSON; .gz compresses; - for "
+                                 "stdout)."),
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    page_size: int = typer.Option(500, "--page-size", min=1, metavar="N",
                                   help="Objects per LIST request."),
 ) -> None:
     """Read pods, services, endpointslices, namespaces, nodes, controllers and
     networkpolicies from a live cluster, as `kubectl get ... -A -o json` prints them."""
     from generator.inventory.live import read_cluster, write_snapshot
 
+    from generator.output.files import note_written
+
     result = read_cluster(kubeconfig=kubeconfig, context=context, page_size=page_size)
-    write_snapshot(result.document, output)
+    write_snapshot(result.document, out)
+    if out != "-":
+        note_written(out)
     counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items() if n)
     typer.echo(f"flowpol snapshot: {sum(result.counts.values())} objects from context "
-               f"{result.context} ({counts}) in {result.requests} requests -> {output}",
+               f"{result.context} ({counts}) in {result.requests} requests -> {out}",
                err=True)
     for w in result.warnings:
         typer.echo(f"flowpol snapshot: warning: {w}", err=True)

@@ -7,13 +7,13 @@ input (raised as recorder.errors exceptions; main maps them).
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import List
 
 import typer
 
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles, Strict, progress_reporter,
-    read_options, stderr_console,
+    ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped, InputFormat,
+    SnapshotFiles, Strict, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
@@ -32,16 +32,13 @@ def verify(
         help="NetworkPolicy YAML/JSON: a file or a directory (walked); repeatable."),
     cluster: bool = typer.Option(
         False, "--cluster", help="Verify the live cluster's NetworkPolicies instead of files."),
-    context: Optional[str] = typer.Option(
-        None, "--context", help="With --cluster: kubeconfig context (default: current)."),
-    kubeconfig: Optional[str] = typer.Option(
-        None, "--kubeconfig",
-        help="With --cluster: kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    context: ClusterContext = None,
+    kubeconfig: ClusterKubeconfig = None,
     fmt: InputFormat = None,
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
-    output: str = typer.Option("text", "--output", metavar="text|json",
+    output: str = typer.Option("text", "--output", "-o", metavar="text|json",
                                help="text: summary and denied list; json: everything, for "
                                     "machines."),
     unused: bool = typer.Option(
@@ -65,15 +62,15 @@ def verify(
                          "--cluster, not both")
     if not cluster and (context or kubeconfig):
         raise UsageError("--context and --kubeconfig only apply with --cluster")
-    request = VerifyRequest(inputs=list(inputs), snapshot=list(snapshot), fmt=fmt,
-                            strict=strict,
-                            read_options=read_options(include_dropped, dump_time),
-                            unused=unused)
+    read_options(include_dropped, dump_time)  # a bad --time fails before the policies load
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (policies_from_cluster(kubeconfig, context) if cluster
                   else policies_from_files(list(policies), strict))
-    with progress_reporter(stderr_console(), "reading flows") as progress:
-        result = run_verify(request, policy_set, progress)
+    with reading_progress(inputs) as watcher:
+        result = run_verify(VerifyRequest(
+            inputs=list(inputs), snapshot=list(snapshot), fmt=fmt, strict=strict,
+            read_options=read_options(include_dropped, dump_time, watcher), unused=unused),
+            policy_set)
     if output == "json":
         typer.echo(json.dumps(verify_dict(result), indent=2, sort_keys=True))
     else:

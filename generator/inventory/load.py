@@ -57,7 +57,7 @@ from recorder.timefmt import parse_time
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
-_HOW_TO_CAPTURE = f"capture it with `flowpol snapshot -o cluster.json` or `{KUBECTL_COMMAND}`"
+_HOW_TO_CAPTURE = f"capture it with `flowpol snapshot --out cluster.json` or `{KUBECTL_COMMAND}`"
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

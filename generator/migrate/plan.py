@@ -17,9 +17,10 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from generator.verify.check import CheckResult, check_policies, denied_lines
+from generator.verify.check import (
+    CheckResult, check_policies, denied_lines, verification_dict, verification_text,
+)
 from generator.resolve.edges import Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.migrate.cron import CronError, longest_gap, parse
@@ -27,6 +28,7 @@ from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.report import skipped_edges
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import (
@@ -37,6 +39,7 @@ from generator.review.report import graph_blocks, skipped_blocks, summary_block,
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
 from generator.verify.policy import parse_policies
 from generator.output.yamlout import dump_all, strip_comments
+from generator.version import __version__
 
 JSON_VERSION = 1
 MARKER = ".flowpol-migrate"
@@ -96,6 +99,24 @@ class MigrationPlan:
         held = any(not ns.ready or any(not w.ready and w.verdict != NOT_AFFECTED
                                        for w in ns.workloads) for ns in self.namespaces)
         return 1 if held or self.after_step3.denied else 0
+
+
+def _step_scopes(plan: MigrationPlan) -> tuple[list[str], list[str]]:
+    """The namespaces whose step 1 applies policies, and those whose step 3 applies
+    default-deny: a replay "after step N" means something only for those."""
+    return ([p.namespace for p in plan.namespaces if p.step1],
+            [p.namespace for p in plan.namespaces if p.step3])
+
+
+def _verified_steps(plan: MigrationPlan) -> list[tuple[str, CheckResult]]:
+    """(what is applied, the replay) for each step that applies something."""
+    step1, step3 = _step_scopes(plan)
+    out = []
+    if step1:
+        out.append((f"after step 1 (allow policies in {', '.join(step1)})", plan.after_step1))
+    if step3:
+        out.append((f"after step 3 (default-deny in {', '.join(step3)})", plan.after_step3))
+    return out
 
 
 # ---------------------------------------------------------------- planning
@@ -215,9 +236,8 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
                                    tuple(p.name for p in existing if p.namespace == ns),
                                    replaced))
     return MigrationPlan(tuple(plans), span, t, after1, after3,
-                         tuple(observed.snapshot_warnings) + tuple(observed.resolved.warnings)
-                         + tuple(deny.warnings), deny.skipped_edges,
-                         observed.bad_input)
+                         observed.warnings + tuple(deny.warnings),
+                         tuple(skipped_edges(observed, deny)), observed.bad_input)
 
 
 # ---------------------------------------------------------------- files
@@ -295,8 +315,17 @@ def plan_dict(plan: MigrationPlan) -> dict:
                 "pods_seen": len(a.pods) if a else 0, "schedule": r.schedule,
                 "time_zone": r.time_zone, "suspended": r.suspended, "fired": r.fired}
 
+    step1, step3 = _step_scopes(plan)
+
+    def replay(r: CheckResult, applies: list[str]) -> dict | None:
+        if not applies:
+            return None  # the step applies nothing anywhere: nothing was verified
+        return {**verification_dict(r), "namespaces": applies,
+                "denied_list": list(denied_lines(r))}
+
     return {
         "flowpol_migrate": JSON_VERSION,
+        "flowpol_version": __version__,
         "exit_code": plan.exit_code,
         "recording": {"start": when(plan.span.start) if plan.span else None,
                       "end": when(plan.span.end) if plan.span else None},
@@ -312,30 +341,25 @@ def plan_dict(plan: MigrationPlan) -> dict:
                       "rollback": p.files3.rollback, "restore": p.files3.restore},
             "existing_policies": list(p.existing),
         } for p in plan.namespaces],
-        "verification": {
-            "after_step1": {"allowed": plan.after_step1.allowed_count,
-                            "denied": plan.after_step1.denied_count,
-                            "denied_list": list(denied_lines(plan.after_step1))},
-            "after_step3": {"allowed": plan.after_step3.allowed_count,
-                            "denied": plan.after_step3.denied_count,
-                            "denied_list": list(denied_lines(plan.after_step3))},
-        },
+        "verification": {"after_step1": replay(plan.after_step1, step1),
+                         "after_step3": replay(plan.after_step3, step3)},
         "warnings": list(plan.warnings),
     }
 
 
 def _verification_blocks(plan: MigrationPlan) -> list[Block]:
     blocks: list[Block] = [Heading(1, "Verification")]
-    for label, r in (("existing policies + every step 1", plan.after_step1),
-                     ("existing policies + every step 1 + the step 3s planned", plan.after_step3)):
-        total = r.allowed_count + r.denied_count
+    steps = _verified_steps(plan)
+    if not steps:
+        return blocks + [Paragraph("No step of this plan applies anything yet, so there is "
+                                   "nothing to replay the traffic against.", "warn")]
+    for label, r in steps:
+        text = f"{label[0].upper()}{label[1:]}, with the existing policies: {verification_text(verification_dict(r))}."
         if r.denied:
-            blocks.append(Paragraph(f"With {label}: {r.denied_count:,} of {total:,} observed "
-                                    "connection(s) DENIED:", "bad"))
+            blocks.append(Paragraph(text + " DENIED:", "bad"))
             blocks.append(Bullets(tuple(f"`{line}`" for line in denied_lines(r))))
         else:
-            blocks.append(Paragraph(f"With {label}: all {total:,} observed connection(s) stay "
-                                    "allowed.", "ok"))
+            blocks.append(Paragraph(text + " Every one stays allowed.", "ok"))
     return blocks
 
 
@@ -405,23 +429,32 @@ def summary_lines(plan: MigrationPlan, out: Path) -> list[str]:
     for p in plan.namespaces:
         ready = [r for r in p.workloads if r.ready]
         held = [r for r in p.workloads if not r.ready and r.verdict != NOT_AFFECTED]
-        lines.append(f"{p.namespace}: step 1 {len(p.step1)} allow policies ({len(ready)} workload(s) "
-                     f"ready), watch {duration_text(p.watch_ns)}, step 3 "
+        step1 = (f"step 1 {len(p.step1)} allow polic{'y' if len(p.step1) == 1 else 'ies'} "
+                 f"({len(ready)} workload(s) ready), watch {duration_text(p.watch_ns)}"
+                 if p.step1 else "step 1 nothing ready")
+        lines.append(f"{p.namespace}: {step1}, step 3 "
                      + ("default-deny" if p.ready else "HELD BACK"))
         for r in held:
             lines.append(f"  held back {r.workload.kind}/{r.workload.name}: {'; '.join(r.reasons)}")
         if not p.ready and not held:
             lines += [f"  {reason}" for reason in p.not_ready]
-    for label, r in (("after step 1", plan.after_step1), ("after step 3", plan.after_step3)):
-        lines.append(f"verified {label}: {r.allowed_count:,} observed connection(s) allowed"
-                     + (f", {r.denied_count:,} DENIED" if r.denied else ""))
-    lines.append(f"wrote {out}/plan.md, plan.html, plan.json and the step manifests")
+    lines += [f"warning: {w}" for w in plan.warnings]
+    for label, r in _verified_steps(plan):
+        lines.append(f"verified {label}: {verification_text(verification_dict(r))}")
+    manifests = sum(bool(p.step1) + bool(p.step3) for p in plan.namespaces)
+    if manifests:
+        lines.append(f"wrote {out}/plan.md, plan.html, plan.json and {manifests} step "
+                     "manifest(s) with their rollbacks")
+    else:
+        lines.append("nothing is ready to apply: no workload has the evidence --min-observation "
+                     "and --min-flows ask for, so no step manifest was written; record longer "
+                     f"(or lower the thresholds) and run again. Wrote {out}/plan.md, plan.html "
+                     "and plan.json (why each workload waits)")
     return lines
 
 
-def run_migrate(req: MigrateRequest, progress: Callable[[int], None] | None = None
-                ) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
-    observed = observe_request(req, progress)
+def run_migrate(req: MigrateRequest) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
+    observed = observe_request(req)
     plan = plan_migration(observed, req)
     plan, written = write_plan(req.out_dir, plan)
     written += write_documents(req.out_dir, plan_document(plan, observed), "plan")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from generator.resolve.edges import WORKLOAD, Edge, Peer
-from generator.pipeline import ObservedTraffic
-from generator.synthesize.synthesis import SynthesisResult, is_dns_edge
+from generator.inventory.index import InventoryIndex
 from generator.output.files import policy_file
+from generator.pipeline import ObservedTraffic
+from generator.resolve.edges import EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.synthesize.synthesis import SYSTEM_NAMESPACES, SynthesisResult, is_dns_edge
 from generator.output.timetext import format_time_fast
+from generator.verify.check import verification_text
+from generator.version import __version__
 
 MAX_LISTED = 200
 
@@ -30,10 +33,61 @@ def _edge(e: Edge, peers: dict[int, dict]) -> dict:
         src = peers[id(e.src)] = _peer(e.src)
     if dst is None:
         dst = peers[id(e.dst)] = _peer(e.dst)
-    return {"src": dict(src), "dst": dict(dst), "protocol": e.protocol, "port": e.port,
-            "count": e.count, "first_seen": format_time_fast(e.first_seen),
-            "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs),
-            "services": [f"{ns}/{n}" for ns, n in e.services]}
+    d = {"src": dict(src), "dst": dict(dst), "protocol": e.protocol, "port": e.port,
+         "count": e.count, "first_seen": format_time_fast(e.first_seen),
+         "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs),
+         "services": [f"{ns}/{n}" for ns, n in e.services]}
+    if e.names:
+        d["names"] = list(e.names)
+    return d
+
+
+def external_names(observed: ObservedTraffic) -> dict:
+    """The external addresses workloads connected to, by the DNS name each connection
+    had at its time (generator.resolve.names): per name its addresses, connections and
+    clients; addresses with several names at once; addresses without a name, and why."""
+    by_name: dict[str, dict] = {}
+    several: dict[tuple[str, tuple[str, ...]], list] = {}
+    unnamed: dict[str, list] = {}
+    for e in observed.edges:
+        if e.dst.kind != EXTERNAL or e.dst.ip is None:
+            continue
+        client = e.src.display()
+        if not e.names:
+            u = unnamed.setdefault(e.dst.ip, [0, set()])
+            u[0] += e.count
+            u[1].add(client)
+            continue
+        if len(e.names) > 1:
+            g = several.setdefault((e.dst.ip, e.names), [0, set()])
+            g[0] += e.count
+            g[1].add(client)
+        for name in e.names:
+            n = by_name.setdefault(name, {"addresses": set(), "connections": 0, "clients": set(),
+                                          "first_seen": e.first_seen, "last_seen": e.last_seen})
+            n["addresses"].add(e.dst.ip)
+            n["connections"] += e.count
+            n["clients"].add(client)
+            n["first_seen"] = min(n["first_seen"], e.first_seen)
+            n["last_seen"] = max(n["last_seen"], e.last_seen)
+    reasons = ({a.address: a.unnamed_reason for a in observed.names.addresses}
+               if observed.names is not None else {})
+    return {
+        "grace_period_seconds": (observed.names.stats.get("grace-period-seconds")
+                                 if observed.names is not None else None),
+        "stats": dict(observed.names.stats) if observed.names is not None else {},
+        "names": [{"name": name, "addresses": sorted(n["addresses"]),
+                   "connections": n["connections"], "clients": sorted(n["clients"]),
+                   "first_seen": format_time_fast(n["first_seen"]),
+                   "last_seen": format_time_fast(n["last_seen"])}
+                  for name, n in sorted(by_name.items())],
+        "several_names": [{"address": address, "names": list(names), "connections": g[0],
+                           "clients": sorted(g[1])}
+                          for (address, names), g in sorted(several.items())],
+        "unnamed": [{"address": address, "connections": u[0], "clients": sorted(u[1]),
+                     "reason": reasons.get(address)}
+                    for address, u in sorted(unnamed.items())],
+    }
 
 
 def unresolved_summary(observed: ObservedTraffic) -> list[dict]:
@@ -65,19 +119,108 @@ def unresolved_summary(observed: ObservedTraffic) -> list[dict]:
     return out
 
 
-def build_report(observed: ObservedTraffic, synth: SynthesisResult,
-                 verification: dict | None) -> dict:
-    peers: dict[int, dict] = {}
-    node_edges = defaultdict(int)
+def connection_counts(observed: ObservedTraffic) -> dict:
+    """How the flow records became connections: each connection counted once (its
+    repeated observations merged), dropped attempts left out; the same numbers in the
+    summary, report.json and the review."""
+    a = observed.aggregate_stats
+    unattributed = sum(u.count for u in observed.resolved.unresolved)
+    return {
+        "flow_records": observed.read.total_kept,
+        "connections": a["seen"] - a["duplicates"] - a["dropped"] - a["overflow"],
+        "repeated_observations_merged": a["duplicates"],
+        "dropped_attempts_left_out": a["dropped"],
+        "unattributed": unattributed,
+        "edges": len(observed.edges),
+    }
+
+
+def host_network_pods(index: InventoryIndex, peer: Peer) -> list[str]:
+    """The hostNetwork pods the snapshot places behind a node peer: on that node, or
+    listing its address."""
+    pods = {p.key: p for p in index.inventory.pods if p.host_network
+            and ((peer.node_name is not None and p.node == peer.node_name)
+                 or (peer.ip is not None and peer.ip in p.ips))}
+    out = []
+    for key in sorted(pods):
+        w = index.workload_of(pods[key])
+        owner = "" if w.kind == "Pod" else f" ({w.kind} {w.name})"
+        out.append(f"{key[0]}/{key[1]}{owner}")
+    return out
+
+
+def node_peer_facts(observed: ObservedTraffic) -> list[dict]:
+    """Node peers (DNS to node-local-dns aside) with their connections and the
+    hostNetwork pods that may be behind them."""
+    counts: dict[str, int] = defaultdict(int)
+    peers: dict[str, Peer] = {}
     for e in observed.edges:
         dns_edge = e.src.kind == WORKLOAD and is_dns_edge(observed.index, e)
         for p in ((e.src,) if dns_edge else (e.src, e.dst)):
-            if p.kind == "node":
-                node_edges[p.display()] += e.count
+            if p.kind == NODE:
+                counts[p.display()] += e.count
+                peers.setdefault(p.display(), p)
+    return [{"peer": k, "connections": counts[k],
+             "host_network_pods": host_network_pods(observed.index, peers[k])}
+            for k in sorted(counts)]
+
+
+def _edge_label(e: Edge) -> str:
+    return f"{e.src.display()} -> {e.dst.display()} {e.protocol}/{e.port}"
+
+
+def out_of_scope_edges(edges: tuple[Edge, ...], scope: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Observed edges no policy of this run covers because neither end is a workload of
+    a namespace in scope: listed as skipped, so that nothing drawn in the graph goes
+    unmentioned."""
+    in_scope = set(scope)
+    out = []
+    for e in edges:
+        if e.port is None:
+            continue  # ICMP: the synthesis lists it with its own reason
+        if any(p.kind == WORKLOAD and p.namespace in in_scope for p in (e.src, e.dst)):
+            continue
+        outside = sorted({p.namespace for p in (e.src, e.dst) if p.kind == WORKLOAD})
+        if not outside:
+            why = "neither end is a pod of a namespace in scope; no policy selects either"
+        elif any(ns in SYSTEM_NAMESPACES for ns in outside):
+            why = (f"namespace {', '.join(outside)} is not in scope (system namespaces are "
+                   "left out unless --namespace names them); no policy written for it")
+        else:
+            why = (f"namespace {', '.join(outside)} is not in scope (--namespace / "
+                   "--exclude-namespace); no policy written for it")
+        out.append((_edge_label(e), why))
+    return out
+
+
+def dropped_attempt_facts(observed: ObservedTraffic) -> list[dict]:
+    """The connection attempts left out because a verdict dropped them: who tried what,
+    how often, when."""
+    rows = [{"client": e.src.display(), "server": e.dst.display(), "protocol": e.protocol,
+             "port": e.port, "attempts": e.count,
+             "first_seen": format_time_fast(e.first_seen),
+             "last_seen": format_time_fast(e.last_seen), "inputs": list(e.inputs)}
+            for e in observed.dropped_attempts]
+    rows.sort(key=lambda r: (-r["attempts"], r["client"], r["server"], r["protocol"],
+                             -1 if r["port"] is None else r["port"]))
+    return rows
+
+
+def skipped_edges(observed: ObservedTraffic, synth: SynthesisResult) -> list[tuple[str, str]]:
+    """What the synthesis skipped, and the edges outside its scope."""
+    return list(synth.skipped_edges) + out_of_scope_edges(observed.edges, synth.namespaces)
+
+
+def build_report(observed: ObservedTraffic, synth: SynthesisResult,
+                 verification: dict | None) -> dict:
+    peers: dict[int, dict] = {}
     return {
         "flowpol_report": 1,
+        "flowpol_version": __version__,
         "inputs": observed.read.to_dict(),
         "aggregation": observed.aggregate_stats,
+        "connections": connection_counts(observed),
+        "dropped_attempts": dropped_attempt_facts(observed)[:MAX_LISTED],
         "snapshot_warnings": list(observed.snapshot_warnings),
         "resolution": {
             "stats": observed.resolved.stats,
@@ -92,14 +235,15 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
             for p in synth.policies
         ],
         "dns": synth.dns,
-        "node_peers": [{"peer": k, "connections": v} for k, v in sorted(node_edges.items())],
+        "node_peers": node_peer_facts(observed),
         "node_peer_note": (
             "Node peers (kubelet probes, hostNetwork pods, SNATed traffic) are not pods: "
             "they are allowed by ipBlock of the node IP. A pod's own node can always reach "
             "it; traffic from other nodes depends on the CNI."),
         "external_peers": list(synth.external_peers),
+        "external_names": external_names(observed),
         "idle_workloads": list(synth.idle_workloads),
-        "skipped_edges": [{"edge": e, "reason": r} for e, r in synth.skipped_edges],
+        "skipped_edges": [{"edge": e, "reason": r} for e, r in skipped_edges(observed, synth)],
         "warnings": list(synth.warnings),
         "edges": [_edge(e, peers) for e in observed.edges],
         "verification": verification,
@@ -110,18 +254,23 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
                   verification: dict | None, out_dir: str) -> list[str]:
     r = observed.read
     lines = [
-        f"read {sum(r.lines.values())} item(s) from {len(r.formats)} input(s): "
-        f"{r.total_kept} flow record(s) kept, {r.total_skipped} skipped, "
-        f"{sum(r.ignored.values())} ignored (replies, non-flow events, ...)",
+        f"read {sum(r.lines.values()):,} item(s) from {len(r.formats)} input(s): "
+        f"{r.total_kept:,} flow record(s) kept, {r.total_skipped:,} skipped, "
+        f"{sum(r.ignored.values()):,} ignored (replies, non-flow events, ...)",
     ]
     for reason, n in sorted(r.skipped.items()):
-        lines.append(f"  skipped {reason}: {n}")
+        lines.append(f"  skipped {reason}: {n:,}")
     for ex in r.examples_in_input_order()[:5]:
         lines.append(f"    e.g. {ex}")
-    n_unres = len(observed.resolved.unresolved)
-    lines.append(f"resolved {len(observed.edges)} edge(s); {n_unres} flow aggregate(s) "
-                 "unresolved (see report.json)" if n_unres else
-                 f"resolved {len(observed.edges)} edge(s); every flow attributed")
+    c = connection_counts(observed)
+    lines.append(
+        f"{c['connections']:,} connection(s) ({c['repeated_observations_merged']:,} repeated "
+        "observation(s) merged)" + (f"; {c['dropped_attempts_left_out']:,} dropped "
+                                    "connection attempt(s) left out, listed in report.md"
+                                    if c["dropped_attempts_left_out"] else ""))
+    lines.append(f"resolved to {c['edges']:,} edge(s); " + (
+        f"{c['unattributed']:,} connection(s) with an endpoint not attributed (see report.md)"
+        if c["unattributed"] else "every connection attributed"))
     n_wl = sum(1 for p in synth.policies if p.workload)
     lines.append(f"wrote {len(synth.policies)} policies ({n_wl} workload policies) for "
                  f"{len(synth.namespaces)} namespace(s) to {out_dir}: "
@@ -129,11 +278,17 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
     if synth.node_peers:
         lines.append(f"node peers (ipBlock): {', '.join(synth.node_peers)}")
     if synth.external_peers:
-        lines.append(f"external peers: {len(synth.external_peers)}")
-    for w in list(observed.snapshot_warnings) + list(observed.resolved.warnings) + list(synth.warnings):
+        names = external_names(observed)
+        lines.append(f"external peers: {len(synth.external_peers)}"
+                     + (f"; by DNS name: {', '.join(n['name'] for n in names['names'][:5])}"
+                        + (" ..." if len(names["names"]) > 5 else "") if names["names"] else "")
+                     + (f"; {len(names['unnamed'])} address(es) without a name"
+                        if names["unnamed"] else ""))
+    skipped = skipped_edges(observed, synth)
+    if skipped:
+        lines.append(f"{len(skipped):,} observed edge(s) without a rule, listed in report.md")
+    for w in list(observed.warnings) + list(synth.warnings):
         lines.append(f"warning: {w}")
     if verification is not None:
-        lines.append(
-            f"verified: {verification['allowed']} of {verification['checked']} observed "
-            f"connection(s) allowed, {verification['denied']} denied")
+        lines.append(f"verified: {verification_text(verification)}")
     return lines

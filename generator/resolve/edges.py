@@ -36,6 +36,15 @@ class Peer:
         return f"{self.kind} {self.ip}"
 
 
+def names_text(names: tuple[str, ...]) -> str:
+    """How a reviewer reads the names of an external address."""
+    if not names:
+        return "no DNS name"
+    if len(names) == 1:
+        return names[0]
+    return "one of " + ", ".join(names) + " (several names for the address)"
+
+
 class PeerIds:
     """Equal peers -> one small int, found by identity first.
 
@@ -99,6 +108,9 @@ class Connection:
     # The flow aggregate this came from: a ClusterIP flow expands to one connection per
     # backend, and counting must not multiply it by the number of backends.
     flow_id: int = -1
+    # An EXTERNAL destination: the DNS names its address stood for at the time, for
+    # this client (generator.resolve.names); () when no answer named it.
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +126,4 @@ class Edge:
     last_seen: int
     inputs: tuple[str, ...] = ()
     services: tuple[tuple[str, str], ...] = ()
+    names: tuple[str, ...] = ()  # EXTERNAL destination: the DNS names of its connections

@@ -212,11 +212,16 @@ class _Resolver:
         return _Side(Peer(EXTERNAL, ip=ip), None)
 
 
+def flow_records(records: Sequence[LogRecord]) -> list[FlowRecord]:
+    """The flows among ``records``; a Connection's ``flow_id`` indexes this list."""
+    return [rec for rec in records if isinstance(rec, FlowRecord)]
+
+
 def resolve(records: Iterable[LogRecord], index: InventoryIndex) -> ResolveResult:
     records = records if isinstance(records, (list, tuple)) else list(records)
-    flows: list[FlowRecord] = [rec for rec in records if isinstance(rec, FlowRecord)]
+    flows = flow_records(records)
     timeline_records: list[IpTimelineRecord] = (
-        [rec for rec in records if not isinstance(rec, FlowRecord)]  # type: ignore[misc]
+        [rec for rec in records if isinstance(rec, IpTimelineRecord)]
         if len(flows) < len(records) else [])
     timeline = IpTimeline(index.inventory.pods, timeline_records)
     r = _Resolver(index, timeline)
@@ -403,7 +408,7 @@ def _expand_service(r: _Resolver, svc, port: int, f: FlowRecord, holders: list[H
 
 
 def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
-    """Group connections by (source peer, destination peer, protocol, port)."""
+    """Group connections by (source peer, destination peer, protocol, port, DNS names)."""
     acc: dict[tuple, list] = {}
     # flow_id -> the group key its count went to; a set of keys when one flow's
     # connections (a Service flow expanded to backends) fall into several groups.
@@ -420,7 +425,7 @@ def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
         sid = hit[1] if hit is not None else peer_id(src)
         hit = by_id.get(id(dst))
         did = hit[1] if hit is not None else peer_id(dst)
-        key = (sid, did, c.protocol, c.port)
+        key = (sid, did, c.protocol, c.port, c.names)
         flow = c.flow_id
         if flow < 0:
             first_for_flow = True
@@ -446,15 +451,16 @@ def aggregate_edges(connections: Iterable[Connection]) -> tuple[Edge, ...]:
             if c.service:
                 a[4].add(c.service)
     edges = [
-        Edge(a[5], a[6], proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])))
-        for (_, _, proto, port), a in acc.items()
+        Edge(a[5], a[6], proto, port, a[0], a[1], a[2], tuple(sorted(a[3])), tuple(sorted(a[4])),
+             names)
+        for (_, _, proto, port, names), a in acc.items()
     ]
     # Peers order as their fields do (Peer is order=True): compared as plain tuples
     # here, without a Python-level __eq__/__lt__ per comparison.
     fields = {id(p): (p.kind, p.namespace, p.workload_kind, p.workload_name, p.ip, p.node_name)
               for e in edges for p in (e.src, e.dst)}
     edges.sort(key=lambda e: (fields[id(e.src)], fields[id(e.dst)], e.protocol,
-                              e.port if e.port is not None else -1))
+                              e.port if e.port is not None else -1, e.names))
     return tuple(edges)
 
 

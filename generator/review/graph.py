@@ -147,6 +147,16 @@ DUMMY_H = 10  # the slot a long edge takes in a column it passes through
 ROW_GAP = 24
 COL_GAP = 150
 MARGIN = 24
+# Edge labels: where along an edge one may sit, best first; the space kept around it;
+# how far a crowded column gap is widened (per try, at most) before a label that still
+# finds no free spot on its edge is moved off it, at most MAX_NUDGES label heights.
+LABEL_TS = (0.5, 0.38, 0.62, 0.26, 0.74, 0.15, 0.85)
+LABEL_GAP = 2.0
+GAP_STEP = 90.0
+MAX_GAP = 600.0
+MAX_WIDENINGS = 6
+MAX_NUDGES = 400
+MIN_SCALE = 0.75
 CHAR_W = 7.0  # px per character at 12px sans (DejaVu Sans averages ~6.9)
 DUMMY = "dummy"
 NAMESPACE_FILLS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#e0e7ff", "#ccfbf1",
@@ -305,6 +315,119 @@ def _smooth(a: Point, b: Point) -> tuple[Point, Point, Point, Point]:
     return (a, (a[0] + dx, a[1]), (b[0] - dx, b[1]), b)
 
 
+@dataclass(slots=True)
+class _Label:
+    x: float
+    y: float
+    w: float
+    h: float
+    anchor: Point | None = None  # the point on its edge, when the label had to move off it
+
+
+def _around(c: Point, lw: float, lh: float) -> Iterable[Point]:
+    """Spots near ``c``, nearest first: up and down in label-height steps, then also
+    sideways by half a label."""
+    for k in range(1, MAX_NUDGES + 1):
+        dy = k * (lh + LABEL_GAP)
+        for dx in (0.0, -lw / 2, lw / 2):
+            yield (c[0] + dx, c[1] - dy)
+            yield (c[0] + dx, c[1] + dy)
+
+
+def _edge_geometry(e: GraphEdge, boxes: dict[str, _Box], chains: dict[tuple[str, str], list[str]],
+                   col_span: list[tuple[float, float]]):
+    """The edge's curves and straight runs, the spots its label may take (a function
+    giving them best first, each made as it is tried) and the column gaps its curves
+    cross."""
+    a, b = boxes[e.src], boxes[e.dst]
+    curves: list[tuple[Point, Point, Point, Point]] = []
+    straight: list[tuple[Point, Point]] = []
+    if a is b:
+        x0, y0 = a.x + a.w - 18, a.y
+        curves.append(((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24), (a.x + a.w, a.cy - 6)))
+        return curves, straight, lambda: ((x0 + 26, y0 - 26 - k * 14) for k in range(4)), []
+    if b.layer > a.layer:
+        point: Point = (a.x + a.w, a.cy)
+        for did in chains[(e.src, e.dst)]:
+            d = boxes[did]
+            left, right = col_span[d.layer]
+            curves.append(_smooth(point, (left, d.cy)))
+            straight.append(((left, d.cy), (right, d.cy)))
+            point = (right, d.cy)
+        curves.append(_smooth(point, (b.x, b.cy)))
+        return (curves, straight, lambda: (_bezier(c, t) for t in LABEL_TS for c in curves),
+                [a.layer + i for i in range(len(curves))])
+    # back or same-layer edge: a loop below the boxes
+    x1, y1 = a.x + a.w / 2, a.y + a.h
+    x2, y2 = b.x + b.w / 2, b.y + b.h
+    drop = 46 + abs(x2 - x1) * 0.12
+    curves.append(((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2)))
+    return curves, straight, lambda: (_bezier(curves[0], t) for t in (0.5, 0.35, 0.65)), []
+
+
+def _place_columns(columns: list[list[_Box]], gaps: list[float]) -> tuple[list[tuple[float, float]], float, float]:
+    """Positions the boxes column by column; returns each column's x span, the width
+    and the height of the tallest column."""
+    heights = [sum(b.h for b in col) + ROW_GAP * max(0, len(col) - 1) for col in columns]
+    tallest = max(heights)
+    x = float(MARGIN)
+    col_span: list[tuple[float, float]] = []
+    for i, (col, height) in enumerate(zip(columns, heights)):
+        width = max((b.w for b in col), default=0.0)
+        y = MARGIN + (tallest - height) / 2
+        for b in col:
+            b.x = x + (width - b.w) / 2
+            b.y = y
+            y += b.h + ROW_GAP
+        col_span.append((x, x + width))
+        x += width + (gaps[i] if i < len(gaps) else 0.0)
+    return col_span, x + MARGIN, tallest
+
+
+def _labels(graph: Graph, boxes: dict[str, _Box], chains: dict[tuple[str, str], list[str]],
+            col_span: list[tuple[float, float]], nudge: bool):
+    """Every edge's geometry and label. A label goes on the first free spot along its
+    edge; the column gaps where none was free are returned, so that the caller can
+    widen them and try again. With ``nudge``, such a label takes the nearest free spot
+    off its edge instead (a leader line joins them): labels never overlap each other
+    or a box."""
+    placed = _Placed()
+    for b in boxes.values():
+        if not b.dummy:
+            placed.add(b.x - LABEL_GAP, b.y - LABEL_GAP, b.w + 2 * LABEL_GAP, b.h + 2 * LABEL_GAP)
+    crowded: set[int] = set()
+    out = []
+    lowest = max((b.y + b.h for b in boxes.values()), default=0.0)
+    for e in graph.edges:
+        lines = e.label_lines()
+        lw = max(_text_width(t, 10.5) for t in lines) + 8
+        lh = 13 * len(lines) + 4
+        curves, straight, points, gaps = _edge_geometry(e, boxes, chains, col_span)
+        w, h = lw + 2 * LABEL_GAP, lh + 2 * LABEL_GAP
+        free = next((p for p in points() if not placed.overlap(p, w, h)), None)
+        if free is None:  # just above or below its edge, still touching it
+            free = next((q for x, y in points()
+                         for q in ((x, y - lh / 2 - 1), (x, y + lh / 2 + 1))
+                         if not placed.overlap(q, w, h)), None)
+        anchor = None
+        if free is not None:
+            c = free
+        else:
+            crowded.update(gaps)
+            c = next(points())
+            if nudge:
+                below_all = (c[0], lowest + lh / 2 + 3 * LABEL_GAP)  # always free
+                anchor = c
+                c = next((p for p in _around(c, lw, lh)
+                          if p[1] - lh / 2 >= 0 and p[0] - lw / 2 >= 0
+                          and not placed.overlap(p, w, h)), below_all)
+        placed.add(c[0] - lw / 2 - LABEL_GAP, c[1] - lh / 2 - LABEL_GAP, lw + 2 * LABEL_GAP,
+                   lh + 2 * LABEL_GAP)
+        lowest = max(lowest, c[1] + lh / 2 + LABEL_GAP)
+        out.append((e, curves, straight, lines, _Label(c[0], c[1], lw, lh, anchor)))
+    return out, crowded
+
+
 def svg(graph: Graph) -> str:
     if not graph.nodes:
         return ('<svg xmlns="http://www.w3.org/2000/svg" width="320" height="40" role="img">'
@@ -333,71 +456,35 @@ def svg(graph: Graph) -> str:
         links += list(zip(path, path[1:]))
         chains[(e.src, e.dst)] = chain
     columns = _order(boxes, links)
-    heights = [sum(b.h for b in col) + ROW_GAP * max(0, len(col) - 1) for col in columns]
-    tallest = max(heights)
-    x = float(MARGIN)
-    col_span: list[tuple[float, float]] = []
-    for col, height in zip(columns, heights):
-        width = max((b.w for b in col), default=0.0)
-        y = MARGIN + (tallest - height) / 2
-        for b in col:
-            b.x = x + (width - b.w) / 2
-            b.y = y
-            y += b.h + ROW_GAP
-        col_span.append((x, x + width))
-        x += width + COL_GAP
-    width = x - COL_GAP + MARGIN
+    # Labels sit in the gaps between columns: a gap too crowded for its labels is widened
+    # (its edges spread out along a longer run) and the labels placed again; what still
+    # finds no free spot on its edge is moved off it.
+    gaps = [float(COL_GAP)] * max(0, len(columns) - 1)
+    widenings = 0
+    while True:
+        col_span, width, tallest = _place_columns(columns, gaps)
+        labelled, crowded = _labels(graph, boxes, chains, col_span, nudge=False)
+        if not crowded:
+            break
+        widen = sorted(g for g in crowded if gaps[g] < MAX_GAP)
+        if not widen or widenings == MAX_WIDENINGS:
+            labelled, _ = _labels(graph, boxes, chains, col_span, nudge=True)
+            break
+        for g in widen:
+            gaps[g] = min(MAX_GAP, gaps[g] + GAP_STEP)
+        widenings += 1
     namespaces = sorted({n.group for n in graph.nodes if n.kind == WORKLOAD})
     fills = {ns: NAMESPACE_FILLS[i % len(NAMESPACE_FILLS)] for i, ns in enumerate(namespaces)}
 
     edge_parts: list[str] = []
     label_parts: list[str] = []
-    placed = _Placed()
-    for b in boxes.values():
-        if not b.dummy:
-            placed.add(b.x, b.y, b.w, b.h)
     below = MARGIN + tallest
-    for e in graph.edges:
+    for e, curves, straight, lines, label in labelled:
         a, b = boxes[e.src], boxes[e.dst]
-        lines = e.label_lines()
-        lw = max(_text_width(t, 10.5) for t in lines) + 8
-        lh = 13 * len(lines) + 4
         title = f"{a.node.id} -> {b.node.id}: " + ", ".join(f"{p} ({n})" for p, n in e.ports)
-        curves: list[tuple[Point, Point, Point, Point]] = []
-        straight: list[tuple[Point, Point]] = []
-        candidates: Iterable[Point]  # where the label may go, best first
-        if a is b:
-            x0, y0 = a.x + a.w - 18, a.y
-            curves.append(((x0, y0), (x0 - 4, y0 - 34), (x0 + 40, y0 - 24),
-                           (a.x + a.w, a.cy - 6)))
-            candidates = [(x0 + 26, y0 - 26 - k * 14) for k in range(4)]
-        elif b.layer > a.layer:
-            point: Point = (a.x + a.w, a.cy)
-            for did in chains[(e.src, e.dst)]:
-                d = boxes[did]
-                left, right = col_span[d.layer]
-                curves.append(_smooth(point, (left, d.cy)))
-                straight.append(((left, d.cy), (right, d.cy)))
-                point = (right, d.cy)
-            curves.append(_smooth(point, (b.x, b.cy)))
-            candidates = (_bezier(c, t) for c in curves for t in (0.5, 0.36, 0.64, 0.22, 0.78))
-        else:  # back or same-layer edge: a loop below the boxes
-            x1, y1 = a.x + a.w / 2, a.y + a.h
-            x2, y2 = b.x + b.w / 2, b.y + b.h
-            drop = 46 + abs(x2 - x1) * 0.12
-            curves.append(((x1, y1), (x1, y1 + drop), (x2, y2 + drop), (x2, y2)))
-            candidates = [_bezier(curves[0], t) for t in (0.5, 0.35, 0.65)]
-        # the first free spot, else the least covered (candidates made as they are tried)
-        best, best_overlap = (0.0, 0.0), float("inf")
-        for c in candidates:
-            covered = placed.overlap(c, lw, lh)
-            if covered < best_overlap:
-                best, best_overlap = c, covered
-                if covered == 0:
-                    break
-        lx, ly = best
-        placed.add(lx - lw / 2, ly - lh / 2, lw, lh)
+        lx, ly, lw, lh = label.x, label.y, label.w, label.h
         below = max(below, ly + lh / 2 + 4, max(p[1] for c in curves for p in c) + 4)
+        width = max(width, lx + lw / 2 + MARGIN)
         d = f"M{curves[0][0][0]:.1f},{curves[0][0][1]:.1f}"
         for i, c in enumerate(curves):
             d += (f" C{c[1][0]:.1f},{c[1][1]:.1f} {c[2][0]:.1f},{c[2][1]:.1f} "
@@ -406,8 +493,14 @@ def svg(graph: Graph) -> str:
                 d += f" L{straight[i][1][0]:.1f},{straight[i][1][1]:.1f}"
         edge_parts.append(f'<path d="{d}" class="e" marker-end="url(#arrow)">'
                           f"<title>{_esc(title)}</title></path>")
+        leader = ""
+        if label.anchor is not None:
+            ax, ay = label.anchor
+            ey = ly - lh / 2 if ay < ly else ly + lh / 2
+            leader = (f'<path d="M{ax:.1f},{ay:.1f} L{lx:.1f},{ey:.1f}" class="k"/>'
+                      f'<circle cx="{ax:.1f}" cy="{ay:.1f}" r="2"/>')
         label_parts.append(
-            f'<g class="l"><title>{_esc(title)}</title><rect x="{lx - lw / 2:.1f}" '
+            f'<g class="l"><title>{_esc(title)}</title>{leader}<rect x="{lx - lw / 2:.1f}" '
             f'y="{ly - lh / 2:.1f}" width="{lw:.1f}" height="{lh:.1f}" rx="3"/>'
             + "".join(f'<text x="{lx:.1f}" y="{ly - lh / 2 + 13 * (i + 1) - 1:.1f}">{_esc(t)}</text>'
                       for i, t in enumerate(lines)) + "</g>")
@@ -442,13 +535,17 @@ def svg(graph: Graph) -> str:
     height = legend_y + 16
     style = (".e{fill:none;stroke:#57606a;stroke-width:1.3}"
              ".l rect{fill:#fff;fill-opacity:.92;stroke:#d0d7de}"
+             ".k{fill:none;stroke:#8c959f;stroke-width:.8;stroke-dasharray:2 2}.l circle{fill:#8c959f}"
              ".l text{font-size:10.5px;text-anchor:middle;fill:#24292f}"
              ".n text{text-anchor:middle;fill:#1f2328}.t{font-size:12.5px;font-weight:600}"
              ".s{font-size:10.5px;fill:#57606a}.g{font-size:11.5px;fill:#24292f}"
              "text{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif}")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" style="max-width:100%;height:auto" role="img" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        # scaled down to the page's width, but not below 3/4 (labels stay readable):
+        # beyond that the graph's box scrolls
+        f'style="max-width:100%;min-width:{width * MIN_SCALE:.0f}px;height:auto" '
         'aria-label="workload graph">'
         f"<style>{style}</style>"
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '

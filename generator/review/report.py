@@ -3,7 +3,7 @@
 Content, in order: a summary; the workload-to-workload graph (Mermaid in Markdown, an
 inline SVG in HTML); the verification result; per policy a table of its rules with
 their evidence (connections, first and last seen, the inputs and Services they came
-through); then everything skipped or unresolved and why.
+through); external peers by DNS name; then everything skipped or unresolved and why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from typing import Sequence
 
 from generator.output.files import atomic_write, policy_file
 from generator.pipeline import ObservedTraffic
-from generator.output.report import unresolved_summary
+from generator.output.report import (
+    connection_counts, dropped_attempt_facts, external_names, node_peer_facts, skipped_edges,
+    unresolved_summary,
+)
+from generator.verify.check import verification_text
 from generator.review.document import (
     Block, Bullets, Document, GraphBlock, Heading, Paragraph, Table, to_html, to_markdown,
 )
@@ -46,14 +50,19 @@ class ReviewedPolicy:
 
 def summary_block(observed: ObservedTraffic) -> Paragraph:
     r = observed.read
+    c = connection_counts(observed)
     span = recording_span(observed)
     window = (f" The recording covers {duration_text(span.duration)}, from {when(span.start)} "
               f"to {when(span.end)}." if span else "")
+    dropped = (f"; {c['dropped_attempts_left_out']:,} dropped connection attempt(s) left out"
+               if c["dropped_attempts_left_out"] else "")
+    unattributed = (f"{c['unattributed']:,} connection(s) with an endpoint that could not be "
+                    "attributed" if c["unattributed"] else "every connection attributed")
     return Paragraph(
         f"{r.total_kept:,} flow record(s) from {len(r.formats)} input(s) "
-        f"({input_names(r.formats)}) resolved to {len(observed.edges):,} edge(s) between "
-        f"peers; {len(observed.resolved.unresolved):,} flow aggregate(s) could not be "
-        f"attributed.{window}")
+        f"({input_names(r.formats)}): {c['connections']:,} connection(s) "
+        f"({c['repeated_observations_merged']:,} repeated observation(s) merged{dropped}) on "
+        f"{c['edges']:,} edge(s) between peers; {unattributed}.{window}")
 
 
 def graph_blocks(observed: ObservedTraffic) -> list[Block]:
@@ -78,15 +87,13 @@ def verification_blocks(verification: dict | None) -> list[Block]:
     blocks: list[Block] = [Heading(1, "Verification")]
     if verification is None:
         return blocks + [Paragraph("Not run (--no-verify).", "warn")]
-    total = verification["allowed_connections"] + verification["denied_connections"]
-    if not verification["denied"]:
+    counts = (f"{verification_text(verification)}, replayed against "
+              f"{verification['policies']} policies")
+    if not verification["denied_connections"]:
         return blocks + [Paragraph(
-            f"Every observed connection is allowed by these policies: {total:,} connection(s) "
-            f"in {verification['checked']:,} aggregate(s) replayed against "
-            f"{verification['policies']} policies.", "ok")]
+            f"Every observed connection is allowed by these policies: {counts}.", "ok")]
     blocks.append(Paragraph(
-        f"{verification['denied_connections']:,} of {total:,} observed connection(s) would be "
-        f"DENIED by these policies ({verification['denied']:,} aggregate(s)).", "bad"))
+        f"Observed connections these policies would DENY: {counts}.", "bad"))
     rows = tuple((d["client"], d["server"], f"{d['protocol']}/{d['port']}", str(d["connections"]),
                   when_text(d["last_seen"]), d["reason"])
                  for d in verification["denied_list"][:MAX_ROWS])
@@ -97,6 +104,10 @@ def verification_blocks(verification: dict | None) -> list[Block]:
 
 def when_text(rfc3339: str) -> str:
     return rfc3339[:19] + "Z"
+
+
+def _port_text(d: dict) -> str:
+    return f"{d['protocol']}/{d['port']}" if d["port"] is not None else d["protocol"]
 
 
 def _selects(policy: NetworkPolicy) -> str:
@@ -176,7 +187,7 @@ def policy_blocks(policies: Sequence[ReviewedPolicy], evidence: dict[RuleEntry, 
 
 def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str, str]] = (),
                    idle: Sequence[str] = (), warnings: Sequence[str] = (),
-                   node_peers: Sequence[str] = ()) -> list[Block]:
+                   node_peers: Sequence[dict] = ()) -> list[Block]:
     blocks: list[Block] = [Heading(1, "Skipped and unresolved")]
     r = observed.read
     said = False
@@ -196,10 +207,25 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
         blocks.append(Table(("Side", "Address", "Why", "Connections", "Last seen", "Peers"), tuple(
             (u["side"], u["ip"], u["reason"], f"{u['count']:,}", when_text(u["last_seen"]),
              ", ".join(u["peers"][:5])) for u in unresolved[:MAX_ROWS]), numeric=(3,)))
+    dropped = dropped_attempt_facts(observed)
+    if dropped:
+        said = True
+        blocks.append(Paragraph(
+            f"{observed.aggregate_stats['dropped']:,} connection attempt(s) were dropped (a "
+            "DROPPED or ERROR verdict at some observation point): not evidence, so no rule "
+            "allows them (--include-dropped counts them as needed). Who tried what:"))
+        blocks.append(Table(("Client", "Server", "Port", "Attempts", "First seen", "Last seen"),
+                            tuple((d["client"], d["server"], _port_text(d), f"{d['attempts']:,}",
+                                   when_text(d["first_seen"]), when_text(d["last_seen"]))
+                                  for d in dropped[:MAX_ROWS]), numeric=(3,)))
+        if len(dropped) > MAX_ROWS:
+            blocks.append(Paragraph(f"{len(dropped) - MAX_ROWS} more row(s) not shown."))
     if skipped_edges:
         said = True
         blocks.append(Paragraph("Observed edges no rule was written for:"))
-        blocks.append(Table(("Edge", "Why"), tuple(skipped_edges[:MAX_ROWS])))
+        blocks.append(Table(("Edge", "Why"), tuple(skipped_edges[:MAX_ROWS]), wrap=(1,)))
+        if len(skipped_edges) > MAX_ROWS:
+            blocks.append(Paragraph(f"{len(skipped_edges) - MAX_ROWS} more row(s) not shown."))
     if idle:
         said = True
         blocks.append(Paragraph("Workloads in scope with no observed traffic (default-deny "
@@ -210,8 +236,13 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
         blocks.append(Paragraph(
             "Node peers (kubelet probes, hostNetwork pods, SNATed traffic) are not pods: rules "
             "allow them by ipBlock of the node address. A pod's own node can always reach it; "
-            "traffic from other nodes depends on the CNI. Seen: "
-            + ", ".join(f"`{n}`" for n in node_peers) + "."))
+            "traffic from other nodes depends on the CNI. The hostNetwork pods are those the "
+            "snapshot places on the node; which of them (or the kubelet) made a connection "
+            "the flows cannot tell."))
+        blocks.append(Table(("Node peer", "Connections", "hostNetwork pods on it"), tuple(
+            (n["peer"], f"{n['connections']:,}",
+             ", ".join(n["host_network_pods"]) or "none in the snapshot")
+            for n in node_peers), numeric=(1,), wrap=(2,)))
     if warnings:
         said = True
         blocks.append(Paragraph("Warnings:"))
@@ -219,6 +250,38 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
     if not said:
         blocks.append(Paragraph("Nothing: every input item was read and every flow attributed.",
                                 "ok"))
+    return blocks
+
+
+def external_blocks(observed: ObservedTraffic) -> list[Block]:
+    """External peers by the DNS name each connection had at its time, with their
+    addresses; addresses with several names; addresses without one, and why."""
+    ext = external_names(observed)
+    if not (ext["names"] or ext["several_names"] or ext["unnamed"]):
+        return []
+    blocks: list[Block] = [
+        Heading(1, "External peers by name"),
+        Paragraph("Addresses outside the cluster that workloads connected to, by the DNS name "
+                  "that resolved to the address for that client (else its namespace, else "
+                  "anyone) when the connection was made: an answer holds for its TTL plus "
+                  f"{ext['grace_period_seconds']} s. A NetworkPolicy admits the addresses "
+                  "(ipBlock) and carries the names in the rule's evidence.")]
+    if ext["names"]:
+        blocks.append(Table(("Name", "Addresses", "Connections", "Clients", "Last seen"), tuple(
+            (f"`{n['name']}`", ", ".join(n["addresses"]), f"{n['connections']:,}",
+             ", ".join(n["clients"]), when_text(n["last_seen"]))
+            for n in ext["names"][:MAX_ROWS]), numeric=(2,)))
+    if ext["several_names"]:
+        blocks.append(Paragraph("Several names held for one address at once (a shared front "
+                                "end or CDN): every one is listed, none guessed.", "warn"))
+        blocks.append(Table(("Address", "Names", "Connections", "Clients"), tuple(
+            (g["address"], ", ".join(f"`{n}`" for n in g["names"]), f"{g['connections']:,}",
+             ", ".join(g["clients"])) for g in ext["several_names"][:MAX_ROWS]), numeric=(2,)))
+    if ext["unnamed"]:
+        blocks.append(Paragraph("Addresses no DNS answer named at the time of the connection:"))
+        blocks.append(Table(("Address", "Connections", "Clients", "Why"), tuple(
+            (u["address"], f"{u['connections']:,}", ", ".join(u["clients"]), u["reason"] or "")
+            for u in ext["unnamed"][:MAX_ROWS]), numeric=(1,)))
     return blocks
 
 
@@ -269,9 +332,10 @@ def generate_review(observed: ObservedTraffic, synth: SynthesisResult,
     blocks += graph_blocks(observed)
     blocks += verification_blocks(verification)
     blocks += policy_blocks(reviewed, evidence)
-    blocks += skipped_blocks(observed, synth.skipped_edges, synth.idle_workloads,
-                             list(observed.snapshot_warnings) + list(observed.resolved.warnings)
-                             + list(synth.warnings), synth.node_peers)
+    blocks += external_blocks(observed)
+    blocks += skipped_blocks(observed, skipped_edges(observed, synth), synth.idle_workloads,
+                             list(observed.warnings)
+                             + list(synth.warnings), node_peer_facts(observed))
     title = scope if len(synth.namespaces) <= 4 else f"{len(synth.namespaces)} namespaces"
     return Document(f"flowpol review: {title}", tuple(blocks))
 

@@ -38,9 +38,12 @@ class PolicyPeer:
     ``workload``/``selector``: a WORKLOAD peer (``namespace`` is the workload's).
     ``cidr``: NODE, APISERVER and EXTERNAL peers, as the rule admits them (an external
     peer may be aggregated to a wider prefix, ``--cidr-prefix``). ``addresses``: the
-    observed addresses behind it. ``names``: node names of a NODE peer, DNS names of an
-    EXTERNAL peer's addresses (when the inputs carried them). ``members``: how a
-    reviewer reads each observed peer behind this one.
+    observed addresses behind it. ``names``: node names of a NODE peer; for an EXTERNAL
+    peer of an egress rule, the DNS names its connections were attributed to at their
+    time (generator.resolve.names), sorted: every connection behind the peer had
+    exactly these names, so ``()`` means none had a name; the same address may be
+    behind a named and an unnamed peer. ``members``: how a reviewer reads each observed
+    peer behind this one.
     """
 
     kind: str

@@ -162,6 +162,10 @@ def _rules(s: _Synth, edges: list[Edge], direction: str,
             skipped.append((f"{e.src.display()} -> {e.dst.display()} {e.protocol}/{e.port}",
                             f"no label selects {other.display()} alone; no rule written"))
             continue
+        if other.kind == EXTERNAL and direction == "egress":
+            # One peer per set of DNS names: a dialect that admits names (toFQDNs) must
+            # not admit by name what was connected to without one, and vice versa.
+            key = (*key, e.names)
         ports, members, addresses, node_names = by_peer.setdefault(key, ({}, set(), set(), set()))
         members.add(other.display())
         if other.kind != WORKLOAD:
@@ -178,8 +182,9 @@ def _rules(s: _Synth, edges: list[Edge], direction: str,
             peer = m.PolicyPeer(m.WORKLOAD, namespace=key[1], workload=key[3], selector=key[2],
                                 members=tuple(sorted(members)))
         else:
+            names = key[2] if key[0] == m.EXTERNAL and len(key) > 2 else tuple(sorted(node_names))
             peer = m.PolicyPeer(key[0], cidr=key[1], addresses=tuple(sorted(addresses)),
-                                names=tuple(sorted(node_names)), members=tuple(sorted(members)))
+                                names=names, members=tuple(sorted(members)))
         rules.append(m.Rule(peer, tuple(
             m.RulePort(m.PortSpec(proto, port), ports[(proto, port)].frozen())
             for proto, port in sorted(ports))))

@@ -31,7 +31,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -239,8 +239,7 @@ def add_to_kustomization(directory: Path, name: str) -> tuple[Path | None, str |
 
 
 def run_propose(req: DiffRequest, target: GitTarget, kubeconfig: str | None,
-                context: str | None, progress: Callable[[int], None] | None = None
-                ) -> ProposeResult:
+                context: str | None) -> ProposeResult:
     """``req.out_dir`` is OUT: emptied on every run (a directory propose-git wrote
     before, or a new one)."""
     from generator.inventory.live import read_network_policies
@@ -264,7 +263,7 @@ def run_propose(req: DiffRequest, target: GitTarget, kubeconfig: str | None,
         differences = drift(existing, live.items)
         if differences:
             return ProposeResult(DRIFT, drift=differences)
-        diff = run_diff(dataclasses.replace(req, out_dir=out / "proposal"), existing, progress)
+        diff = run_diff(dataclasses.replace(req, out_dir=out / "proposal"), existing)
         changed = [f for f in diff.files if f.changed]
         if not changed:
             return ProposeResult(NO_CHANGE, diff)

@@ -17,11 +17,13 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from generator.verify.check import CheckResult, check_policies, denied_lines, group_detail_dict, \
-    verification_dict
+from generator.verify.check import (
+    CheckResult, check_policies, denied_lines, group_detail_dict, verification_dict,
+    verification_text,
+)
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
 from generator.review.evidence import Thresholds, duration_text, when
@@ -245,17 +247,15 @@ def diff_document(r: DiffResult) -> Document:
                 for pol in proposed]
     blocks += policy_blocks(reviewed, policy_evidence(r.observed, proposed))
     blocks += skipped_blocks(r.observed, warnings=list(r.existing.warnings)
-                             + list(r.observed.snapshot_warnings)
-                             + list(r.observed.resolved.warnings))
+                             + list(r.observed.warnings))
     return Document("flowpol diff: existing policies against observed traffic", tuple(blocks))
 
 
 # ---------------------------------------------------------------- run
 
 
-def run_diff(req: DiffRequest, existing: ExistingSet,
-             progress: Callable[[int], None] | None = None) -> DiffResult:
-    observed = observe_request(req, progress)
+def run_diff(req: DiffRequest, existing: ExistingSet) -> DiffResult:
+    observed = observe_request(req)
     proposal = propose(existing, observed, req.thresholds, req.window_ns)
     verification = check_policies(observed.resolved.connections, proposal.parsed(),
                                   observed.index)
@@ -290,11 +290,12 @@ def summary_lines(r: DiffResult) -> list[str]:
     source = (f"{len(ex.files)} file(s)" if ex.origin == "files"
               else f"the cluster (context {ex.context})")
     read = r.observed.read
+    c = connection_counts(r.observed)
     lines = [f"existing: {len(ex.policies)} NetworkPolicies from {source}",
              f"flows: {read.total_kept:,} flow record(s) kept, {read.total_skipped:,} skipped; "
-             f"{len(r.observed.resolved.connections):,} connection aggregate(s), "
-             f"{len(r.observed.resolved.unresolved):,} unresolved"]
-    lines += [f"  warning: {w}" for w in ex.warnings]
+             f"{c['connections']:,} connection(s), {c['unattributed']:,} with an endpoint not "
+             "attributed"]
+    lines += [f"  warning: {w}" for w in list(ex.warnings) + list(r.observed.read.warnings)]
     if pr.span:
         lines.append(f"recording: {when(pr.span.start)} .. {when(pr.span.end)} "
                      f"({duration_text(pr.span.duration)}); counted as use: "
@@ -327,9 +328,7 @@ def summary_lines(r: DiffResult) -> list[str]:
     what = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()) if a != "keep")
     lines.append(f"(c) proposed: {len(changed)} of {len(pr.policies)} policies change"
                  + (f" ({what})" if what else ""))
-    v = r.verification
-    lines.append(f"proposed set verified: {v.allowed_count:,} of {v.allowed_count + v.denied_count:,} "
-                 "observed connection(s) allowed" + (f", {v.denied_count:,} DENIED" if v.denied else ""))
+    lines.append("proposed set verified: " + verification_text(verification_dict(r.verification)))
     if r.out_dir is not None:
         lines.append(f"wrote {r.out_dir}/proposed/ ({len(r.files)} file(s), "
                      f"{sum(f.changed for f in r.files)} changed), proposed.diff, report.md, "

@@ -211,12 +211,27 @@ def group_detail_dict(g: CheckedGroup) -> dict:
 
 
 def verification_dict(r: CheckResult) -> dict:
+    """The replay's counts, named as every output names them: connections (each counted
+    once) and the groups (client, server, protocol, port, verdict) they fall into."""
     return {
-        "checked": r.checked, "allowed": r.allowed, "denied": r.denied,
+        "connections": r.allowed_count + r.denied_count,
         "allowed_connections": r.allowed_count, "denied_connections": r.denied_count,
+        "groups": len(r.groups), "denied_groups": sum(1 for g in r.groups if not g.allowed),
         "policies": r.policies,
         "denied_list": [group_dict(g) for g in r.groups if not g.allowed],
     }
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def verification_text(d: dict) -> str:
+    """``verification_dict`` in the words of every summary: "476 observed connections in
+    43 groups (client, server, port): 476 allowed, 0 denied"."""
+    return (f"{_count(d['connections'], 'observed connection')} in "
+            f"{_count(d['groups'], 'group')} (client, server, port): "
+            f"{d['allowed_connections']:,} allowed, {d['denied_connections']:,} denied")
 
 
 def denied_lines(r: CheckResult) -> tuple[str, ...]:

@@ -42,7 +42,7 @@ from generator.verify.clusternetworkpolicy import (
 from generator.verify.evaluator import (
     Endpoint, EndpointKey, Evaluator, RuleRef, SideVerdict, Verdict, _address,
 )
-from generator.verify.names import NameBindings
+from generator.verify.names import NameBindings, NamedAddress
 from generator.verify.policy import NetworkPolicy
 from generator.verify.selectors import matches
 
@@ -73,6 +73,7 @@ class CombinedEvaluator:
         self.cilium = tuple(cilium)
         self.cluster = tuple(sorted(cluster, key=lambda p: (p.priority, p.name)))
         self.bindings = bindings or NameBindings()
+        self._named: dict[tuple[str, frozenset[str]], NamedAddress] = {}
         self._ns_labels = {k: dict(v) for k, v in (namespace_labels or {}).items()}
         self._node_of_ip = {_address(a)[0]: n for n, addrs in (node_addresses or {}).items()
                             for a in addrs}
@@ -101,6 +102,14 @@ class CombinedEvaluator:
         """The destination of ``c`` with the DNS names bound to it then (toFQDNs)."""
         if c.dst_pod is not None:
             return c.dst_pod
+        if c.names:
+            # Resolution attributed the names the address stood for at the time, for this
+            # client (generator.resolve.names): the same names the renderer wrote.
+            key = (c.dst_ip, frozenset(c.names))
+            hit = self._named.get(key)
+            if hit is None:
+                hit = self._named[key] = NamedAddress(c.dst_ip, key[1])
+            return hit
         if not self.bindings:
             return c.dst_ip
         client = f"{c.src_pod.namespace}/{c.src_pod.name}" if c.src_pod is not None else None

@@ -6,7 +6,9 @@ depends on when or where the command ran.
 
 from __future__ import annotations
 
-from generator.verify.check import CheckedGroup, group_detail_dict
+from generator.verify.check import (
+    CheckedGroup, group_detail_dict, verification_dict, verification_text,
+)
 from generator.output.report import unresolved_summary
 from generator.verify.run import VerifyResult
 from generator.verify.usage import EntryUse, RuleUse, UsageResult
@@ -69,12 +71,7 @@ def verify_dict(result: VerifyResult) -> dict:
             "warnings": list(observed.resolved.warnings),
             "unresolved": unresolved_summary(observed),
         },
-        "summary": {
-            "groups": len(check.groups), "checked": check.checked, "allowed": check.allowed,
-            "denied": check.denied, "allowed_connections": check.allowed_count,
-            "denied_connections": check.denied_count,
-            "denied_groups": sum(1 for g in check.groups if not g.allowed),
-        },
+        "summary": {k: v for k, v in verification_dict(check).items() if k != "denied_list"},
         "denied": [group_detail_dict(g) for g in check.groups if not g.allowed],
         "allowed": [group_detail_dict(g) for g in check.groups if g.allowed],
         "unused": usage_dict(result.usage) if result.usage is not None else None,
@@ -121,7 +118,7 @@ def _input_lines(result: VerifyResult) -> list[str]:
     lines += [f"  skipped {reason}: {n:,}" for reason, n in sorted(r.skipped.items())]
     lines += [f"    e.g. {ex}" for ex in r.examples_in_input_order()[:MAX_EXAMPLES]]
     lines += [f"  warning: {w}" for w in
-              list(observed.snapshot_warnings) + list(observed.resolved.warnings)]
+              observed.warnings]
     unresolved = unresolved_summary(observed)
     if unresolved:
         n = sum(u["count"] for u in unresolved)
@@ -153,12 +150,8 @@ def text_lines(result: VerifyResult, show_allowed: bool = False) -> list[str]:
     lines = _policy_lines(result) + _input_lines(result)
     denied = [g for g in check.groups if not g.allowed]
     allowed = [g for g in check.groups if g.allowed]
-    total = check.allowed_count + check.denied_count
-    lines.append(
-        f"verified {_plural(total, 'observed connection')} in "
-        f"{_plural(len(check.groups), 'group')} (client, server, port): "
-        f"{check.allowed_count:,} allowed, {check.denied_count:,} denied"
-        + (f" in {_plural(len(denied), 'group')}" if denied else ""))
+    lines.append(f"verified: {verification_text(verification_dict(check))}"
+                 + (f" in {_plural(len(denied), 'group')}" if denied else ""))
     if denied:
         lines.append("DENIED: observed connections these policies would block:")
         for g in denied:

@@ -7,7 +7,6 @@ The CLI (generator/cli/verify.py) only parses options and prints what
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 from generator.verify.check import CheckResult, check_policies
 from generator.pipeline import ObservedTraffic, observe_request
@@ -106,9 +105,8 @@ class VerifyResult:
         return 1 if self.check.denied else 0
 
 
-def run_verify(req: VerifyRequest, policies: PolicySet,
-               progress: Callable[[int], None] | None = None) -> VerifyResult:
-    observed = observe_request(req, progress)
+def run_verify(req: VerifyRequest, policies: PolicySet) -> VerifyResult:
+    observed = observe_request(req)
     # One evaluator for the check and the usage count: the second pass hits its caches.
     evaluator = make_evaluator(policies.policies, observed.index.inventory,
                                policies.kinds.cilium, policies.kinds.cluster)

@@ -10,7 +10,9 @@ filter is compiled by scapy (libpcap's ``pcap_compile``) and attached in the ker
   are read at fixed IPv6 offsets: next header ``ip6[6] == 6`` and the TCP flags byte at
   40 + 13 = ``ip6[53]`` (packets with IPv6 extension headers before TCP are not matched);
 * every UDP packet (IPv4 and IPv6): which one starts a flow is decided in user space;
-* SCTP INIT chunks (``sctp[12] == 1``, ``ip6[52] == 1``).
+* SCTP INIT chunks (``sctp[12] == 1``, ``ip6[52] == 1``);
+* TCP segments from port 53: DNS answers over TCP (UDP answers pass as UDP). Answers
+  become name records (recorder/sources/dnsmsg.py), aggregated per window like flows.
 
 Frames are read raw (scapy's packet dissection costs ~100x more than the kernel
 filter lets through; see benchmarks/bench_record.py) with kernel timestamps
@@ -58,6 +60,7 @@ CONNECTION_START_FILTER = (
     " or udp"
     " or (ip and sctp and sctp[12] == 1)"
     " or (ip6 and ip6[6] == 132 and ip6[52] == 1)"
+    " or (tcp src port 53)"
 )
 
 # Interfaces that carry pod traffic on common CNIs: bridge/flannel/kindnet/cilium veths,
@@ -65,7 +68,10 @@ CONNECTION_START_FILTER = (
 DEFAULT_PATTERNS = ("veth*", "cali*", "lxc*", "eni*", "gke*", "azv*", "cni0", "cbr0")
 ANY = "any"
 
-SNAPLEN = 256  # headers plus the start of the payload (UDP twin pairing)
+# Headers plus the payload of a DNS answer: UDP answers up to the 1232-byte EDNS buffer
+# most resolvers offer since DNS Flag Day 2020, behind Ethernet, VLAN and IPv6 headers.
+# A longer answer is counted (dns-beyond-snaplen); the client then asks over TCP.
+SNAPLEN = 2048
 DEFAULT_RCVBUF = 32 << 20
 READ_BATCH = 512  # frames read from one socket before looking at the others
 REDISCOVER_S = 5.0
@@ -247,6 +253,7 @@ class CaptureSource:
         self.log = log
         self.decoder = PacketDecoder("capture", options)
         self.decoder.make = _make_capture_record
+        self.decoder.dns.source_format = "capture"
         self.twins = NatTwins(hold_ns)
         self.frames = 0
         self.kernel_drops = 0
@@ -464,14 +471,22 @@ class CaptureSource:
         except (_BadPacket, IndexError):
             self.malformed += 1
             return
-        if rec is not None:
-            self.twins.add(rec, None if rec.inferred else twin_key(frame), ts, out,
-                           (interface, outgoing))
+        if rec is None:
+            return
+        if type(rec) is list:  # a DNS answer's name records, after the flow's if any
+            if type(rec[0]) is not FlowRecord:
+                out += rec
+                return
+            out += rec[1:]
+            rec = rec[0]
+        self.twins.add(rec, None if rec.inferred else twin_key(frame), ts, out,
+                       (interface, outgoing))
 
     def stats(self) -> dict[str, int]:
         ignored = {("capture-" + k[5:] if k.startswith("pcap-") else k): v
                    for k, v in sorted(self.decoder.counts.items())}
+        dns = dict(sorted(self.decoder.dns.counts.items()))
         return {"frames": self.frames, "kernel_packets": self.kernel_packets,
                 "kernel_drops": self.kernel_drops, "nat_twins": self.twins.twins,
                 "nat_paired": self.twins.paired, "nat_late_twins": self.twins.late, "non_ethernet": self.non_ethernet,
-                "malformed": self.malformed, **ignored}
+                "malformed": self.malformed, **ignored, **dns}

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recorder.agent.readers import DEFAULT_READERS, parse_readers
-from recorder.aggregate import Aggregator, sorted_records
+from recorder.aggregate import Aggregator, record_time, sorted_records
 from recorder.errors import FlowpolError, UsageError
 from recorder.flowlog import write_flow_log
-from recorder.schema import FlowLogHeader, FlowRecord, LogRecord
+from recorder.schema import FlowLogHeader, FlowRecord, IpTimelineRecord, LogRecord
 from recorder.timefmt import format_time
 
 SECOND = 1_000_000_000
@@ -192,20 +192,21 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
             return
         flows = [r for r in records if isinstance(r, FlowRecord)]
         connections = sum(r.count for r in flows)
+        ips = sum(1 for r in records if isinstance(r, IpTimelineRecord))
         totals.windows += 1
         totals.flows += len(flows)
         totals.connections += connections
-        totals.ip_records += len(records) - len(flows)
+        totals.ip_records += ips
         for r in flows:
             totals.recorded[r.source_format] += r.count
-        first = min((r.first_seen if isinstance(r, FlowRecord) else r.valid_from)
-                    for r in records)
+        first = min(record_time(r) for r in records)
         if sink is not None:  # first: stdout never waits for the disk
             sink.write(records)
         if segments is not None:
             done = segments.submit(records, first)
             log(f"window from {format_time(first)}: {len(flows)} flow record(s) for "
-                f"{connections} connection(s), {len(records) - len(flows)} IP record(s) -> "
+                f"{connections} connection(s), {ips} IP record(s), "
+                f"{len(records) - len(flows) - ips} DNS name record(s) -> "
                 + (", ".join(p.name for p in done) if done else "held: not on disk yet"))
         if cfg.output is not None:
             totals.collected.extend(records)

@@ -15,10 +15,12 @@ from typing import BinaryIO, Iterator
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.jsonframes import first_object
+from recorder.sources.notflows import flow_files, unknown_format_error
 
 __all__ = ["READ_BUFFER", "SNIFF_BYTES", "ReadOptions", "Source", "detect_format",
-           "expand_inputs", "open_input", "read_inputs", "sources"]
+           "expand_inputs", "flow_files", "open_input", "read_inputs", "sources"]
 
 
 def _registry() -> dict[str, Source]:
@@ -46,8 +48,7 @@ def open_input(path: Path) -> BinaryIO:
         f = open(path, "rb", buffering=READ_BUFFER)
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", str(path)) from None
-    head = f.read(2)
-    f.seek(0)
+    head = f.peek(2)[:2]  # not read and seek back: a pipe cannot seek
     if head == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
@@ -82,6 +83,11 @@ def detect_format(path: Path) -> str | None:
     for src in sources().values():
         if src.sniff(head):
             return src.name
+    # One JSON object over many lines (`hubble observe -o json | jq .`, documentation):
+    # the Hubble reader frames such objects; judged by its first one.
+    first = first_object(head)
+    if first is not None and sources()["hubble"].sniff(first):
+        return "hubble"
     return None
 
 
@@ -104,14 +110,10 @@ def read_inputs(
                 raise InputError(
                     "the file is empty; give a file with flows or leave it out", display
                 )
-            raise InputError(
-                "unknown input format; expected one of: "
-                + ", ".join(f"{s.name} ({s.description})" for s in table.values())
-                + ". Use --format to force one.",
-                display,
-            )
+            raise unknown_format_error(path, display, ", ".join(
+                f"{s.name} ({s.description})" for s in table.values()))
         report.formats[display] = name
-        with open_input(path) as stream:
+        with open_input(path) as stream, watching(options, display, stream):
             try:
                 yield from table[name].read(stream, display, report, options)
             except (EOFError, gzip.BadGzipFile) as e:

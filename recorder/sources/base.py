@@ -6,8 +6,9 @@ the readers import this module, never the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+import contextlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterator, Protocol
 
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
@@ -19,12 +20,34 @@ SNIFF_BYTES = 64 * 1024
 READ_BUFFER = 256 * 1024
 
 
+class InputWatcher(Protocol):
+    """Told when an input is opened and closed (a progress display: it follows the
+    file's offset itself, so that the readers do nothing per line for it)."""
+
+    def opened(self, path: str, stream: BinaryIO) -> None: ...
+
+    def closed(self, path: str, stream: BinaryIO) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ReadOptions:
     include_dropped: bool = False
     dump_time: int | None = None  # ns; stamps records of time-less inputs (conntrack -L)
     # UDP/ICMP: packets of one 5-tuple closer together than this count as one flow.
     udp_window_ns: int = 60 * 1_000_000_000
+    watcher: InputWatcher | None = field(default=None, compare=False)
+
+
+@contextlib.contextmanager
+def watching(options: ReadOptions, path: str, stream: BinaryIO) -> Iterator[None]:
+    if options.watcher is None:
+        yield
+        return
+    options.watcher.opened(path, stream)
+    try:
+        yield
+    finally:
+        options.watcher.closed(path, stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ from typing import BinaryIO, Iterator
 
 import orjson
 
-from recorder.flowlog import KINDS, RecordError, check_header, json_error_detail, parse_record
+from recorder.flowlog import (
+    KINDS, RECORD_KINDS, RecordError, check_header, json_error_detail, parse_record,
+)
 from recorder.report import ReadReport
 from recorder.schema import SCHEMA_NAME, LogRecord
 from recorder.sources.base import ReadOptions, Source
@@ -15,7 +17,7 @@ from recorder.sources.base import ReadOptions, Source
 # When the first line does not parse (cut off by the sniff window, or broken), these
 # still identify a flow log without claiming other JSON.
 _MARKER = re.compile(
-    rb'"kind"\s*:\s*"(?:header|flow|ip)"|"schema"\s*:\s*"' + re.escape(SCHEMA_NAME.encode()) + rb'"'
+    rb'"kind"\s*:\s*"(?:header|flow|ip|name)"|"schema"\s*:\s*"' + re.escape(SCHEMA_NAME.encode()) + rb'"'
 )
 
 
@@ -61,7 +63,7 @@ def read(
             if kind == "header":
                 check_header(obj, path, lineno)
                 continue
-            if kind not in ("flow", "ip"):
+            if kind not in RECORD_KINDS:
                 if isinstance(kind, str) and kind:
                     # A later minor version may add line kinds; older readers skip them.
                     name = kind if len(kind) <= 32 and kind.isprintable() else "other"
@@ -69,7 +71,8 @@ def read(
                 else:
                     report.skip(
                         path, lineno, "bad-record",
-                        "the line has no 'kind' (header, flow or ip); see docs/flow-schema.md",
+                        "the line has no 'kind' (header, flow, ip or name); see "
+                        "docs/flow-schema.md",
                     )
                 continue
             try:
@@ -77,6 +80,8 @@ def read(
             except RecordError as e:
                 report.skip(path, lineno, "bad-record", str(e))
                 continue
+            if kind == "name" and obj["name"] != rec.name:  # type: ignore[union-attr]
+                report.note("dns-name-canonical-form")  # upper case or a trailing dot
             kept += 1
             yield rec
     finally:

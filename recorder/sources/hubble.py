@@ -10,6 +10,10 @@ One connection is counted once:
 * ICMP: echo requests only (type 8 / ICMPv6 128); replies and errors are ignored.
 * Socket-LB trace events (``Type: SOCK``) are not packets (they lack a port); the
   packets of the same connection carry the backend address: ``sock-trace``.
+* L7 DNS responses (``l7.dns`` of a ``RESPONSE``, from Cilium's DNS proxy) become
+  NameBinding records: ``query`` bound to each of ``ips`` for the client, the flow's
+  destination, for ``ttl`` seconds. NXDOMAIN and other ``rcode`` values, responses
+  without addresses and queries that are no host name bind nothing and are counted.
 * ``is_reply`` true (camelCase ``isReply``; ``reply`` on Hubble before 1.10) -> ignored
   as ``reply``. ``is_reply`` absent means unknown: the packet is kept, except a UDP
   packet from port 53 to another port, which is a DNS answer (``reply-inferred``).
@@ -37,9 +41,9 @@ parse; anything else it leaves to the parsed path (``_Reader.from_object``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
-from itertools import chain
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
@@ -47,8 +51,12 @@ import orjson
 from recorder.aggregate import DEDUP_NS, RecentTable
 from recorder.flowlog import json_error_detail
 from recorder.report import ReadReport
-from recorder.schema import NO_HINTS, EndpointHints, FlowRecord, LogRecord, ServiceRef, Workload
-from recorder.sources.base import ReadOptions, Source
+from recorder.schema import (
+    NO_HINTS, EndpointHints, FlowRecord, LogRecord, NameBinding, ServiceRef, Workload, dns_name,
+    dns_ttl,
+)
+from recorder.sources import jsonframes
+from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -140,6 +148,11 @@ _FLOW_HEAD = re.compile(
     rb'\{(?:"flow":\{)?+"time":"([^"]*+)",(?:"uuid":"[^"]*+",)?+"verdict":"([A-Z_]++)",'
     rb'(?:"ethernet":\{[^}]*+\},)?+("IP":\{[^}]*+\},"l4":\{"(TCP|UDP|SCTP)":\{([^}]*+))'
 )
+# An L7 record's event_type (protobuf field 19) sits between l7 (15) and is_reply (26),
+# a few hundred bytes before is_reply; 129 is Cilium's MessageTypeAccessLog (L7).
+_EVENT_TYPE = b'ype":{"type":'
+_EVENT_TYPE_SPAN = 768
+_ACCESS_LOG = b"129"
 # Where is_reply can be: near the end (only interface, Summary and a few late fields
 # follow it). A line that has it further up takes the parsed path.
 _REPLY_TAIL = 768
@@ -284,6 +297,7 @@ class _Reader:
         self.report = report
         self.udp_window_ns = options.udp_window_ns
         self.ignored: Counter[str] = Counter()
+        self.noted: Counter[str] = Counter()
         self.hints = _Hints()
         self.strings: dict[str, str] = {}
         # Repeats matter within the longer of the two windows; as much again of slack
@@ -303,6 +317,9 @@ class _Reader:
         for reason, n in self.ignored.items():
             self.report.ignore(reason, n)
         self.ignored.clear()
+        for what, n in self.noted.items():
+            self.report.note(what, n)
+        self.noted.clear()
         self.report.lines[self.path] += self.lines
         self.report.kept[self.path] += self.kept
         self.lines = self.kept = 0
@@ -355,9 +372,18 @@ class _Reader:
                             or startswith(raw, b'"r', i - 2)
                         )
                     ):
-                        n_reply += 1
-                        continue
-                    m = head(raw)
+                        # A DNS proxy's response (an L7 record) is a reply that binds
+                        # names: parsed. Its event type is found a little before
+                        # is_reply; a line without one near there is looked through.
+                        j = rfind(raw, _EVENT_TYPE, i - _EVENT_TYPE_SPAN if i > _EVENT_TYPE_SPAN
+                                  else 0, i)
+                        if not (startswith(raw, _ACCESS_LOG, j + 13) if j != -1
+                                else find(raw, b'"dns":{') != -1):
+                            n_reply += 1
+                            continue
+                        m = None
+                    else:
+                        m = head(raw)
                     if m is not None:
                         time_text, verdict, conn, proto, l4_body = m.groups()
                         # find, not ``in``: CPython 3.11's bytes ``in`` first tries the
@@ -429,6 +455,10 @@ class _Reader:
                     rec = self.from_object(obj, lineno)
                     if rec is None:
                         continue
+                    if type(rec) is list:  # a DNS response's bindings
+                        self.kept += len(rec)
+                        yield from rec
+                        continue
                 self.kept += 1
                 if conn:
                     window = _TCP_REPEAT_NS if rec.protocol == "TCP" else self.udp_window_ns
@@ -438,7 +468,7 @@ class _Reader:
             if n_repeated:
                 self.ignored["repeated-observation"] += n_repeated
 
-    def from_object(self, obj: Any, lineno: int) -> FlowRecord | None:
+    def from_object(self, obj: Any, lineno: int) -> FlowRecord | list[NameBinding] | None:
         if not isinstance(obj, dict):
             self.report.skip(
                 self.path, lineno, "not-an-object", "a Hubble line must be a JSON object"
@@ -478,10 +508,18 @@ class _Reader:
                 return "non-flow:other"
         return "non-flow:empty"
 
-    def _flow_record(self, flow: dict[str, Any], wrapper: dict[str, Any]) -> FlowRecord | str:
-        """A flow -> its record, or the reason it is ignored. The checks run in the
-        order of the byte tests in ``records``: reply first, then the TCP flags."""
+    def _flow_record(self, flow: dict[str, Any], wrapper: dict[str, Any]
+                     ) -> FlowRecord | list[NameBinding] | str:
+        """A flow -> its record (a DNS response: its bindings), or the reason it is
+        ignored. The checks run in the order of the byte tests in ``records``: a DNS
+        response first, then reply, then the TCP flags."""
         get = flow.get
+        l7 = get("l7")
+        if l7:
+            if not isinstance(l7, dict):
+                raise _BadFlow("'l7' is not a JSON object")
+            if l7.get("type") == "RESPONSE" and l7.get("dns") is not None:
+                return self._dns_response(flow, wrapper, l7["dns"])
         is_reply = get("is_reply")
         if is_reply is None:
             is_reply = get("isReply")
@@ -575,8 +613,94 @@ class _Reader:
         )
 
 
+    def _dns_response(self, flow: dict[str, Any], wrapper: dict[str, Any], dns: Any
+                      ) -> list[NameBinding] | str:
+        """An L7 DNS response -> a binding per address, or why it binds none.
+
+        flow.proto's DNS message: ``query`` (the name asked, with the root's dot),
+        ``ips`` (the addresses of the answer: Cilium's DNS proxy has followed the
+        CNAME chain to them, ``ExtractMsgDetails`` in pkg/fqdn/dnsproxy), ``ttl`` (the
+        lowest on the chain), ``rcode``. The response goes to the client: the flow's
+        destination."""
+        if not isinstance(dns, dict):
+            raise _BadFlow("'l7.dns' is not a JSON object")
+        rcode = dns.get("rcode", 0)
+        if type(rcode) is not int:
+            raise _BadFlow(f"l7.dns.rcode is not a number: {rcode!r}")
+        if rcode:
+            return "dns-nxdomain" if rcode == 3 else "dns-error-rcode"
+        query = dns.get("query")
+        if type(query) is not str:
+            raise _BadFlow(f"l7.dns.query is not a name: {query!r}")
+        name = dns_name(query)
+        if name is None:
+            return "dns-bad-name"
+        ips = dns.get("ips") or ()
+        if not isinstance(ips, (list, tuple)):
+            raise _BadFlow(f"l7.dns.ips is not a list: {ips!r}")
+        addresses = []
+        for ip in ips:
+            try:
+                addresses.append(str(ipaddress.ip_address(ip)))
+            except ValueError:
+                raise _BadFlow(f"l7.dns.ips holds {ip!r}, not an IP address") from None
+        if not addresses:
+            return "dns-no-address"
+        ttl = dns.get("ttl", 0)
+        if type(ttl) is not int or ttl < 0:
+            raise _BadFlow(f"l7.dns.ttl is not a number of seconds: {ttl!r}")
+        ip = flow.get("IP")
+        client = ip.get("destination") if isinstance(ip, dict) else None
+        if not client:
+            return "no-ip"
+        try:
+            client = str(ipaddress.ip_address(client))
+        except ValueError:
+            raise _BadFlow(f"IP.destination is not an IP address: {client!r}") from None
+        t = flow.get("time") or wrapper.get("time")
+        try:
+            ns = parse_time(t)
+        except (TypeError, ValueError) as e:
+            raise _BadFlow(f"bad 'time': {e}") from None
+        node = flow.get("node_name") or flow.get("nodeName") \
+            or wrapper.get("node_name") or wrapper.get("nodeName")
+        try:
+            hints = self.hints.get(flow.get("destination"), None)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise _BadFlow(f"bad endpoint: {e}") from None
+        who = EndpointHints(namespace=hints.namespace, pod=hints.pod)
+        counts = self.noted
+        counts["dns-answers"] += 1
+        if query.endswith("."):
+            counts["dns-name-trailing-dot"] += 1
+        if query.rstrip(".") != name:
+            counts["dns-name-lower-cased"] += 1
+        ttl = dns_ttl(ttl)
+        return [NameBinding(ns, ns, client, name, address, ttl,
+                            node=node if type(node) is str else None,
+                            client=NO_HINTS if who.is_empty() else who,
+                            source_format=NAME, input=self.path)
+                for address in dict.fromkeys(addresses)]
+
+
 # ------------------------------------------------------------------------- framing
 
+
+# An input of L7 records only (`hubble observe --type l7`): an L7 record is a request
+# or a response, never a TCP connection's SYN, so its TCP connections go uncounted.
+# Judged on the file's first bytes: every flow has a Type (L3_L4, L7, SOCK: flow.proto
+# FlowType, whose zero value is UNKNOWN). Event types to ask for: cilium/hubble
+# cmd/observe `--type` (trace, drop, l7, ...).
+_FLOW_TYPE = re.compile(rb'"Type"\s*:\s*"([A-Z0-9_]+)"')
+L7_ONLY = ("the file holds only L7 records (as `hubble observe --type l7` prints them): an "
+           "L7 record never shows a TCP connection's SYN, so its TCP connections are not "
+           "counted; record L3/L4 flows as well: `hubble observe -o json` without --type, or "
+           "with --type trace --type drop")
+
+
+def _only_l7(sample: bytes) -> bool:
+    types = set(_FLOW_TYPE.findall(sample))
+    return types == {b"L7"}
 
 _ARRAY_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[{}\[\],]', re.DOTALL)
 _CHUNK = 1 << 20
@@ -660,6 +784,8 @@ def read(
     stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
 ) -> Iterator[LogRecord]:
     reader = _Reader(path, report, options)
+    peek = getattr(stream, "peek", None)
+    sample = peek(SNIFF_BYTES)[:SNIFF_BYTES] if peek is not None else b""
     try:
         # Read up to the first non-blank line (at most a chunk of it): small reads, so
         # a cut-off gzip stream still yields every line before the cut.
@@ -676,8 +802,11 @@ def read(
         else:
             if pending[-1] and not pending[-1].endswith(b"\n"):
                 pending[-1] += stream.readline()  # a first line longer than a chunk
-            items = enumerate(chain(pending, stream), 1)
+            # compact lines, or objects over many lines (`jq .`) framed into such lines
+            items = jsonframes.lines_or_objects(pending, stream, path, report)
         yield from reader.records(items)
+        if _only_l7(sample):
+            report.warnings.append(f"{path}: {L7_ONLY}")
     finally:
         reader.flush_counts()
 

@@ -47,6 +47,7 @@ from recorder.errors import InputError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
 from recorder.sources.base import ReadOptions, Source
+from recorder.sources.dnsmsg import DNS_PORT, PacketAnswers
 from recorder.sources.fastrecord import flow_record_maker
 
 CHUNK = 1 << 20
@@ -133,7 +134,7 @@ class PacketDecoder:
     """
 
     __slots__ = ("path", "window", "make", "conv", "tcp", "tcp_old", "udp", "udp_old",
-                 "other", "other_old", "addr", "counts")
+                 "other", "other_old", "addr", "counts", "dns")
 
     def __init__(self, path: str, options: ReadOptions) -> None:
         self.path = path
@@ -154,6 +155,9 @@ class PacketDecoder:
         self.other_old: dict[bytes, int] = {}
         self.addr: dict[bytes, str] = {}
         self.counts: dict[str, int] = {}
+        # DNS answers (UDP and TCP from port 53) -> NameBinding records; a packet that
+        # completes answers returns a list (its flow record, if any, first).
+        self.dns = PacketAnswers("pcap")
 
     def report_counts(self, report: ReadReport, decoded: int, kept: int) -> None:
         """Add the per-outcome packet counts to ``report``. Packets of known connections
@@ -161,10 +165,11 @@ class PacketDecoder:
         packets after records and the other outcomes. Tunnel packets are also counted
         under their inner packet's outcome."""
         outcomes = sum(n for r, n in self.counts.items() if r != "pcap-tunnel-packet")
-        self.counts["pcap-connection-packet"] = decoded - kept - outcomes
+        self.counts["pcap-connection-packet"] = decoded - (kept - self.dns.bindings) - outcomes
         for reason, count in sorted(self.counts.items()):
             if count:
                 report.ignore(reason, count)
+        self.dns.report_counts(report)
 
     def count(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -196,8 +201,13 @@ class PacketDecoder:
                         if seen is not None:
                             self.tcp[key] = seen
                             return None
+                        if self.dns.knows(key):
+                            return self._dns_tcp(buf, off + 34, off + 26, 4, key, end, ts_a, ts_b)
                     return self._tcp(buf, off + 34, off + 26, 4, key, ts_a, ts_b)
                 if proto == 17 and (buf[off + 36] << 8 | buf[off + 37]) not in _TUNNEL_PORTS:
+                    if buf[off + 35] == DNS_PORT and not buf[off + 34]:
+                        return self._dns_udp(buf, off + 34, off + 26, 4, buf[off + 26:off + 38],
+                                             end, ts_a, ts_b)
                     return self._udp(buf, off + 34, off + 26, 4, buf[off + 26:off + 38],
                                      ts_a, ts_b)
         if linktype == 1:
@@ -283,6 +293,8 @@ class PacketDecoder:
                 if seen is not None:
                     self.tcp[key] = seen
                     return None
+            if self.dns.knows(key):
+                return self._dns_tcp(buf, l4, sa, alen, key, end, ts_a, ts_b)
             return self._tcp(buf, l4, sa, alen, key, ts_a, ts_b)
         if proto == 17:
             if l4 + 8 > end:
@@ -295,6 +307,8 @@ class PacketDecoder:
                     return self.packet(inner[0], buf, inner[1], end, ts_a, ts_b)
             da = sa + alen
             key = buf[sa:l4 + 4] if l4 == da + alen else buf[sa:da + alen] + buf[l4:l4 + 4]
+            if buf[l4 + 1] == DNS_PORT and not buf[l4]:
+                return self._dns_udp(buf, l4, sa, alen, key, end, ts_a, ts_b)
             return self._udp(buf, l4, sa, alen, key, ts_a, ts_b)
         if proto == 1 or proto == 58:
             return self._icmp(buf, l4, end, sa, alen, ts_a, ts_b, proto)
@@ -359,7 +373,15 @@ class PacketDecoder:
         if len(table) >= TABLE_GENERATION:
             self.tcp_old, self.tcp = table, {}
             table = self.tcp
-        return self._connect(table, key, -1 if flip else seq, -1, b"", "TCP", buf, l4, sa,
+        back: int | None = -1
+        if not flip and buf[l4 + 3] == DNS_PORT and not buf[l4 + 2]:
+            # DNS over TCP: the server's segments carry answers, so they go to the
+            # stream reassembly instead of passing as packets of a known connection.
+            da = sa + alen
+            self.dns.tcp_open(buf[da:da + alen] + buf[sa:da] + buf[l4 + 2:l4 + 4]
+                              + buf[l4:l4 + 2])
+            back = None
+        return self._connect(table, key, -1 if flip else seq, back, b"", "TCP", buf, l4, sa,
                              alen, self.conv(ts_a, ts_b), flip, inferred)
 
     @staticmethod
@@ -392,6 +414,39 @@ class PacketDecoder:
             table = self.udp
         return self._connect(table, key, ts, ts, b"", "UDP", buf, l4, sa, alen, ts, flip,
                              flip)
+
+    def _dns_udp(self, buf: bytes, l4: int, sa: int, alen: int, key: bytes, end: int,
+                 ts_a: int, ts_b: int) -> object:
+        """A datagram from port 53: its flow outcome, plus the bindings of the answer."""
+        rec = self._udp(buf, l4, sa, alen, key, ts_a, ts_b)
+        da = sa + alen
+        client_raw = buf[da:da + alen]
+        names = self.dns.udp(buf, l4, end, self.addr.get(client_raw) or self.text(client_raw),
+                             client_raw, self.conv(ts_a, ts_b), self.path)
+        if not names:
+            return rec
+        return names if rec is None else [rec, *names]
+
+    def _dns_tcp(self, buf: bytes, l4: int, sa: int, alen: int, key: bytes, end: int,
+                 ts_a: int, ts_b: int) -> object:
+        """A segment from the server of a DNS-over-TCP connection."""
+        if l4 + 20 > end:
+            raise _BadPacket("truncated-packet")
+        if alen == 4:
+            ip = sa - 12
+            length = buf[ip + 2] << 8 | buf[ip + 3]
+        else:
+            ip = sa - 8
+            length = buf[ip + 4] << 8 | buf[ip + 5]
+            length = length and 40 + length
+        # The IP length says where the payload ends (Ethernet pads short frames); a
+        # segmentation-offload capture may say 0: then the captured bytes do.
+        payload_end = ip + length if length else end
+        da = sa + alen
+        client_raw = buf[da:da + alen]
+        return self.dns.tcp_segment(key, buf, l4, payload_end, end,
+                                    self.addr.get(client_raw) or self.text(client_raw),
+                                    client_raw, self.conv(ts_a, ts_b), self.path) or None
 
     def _tunnel(self, buf: bytes, l4: int, end: int, dport: int) -> tuple[int, int] | None:
         """(inner link type, inner offset) of a VXLAN/Geneve packet, else None."""
@@ -586,7 +641,10 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                 continue
             decoded += 1
             if rec is not None:
-                yield rec
+                if type(rec) is list:  # a DNS answer's bindings
+                    yield from rec
+                else:
+                    yield rec
         if chunks.buf[chunks.pos:]:  # fewer than 16 bytes left: a cut record header
             report.skip(path, n + 1, "truncated-packet",
                         f"the file ends inside the header of packet {n + 1}")
@@ -719,7 +777,10 @@ def _pcapng(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                 continue
             decoded += 1
             if rec is not None:
-                yield rec
+                if type(rec) is list:  # a DNS answer's bindings
+                    yield from rec
+                else:
+                    yield rec
         if chunks.buf[chunks.pos:]:
             report.skip(path, n + 1, "truncated-block", "the file ends inside a block header")
     finally:
@@ -739,6 +800,7 @@ def read(
             "not a pcap or pcapng file (unknown magic number "
             f"{head[:4].hex() or 'none'}); give a capture written by tcpdump, "
             "Wireshark or flowpol record", path)
+    report.formats.setdefault(path, "pcap")  # its items are packets (report.item_unit)
     chunks = _Chunks(stream, head)
     dec = PacketDecoder(path, options)
     stats = [0, 0]  # packets seen, packets decoded

@@ -24,6 +24,7 @@ from generator.inventory.load import load_snapshot
 from generator.synthesize.synthesis import SynthesisOptions
 from generator.verify.combined import make_evaluator
 from generator.verify.evaluator import Evaluator
+from generator.verify.names import NamedAddress
 from generator.verify.policy import load_policies
 from generator.verify.policyset import load_policy_kinds
 
@@ -163,12 +164,24 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
         for c in p["spec"]["containers"]:
             ports |= {cp["containerPort"] for cp in c.get("ports", [])}
 
+    # The DNS names an external server had for its client at the time (the fixture
+    # generators book them): under cilium a named external is admitted by toFQDNs, which
+    # matches an address only while one of the names binds it.
+    named: dict[tuple, set[frozenset]] = {}
+    for e in expected_doc["edges"]:
+        key = (_peer_key(e["src"]), _peer_key(e["dst"]), e["protocol"], e["port"])
+        named.setdefault(key, set()).add(frozenset(e.get("names", ())))
+
+    def address(ip: str, names: frozenset) -> str:
+        return NamedAddress(ip, names) if names and dialect == "cilium" else ip
+
     # 1. observed traffic is allowed, for every pod of the workloads involved
     for (src, dst, proto, port) in expected:
         src_ends = [views[n] for n, o in owner.items() if o == src] or \
             ([src[1]] if src[0] == "ip" else [])
         dst_ends = [views[n] for n, o in owner.items() if o == dst] or \
-            ([dst[1]] if dst[0] == "ip" else [])
+            [address(dst[1], names) for names in named[(src, dst, proto, port)]
+             if dst[0] == "ip"]
         for s in src_ends:
             for d in dst_ends:
                 v = ev.check(s, d, proto, port)
@@ -176,7 +189,13 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
 
     # 2. nothing else
     sources = list(views.values()) + sorted(snap.node_ips) + sorted(external) + [FOREIGN_IP]
-    dests = list(views.values()) + sorted(external) + [FOREIGN_IP]
+    # every set of names an external address had, and none (dialled by address)
+    variants = {ip: {frozenset()} for ip in external}
+    for (_, dk, _, _), sets in named.items():
+        if dk[0] == "ip" and dk[1] in variants:
+            variants[dk[1]] |= sets
+    dests = list(views.values()) + [address(ip, names) for ip in sorted(external)
+                                    for names in sorted(variants[ip], key=sorted)] + [FOREIGN_IP]
     wrongly_allowed, wrongly_denied = [], []
     checked = 0
     for s in sources:
@@ -188,6 +207,11 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
             for proto in ("TCP", "UDP"):
                 for port in sorted(ports):
                     observed = (sk, dk, proto, port) in expected
+                    if observed and dialect == "cilium" and dk[0] == "ip":
+                        # toCIDR for what was dialled unnamed, toFQDNs for a name
+                        seen = named[(sk, dk, proto, port)]
+                        have = getattr(d, "names", frozenset())
+                        observed = frozenset() in seen or any(n & have for n in seen)
                     egress_ok = (not isinstance(s, PodView) or s.namespace not in scope
                                  or observed or (dk in dns_workloads and (proto, port) in dns_ports))
                     own_node = (not isinstance(s, PodView) and isinstance(d, PodView)
@@ -289,10 +313,11 @@ def test_evidence_counts_match_ground_truth(scenario: Path, flows: list[str], ex
     truth = json.loads((scenario / expected_file).read_text())
     result = run_generate(GenerateRequest(inputs=flows, snapshot=[str(scenario / "cluster.json")],
                                           out_dir=tmp_path))
-    got = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"]): e["count"]
-           for e in result.report["edges"]}
-    want = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"]): e["connections"]
-            for e in truth["edges"]}
+    # an edge per set of DNS names an external server had for the client at the time
+    got = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"], tuple(e.get("names", ())))
+           : e["count"] for e in result.report["edges"]}
+    want = {(_key(e["src"]), _key(e["dst"]), e["protocol"], e["port"], tuple(e.get("names", ())))
+            : e["connections"] for e in truth["edges"]}
     assert set(got) == set(want)
     if scenario.name in UPPER_BOUND_COUNTS:
         assert all(got[k] >= want[k] for k in want)

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from recorder.aggregate import SECOND, Aggregator, RecentTable
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord
+from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, NameBinding, ServiceRef
 
 T0 = 28_333_333 * 60 * SECOND  # on a window boundary (windows start at the epoch)
 WEB = EndpointHints(namespace="shop", pod="web-1", labels=(("app", "web"),), peer_kind="pod")
@@ -274,3 +274,61 @@ def test_dropped_connections_kept_when_asked() -> None:
     out = agg.drain()
     assert sorted((r.verdict, r.count) for r in out) == [("DROPPED", 1), ("ERROR", 1)]
     assert agg.stats.dropped == 0
+
+
+def answer(t: float, name: str = "api.example", address: str = "203.0.113.10", ttl: int = 30,
+           **kw: object) -> NameBinding:
+    ns = T0 + int(t * SECOND)
+    fields = dict(first_seen=ns, last_seen=ns, client_ip="10.0.0.1", name=name,
+                  address=address, ttl=ttl, source_format="pcap", input="a")
+    fields.update(kw)
+    return NameBinding(**fields)  # type: ignore[arg-type]
+
+
+def test_dns_answers_aggregate_per_window_with_the_latest_ttl() -> None:
+    agg = Aggregator()
+    for rec in (answer(1, ttl=30), answer(20, ttl=11), answer(5, ttl=26),
+                answer(2, address="203.0.113.11"), answer(61, ttl=30), syn(3)):
+        agg.add(rec)
+    out = agg.drain()
+    names = [r for r in out if isinstance(r, NameBinding)]
+    assert [(r.address, r.count, r.first_seen - T0, r.last_seen - T0, r.ttl) for r in names] == [
+        ("203.0.113.10", 3, 1 * SECOND, 20 * SECOND, 11),  # the answer at 20 s said 11 s
+        ("203.0.113.11", 1, 2 * SECOND, 2 * SECOND, 30),
+        ("203.0.113.10", 1, 61 * SECOND, 61 * SECOND, 30),  # the next window
+    ]
+    assert [type(r) for r in out] == [NameBinding, NameBinding, NameBinding, FlowRecord]
+    assert agg.stats.name_records == 5 and agg.stats.name_keys == 0
+    assert agg.stats.seen == 1  # flows only
+
+
+def test_dns_answers_are_bounded_and_the_overflow_counted() -> None:
+    agg = Aggregator(max_keys=2)
+    for i in range(5):
+        agg.add(answer(i, address=f"203.0.113.{i}"))
+    assert len(agg.drain()) == 2 and agg.stats.name_overflow == 3
+
+
+def test_flush_before_hands_out_closed_windows_of_answers() -> None:
+    agg = Aggregator()
+    agg.add(answer(1))
+    agg.add(answer(70))
+    assert [r.first_seen - T0 for r in agg.flush_before(T0 + 60 * SECOND)] == [SECOND]
+    assert [r.first_seen - T0 for r in agg.drain()] == [70 * SECOND]
+
+
+def test_flows_to_the_world_keep_their_window_for_the_names_at_the_time() -> None:
+    """Flows whose ends the source identified aggregate over the identified window,
+    except those to an address outside the cluster: which DNS name it stood for depends
+    on the time. A Service address Hubble calls world (kube-proxy mode) is not one."""
+    agg = Aggregator(identified_window_ns=1 << 62)
+    world = EndpointHints(peer_kind="world")
+    for t in (0, 120):
+        for sport, address, service, hints in ((40000, "203.0.113.10", None, world),
+                                               (41000, "10.96.0.20", ServiceRef("a", "b"), world),
+                                               (42000, "10.0.0.3", None, WEB)):
+            rec = syn(t, sport=sport + t, dst=address, service=service)
+            agg.add(dataclasses.replace(rec, dst=hints))
+    counts = sorted((r.dst_ip, r.count) for r in agg.drain())
+    assert counts == [("10.0.0.3", 2), ("10.96.0.20", 2), ("203.0.113.10", 1),
+                      ("203.0.113.10", 1)]

@@ -16,14 +16,17 @@ from recorder.errors import InputError, UsageError
 from recorder.flowlog import record_from_dict, record_to_json, write_flow_log
 from recorder.report import ReadReport
 from recorder.schema import (
+    SCHEMA_REVISION,
     SCHEMA_VERSION,
     EndpointHints,
     FlowLogHeader,
     FlowRecord,
     IpTimelineRecord,
     LogRecord,
+    NameBinding,
     ServiceRef,
     Workload,
+    dns_name,
 )
 from recorder.sources import ReadOptions, detect_format, read_inputs
 from recorder.sources import flowlog as flowlog_source
@@ -74,7 +77,13 @@ FULL_IP = IpTimelineRecord(
     host_network=True,
 )
 BARE_IP = IpTimelineRecord(ip="10.0.0.1", valid_from=T0, valid_to=None, namespace="n", pod="p")
-RECORDS: list[LogRecord] = [FULL_FLOW, BARE_FLOW, FULL_IP, BARE_IP]
+FULL_NAME = NameBinding(
+    first_seen=T0, last_seen=T0 + 5_000_000_000, client_ip="10.244.1.5",
+    name="api.payment-gw.example", address="203.0.113.10", ttl=30, count=2, node="worker-1",
+    client=EndpointHints(namespace="shop", pod="web-1"), source_format="hubble",
+    input="hubble.json")
+BARE_NAME = NameBinding(T0, T0, "fd00::1", "a.example", "2001:db8::1", 0)
+RECORDS: list[LogRecord] = [FULL_FLOW, BARE_FLOW, FULL_IP, BARE_IP, FULL_NAME, BARE_NAME]
 
 
 def read_log(path: Path, **options: bool) -> tuple[list[LogRecord], ReadReport]:
@@ -85,11 +94,11 @@ def read_log(path: Path, **options: bool) -> tuple[list[LogRecord], ReadReport]:
 @pytest.mark.parametrize("name", ["flows.jsonl", "flows.jsonl.gz"])
 def test_round_trip(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
-    assert write_flow_log(RECORDS, path, FlowLogHeader(node="worker-1")) == 4
+    assert write_flow_log(RECORDS, path, FlowLogHeader(node="worker-1")) == 6
     assert detect_format(path) == "flowlog"
     records, report = read_log(path)
     assert records == RECORDS
-    assert report.lines[str(path)] == 5 and report.kept[str(path)] == 4  # header + 4
+    assert report.lines[str(path)] == 7 and report.kept[str(path)] == 6  # header + 6
     assert not report.skipped and not report.ignored
     if name.endswith(".gz"):
         assert path.read_bytes()[:2] == b"\x1f\x8b"
@@ -125,8 +134,40 @@ def test_header_is_first(tmp_path: Path) -> None:
     write_flow_log([], path)
     assert json.loads(path.read_text()) == {
         "created_by": "flowpol", "kind": "header", "schema": "flowpol.flowlog",
-        "version": SCHEMA_VERSION,
+        "version": SCHEMA_VERSION, "revision": SCHEMA_REVISION,
     }
+
+
+def test_logs_of_revision_1_still_read(tmp_path: Path) -> None:
+    """A log written before name lines existed: header without a revision."""
+    path = tmp_path / "old.jsonl"
+    path.write_text('{"created_by":"flowpol","kind":"header","schema":"flowpol.flowlog",'
+                    '"version":1}\n' + record_to_json(BARE_FLOW).decode() + "\n")
+    records, report = read_log(path)
+    assert records == [BARE_FLOW] and not report.skipped and not report.ignored
+
+
+def test_a_reader_without_name_lines_skips_and_counts_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a revision-1 reader does with this revision's logs (the compatibility
+    rule): unknown line kinds are counted and skipped, the flows still read."""
+    path = tmp_path / "new.jsonl"
+    write_flow_log([BARE_FLOW, FULL_NAME], path)
+    monkeypatch.setattr(flowlog_source, "RECORD_KINDS", ("flow", "ip"))
+    records, report = read_log(path)
+    assert records == [BARE_FLOW]
+    assert report.ignored == {"unknown-kind:name": 1} and not report.skipped
+
+
+@pytest.mark.parametrize("raw, canonical", [
+    ("api.Example.COM.", "api.example.com"), ("a.example", "a.example"),
+    ("_grpc._tcp.svc.example.", "_grpc._tcp.svc.example"), ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ("", None), (".", None), ("a..b", None), ("a b.example", None), ("*.example", None),
+    ("bücher.example", None), ("-a.example", None), ("a" * 64 + ".example", None),
+    (".".join(["a" * 63] * 4) + ".", None), ("line\nbreak.example", None), (42, None),
+])
+def test_dns_names_are_canonical_or_refused(raw: object, canonical: str | None) -> None:
+    assert dns_name(raw) == canonical
 
 
 def test_write_is_atomic(tmp_path: Path) -> None:
@@ -219,6 +260,10 @@ BAD_RECORDS = [
     (_GOOD_HEAD + ',"dst_ip":"1.1.1.2","inferred":"yes"}', "'inferred'"),
     ('{"kind":"ip","ip":"10.0.0.1","valid_from":"2024-05-01T12:00:00Z","namespace":"n"}', "'pod' is missing"),
     ('{"kind":"ip","ip":"10.0.0.1","valid_from":"2024-05-01T12:00:00Z","valid_to":"2024-05-01T11:00:00Z","namespace":"n","pod":"p"}', "before 'valid_from'"),
+    ('{"kind":"name","first_seen":"2024-05-01T12:00:00Z","client_ip":"10.0.0.1","name":"a.example","address":"1.2.3.4"}', "'ttl'"),
+    ('{"kind":"name","first_seen":"2024-05-01T12:00:00Z","client_ip":"10.0.0.1","name":"a b","address":"1.2.3.4","ttl":5}', "'name' must be a DNS name"),
+    ('{"kind":"name","first_seen":"2024-05-01T12:00:00Z","client_ip":"10.0.0.1","name":"a.example","address":"a.example","ttl":5}', "'address' is not an IP"),
+    ('{"kind":"name","first_seen":"2024-05-01T12:00:00Z","name":"a.example","address":"1.2.3.4","ttl":5}', "'client_ip' is missing"),
 ]
 
 
@@ -287,4 +332,15 @@ def test_documented_examples_are_valid_lines() -> None:
             continue
         rec = record_from_dict(obj, "docs/flow-schema.md", 1)
         assert json.loads(record_to_json(rec)) == obj  # the examples are canonical lines
-    assert kinds == {"header", "flow", "ip"}
+    assert kinds == {"header", "flow", "ip", "name"}
+
+
+def test_names_in_other_forms_are_brought_to_the_canonical_one_and_counted(
+        tmp_path: Path) -> None:
+    path = tmp_path / "names.jsonl"
+    line = json.loads(record_to_json(BARE_NAME))
+    path.write_text("\n".join(json.dumps({**line, "name": n})
+                              for n in ("A.Example.", "a.example.", "a.example")) + "\n")
+    records, report = read_log(path)
+    assert [r.name for r in records] == ["a.example"] * 3
+    assert report.noted == {"dns-name-canonical-form": 2} and not report.skipped

@@ -7,11 +7,12 @@ import io
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from recorder.errors import InputError
 from recorder.report import ReadReport
-from recorder.schema import EndpointHints, FlowRecord, ServiceRef, Workload
+from recorder.schema import EndpointHints, FlowRecord, NameBinding, ServiceRef, Workload
 from recorder.sources import ReadOptions, detect_format, read_inputs
 from recorder.sources import hubble
 from recorder.timefmt import parse_time
@@ -252,7 +253,7 @@ def test_detection() -> None:
 @pytest.mark.parametrize("name, message", [
     ("empty.json", "the file is empty"),
     ("blank.json", "the file is empty"),
-    ("not-json.txt", "unknown input format"),
+    ("not-json.txt", "not a flow input"),
 ])
 def test_unusable_files_are_input_errors(name: str, message: str) -> None:
     with pytest.raises(InputError) as e:
@@ -310,3 +311,48 @@ def test_line_numbers_count_blank_lines() -> None:
     _, report = _read_bytes(data)
     assert [e.line for e in report.examples] == [4]
     assert report.lines["mem"] == 2
+
+
+def test_dns_proxy_responses_bind_names_for_the_client() -> None:
+    """dns-l7.json: Cilium DNS proxy records (a request, responses with addresses, an
+    empty AAAA answer, NXDOMAIN, camelCase, a legacy line with only ``reply``, a line
+    without event_type (a field mask), a bad address, a bad name, a TTL with the top
+    bit set), an ordinary reply and a SYN to the answered address."""
+    records, report = read(ASSETS / "dns-l7.json")
+    names = [(r.client_ip, r.name, r.address, r.ttl, r.client.namespace, r.client.pod)
+             for r in records if isinstance(r, NameBinding)]
+    ledger = ("10.244.1.5",)
+    pod = ("payments", "ledger-6d5f-abcde")
+    assert names == [
+        (*ledger, "api.payment-gw.example", "203.0.113.10", 30, *pod),
+        (*ledger, "api.payment-gw.example", "203.0.113.11", 30, *pod),
+        (*ledger, "v6.payment-gw.example", "2001:db8::10", 60, *pod),
+        (*ledger, "legacy.example", "203.0.113.20", 10, *pod),
+        (*ledger, "masked.example", "203.0.113.21", 10, *pod),
+        (*ledger, "top-bit.example", "203.0.113.23", 0, *pod),
+    ]
+    binding = next(r for r in records if isinstance(r, NameBinding))
+    assert binding.node == "node-a" and binding.source_format == "hubble"
+    flows = [r for r in records if isinstance(r, FlowRecord)]
+    assert [(f.protocol, f.dst_ip, f.dst_port, f.dst.names) for f in flows] == [
+        ("UDP", "10.244.2.3", 53, ()), ("TCP", "203.0.113.10", 443, ("api.payment-gw.example",))]
+    assert report.ignored == {"dns-no-address": 1, "dns-nxdomain": 1, "dns-bad-name": 1,
+                              "reply": 1}
+    assert report.skipped == {"bad-flow": 1}
+    assert "'not-an-ip'" in str(report.examples[0]) and ":8:" in str(report.examples[0])
+    assert report.noted == {"dns-answers": 5, "dns-name-trailing-dot": 5,
+                            "dns-name-lower-cased": 1}
+
+
+def test_dns_responses_read_the_same_line_by_line_and_streamed() -> None:
+    """The byte tests send every DNS response to the parsed path and nothing else."""
+    streamed, _ = read(ASSETS / "dns-l7.json")
+    reader = hubble._Reader(str(ASSETS / "dns-l7.json"), ReadReport(), ReadOptions())
+    one_by_one: list = []
+    for raw in (ASSETS / "dns-l7.json").read_bytes().splitlines():
+        rec = reader.from_object(orjson.loads(raw), 1)
+        if isinstance(rec, list):
+            one_by_one += rec
+        elif rec is not None:
+            one_by_one.append(rec)
+    assert streamed == one_by_one

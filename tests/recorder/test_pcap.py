@@ -14,7 +14,7 @@ import pytest
 
 from recorder.errors import InputError
 from recorder.report import ReadReport
-from recorder.schema import FlowRecord
+from recorder.schema import FlowRecord, NameBinding
 from recorder.sources import ReadOptions, detect_format, read_inputs
 from recorder.sources import pcap
 from recorder.sources.fastrecord import flow_record_maker
@@ -149,8 +149,8 @@ def test_junk_packets_are_skipped_with_packet_numbers() -> None:
     report = ReadReport()
     assert [r.src_port for r in read("junk-packets.pcap", report)] == [40050, 40051]
     assert sorted(str(e) for e in report.examples) == [
-        f"{ASSETS / 'junk-packets.pcap'}:2: truncated-packet",
-        f"{ASSETS / 'junk-packets.pcap'}:3: bad-ip-header",
+        f"{ASSETS / 'junk-packets.pcap'}: packet 2: truncated-packet",
+        f"{ASSETS / 'junk-packets.pcap'}: packet 3: bad-ip-header",
     ]
 
 
@@ -168,14 +168,14 @@ def test_headers_cut_by_the_snap_length_are_ignored_not_bad_input(tmp_path: Path
     recs = list(read_inputs([str(path)], report))
     assert [r.src_port for r in recs] == [40050, 40051]
     assert report.ignored["headers-beyond-snaplen"] == 1
-    assert [str(e) for e in report.examples] == [f"{path}:3: bad-ip-header"]
+    assert [str(e) for e in report.examples] == [f"{path}: packet 3: bad-ip-header"]
 
 
 @pytest.mark.parametrize("name,kept,where", [
-    ("truncated-record.pcap", 1, ":4: truncated-packet"),
-    ("truncated-header.pcap", 1, ":5: truncated-packet"),
-    ("corrupt-length.pcap", 1, ":3: corrupt-record"),
-    ("truncated.pcapng", 3, ":4: truncated-packet"),
+    ("truncated-record.pcap", 1, ": packet 4: truncated-packet"),
+    ("truncated-header.pcap", 1, ": packet 5: truncated-packet"),
+    ("corrupt-length.pcap", 1, ": packet 3: corrupt-record"),
+    ("truncated.pcapng", 3, ": packet 4: truncated-packet"),
 ])
 def test_damaged_files_keep_every_valid_packet(name: str, kept: int, where: str) -> None:
     report = ReadReport()
@@ -185,7 +185,7 @@ def test_damaged_files_keep_every_valid_packet(name: str, kept: int, where: str)
 
 
 def test_strict_makes_damage_fatal() -> None:
-    with pytest.raises(InputError, match=r"truncated-record\.pcap:4: truncated-packet"):
+    with pytest.raises(InputError, match=r"truncated-record\.pcap: packet 4: truncated-packet"):
         read("truncated-record.pcap", ReadReport(strict=True))
 
 
@@ -238,3 +238,43 @@ def test_fast_record_maker_builds_equal_records() -> None:
                                           input="x", source_format="pcap"))
     with pytest.raises(TypeError):
         flow_record_maker("no_such_field")
+
+
+def test_dns_answers_bind_the_name_the_client_asked_for() -> None:
+    """UDP and TCP answers (the TCP one after a truncated UDP answer, reassembled from
+    two segments, one retransmitted), a CNAME chain asked in mixed case, AAAA, an IPv6
+    transport; NXDOMAIN, SERVFAIL, a malformed answer, a name no policy can carry and
+    an answer seen twice bind nothing and are counted."""
+    report = ReadReport()
+    recs = read("dns-answers.pcap", report)
+    names = [(r.client_ip, r.name, r.address, r.ttl, round((r.first_seen - T0) / 10**6))
+             for r in recs if isinstance(r, NameBinding)]
+    big = [(CLIENT, "big.example", f"203.0.113.{100 + i}", 45, 2016) for i in range(12)]
+    assert names == [
+        (CLIENT, "api.example.com", "203.0.113.5", 20, 1),  # TTL: the lowest on the chain
+        (CLIENT, "api.example.com", "203.0.113.6", 20, 1),
+        (CLIENT, "api.example.com", "2001:db8::5", 60, 11),
+        *big,
+        (CLIENT6, "v6.example", "2001:db8::6", 0, 4000),
+    ]
+    assert all(r.source_format == "pcap" and r.input.endswith("dns-answers.pcap")
+               for r in recs if isinstance(r, NameBinding))
+    flows = [view(r) for r in recs if isinstance(r, FlowRecord)]
+    assert ("TCP", CLIENT, 40100, SERVICE, 53, T0 + 2010 * 10**6, False) in flows
+    assert len(flows) == 9  # eight lookups over UDP (one over IPv6) and one over TCP
+    assert report.ignored["dns-nxdomain"] == 1 and report.ignored["dns-error-rcode"] == 1
+    assert report.ignored["dns-truncated"] == 1 and report.ignored["dns-malformed"] == 1
+    assert report.ignored["dns-bad-name"] == 1 and report.ignored["dns-repeated-answer"] == 1
+    assert report.noted == {"dns-answers": 4, "dns-name-lower-cased": 1,
+                            "dns-records-off-the-chain": 1}
+    assert not report.skipped
+    assert report.kept[str(ASSETS / "dns-answers.pcap")] == len(recs)
+    # every packet is accounted for: flow starts, packets of known flows, answers
+    assert report.ignored["pcap-connection-packet"] == 24 - len(flows)
+
+
+def test_a_dns_answer_cut_by_the_snap_length_is_counted_not_bad_input() -> None:
+    report = ReadReport()
+    recs = read("dns-snaplen.pcap", report)
+    assert [type(r) for r in recs] == [FlowRecord]
+    assert report.ignored["dns-beyond-snaplen"] == 1 and not report.skipped

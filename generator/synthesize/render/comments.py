@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from generator.output.timetext import format_time_fast
-from generator.synthesize.model import DnsAccess, Evidence, PortSpec
+from generator.resolve.edges import names_text
+from generator.synthesize.model import EXTERNAL, DnsAccess, Evidence, PolicyPeer, PortSpec
 
 
 def span(first: int, last: int) -> str:
@@ -16,6 +17,14 @@ def port_label(p: PortSpec) -> str:
     if p.end_port is not None:
         return f"{p.protocol}/{p.port}-{p.end_port}"
     return f"{p.protocol}/{p.port}"
+
+
+def peer_members(peer: PolicyPeer, egress: bool) -> tuple[str, ...]:
+    """The observed peers behind ``peer`` as a reviewer reads them; an external
+    destination with the DNS names its connections had (or that they had none)."""
+    if peer.kind == EXTERNAL and egress:
+        return tuple(f"{m} ({names_text(peer.names)})" for m in peer.members)
+    return peer.members
 
 
 def evidence_line(label: str, ev: Evidence) -> str:

@@ -15,7 +15,9 @@ import json
 from generator.output.yamlout import Commented
 from generator.synthesize import model as m
 from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
-from generator.synthesize.render.comments import dns_comments, evidence_line, port_label, span
+from generator.synthesize.render.comments import (
+    dns_comments, evidence_line, peer_members, port_label, span,
+)
 
 API_VERSION = "networking.k8s.io/v1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flowpol"}
@@ -76,7 +78,7 @@ class _Renderer:
         for r in rules:
             el, key = self.element(r.peer, policy_ns)
             _, members, ports = by_element.setdefault(key, (el, set(), {}))
-            members.update(r.peer.members)
+            members.update(peer_members(r.peer, word == "to"))
             for rp in r.ports:
                 ports.setdefault(rp.port, []).append(rp.evidence)
         out = []

@@ -49,7 +49,7 @@ def test_demo_writes_valid_policies_kustomization_and_report(tmp_path: Path) -> 
     assert ("payments", "flowpol-default-deny") in names
     assert ("storefront", "flowpol-api") in names
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verification"]["denied"] == 0
+    assert report["verification"]["denied_connections"] == 0
     assert report["inputs"]["kept"] > 0
     # replies and non-flow events are ignored, not bad input: they leave exit code 0
     assert report["inputs"]["ignored"]["reply"] > 0 and report["inputs"]["skipped"] == {}
@@ -121,7 +121,7 @@ def test_bad_line_and_unreadable_input_make_one_message(tmp_path: Path) -> None:
 
 
 def test_unreadable_inputs_exit_2_after_writing_the_rest(tmp_path: Path) -> None:
-    for asset, words in (("not-json.txt", "unknown input format"),
+    for asset, words in (("not-json.txt", "this is a text without any IP address, not a flow input"),
                          ("empty.json", "the file is empty")):
         out = tmp_path / asset
         run = generate(out, str(HUBBLE_ASSETS / asset), str(DEMO / "flows"))

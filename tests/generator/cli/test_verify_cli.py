@@ -96,7 +96,7 @@ def test_egress_without_dns_rule_denies_dns_at_source_egress() -> None:
     allowed = {(g["client"], g["server"], g["port"]): g for g in doc["allowed"]}
     web_api = allowed[("shop/Deployment/web", "shop/Deployment/api", 8080)]
     assert web_api["allowed_by"] == ["shop/web egress[0]", "shop/api ingress[0]"]
-    assert doc["summary"]["denied"] > 0 and doc["summary"]["denied_groups"] == 3
+    assert doc["summary"]["denied_connections"] > 0 and doc["summary"]["denied_groups"] == 3
 
 
 def test_json_output_shape_and_determinism() -> None:
@@ -114,7 +114,7 @@ def test_json_output_shape_and_determinism() -> None:
         f"{POLICIES / 'common' / 'kustomization.yaml'}:1: not-a-networkpolicy:Kustomization "
         "(apiVersion kustomize.config.k8s.io/v1beta1)"]
     s = doc["summary"]
-    assert s["denied"] == 0 and s["allowed"] == s["checked"] > 0
+    assert s["denied_connections"] == 0 and s["allowed_connections"] == s["connections"] > 0
     assert s["allowed_connections"] == sum(g["connections"] for g in doc["allowed"])
     for g in doc["allowed"]:
         assert {"client", "server", "protocol", "port", "connections", "first_seen", "last_seen",
@@ -263,7 +263,7 @@ def test_demo_generate_then_verify_allows_everything(tmp_path: Path) -> None:
     assert generated.returncode == 0, generated.stdout + generated.stderr
     code, doc = verify_json(*inputs, "--policies", str(out))
     assert code == 0, doc["denied"]
-    assert doc["summary"]["denied"] == 0 and doc["summary"]["checked"] > 0
+    assert doc["summary"]["denied_connections"] == 0 and doc["summary"]["connections"] > 0
     assert doc["policies"]["count"] == len(json.loads((out / "report.json").read_text())["policies"])
     text = flowpol("verify", *inputs, "--policies", str(out))
     assert text.returncode == 0 and ", 0 denied" in text.stdout

@@ -90,7 +90,7 @@ def test_cli_writes_a_loadable_snapshot(tmp_path: Path, monkeypatch: pytest.Monk
         kubeconfig = str(srv.kubeconfig_path(tmp_path))
         for name in ("cluster.json", "cluster.json.gz"):
             out = tmp_path / name
-            monkeypatch.setattr(sys, "argv", ["flowpol", "snapshot", "-o", str(out),
+            monkeypatch.setattr(sys, "argv", ["flowpol", "snapshot", "--out", str(out),
                                               "--kubeconfig", kubeconfig, "--page-size", "4"])
             with pytest.raises(SystemExit) as exit_info:
                 main()
@@ -191,7 +191,7 @@ def test_cli_error_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
     from generator.cli.main import main
 
-    monkeypatch.setattr(sys, "argv", ["flowpol", "snapshot", "-o", str(tmp_path / "x.json"),
+    monkeypatch.setattr(sys, "argv", ["flowpol", "snapshot", "--out", str(tmp_path / "x.json"),
                                       "--kubeconfig", str(tmp_path / "nope")])
     with pytest.raises(SystemExit) as exit_info:
         main()

@@ -145,27 +145,27 @@ def test_cli_exit_codes_and_refusal_to_overwrite(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "generator.cli.main", *args], cwd=REPO,
                               capture_output=True, text=True, timeout=300)
 
-    held = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "p"),
+    held = flowpol("migrate", *files.snapshot_args, "--out", str(tmp_path / "p"),
                    "--min-observation", "30m", "--min-flows", "3")
     assert held.returncode == 1, held.stderr
     assert "shop: step 1 2 allow policies (2 workload(s) ready), watch 1h, step 3 HELD BACK" \
         in held.stdout
     assert "  held back Deployment/admin: seen in 1 connection(s)" in held.stdout
-    ready = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "p"),
+    ready = flowpol("migrate", *files.snapshot_args, "--out", str(tmp_path / "p"),
                     "--min-observation", "30m", "-n", "billing")
     assert ready.returncode == 0, ready.stdout + ready.stderr
     assert not (tmp_path / "p" / "shop").exists()  # the previous plan was replaced
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    refused = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "mine"))
+    refused = flowpol("migrate", *files.snapshot_args, "--out", str(tmp_path / "mine"))
     assert refused.returncode == 2 and "not written by flowpol migrate" in refused.stderr
-    both = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "q"), "-n", "shop",
+    both = flowpol("migrate", *files.snapshot_args, "--out", str(tmp_path / "q"), "-n", "shop",
                    "--exclude-namespace", "shop")
     assert both.returncode == 2 and "both included and excluded" in both.stderr
 
     # a bad line: the same plan from every valid record, then exit 2
     line = append_cut_line(files.flows)
-    bad = flowpol("migrate", *files.snapshot_args, "-o", str(tmp_path / "bad"),
+    bad = flowpol("migrate", *files.snapshot_args, "--out", str(tmp_path / "bad"),
                   "--min-observation", "30m", "-n", "billing")
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert bad.stdout == ready.stdout.replace(str(tmp_path / "p"), str(tmp_path / "bad"))

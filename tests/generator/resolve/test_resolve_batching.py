@@ -23,7 +23,7 @@ SCENARIO = Path(__file__).resolve().parents[3] / "fixtures" / "scenarios" / "sel
 
 def test_one_timeline_join_for_every_flow_and_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     index = InventoryIndex(load_snapshot([str(SCENARIO / "cluster.json")]).inventory)
-    records, _, _ = read_records([str(SCENARIO / "flows.jsonl")], ReadReport(), ReadOptions(),
+    records, _, _, _ = read_records([str(SCENARIO / "flows.jsonl")], ReadReport(), ReadOptions(),
                                  None)
     [flow] = [r for r in records if r.service is not None and r.service.name == "vault-proxy"]
     # the same connection in ten one-minute windows: ten aggregates to expand

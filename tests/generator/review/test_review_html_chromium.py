@@ -8,6 +8,7 @@ Without Chromium the test skips with the reason, and fails under CI=true
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -121,3 +122,108 @@ def test_report_html_renders_graph_and_tables_in_headless_chromium(tmp_path: Pat
     # Table header cells (#f6f8fa) and the green OK callout border (#1a7f37) are drawn.
     assert counts.get(_rgb("#f6f8fa"), 0) > 5000
     assert counts.get(_rgb("#1a7f37"), 0) > 100
+
+
+# ---------------------------------------------------------------- edge labels at 1,400 px
+
+# Added to a copy of the page (its CSP, which forbids scripts in the real report, taken
+# out): the rendered boxes of every label, its texts and the nodes, as Chromium laid
+# them out, written into the DOM for --dump-dom.
+MEASURE = """<script>
+window.addEventListener('load', () => {
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const labels = [...document.querySelectorAll('svg g.l')].map(g => ({
+    rect: box(g.querySelector('rect')), texts: [...g.querySelectorAll('text')].map(box),
+    leader: g.querySelector('path.k') !== null}));
+  const nodes = [...document.querySelectorAll('svg g.n rect')].map(box);
+  const out = document.createElement('pre');
+  out.id = 'measured';
+  out.textContent = JSON.stringify({labels, nodes, width: window.innerWidth});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _measure(chromium: str, page: Path, tmp_path: Path) -> dict:
+    import html as html_module
+    import json
+    import re
+
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
+    probe = tmp_path / f"measure-{page.stem}.html"
+    probe.write_text(text.replace("</body>", MEASURE + "</body>"))
+    dom = _run(chromium, "--dump-dom", "--virtual-time-budget=3000", "--window-size=1400,2000",
+               probe.resolve().as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout, re.S)
+    assert found, dom.stdout[-2000:]
+    return json.loads(html_module.unescape(found.group(1)))
+
+
+def _area(a: list[float], b: list[float]) -> float:
+    return (max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+            * max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+
+
+def _assert_labels_apart(measured: dict) -> None:
+    labels = measured["labels"]
+    assert measured["width"] == 1400 and labels
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            assert _area(a["rect"], b["rect"]) < 0.5, (a, b)
+        for t in a["texts"]:  # the text the browser drew stays inside its box
+            assert a["rect"][0] - 0.5 <= t[0] and t[2] <= a["rect"][2] + 0.5, a
+        for n in measured["nodes"]:
+            assert _area(a["rect"], n) < 0.5, (a, n)
+
+
+def _screenshot(chromium: str, page: Path, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / name
+    if shot.exists():
+        shot.unlink()
+    done = _run(chromium, f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri())
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    width, _, pixels = _png_pixels(shot)
+    assert width == 1400
+    fills = {_rgb(c) for c in NAMESPACE_FILLS}
+    assert sum(px in fills for px in pixels) > 2000  # the graph's boxes are drawn
+    return shot
+
+
+def test_demo_graph_labels_do_not_overlap_at_1400_px(tmp_path: Path) -> None:
+    chromium = _chromium()
+    demo = REPO / "fixtures" / "demo"
+    out = tmp_path / "demo"
+    result = run_generate(GenerateRequest([str(demo / "flows")], [str(demo / "cluster.json")],
+                                          out))
+    page = (out / "report.html").resolve()
+    measured = _measure(chromium, page, tmp_path)
+    pairs = {(json.dumps(e["src"], sort_keys=True), json.dumps(e["dst"], sort_keys=True))
+             for e in result.report["edges"]}
+    assert len(measured["labels"]) == len(pairs)  # one per pair of peers with traffic
+    _assert_labels_apart(measured)
+    _screenshot(chromium, page, "demo-graph-1400.png")
+
+
+def test_a_crowded_graph_moves_labels_off_their_edges_not_onto_each_other(tmp_path: Path
+                                                                          ) -> None:
+    """Twelve clients each talking to the same twelve servers on four ports: more
+    labels than the space between the two columns holds along the edges."""
+    from generator.review.document import Document, GraphBlock, to_html
+    from generator.review.graph import Graph, GraphEdge, GraphNode
+
+    chromium = _chromium()
+    clients = [GraphNode(f"ns/Deployment/c{i:02}", f"client-{i:02}", "Deployment · ns",
+                         "workload", "ns") for i in range(12)]
+    servers = [GraphNode(f"ns/Deployment/s{i:02}", f"server-{i:02}", "Deployment · ns",
+                         "workload", "ns") for i in range(12)]
+    edges = tuple(GraphEdge(c.id, s.id, tuple((f"TCP/{8000 + k}", 10 + k) for k in range(4)))
+                  for c in clients for s in servers)
+    graph = Graph(tuple(sorted(clients + servers, key=lambda n: n.id)), edges)
+    page = tmp_path / "crowded.html"
+    page.write_text(to_html(Document("crowded", (GraphBlock(graph),))))
+    measured = _measure(chromium, page, tmp_path)
+    assert len(measured["labels"]) == len(edges)
+    _assert_labels_apart(measured)
+    assert any(label["leader"] for label in measured["labels"])  # some had to move off

@@ -56,7 +56,10 @@ def test_every_observed_connection_is_evidence_of_exactly_one_rule_port(demo) ->
                 continue  # in the namespace's DNS baseline
             p = policies[(side.namespace, side.workload_kind, side.workload_name)]
             other = e.src if direction == "ingress" else e.dst
+            # an external destination is behind the peer of its DNS names
             hits = [rp for r in getattr(p, direction) if other.display() in r.peer.members
+                    and (r.peer.kind != m.EXTERNAL or direction == "ingress"
+                         or r.peer.names == e.names)
                     for rp in r.ports if rp.port == m.PortSpec(e.protocol, e.port)]
             assert len(hits) == 1, (e, direction)
             assert hits[0].evidence.connections >= e.count

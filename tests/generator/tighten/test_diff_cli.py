@@ -44,13 +44,14 @@ def test_exact_set_exits_0_and_proposes_the_same_files(bank, tmp_path: Path) -> 
 
 
 def test_too_broad_set_exits_1_with_a_diff_the_proposed_files_and_a_report(bank, tmp_path):
-    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-broad"), "-o", str(tmp_path),
+    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-broad"), "--out", str(tmp_path),
                   "--min-observation", "1h")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert "shop/api-server ingress[2]:" in run.stdout and "never seen [remove]" in run.stdout
     assert "ops/legacy-app ingress[0]" in run.stdout and "[not enough evidence:" in run.stdout
-    assert "proposed set verified: 137 of 137 observed connection(s) allowed" in run.stdout
+    assert ("proposed set verified: 137 observed connections in " in run.stdout
+            and "137 allowed, 0 denied" in run.stdout)
     udiff = (tmp_path / "proposed.diff").read_text()
     assert "--- a/shop/api-server.yaml\n+++ b/shop/api-server.yaml\n" in udiff
     assert "-  # ssh for debugging, from anywhere\n" in udiff
@@ -60,7 +61,7 @@ def test_too_broad_set_exits_1_with_a_diff_the_proposed_files_and_a_report(bank,
     verify = flowpol("verify", *bank, "-p", str(tmp_path / "proposed"))
     assert verify.returncode == 0, verify.stdout
     doc = json.loads((tmp_path / "diff.json").read_text())
-    assert doc["exit_code"] == 1 and doc["proposed_verification"]["denied"] == 0
+    assert doc["exit_code"] == 1 and doc["proposed_verification"]["denied_connections"] == 0
     report = (tmp_path / "report.md").read_text()
     for heading in ("## Denied: observed connections the existing policies deny",
                     "## Unused in the window", "## Proposed changes", "## Unified diff",
@@ -69,13 +70,13 @@ def test_too_broad_set_exits_1_with_a_diff_the_proposed_files_and_a_report(bank,
     assert "```mermaid\nflowchart LR" in report and "```diff\n" in report
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     # Running again replaces the proposal.
-    again = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "-o", str(tmp_path),
+    again = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "--out", str(tmp_path),
                     "--min-observation", "1h")
     assert again.returncode == 0 and not (tmp_path / "proposed" / "shop" / "web-extra.yaml").exists()
 
 
 def test_too_narrow_set_lists_the_denied_connections(bank, tmp_path: Path) -> None:
-    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-narrow"), "-o", str(tmp_path),
+    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-narrow"), "--out", str(tmp_path),
                   "--min-observation", "1h")
     assert run.returncode == 1
     assert "(a) DENIED: 35 observed connection(s)" in run.stdout
@@ -85,30 +86,30 @@ def test_too_narrow_set_lists_the_denied_connections(bank, tmp_path: Path) -> No
 
 
 def test_default_min_observation_is_a_week(bank, tmp_path: Path) -> None:
-    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-broad"), "-o", str(tmp_path))
+    run = flowpol("diff", *bank, "-p", str(ASSETS / "too-broad"), "--out", str(tmp_path))
     assert "removal needs --min-observation 7d" in run.stdout
     assert "less than --min-observation 7d" in run.stdout
 
 
 def test_usage_and_input_errors_exit_2_with_a_message(bank, tmp_path: Path) -> None:
-    both = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "--cluster", "-o", str(tmp_path))
+    both = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "--cluster", "--out", str(tmp_path))
     assert both.returncode == 2 and "not both" in both.stderr
-    neither = flowpol("diff", *bank, "-o", str(tmp_path))
+    neither = flowpol("diff", *bank, "--out", str(tmp_path))
     assert neither.returncode == 2 and "--existing PATH" in neither.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n"
                    "  name: x\n  namespace: shop\nspec:\n  podSelector: {}\n  ingress:\n"
                    "  - form: []\n")
-    typo = flowpol("diff", *bank, "-p", str(bad), "-o", str(tmp_path / "out"))
+    typo = flowpol("diff", *bank, "-p", str(bad), "--out", str(tmp_path / "out"))
     assert typo.returncode == 2 and "Traceback" not in typo.stderr
     assert f"{bad}:9:" in typo.stderr and "form" in typo.stderr
-    duration = flowpol("diff", *bank, "-p", str(bad), "-o", str(tmp_path / "out"),
+    duration = flowpol("diff", *bank, "-p", str(bad), "--out", str(tmp_path / "out"),
                        "--min-observation", "soon")
     assert duration.returncode == 2 and "not a duration" in duration.stderr
     occupied = tmp_path / "occupied"
     (occupied / "proposed").mkdir(parents=True)
     (occupied / "proposed" / "mine.txt").write_text("keep me")
-    refused = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "-o", str(occupied))
+    refused = flowpol("diff", *bank, "-p", str(ASSETS / "exact"), "--out", str(occupied))
     assert refused.returncode == 2 and "was not written by flowpol diff" in refused.stderr
     assert (occupied / "proposed" / "mine.txt").read_text() == "keep me"
 
@@ -117,7 +118,7 @@ def test_bad_line_exits_2_after_writing_the_proposal_of_every_valid_record(tmp_p
     files = write(tmp_path / "bank")
     line = append_cut_line(files.flows)
     out = tmp_path / "out"
-    run = flowpol("diff", *files.snapshot_args, "-p", str(ASSETS / "exact"), "-o", str(out),
+    run = flowpol("diff", *files.snapshot_args, "-p", str(ASSETS / "exact"), "--out", str(out),
                   "--min-observation", "1h")
     assert run.returncode == 2, run.stdout + run.stderr
     # the same result as the exact set without the bad line (exit 0 there)
@@ -130,7 +131,7 @@ def test_bad_line_exits_2_after_writing_the_proposal_of_every_valid_record(tmp_p
     assert error.endswith(f"Output written from every valid record: the proposal and reports in "
                           f"{out}; fix or remove the bad lines to get exit code 0.")
     strict = flowpol("diff", *files.snapshot_args, "-p", str(ASSETS / "exact"),
-                     "-o", str(tmp_path / "strict"), "--strict")
+                     "--out", str(tmp_path / "strict"), "--strict")
     assert strict.returncode == 2 and not (tmp_path / "strict").exists()
     assert strict.stderr.startswith(f"flowpol: error: {files.flows}:{line}: invalid-json")
 
@@ -141,7 +142,7 @@ def test_cluster_policies_are_the_existing_set(bank, tmp_path: Path) -> None:
     with StandInApiServer(objects) as srv:
         kubeconfig = srv.kubeconfig_path(tmp_path)
         run = flowpol("diff", *bank, "--cluster", "--kubeconfig", str(kubeconfig),
-                      "-o", str(tmp_path / "out"), "--min-observation", "1h")
+                      "--out", str(tmp_path / "out"), "--min-observation", "1h")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "existing: 6 NetworkPolicies from the cluster (context standin)" in run.stdout
     udiff = (tmp_path / "out" / "proposed.diff").read_text()

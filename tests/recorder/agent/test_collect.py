@@ -73,7 +73,7 @@ def test_collect_merges_every_pod_and_the_previous_container(tmp_path: Path) -> 
         # The CLI writes one flow log that every reader takes.
         out = tmp_path / "collected.jsonl"
         res = subprocess.run([sys.executable, "-m", "generator.cli.main", "collect", "--logs",
-                              "-o", str(out),
+                              "--out", str(out),
                               "--kubeconfig", str(kubeconfig)], cwd=ROOT, capture_output=True,
                              text=True)
         assert res.returncode == 0, res.stderr
@@ -105,7 +105,7 @@ def test_no_recorder_pods_and_forbidden_are_clear_errors(tmp_path: Path) -> None
         srv.forbid("pods/log")
         with pytest.raises(ClusterError, match="get on pods/log"):
             collect(kubeconfig=str(srv.kubeconfig_path(tmp_path)))
-        res = subprocess.run([sys.executable, "-m", "generator.cli.main", "collect", "--logs", "-o",
+        res = subprocess.run([sys.executable, "-m", "generator.cli.main", "collect", "--logs", "--out",
                               str(tmp_path / "x.jsonl"), "--kubeconfig",
                               str(srv.kubeconfig_path(tmp_path))], cwd=ROOT,
                              capture_output=True, text=True)

@@ -156,7 +156,7 @@ def test_record_reuse_restart_collect_generate(tmp_path: Path) -> None:
             set_pod_log(srv, "flowpol-system", RECORDER_POD, bytes(run2.stdout))
             collected = tmp_path / "collected.jsonl"
             res = lab.node_exec("env", f"PYTHONPATH={ROOT}", sys.executable, "-m",
-                                "generator.cli.main", "collect", "--logs", "-o", str(collected),
+                                "generator.cli.main", "collect", "--logs", "--out", str(collected),
                                 "--kubeconfig", str(kubeconfig), check=False, timeout=120)
             assert res.returncode == 0, res.stderr
         finally:

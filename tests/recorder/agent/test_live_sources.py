@@ -43,7 +43,7 @@ def test_capture_kernel_filter_nat_pairing_ipv6_and_new_interfaces(tmp_path: Pat
         lab.serve(web, "TCP", 8080)
         lab.serve(web, "TCP", 8080, ipv6=True)
         lab.serve(dns, "UDP", 5353)
-        agent = AgentProcess(lab, ["--source", "capture", "--window", "1s", "-o", str(out)])
+        agent = AgentProcess(lab, ["--source", "capture", "--window", "1s", "--out", str(out)])
         agent.wait_for("capture: listening on", count=3)
         assert lab.connect(client, "TCP", "10.96.0.10", 80, count=4) == 4
         assert lab.connect(client, "UDP", "10.96.0.53", 53, count=3) == 3
@@ -80,7 +80,7 @@ def test_conntrack_alone_knows_clusterip_and_backend(tmp_path: Path) -> None:
         lab.add_service("dns", "10.96.0.53", [ServicePort("UDP", 53, 5353)], [dns])
         lab.serve(web, "TCP", 8080)
         lab.serve(dns, "UDP", 5353)
-        agent = AgentProcess(lab, ["--source", "conntrack", "--window", "1s", "-o", str(out)])
+        agent = AgentProcess(lab, ["--source", "conntrack", "--window", "1s", "--out", str(out)])
         agent.wait_for("conntrack: following")
         assert lab.connect(client, "TCP", "10.96.0.10", 80, count=3) == 3
         assert lab.connect(client, "UDP", "10.96.0.53", 53, count=2) == 2
@@ -98,12 +98,12 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "generator.cli.main", "record", *args],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
 
-    res = run("--source", "capture", "--interface", "nosuch0", "-o", str(tmp_path / "x"))
+    res = run("--source", "capture", "--interface", "nosuch0", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "--interface nosuch0: no such network interface" in res.stderr
-    res = run("--source", "pcap", "-o", str(tmp_path / "x"))
+    res = run("--source", "pcap", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "choose capture and/or conntrack" in res.stderr
     res = run("--source", "capture")
     assert res.returncode == 2 and "nowhere to write" in res.stderr
-    res = run("--source", "capture", "--window", "soon", "-o", str(tmp_path / "x"))
+    res = run("--source", "capture", "--window", "soon", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "--window" in res.stderr and "not a duration" in res.stderr
     assert "Traceback" not in res.stderr

@@ -107,14 +107,16 @@ def test_restarted_agent_counts_no_phantom_and_both_sources_count_the_truth(
         assert first.stop() == 0, first.stderr
         written = sorted(segments.iterdir())
 
-        # Run 2, zero traffic: every entry of run 1 ends now, 9 DESTROY events, no NEW.
+        # Run 2, zero traffic: every entry of run 1 ends now, 9 DESTROY events, no NEW
+        # (at least 9: other entries of the node namespace, such as IPv6 multicast
+        # listener reports, may end with the flush too).
         restarted = agent("conntrack")
         lab.conntrack_flush()
         time.sleep(1.0)
         assert restarted.stop() == 0, restarted.stderr
         assert "recorded 0 connection(s)" in restarted.stderr, restarted.stderr
         assert sorted(segments.iterdir()) == written  # nothing to write
-        assert _summary(restarted, "conntrack")["destroy_without_new"] == 9, restarted.stderr
+        assert _summary(restarted, "conntrack")["destroy_without_new"] >= 9, restarted.stderr
 
         # Run 3, both sources: connections made before it (with a listener) end while
         # new ones are made and end.

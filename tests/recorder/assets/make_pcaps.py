@@ -39,6 +39,11 @@ from scapy.all import (  # type: ignore[attr-defined]
 from scapy.contrib.geneve import GENEVE
 from scapy.layers.vxlan import VXLAN
 
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+
 OUT = Path(__file__).resolve().parent / "pcap"
 T0 = 1_700_000_000  # seconds; every packet time is T0 + an offset
 CLIENT, SERVICE, BACKEND = "10.244.1.5", "10.96.0.10", "10.244.2.7"
@@ -175,6 +180,84 @@ def junk_frames() -> list[Packet]:
     return [(0.0, good1), (0.1, good1[:20]), (0.2, bytes(bad_version)), (0.3, good2)]
 
 
+def dns_answer(qname: str, qtype: str, records: list[tuple[str, int, str, str]],
+               rcode: int = 0, truncated: bool = False, msg_id: int = 0x4242) -> bytes:
+    """A DNS response in wire format, as a resolver writes it (name compression
+    included), built by dnspython: ``records`` are (owner, ttl, type, rdata)."""
+    query = dns.message.make_query(qname, qtype, id=msg_id)
+    response = dns.message.make_response(query)
+    response.set_rcode(rcode)
+    for owner, ttl, rtype, rdata in records:
+        response.answer.append(dns.rrset.from_text(owner, ttl, "IN", rtype, rdata))
+    if truncated:
+        response.flags |= dns.flags.TC
+    return response.to_wire()
+
+
+def dns_frames() -> list[Packet]:
+    """DNS answers a capture meets: a CNAME chain asked in mixed case (with a record
+    off the chain), AAAA, NXDOMAIN, SERVFAIL, a truncated UDP answer retried over TCP
+    (the answer split over two segments, one of them retransmitted), the same answer
+    seen twice, a malformed one, a name no policy can carry, and an IPv6 transport."""
+    c, s = CLIENT, SERVICE
+    chain = dns_answer("Api.Example.COM.", "A", [
+        ("Api.Example.COM.", 300, "CNAME", "edge.cdn.example."),
+        ("edge.cdn.example.", 20, "A", "203.0.113.5"),
+        ("edge.cdn.example.", 20, "A", "203.0.113.6"),
+        ("other.example.", 50, "A", "198.51.100.99")])  # off the chain: binds nothing
+    aaaa = dns_answer("api.example.com.", "AAAA", [("api.example.com.", 60, "AAAA", "2001:db8::5")])
+    big_records = [("big.example.", 45, "A", f"203.0.113.{100 + i}") for i in range(12)]
+    big_tcp = dns_answer("big.example.", "A", big_records, msg_id=7)
+    big_udp = dns_answer("big.example.", "A", [], truncated=True, msg_id=7)
+    stream = struct.pack("!H", len(big_tcp)) + big_tcp
+    half = len(stream) // 2
+    loop = bytearray(dns_answer("loop.example.", "A", []))
+    loop[12:14] = b"\xc0\x0c"  # the question's name points at itself
+    bad_name = dns_answer("bad\\032name.example.", "A", [("bad\\032name.example.", 5, "A", "203.0.113.9")])
+
+    def udp(t: float, port: int, payload: bytes) -> Packet:
+        return (t, eth(IP(src=s, dst=c) / UDP(sport=53, dport=port) / Raw(payload)))
+
+    def query(t: float, port: int) -> Packet:
+        return (t, eth(IP(src=c, dst=s) / UDP(sport=port, dport=53) / Raw(b"\x42\x42query")))
+
+    def seg(t: float, flags: str, seq: int, ack: int, payload: bytes = b"", to_server: bool = False) -> Packet:
+        a, b, p, q = (c, s, 40100, 53) if to_server else (s, c, 53, 40100)
+        return (t, eth(IP(src=a, dst=b) / TCP(sport=p, dport=q, flags=flags, seq=seq, ack=ack) / Raw(payload)))
+
+    return [
+        query(0.0, 50100), udp(0.001, 50100, chain),
+        udp(0.0011, 50100, chain),  # the same answer on another interface
+        query(0.01, 50101), udp(0.011, 50101, aaaa),
+        query(1.0, 50102), udp(1.001, 50102, dns_answer("nope.example.", "A", [], rcode=dns.rcode.NXDOMAIN)),
+        query(1.1, 50103), udp(1.101, 50103, dns_answer("flaky.example.", "A", [], rcode=dns.rcode.SERVFAIL)),
+        query(2.0, 50104), udp(2.001, 50104, big_udp),
+        (2.01, eth(IP(src=c, dst=s) / TCP(sport=40100, dport=53, flags="S", seq=100))),
+        seg(2.011, "SA", 9000, 101),
+        seg(2.012, "A", 101, 9001, to_server=True),
+        seg(2.013, "PA", 101, 9001, b"\x00\x1dquery-for-big-example-0000000", to_server=True),
+        seg(2.014, "PA", 9001, 131, stream[:half]),
+        seg(2.015, "PA", 9001, 131, stream[:half]),  # retransmitted
+        seg(2.016, "PA", 9001 + half, 131, stream[half:]),
+        seg(2.017, "FA", 9001 + len(stream), 131),
+        query(3.0, 50105), udp(3.001, 50105, bytes(loop)),
+        query(3.1, 50106), udp(3.101, 50106, bad_name),
+        (4.0, eth(IPv6(src=SERVER6, dst=CLIENT6) / UDP(sport=53, dport=50107)
+                  / Raw(dns_answer("v6.example.", "AAAA", [("v6.example.", 0, "AAAA", "2001:db8::6")])))),
+    ]
+
+
+def cut_pcap(packets: list[Packet], snaplen: int) -> bytes:
+    """A classic pcap whose records keep at most ``snaplen`` bytes of each packet."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1)]
+    for t, data in packets:
+        us = round(t * 1_000_000)
+        kept = data[:snaplen]
+        out.append(struct.pack("<IIII", T0 + us // 1_000_000, us % 1_000_000, len(kept), len(data)))
+        out.append(kept)
+    return b"".join(out)
+
+
 # --------------------------------------------------------------------------- writers
 
 
@@ -269,6 +352,8 @@ def write_all(out: Path = OUT) -> list[Path]:
         "junk-packets.pcap": pcap(junk_frames()),
         "unsupported-linktype.pcap": pcap(basic[:3], linktype=147),
         "header-only.pcap": pcap([]),
+        "dns-answers.pcap": pcap(dns_frames()),
+        "dns-snaplen.pcap": cut_pcap(dns_frames()[:2], 96),
         "bad-magic.pcap": b"\x12\x34\x56\x78" + pcap(basic)[4:],
     }
     good = pcap(basic[:4])

@@ -111,8 +111,7 @@ def test_images_are_set_through_kustomize_images(tmp_path: Path) -> None:
 
 
 def test_images_are_the_tags_scripts_build_image_builds(with_all) -> None:
-    version = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
-                   if line.startswith("version = "))
+    from generator.version import __version__ as version
     (recorder,) = _pod(one(with_all, "DaemonSet"))["containers"]
     (job,) = _pod(one(with_all, "CronJob"))["containers"]
     assert recorder["image"] == f"flowpol-recorder:{version}"

@@ -13,7 +13,6 @@ token for the recorders (FLOWPOL_TOKEN_FILE, as the projected volume provides it
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
@@ -201,7 +200,8 @@ def test_job_pushes_one_branch_with_a_proposal_that_verifies_then_nothing(bank, 
         assert message.startswith("flowpol: tighten NetworkPolicies in clusters/prod/policies")
         assert "\nChanges:\n- billing/db-ingress-only" in message
         assert "\n- shop/api-server (shop/api-server.yaml)\n  - remove-peer ingress[0].from[2]" in message
-        assert "Evidence:\n" in message and "proposed set verified: 137 of 137" in message
+        assert "Evidence:\n" in message and "proposed set verified: 137 observed connections" in message
+        assert "137 allowed, 0 denied" in message
         assert message.rstrip().endswith(f"Flowpol-Proposal: {branch.rsplit('/', 1)[1]}")
         # The branch's policies verify clean against the traffic.
         checkout = tmp_path / "checkout"

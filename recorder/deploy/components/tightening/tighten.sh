@@ -57,7 +57,7 @@ if [ "$collect" != none ]; then
   flowpol collect "$@"
 fi
 
-flowpol snapshot -o "$work/cluster.json"
+flowpol snapshot --out "$work/cluster.json"
 
 exec flowpol propose-git "$work/segments" \
   --snapshot "$work/cluster.json" \

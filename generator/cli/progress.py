@@ -1,0 +1,131 @@
+"""Progress while the inputs are read: bytes read of the bytes there are, on a terminal
+only (nothing at all when stderr is piped or redirected).
+
+The readers are not asked to count: each open input's file offset is read from the
+kernel a few times a second (``os.lseek`` on a duplicate of its descriptor, which
+shares the offset), so the fast paths do nothing per line for it. A gzipped input
+counts its compressed bytes against its compressed size. Inputs that are not regular
+files (a pipe) have no size: the display then counts bytes without a total.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+from typing import BinaryIO, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn,
+)
+
+from recorder.errors import InputError
+
+POLL_S = 0.1
+
+
+def _total_size(inputs: list[str]) -> tuple[int | None, int]:
+    """The bytes of every input file (None when one has no size: a pipe) and the number
+    of files."""
+    from recorder.report import ReadReport
+    from recorder.sources import flow_files
+
+    total: int | None = 0
+    files = 0
+    for raw in inputs:
+        try:
+            paths = flow_files(raw, ReadReport())  # the files that will be read
+        except InputError:
+            continue  # the reading reports it
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            files += 1
+            if total is not None:
+                total = total + st.st_size if stat.S_ISREG(st.st_mode) else None
+    return total, files
+
+
+class BytesRead:
+    """An ``InputWatcher`` (recorder.sources.base) that sums the offsets of the open
+    inputs and the sizes of the finished ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # id of an open input's stream -> (a duplicate of its fd, its size)
+        self._open: dict[int, tuple[int, int]] = {}
+        self._done = 0
+        self.files_done = 0
+
+    def opened(self, path: str, stream: BinaryIO) -> None:
+        try:
+            fd = os.dup(stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            return
+        st = os.fstat(fd)
+        with self._lock:
+            self._open[id(stream)] = (fd, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+
+    def closed(self, path: str, stream: BinaryIO) -> None:
+        with self._lock:
+            entry = self._open.pop(id(stream), None)
+            self.files_done += 1
+            if entry is None:
+                return
+            fd, size = entry
+            self._done += size or self._offset(fd)
+        os.close(fd)
+
+    @staticmethod
+    def _offset(fd: int) -> int:
+        try:
+            return os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:  # a pipe has no offset
+            return 0
+
+    def bytes_read(self) -> int:
+        with self._lock:
+            return self._done + sum(min(self._offset(fd), size) if size else self._offset(fd)
+                                    for fd, size in self._open.values())
+
+    def close(self) -> None:
+        with self._lock:
+            for fd, _ in self._open.values():
+                os.close(fd)
+            self._open.clear()
+
+
+@contextlib.contextmanager
+def input_progress(console: Console, inputs: list[str],
+                   what: str = "reading flows") -> Iterator[BytesRead | None]:
+    """A ``BytesRead`` shown live on ``console`` while the block runs, when it is a
+    terminal; else None (the readers then skip the watching)."""
+    if not console.is_terminal:
+        yield None
+        return
+    watcher = BytesRead()
+    total, files = _total_size(inputs)
+    stop = threading.Event()
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        DownloadColumn(), TextColumn("{task.fields[files]}"),
+                        TimeRemainingColumn(), console=console, transient=True)
+    task = progress.add_task(what, total=total, files=f"0/{files:,} inputs")
+
+    def poll() -> None:
+        while not stop.wait(POLL_S):
+            progress.update(task, completed=watcher.bytes_read(),
+                            files=f"{watcher.files_done:,}/{files:,} inputs")
+
+    thread = threading.Thread(target=poll, name="flowpol-progress", daemon=True)
+    with progress:
+        thread.start()
+        try:
+            yield watcher
+        finally:
+            stop.set()
+            thread.join()
+            watcher.close()
