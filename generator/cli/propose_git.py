@@ -28,11 +28,11 @@ def register(app: typer.Typer) -> None:
 
 
 def propose_git(
-    inputs: FlowInputs = None,
-    snapshot: SnapshotFiles = None,
-    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
-                                       help="Working directory: the clone (repo/) and the diff "
-                                            "(proposal/); emptied on every run."),
+    inputs: FlowInputs,
+    snapshot: SnapshotFiles,
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Working directory: the clone (repo/) and the diff "
+                                  "(proposal/); emptied on every run."),
     remote: str = typer.Option(..., "--remote", metavar="URL",
                                help="The git repository holding the NetworkPolicies."),
     base: str = typer.Option("main", "--base", metavar="BRANCH",
@@ -63,9 +63,9 @@ def propose_git(
     dump_time: DumpTime = None,
     check_remote: bool = typer.Option(
         False, "--check-remote",
-        help="Only check that git reaches --remote with --credentials and that it has "
-             "--base (git ls-remote, nothing fetched), e.g. before a long collect; exit 0 "
-             "or 2. INPUT, --snapshot and --out are not needed."),
+        help="Only check, before the rest: does git reach --remote with --credentials, "
+             "and has it --base? (git ls-remote; nothing is read, cloned or pushed, INPUT "
+             "need not exist yet.) Exit 0 or 2."),
 ) -> None:
     """Tighten the NetworkPolicies kept in a git repository: diff them (they must be the
     cluster's) against the traffic in INPUT and push the proposal as a new branch, once."""
@@ -76,10 +76,6 @@ def propose_git(
     if check_remote:
         _check_remote(remote, base, credentials)
         return
-    missing = [n for n, v in (("INPUT", inputs), ("--snapshot", snapshot), ("--out", out))
-               if not v]
-    if missing:
-        raise UsageError(f"missing {', '.join(missing)} (needed unless --check-remote)")
     name, sep, email = author.rpartition(" <")
     if not sep or not email.endswith(">") or not name.strip():
         raise UsageError(f"--author {author!r}: give 'NAME <EMAIL>'")

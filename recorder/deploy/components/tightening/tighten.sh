@@ -38,11 +38,23 @@ case "$collect" in
   *) echo "tighten.sh: FLOWPOL_COLLECT must be direct, proxy or none" >&2; exit 2 ;;
 esac
 
-# Wrong git credentials or a wrong remote should not wait for a full collect to show.
-flowpol propose-git --check-remote \
-  --remote "$FLOWPOL_GIT_REMOTE" \
-  --base "${FLOWPOL_GIT_BASE:-main}" \
-  --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}"
+# The proposal's command, first only checking that git reaches the remote: wrong
+# credentials or a wrong remote should not wait for a full collect to show.
+propose() {
+  flowpol propose-git "$work/segments" \
+    --snapshot "$work/cluster.json" \
+    --out "$work/proposal" \
+    --remote "$FLOWPOL_GIT_REMOTE" \
+    --base "${FLOWPOL_GIT_BASE:-main}" \
+    --path "${FLOWPOL_GIT_PATH:-.}" \
+    --branch-prefix "${FLOWPOL_BRANCH_PREFIX:-flowpol/tighten}" \
+    --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}" \
+    --window "${FLOWPOL_WINDOW:-7d}" \
+    --min-observation "${FLOWPOL_MIN_OBSERVATION:-7d}" \
+    --min-flows "${FLOWPOL_MIN_FLOWS:-1}" \
+    "$@"
+}
+propose --check-remote
 
 mkdir -p "$work/segments"
 if [ "$collect" != none ]; then
@@ -59,14 +71,4 @@ fi
 
 flowpol snapshot --out "$work/cluster.json"
 
-exec flowpol propose-git "$work/segments" \
-  --snapshot "$work/cluster.json" \
-  --out "$work/proposal" \
-  --remote "$FLOWPOL_GIT_REMOTE" \
-  --base "${FLOWPOL_GIT_BASE:-main}" \
-  --path "${FLOWPOL_GIT_PATH:-.}" \
-  --branch-prefix "${FLOWPOL_BRANCH_PREFIX:-flowpol/tighten}" \
-  --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}" \
-  --window "${FLOWPOL_WINDOW:-7d}" \
-  --min-observation "${FLOWPOL_MIN_OBSERVATION:-7d}" \
-  --min-flows "${FLOWPOL_MIN_FLOWS:-1}"
+propose
