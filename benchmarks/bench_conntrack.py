@@ -1,5 +1,8 @@
 """Benchmark: conntrack import rate against a bare loop that only splits lines.
 
+A diagnostic: it times the reader in-process. The figures users see (the command as
+a process, against the same floor) are benchmarks/e2e.py's.
+
     /work/venv/bin/python benchmarks/bench_conntrack.py [--lines 1000000] [--small 100000]
 
 Generates two inputs in a temp dir, each ``--lines`` lines, pod traffic through

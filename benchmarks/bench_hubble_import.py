@@ -1,5 +1,8 @@
 """Hubble import speed against a bare ``orjson.loads`` loop over the same file.
 
+A diagnostic: it times the reader in-process. The figures users see (the command as
+a process, against the same floor) are benchmarks/e2e.py's.
+
     python benchmarks/bench_hubble_import.py [N_LINES] [--mix realistic|syn-heavy] [--repeat R]
     python benchmarks/bench_hubble_import.py --file FLOWS.jsonl [--repeat R]
 

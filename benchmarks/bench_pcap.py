@@ -1,5 +1,8 @@
 """Benchmark: pcap import rate against merely iterating scapy's RawPcapReader.
 
+A diagnostic: it times the reader in-process. The figures users see (the command as
+a process, against the same floor) are benchmarks/e2e.py's.
+
     /work/venv/bin/python benchmarks/bench_pcap.py [--packets 1000000] [--small 100000]
 
 Generates captures in a temp dir (pod traffic through a ClusterIP: TCP connections of

@@ -51,6 +51,10 @@ INSTALLED = START - 40 * DAY
 REGISTRY = "registry.example/synthetic"
 N_NODES = 20
 N_NAMESPACES = 20
+# namespaces (the first ones) that run a DaemonSet on every node; None = all of them.
+# benchmarks/bench_cluster.py lowers it: 200 namespaces x 1,000 nodes would be 200,000
+# agent pods.
+DAEMONSET_NAMESPACES: int | None = None
 APP_NAMES = ("api", "web", "worker", "cache", "auth", "search", "billing", "ledger",
              "notifier", "gateway", "reports", "inventory", "catalog", "orders", "profile",
              "sessions", "media", "feeds", "queue", "pricing")
@@ -86,7 +90,8 @@ class Synthetic:
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
         c = self.cluster = Cluster(snapshot=END)
-        self.nodes = [c.node(f"worker-{i:02d}", f"192.168.56.{11 + i}", f"10.244.{i + 1}.0/24",
+        self.nodes = [c.node(f"worker-{i:02d}", f"192.168.{56 + (11 + i) // 256}.{(11 + i) % 256}",
+                             f"10.{244 + (i + 1) // 256}.{(i + 1) % 256}.0/24",
                              INSTALLED + i * MINUTE, control_plane=(i == 0),
                              hosts_apiserver=(i == 0)) for i in range(N_NODES)]
         for ns in ("default", "kube-node-lease", "kube-public", "kube-system"):
@@ -143,9 +148,11 @@ class Synthetic:
         db_pods = [db.pod(k, self.nodes[rng.randrange(N_NODES)]) for k in range(rng.randint(3, 5))]
         c.service(ns, "db", [("postgresql", 5432, 5432, "TCP")], {"app": "db"}, cluster_ip=None)
         self._add(Workload(ns, "db", "StatefulSet", db_pods, None, 5432))
-        agent = c.daemonset(ns, "agent", {"app": "agent"}, [k8s.container(
-            "agent", f"{REGISTRY}/agent:0.3.0", [("metrics", 9100, "TCP")])], INSTALLED + DAY)
-        self._add(Workload(ns, "agent", "DaemonSet", [agent.pod(n) for n in self.nodes]))
+        if DAEMONSET_NAMESPACES is None or i < DAEMONSET_NAMESPACES:
+            agent = c.daemonset(ns, "agent", {"app": "agent"}, [k8s.container(
+                "agent", f"{REGISTRY}/agent:0.3.0", [("metrics", 9100, "TCP")])],
+                INSTALLED + DAY)
+            self._add(Workload(ns, "agent", "DaemonSet", [agent.pod(n) for n in self.nodes]))
         sweeper = c.cronjob(ns, "sweeper", {"app": "sweeper"}, [k8s.container(
             "sweeper", f"{REGISTRY}/sweeper:2.0.1")], "*/20 * * * *", INSTALLED + DAY)
         runs = []

@@ -14,6 +14,7 @@ from generator.synthesize.cni import cilium_evidence
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.verify.combined import make_evaluator
 from generator.verify.policyset import parse_manifests
+from generator.verify.union import UnionCheck, check_union
 from generator.output.yamlout import strip_comments
 from recorder.errors import InputError
 from recorder.report import ReadReport
@@ -34,6 +35,8 @@ class GenerateResult:
     read: ReadReport  # what was kept, skipped and ignored
     unreadable: tuple[InputError, ...] = ()
     # the CLI prints, then raises bad input (read.skipped, unreadable) as exit 2
+    union: UnionCheck | None = None  # with the cluster's existing policies (None: --no-verify)
+    effective_denied_lines: tuple[str, ...] = ()  # denied by generated + existing
 
 
 def run_generate(req: GenerateRequest) -> GenerateResult:
@@ -54,15 +57,31 @@ def _run_generate(req: GenerateRequest) -> GenerateResult:
     policies = kinds.network
     evaluator = make_evaluator(policies, observed.index.inventory, kinds.cilium, kinds.cluster)
     verification = None
+    union = None
     denied: tuple[str, ...] = ()
+    effective_denied: tuple[str, ...] = ()
     if req.verify:
         result = check_policies(observed.resolved.connections,
                                 kinds.network + kinds.cilium + kinds.cluster,  # type: ignore[arg-type]
                                 observed.index, evaluator)  # type: ignore[arg-type]
         verification = verification_dict(result)
         denied = denied_lines(result)
-    report = build_report(observed, synth, verification)
+        # what is in force after apply: these and the cluster's existing policies
+        union = check_union(observed.resolved.connections, kinds, evaluator,
+                            observed.index, synth.namespaces, synth.external_peers, result)
+        if union.effective is not None:
+            # connections only the existing policies deny (they isolate pods flowpol's
+            # policies leave open); the generated set's own denials are listed already
+            known = {(g.src, g.dst, g.protocol, g.port) for g in result.groups if not g.allowed}
+            groups = [g for g in union.effective.groups if not g.allowed]
+            effective_denied = tuple(
+                line for g, line in zip(groups, denied_lines(union.effective))
+                if (g.src, g.dst, g.protocol, g.port) not in known)
+    report = build_report(observed, synth, verification, union)
     files = write_output(req.out_dir, synth.policies, report)
-    files += write_review(req.out_dir, observed, synth, verification, (policies, evaluator))
-    return GenerateResult(tuple(summary_lines(observed, synth, verification, str(req.out_dir))),
-                          denied, report, tuple(files), observed.read, observed.unreadable)
+    files += write_review(req.out_dir, observed, synth, verification, (policies, evaluator),
+                          union)
+    return GenerateResult(
+        tuple(summary_lines(observed, synth, verification, str(req.out_dir), union)),
+        denied, report, tuple(files), observed.read, observed.unreadable, union,
+        effective_denied)

@@ -12,18 +12,21 @@ import dataclasses
 import gc
 import heapq
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-from generator.resolve.edges import Edge
-from generator.inventory.index import InventoryIndex
-from generator.inventory.load import load_snapshot
-from generator.resolve.identity import ResolveResult, aggregate_edges, resolve
-from generator.resolve.names import NamesResult, attribute_names
+from generator.parallel import WorkerReaders
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport, Skipped
 from recorder.schema import FlowRecord, LogRecord
 from recorder.sources import ReadOptions, flow_files, read_inputs
+
+if TYPE_CHECKING:  # the later stages are imported where they run: `flowpol import`
+    # reads and aggregates only, and its start-up should not pay for them
+    from generator.inventory.index import InventoryIndex
+    from generator.resolve.edges import Edge
+    from generator.resolve.identity import ResolveResult
+    from generator.resolve.names import NamesResult
 
 # Flows whose ends the source identified (Hubble pod names) are attributed without
 # the timeline, so they aggregate over the whole recording. Others keep one-minute
@@ -72,6 +75,8 @@ def read_into(
     report: ReadReport,
     options: ReadOptions,
     fmt: str | None = None,
+    jobs: int = 1,
+    ahead: WorkerReaders | None = None,
 ) -> list[InputError]:
     """Read every input into ``aggregator``, the inputs' records merged in time order.
 
@@ -83,7 +88,11 @@ def read_into(
 
     An input that cannot be read at all (missing, empty, unknown format, newer schema)
     is collected and the others are still read, unless ``report.strict``; the caller
-    decides when to raise. The errors come in the order of the inputs."""
+    decides when to raise. The errors come in the order of the inputs.
+
+    ``jobs`` > 1: the readers run in that many worker processes (``parallel``); the
+    records, their order, the report and the errors are the same. ``ahead``: workers
+    already reading the first group (``reading_ahead``)."""
     errors: list[tuple[int, InputError]] = []
     paths: list[tuple[int, Path]] = []
     for raw in inputs:
@@ -97,18 +106,55 @@ def read_into(
         paths.extend((len(paths) + i, p) for i, p in enumerate(expanded))
     for start in range(0, len(paths), MAX_MERGED_INPUTS):
         group = paths[start:start + MAX_MERGED_INPUTS]
-        streams = [_guarded(path, order, report, options, fmt, errors) for order, path in group]
-        aggregator.add_all(streams[0] if len(streams) == 1
-                           else heapq.merge(*streams, key=record_time))
+        if ahead is not None and start == 0 and ahead.paths == [str(p) for _, p in group]:
+            _merge_into(aggregator, [_guarded(ahead.stream(k), order, report, errors)
+                                     for k, (order, path) in enumerate(group)])
+        elif jobs > 1 and len(group) > 1:
+            with WorkerReaders([str(path) for _, path in group], report, options, fmt,
+                               jobs) as workers:
+                workers.prime()
+                _merge_into(aggregator, [_guarded(workers.stream(k), order, report, errors)
+                                         for k, (order, path) in enumerate(group)])
+        else:
+            _merge_into(aggregator, [
+                _guarded(read_inputs([str(path)], report, options, fmt), order, report, errors)
+                for order, path in group])
     errors.sort(key=lambda item: item[0])
     return [e for _, e in errors]
 
 
-def _guarded(path: Path, order: int, report: ReadReport, options: ReadOptions,
-             fmt: str | None, errors: list[tuple[int, InputError]]) -> Iterator[LogRecord]:
+@contextmanager
+def reading_ahead(inputs: list[str], report: ReadReport, options: ReadOptions,
+                  fmt: str | None, jobs: int) -> Iterator[WorkerReaders | None]:
+    """Workers for the first group of inputs, started and reading now, so that they
+    read while this process first does something else (loads the snapshot); pass them
+    to ``read_into`` as ``ahead``. None when there is nothing to read in parallel (one
+    input, ``jobs`` 1, or an input that cannot be found: read_into reports it)."""
+    paths: list[str] = []
+    if jobs > 1:
+        try:  # what read_into will read (its report gets the warnings, not this one)
+            paths = [str(p) for raw in inputs for p in flow_files(raw, ReadReport())]
+        except InputError:
+            paths = []
+    group = paths[:MAX_MERGED_INPUTS]
+    if len(group) < 2:
+        yield None
+        return
+    with WorkerReaders(group, report, options, fmt, jobs) as workers:
+        workers.prime()
+        yield workers
+
+
+def _merge_into(aggregator: Aggregator, streams: list[Iterable[LogRecord]]) -> None:
+    aggregator.add_all(streams[0] if len(streams) == 1
+                       else heapq.merge(*streams, key=record_time))
+
+
+def _guarded(records: Iterable[LogRecord], order: int, report: ReadReport,
+             errors: list[tuple[int, InputError]]) -> Iterator[LogRecord]:
     """The records of one input; an input error ends it and is collected (see read_into)."""
     try:
-        yield from read_inputs([str(path)], report, options, fmt)
+        yield from records
     except UsageError:
         raise
     except InputError as e:
@@ -217,7 +263,8 @@ def collector_paused() -> Iterator[None]:
 
 
 def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
-                 fmt: str | None, index: InventoryIndex | None = None,
+                 fmt: str | None, index: InventoryIndex | None = None, jobs: int = 1,
+                 ahead: WorkerReaders | None = None,
                  ) -> tuple[list[LogRecord], dict, list[InputError], list[FlowRecord]]:
     """The records, the aggregation's stats, the unreadable inputs and the dropped
     connections left out (aggregated, for the report).
@@ -228,7 +275,7 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
                      identified_window_ns=WHOLE_INPUT_WINDOW_NS,
                      dnat_peers=index.dnat_peers if index is not None else None)
     with collector_paused():
-        errors = read_into(agg, inputs, report, options, fmt)
+        errors = read_into(agg, inputs, report, options, fmt, jobs, ahead)
         records = agg.drain()
     stats_dict = dataclasses.asdict(agg.stats)
     if report.total_kept == 0:
@@ -249,17 +296,28 @@ def read_records(inputs: list[str], report: ReadReport, options: ReadOptions,
 
 def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
             fmt: str | None = None, strict: bool = False,
-            allow_unreadable: bool = False) -> ObservedTraffic:
+            allow_unreadable: bool = False,
+            apiserver_cidrs: tuple[str, ...] = (), jobs: int = 1) -> ObservedTraffic:
     """``allow_unreadable``: go on when some inputs cannot be read at all. Either way
     the caller writes its output and then calls
-    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``."""
-    snap = load_snapshot(snapshot)
-    index = InventoryIndex(snap.inventory)
+    ``raise_for_bad_input(observed.read, observed.unreadable, ...)``.
+    ``apiserver_cidrs``: where the API server calls from (``--apiserver-cidr``).
+    ``jobs``: worker processes that read the inputs (``read_into``)."""
+    from generator.inventory.index import InventoryIndex
+    from generator.inventory.load import load_snapshot
+    from generator.resolve.apiserver import label_apiserver
+    from generator.resolve.identity import aggregate_edges, resolve
+    from generator.resolve.names import attribute_names
+
     report = ReadReport(strict=strict)
-    records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt, index)
+    with reading_ahead(inputs, report, options, fmt, jobs) as ahead:
+        snap = load_snapshot(snapshot)
+        index = InventoryIndex(snap.inventory, apiserver_cidrs)
+        records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt,
+                                                            index, jobs, ahead)
     if errors and not allow_unreadable:
         raise_for_bad_input(report, errors, None)
-    resolved = resolve(records, index)
+    resolved = label_apiserver(resolve(records, index), index)
     names = attribute_names(resolved.connections, records, index)
     resolved = dataclasses.replace(
         resolved, connections=names.connections,
@@ -269,7 +327,8 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
     dropped: tuple[Edge, ...] = ()
     if left_out:  # who tried what: resolved like the rest, never evidence for a rule
         timeline = [r for r in records if not isinstance(r, FlowRecord)]
-        dropped = aggregate_edges(resolve(timeline + left_out, index).connections)
+        dropped = aggregate_edges(
+            label_apiserver(resolve(timeline + left_out, index), index).connections)
     return ObservedTraffic(report, agg_stats, resolved, edges, index,
                            tuple(snap.warnings), tuple(errors), names=names,
                            dropped_attempts=dropped)
@@ -286,9 +345,12 @@ class ObserveRequest:
     fmt: str | None = None
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr
+    jobs: int = 1  # worker processes that read the inputs (read_into)
 
 
 def observe_request(req, allow_unreadable: bool = False) -> ObservedTraffic:
-    """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict."""
+    """``observe`` for a request that has inputs, snapshot, read_options, fmt, strict
+    (and ``jobs``, else the inputs are read here)."""
     return observe(req.inputs, req.snapshot, req.read_options, req.fmt, req.strict,
-                   allow_unreadable)
+                   allow_unreadable, req.apiserver_cidrs, getattr(req, "jobs", 1))

@@ -24,12 +24,16 @@ class InputError(FlowpolError):
     """An input file cannot be read or understood."""
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.message = message
         self.path = path
         self.line = line
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{message}")
+
+    def __reduce__(self):  # noqa: ANN204 - pickled as it was made (from a reading worker)
+        return (type(self), (self.message, self.path, self.line))
 
 
 class SnapshotError(InputError):

@@ -58,10 +58,14 @@ class ReadReport:
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     ignored: Counter = field(default_factory=Counter)  # reason -> count
     noted: Counter = field(default_factory=Counter)  # what -> count
+    # up to MAX_EXAMPLES_PER_REASON per input and reason; ``examples_in_input_order``
+    # picks the first of them per reason, so which ones are shown does not depend on
+    # how the readers of several inputs interleaved
     examples: list[Skipped] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # input path -> format
     # about inputs as a whole (a directory's files left out, a file of L7 records only)
     warnings: list[str] = field(default_factory=list)
+    _per_input: Counter = field(default_factory=Counter, repr=False, compare=False)
 
     def skip(self, path: str, line: int | None, reason: str, detail: str = "") -> None:
         unit = item_unit(self.formats.get(path))
@@ -78,7 +82,8 @@ class ReadReport:
                 line if numbered else None,
             )
         self.skipped[reason] += 1
-        if sum(1 for e in self.examples if e.reason == reason) < MAX_EXAMPLES_PER_REASON:
+        if self._per_input[path, reason] < MAX_EXAMPLES_PER_REASON:
+            self._per_input[path, reason] += 1
             self.examples.append(item)
 
     def ignore(self, reason: str, n: int = 1) -> None:
@@ -88,11 +93,32 @@ class ReadReport:
         self.noted[what] += n
 
     def examples_in_input_order(self) -> list[Skipped]:
-        """The examples by input, then line: inputs are read merged in time order, so
-        their bad lines are found interleaved."""
+        """The first MAX_EXAMPLES_PER_REASON examples of each reason, by input, then
+        line: inputs are read merged in time order, so their bad lines are found
+        interleaved."""
         order = {p: i for i, p in enumerate(self.formats)}
-        return sorted(self.examples, key=lambda e: (order.get(e.path, len(order)),
-                                                    -1 if e.line is None else e.line))
+        ordered = sorted(self.examples, key=lambda e: (order.get(e.path, len(order)),
+                                                       -1 if e.line is None else e.line))
+        shown: Counter = Counter()
+        out = []
+        for e in ordered:
+            if shown[e.reason] < MAX_EXAMPLES_PER_REASON:
+                shown[e.reason] += 1
+                out.append(e)
+        return out
+
+    def merge(self, other: "ReadReport") -> None:
+        """Add what another report of other inputs counted (a reader in a worker)."""
+        self.kept.update(other.kept)
+        self.lines.update(other.lines)
+        self.skipped.update(other.skipped)
+        self.ignored.update(other.ignored)
+        self.noted.update(other.noted)
+        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
+        self.examples.extend(other.examples)
+        self._per_input.update(other._per_input)
+        for path, fmt in other.formats.items():
+            self.formats.setdefault(path, fmt)
 
     @property
     def total_kept(self) -> int:

@@ -110,11 +110,24 @@ def _parse_time_slow(s: str) -> int:
     return (base + sec - offset) * _NS + frac
 
 
+# whole seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS": the times of one flow log
+# fall in comparatively few seconds, and the calendar arithmetic is most of the cost
+_second_text: dict[int, str] = {}
+
+
 def format_time(ns: int) -> str:
     """ns -> ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (always 9 fraction digits, UTC)."""
-    secs, frac = divmod(int(ns), _NS)
-    t = _gmtime(secs)
-    return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}.{frac:09d}Z"
+    if type(ns) is not int:
+        ns = int(ns)
+    secs, frac = divmod(ns, _NS)
+    text = _second_text.get(secs)
+    if text is None:
+        t = _gmtime(secs)
+        text = f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}"
+        if len(_second_text) >= _MAX_PREFIX_CACHE:
+            _second_text.clear()
+        _second_text[secs] = text
+    return f"{text}.{frac:09d}Z"
 
 
 def _gmtime(secs: int) -> tuple[int, int, int, int, int, int]:

@@ -47,6 +47,10 @@ API_VERSIONS = {
     "EndpointSlice": "discovery.k8s.io/v1", "ReplicaSet": "apps/v1", "Deployment": "apps/v1",
     "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1",
     "CronJob": "batch/v1", "NetworkPolicy": "networking.k8s.io/v1",
+    "ValidatingWebhookConfiguration": "admissionregistration.k8s.io/v1",
+    "MutatingWebhookConfiguration": "admissionregistration.k8s.io/v1",
+    "APIService": "apiregistration.k8s.io/v1",
+    "CustomResourceDefinition": "apiextensions.k8s.io/v1",
 }
 
 
@@ -268,6 +272,80 @@ def network_policy(name: str, namespace: str, spec: Obj) -> Obj:
             "spec": spec}
 
 
+# -- what the API server calls -------------------------------------------------------------
+
+
+def service_reference(namespace: str, name: str, port: int | None = None,
+                      path: str | None = None) -> Obj:
+    """A webhook's / APIService's ``service``; ``port`` None leaves the 443 default."""
+    ref: Obj = {"namespace": namespace, "name": name}
+    if path is not None:
+        ref["path"] = path
+    if port is not None:
+        ref["port"] = port
+    return ref
+
+
+def webhook(name: str, *, service: Obj | None = None, url: str | None = None,
+            failure_policy: str | None = "Fail") -> Obj:
+    """One entry of ``webhooks[]`` (rules for pods, as most admission webhooks have)."""
+    config: Obj = {"caBundle": "LS0tLS1CRUdJTg=="}
+    if service is not None:
+        config["service"] = service
+    if url is not None:
+        config["url"] = url
+    hook: Obj = {"name": name, "clientConfig": config, "admissionReviewVersions": ["v1"],
+                 "sideEffects": "None", "timeoutSeconds": 10, "matchPolicy": "Equivalent",
+                 "namespaceSelector": {}, "objectSelector": {},
+                 "rules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"], "resources": ["pods"],
+                            "scope": "*"}]}
+    if failure_policy is not None:
+        hook["failurePolicy"] = failure_policy
+    return hook
+
+
+def webhook_configuration(kind: str, name: str, webhooks: Sequence[Obj]) -> Obj:
+    """``kind``: ValidatingWebhookConfiguration or MutatingWebhookConfiguration."""
+    hooks = [dict(h, reinvocationPolicy="Never") if kind.startswith("Mutating") else h
+             for h in webhooks]
+    return obj(kind, name, webhooks=hooks)
+
+
+def api_service(version: str, group: str, service: Obj | None = None) -> Obj:
+    """``service`` None: a group version the API server serves itself (``v1.apps``)."""
+    name = f"{version}.{group}"
+    spec: Obj = {"group": group, "version": version, "groupPriorityMinimum": 17800,
+                 "versionPriority": 15, "service": service}
+    if service is not None:
+        spec["insecureSkipTLSVerify"] = True
+    return obj("APIService", name, spec=spec,
+               status={"conditions": [{"type": "Available", "status": "True",
+                                       "reason": "Local" if service is None else "Passed"}]})
+
+
+def crd(plural: str, group: str, *, conversion_service: Obj | None = None,
+        conversion_url: str | None = None) -> Obj:
+    """A CustomResourceDefinition with versions v1 and v2 (and their schemas); a conversion
+    webhook when a service or URL is given."""
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    spec: Obj = {"group": group, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": plural.rstrip("s"),
+                           "kind": plural.rstrip("s").capitalize()},
+                 "versions": [{"name": "v1", "served": True, "storage": False, "schema": schema},
+                              {"name": "v2", "served": True, "storage": True, "schema": schema}],
+                 "conversion": {"strategy": "None"}}
+    if conversion_service is not None or conversion_url is not None:
+        config: Obj = {"caBundle": "LS0tLS1CRUdJTg=="}
+        if conversion_service is not None:
+            config["service"] = conversion_service
+        if conversion_url is not None:
+            config["url"] = conversion_url
+        spec["conversion"] = {"strategy": "Webhook", "webhook": {
+            "clientConfig": config, "conversionReviewVersions": ["v1"]}}
+    return obj("CustomResourceDefinition", f"{plural}.{group}", spec=spec)
+
+
 # -- services ----------------------------------------------------------------------------
 
 
@@ -479,9 +557,9 @@ def base_cluster(*, node_name: str = DEFAULT_NODE, node_ip: str = "192.168.0.11"
                  coredns_ips: Sequence[str] = ("10.244.1.2",),
                  namespaces: Sequence[str] = ()) -> list[Obj]:
     """What every cluster has: namespaces default, kube-system (plus ``namespaces``), one
-    node, the ``kubernetes`` Service with its EndpointSlice, and CoreDNS (Deployment
+    node, the ``kubernetes`` Service with its EndpointSlice, CoreDNS (Deployment
     ``coredns`` behind Service ``kube-dns`` 10.96.0.10, UDP/TCP 53 -> ``dns_target_port``
-    named ``dns``/``dns-tcp``)."""
+    named ``dns``/``dns-tcp``), and the local APIServices of the core and apps groups."""
     objs: list[Obj] = [namespace(n) for n in ("default", "kube-system", *namespaces)]
     objs.append(node(node_name, node_ip, pod_cidr=pod_cidr))
     api = service("kubernetes", "default", ports=[service_port(443, 6443, name="https")],
@@ -504,6 +582,7 @@ def base_cluster(*, node_name: str = DEFAULT_NODE, node_ip: str = "192.168.0.11"
                               service_port(9153, 9153, name="metrics")])
     objs.append(kube_dns)
     objs.extend(endpointslices_for(kube_dns, [o for o in coredns if o["kind"] == "Pod"]))
+    objs += [api_service("v1", ""), api_service("v1", "apps")]
     return objs
 
 

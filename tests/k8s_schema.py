@@ -8,9 +8,11 @@ error, never a silent fallback to an older schema). NetworkPolicies are also par
 flowpol's own validator, which applies the API server's rules the schema cannot express
 (CIDRs and ``except`` subsets, port names, ``endPort >= port``, policyTypes values).
 
-Kinds without a schema in kubernetes-validate (CRDs: AdminNetworkPolicy,
-CiliumNetworkPolicy, ...) are failures unless the caller names them in
-``kinds_without_schema``, so nothing goes unchecked by accident.
+Custom resources flowpol writes (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy,
+ClusterNetworkPolicy) are validated against their CRDs' own schemas, vendored in
+``tests/schemas/`` (``crd_schema``); the problem's ``version`` then names the CRD file.
+Other kinds without a schema (AdminNetworkPolicy, ...) are failures unless the caller
+names them in ``kinds_without_schema``, so nothing goes unchecked by accident.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Iterable, Iterator
 
 import kubernetes_validate
 from kubernetes_validate.utils import all_versions, major_minor
+
+from crd_schema import crd_for, crd_problems
 
 DEFAULT_VERSIONS = ("1.29", "1.33")
 
@@ -79,6 +83,11 @@ def schema_problems(
             continue
         kind = obj["kind"]
         what = f"{kind}/{(obj.get('metadata') or {}).get('name', '?')}"
+        crd = crd_for(obj)
+        if crd is not None:
+            problems += [SchemaProblem(f"CRD {crd.source}", index, what, path, message)
+                         for path, message in crd_problems(obj) or ()]
+            continue
         for version in versions:
             try:
                 used = kubernetes_validate.validate(obj, version, strict=True)

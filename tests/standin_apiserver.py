@@ -69,6 +69,12 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Job": ("jobs", "batch/v1", True),
     "CronJob": ("cronjobs", "batch/v1", True),
     "NetworkPolicy": ("networkpolicies", "networking.k8s.io/v1", True),
+    "ValidatingWebhookConfiguration": ("validatingwebhookconfigurations",
+                                       "admissionregistration.k8s.io/v1", False),
+    "MutatingWebhookConfiguration": ("mutatingwebhookconfigurations",
+                                     "admissionregistration.k8s.io/v1", False),
+    "APIService": ("apiservices", "apiregistration.k8s.io/v1", False),
+    "CustomResourceDefinition": ("customresourcedefinitions", "apiextensions.k8s.io/v1", False),
 }
 _BY_RESOURCE = {(api, res): kind for kind, (res, api, _) in RESOURCES.items()}
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED")

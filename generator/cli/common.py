@@ -30,9 +30,34 @@ Strict = Annotated[bool, typer.Option(
     "--strict", help="Stop at the first bad line or unreadable input and write nothing "
                      "(without it: skipped, counted, the output written from every valid "
                      "record, then exit 2).")]
+Jobs = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, metavar="N",
+    help="Read the inputs in N worker processes (default: the CPUs available). The "
+         "output is the same for every N.")]
 DumpTime = Annotated[Optional[str], typer.Option(
     "--time", metavar="TIME", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
                    "default: the file's modification time.")]
+
+
+ApiServerCidrs = Annotated[List[str], typer.Option(
+    "--apiserver-cidr", metavar="CIDR",
+    help="Where the API server's calls to webhooks and aggregated APIs come from, instead of "
+         "the default/kubernetes EndpointSlice's addresses (managed control planes: the "
+         "provider's range); repeatable.")]
+
+
+def apiserver_cidrs(values: List[str]) -> tuple[str, ...]:
+    """The networks of ``--apiserver-cidr``, canonical (an address is its /32 or /128)."""
+    import ipaddress
+
+    out = []
+    for v in values:
+        try:
+            out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"--apiserver-cidr {v!r} is not an address or CIDR "
+                             "(e.g. 172.16.0.0/28)") from None
+    return tuple(dict.fromkeys(out))
 
 
 def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
@@ -42,6 +67,13 @@ def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
 
     return ReadOptions(include_dropped=include_dropped,
                        dump_time=parse_time_option(dump_time, "--time"), watcher=watcher)
+
+
+def jobs(value: int | None) -> int:
+    """The worker processes of ``--jobs``: as given, else the CPUs available."""
+    from generator.parallel import available_cpus
+
+    return value if value is not None else available_cpus()
 
 
 def stderr_console() -> Console:
@@ -131,3 +163,24 @@ ClusterKubeconfig = Annotated[Optional[str], typer.Option(
     "--kubeconfig", metavar="FILE", help="With --cluster: " + KUBECONFIG_HELP)]
 ClusterContext = Annotated[Optional[str], typer.Option(
     "--context", metavar="NAME", help="With --cluster: " + CONTEXT_HELP)]
+# Learned DNS names written as Cilium matchPatterns (`generate`, `migrate`).
+FqdnPatterns = Annotated[List[str], typer.Option(
+    "--fqdn-pattern", metavar="PATTERN",
+    help="With --dialect cilium: write the learned DNS names this Cilium matchPattern admits "
+         "as the pattern (e.g. '*.s3.amazonaws.com': '*' never crosses a dot, a leading '**.' "
+         "is one or more labels); repeatable, the first that admits a name wins.")]
+
+
+def fqdn_patterns_option(values: List[str], dialect: str) -> tuple[str, ...]:
+    from generator.verify.names import matches_every_name, valid_pattern
+
+    if values and dialect != "cilium":
+        raise UsageError("--fqdn-pattern needs --dialect cilium")
+    for value in values:
+        if not valid_pattern(value):
+            raise UsageError(f"--fqdn-pattern {value!r} is not a DNS name pattern: letters, "
+                             "digits, '-', '_', '*' and single dots between labels, at most 255")
+        if matches_every_name(value):
+            raise UsageError(f"--fqdn-pattern {value!r} admits every DNS name, so every address "
+                             "a pod resolves; give at least one fixed label, e.g. '*.example.com'")
+    return tuple(dict.fromkeys(values))

@@ -13,9 +13,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped,
-    InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict, parse_duration, read_options,
-    reading_progress, thresholds,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
+    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict, apiserver_cidrs,
+    parse_duration, read_options, reading_progress, thresholds,
 )
 from recorder.errors import UsageError
 
@@ -46,6 +46,7 @@ def diff(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    apiserver_cidr: ApiServerCidrs = [],
 ) -> None:
     """Compare existing policies with the traffic in INPUT: what they deny, what went
     unused, and a tightened set as YAML, a change list and a unified diff."""
@@ -60,6 +61,7 @@ def diff(
         raise UsageError("--context and --kubeconfig only apply with --cluster")
     needs = thresholds(min_observation, min_flows)
     window_ns = parse_duration(window, "--window") if window else None
+    cidrs = apiserver_cidrs(apiserver_cidr)
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (existing_from_cluster(kubeconfig, context) if cluster
                   else existing_from_files(list(existing), strict))
@@ -67,7 +69,7 @@ def diff(
         result = run_diff(DiffRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
-            window_ns=window_ns), policy_set)
+            apiserver_cidrs=cidrs, window_ns=window_ns), policy_set)
     for line in summary_lines(result):
         typer.echo(line)
     raise_for_bad_input(result.observed.read, result.observed.unreadable,

@@ -9,8 +9,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, Dialect, DumpTime, FlowInputs, IncludeDropped, InputFormat, SnapshotFiles,
-    Strict, dialect_option, read_options, reading_progress,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
+    IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
+    fqdn_patterns_option, jobs, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
@@ -45,6 +46,13 @@ def generate(
         False, "--cilium-cluster-wide",
         help="With --dialect cilium: the default-deny and DNS baseline as one "
              "CiliumClusterwideNetworkPolicy."),
+    isolate_idle: bool = typer.Option(
+        False, "--isolate-idle",
+        help="Let default-deny isolate workloads with no observed traffic too (by default "
+             "each is held out by a policy of its own and listed in the report)."),
+    apiserver_cidr: ApiServerCidrs = [],
+    fqdn_pattern: FqdnPatterns = [],
+    workers: Jobs = None,
 ) -> None:
     """Write least-privilege NetworkPolicies for the traffic in INPUT."""
     from generator.generate import GenerateRequest, run_generate
@@ -58,22 +66,32 @@ def generate(
     dialect = dialect_option(dialect)
     if cilium_cluster_wide and dialect != "cilium":
         raise UsageError("--cilium-cluster-wide needs --dialect cilium")
+    patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     synthesis = SynthesisOptions(default_deny=not no_default_deny, cidr_prefix_v4=cidr_prefix,
                                  cidr_prefix_v6=cidr_prefix_v6, namespaces=tuple(namespace),
                                  exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
-                                 render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide))
+                                 render=RenderOptions(cilium_cluster_wide=cilium_cluster_wide,
+                                                      fqdn_patterns=patterns),
+                                 isolate_idle=isolate_idle)
+    cidrs = apiserver_cidrs(apiserver_cidr)
     with reading_progress(inputs) as watcher:
         result = run_generate(GenerateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher),
-            synthesis=synthesis, verify=not no_verify))
+            apiserver_cidrs=cidrs, synthesis=synthesis, verify=not no_verify,
+            jobs=jobs(workers)))
     for line in result.summary:
         typer.echo(line)
     if result.denied_lines:
         typer.echo("observed connections the generated policies would DENY:", err=True)
         for line in result.denied_lines:
             typer.echo(f"  {line}", err=True)
+    if result.effective_denied_lines:
+        typer.echo("observed connections the cluster's existing policies would still DENY "
+                   "after apply:", err=True)
+        for line in result.effective_denied_lines:
+            typer.echo(f"  {line}", err=True)
     # bad input (exit 2) wins over findings (exit 1); both are printed
     raise_for_bad_input(result.read, result.unreadable, f"the policies and reports in {out}")
-    if result.denied_lines:
+    if result.denied_lines or result.effective_denied_lines:
         raise typer.Exit(1)

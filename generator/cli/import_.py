@@ -6,7 +6,8 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, FlowInputs, InputFormat, Strict, parse_duration, reading_progress,
+    OLD_OUT_SPELLINGS, FlowInputs, InputFormat, Jobs, Strict, jobs, parse_duration,
+    reading_progress,
 )
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError
@@ -82,6 +83,7 @@ def import_command(
     strict: Strict = False,
     window: str = typer.Option("60s", "--window", metavar="DURATION",
                                help="Aggregation window, e.g. 60s, 5m."),
+    workers: Jobs = None,
 ) -> None:
     """Normalise any supported input into a flowpol flow log."""
     # imported here: the pipeline brings pandas, which the other commands (the
@@ -94,7 +96,8 @@ def import_command(
     aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
     with reading_progress(inputs) as watcher:
         errors = read_into(aggregator, inputs, report,
-                           ReadOptions(include_dropped=include_dropped, watcher=watcher), fmt)
+                           ReadOptions(include_dropped=include_dropped, watcher=watcher), fmt,
+                           jobs=jobs(workers))
     written = write_flow_log(aggregator.drain(), out, FlowLogHeader())
     if out != "-":
         note_written(out)

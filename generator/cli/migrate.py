@@ -14,8 +14,10 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, MinFlows,
-    MinObservation, SnapshotFiles, Strict, read_options, reading_progress, thresholds,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
+    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict,
+    apiserver_cidrs, dialect_option, fqdn_patterns_option, read_options, reading_progress,
+    thresholds,
 )
 from recorder.errors import UsageError
 
@@ -39,6 +41,9 @@ def migrate(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    apiserver_cidr: ApiServerCidrs = [],
+    dialect: Dialect = "kubernetes",
+    fqdn_pattern: FqdnPatterns = [],
 ) -> None:
     """Plan the move to default-deny from the traffic in INPUT: allow policies for the
     workloads ready now, what to watch, then default-deny per namespace, with rollbacks."""
@@ -48,12 +53,17 @@ def migrate(
     overlap = set(namespace) & set(exclude_namespace)
     if overlap:
         raise UsageError(f"namespace(s) both included and excluded: {', '.join(sorted(overlap))}")
+    dialect = dialect_option(dialect)
+    patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     needs = thresholds(min_observation, min_flows)
+    cidrs = apiserver_cidrs(apiserver_cidr)
     with reading_progress(inputs) as watcher:
         plan, _, observed = run_migrate(MigrateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
-            namespaces=tuple(namespace), exclude_namespaces=tuple(exclude_namespace)))
+            apiserver_cidrs=cidrs, namespaces=tuple(namespace),
+            exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
+            fqdn_patterns=patterns))
     for line in summary_lines(plan, out):
         typer.echo(line)
     raise_for_bad_input(observed.read, observed.unreadable, f"the plan and manifests in {out}")

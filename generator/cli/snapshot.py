@@ -21,8 +21,10 @@ def snapshot(
     page_size: int = typer.Option(500, "--page-size", min=1, metavar="N",
                                   help="Objects per LIST request."),
 ) -> None:
-    """Read pods, services, endpointslices, namespaces, nodes, controllers and
-    networkpolicies from a live cluster, as `kubectl get ... -A -o json` prints them."""
+    """Read pods, services, endpointslices, namespaces, nodes, controllers,
+    networkpolicies and what the API server calls (webhook configurations, apiservices,
+    customresourcedefinitions without their schemas) from a live cluster, as
+    `kubectl get ... -A -o json` prints them."""
     from generator.inventory.live import read_cluster, write_snapshot
 
     from generator.output.files import note_written

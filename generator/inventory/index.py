@@ -30,6 +30,9 @@ from generator.inventory.model import (
     ServicePort,
     label_dict,
 )
+from generator.inventory.declared import (
+    ApiServerAddresses, DeclaredCalls, find_apiserver, find_declared,
+)
 from generator.inventory.dns import DnsResolvers, find_dns
 from generator.inventory.refs import Backend, BackendsResult, SelectorChoice, WorkloadRef
 from generator.verify.selectors import matches as selector_matches
@@ -139,8 +142,13 @@ class DnsLookup(Protocol):
 class InventoryIndex:
     """All lookups over one Inventory. Built once; every method is read-only."""
 
-    def __init__(self, inventory: Inventory):
+    def __init__(self, inventory: Inventory, apiserver_cidrs: Iterable[str] = ()):
+        """``apiserver_cidrs``: where the API server's calls come from, when not from the
+        ``default/kubernetes`` EndpointSlice's addresses (``--apiserver-cidr``)."""
         self.inventory = inventory
+        self._apiserver_cidrs = tuple(apiserver_cidrs)
+        self._apiserver: ApiServerAddresses | None = None
+        self._declared: DeclaredCalls | None = None
         self._pods: dict[tuple[str, str], Pod] = {p.key: p for p in inventory.pods}
         self._pods_by_ip: dict[str, list[Pod]] = defaultdict(list)
         for p in inventory.pods:
@@ -259,6 +267,15 @@ class InventoryIndex:
             return self._root(pod.namespace, pod.owner.kind, pod.owner.name,
                               label_dict(pod.labels).get("pod-template-hash"))
         return root
+
+    def controller(self, workload: WorkloadRef) -> Controller | None:
+        """The controller object of a workload (a Deployment, a CronJob, ...), if any."""
+        return self._controllers.get((workload.namespace, workload.kind, workload.name))
+
+    def template_labels(self, workload: WorkloadRef) -> Labels:
+        """The labels its controller gives new pods (a CronJob: its jobTemplate's)."""
+        c = self.controller(workload)
+        return c.template_labels if c is not None else ()
 
     def controller_root(self, c: Controller) -> WorkloadRef:
         """The workload a controller belongs to (a ReplicaSet: its Deployment)."""
@@ -575,6 +592,23 @@ class InventoryIndex:
         if self._dns is None:
             self._dns = find_dns(self)
         return self._dns
+
+    # -- what the API server calls ---------------------------------------------------------
+
+    def endpoint_slices_of(self, namespace: str, service: str) -> list[EndpointSlice]:
+        return list(self._slices.get((namespace, service), ()))
+
+    def apiserver(self) -> ApiServerAddresses:
+        """Where the API server's calls come from (``generator.inventory.declared``)."""
+        if self._apiserver is None:
+            self._apiserver = find_apiserver(self, self._apiserver_cidrs)
+        return self._apiserver
+
+    def declared_calls(self) -> DeclaredCalls:
+        """The pods and ports the API server calls, as the cluster declares them."""
+        if self._declared is None:
+            self._declared = find_declared(self)
+        return self._declared
 
 def _port_label(sp: ServicePort | None, port: int, protocol: str) -> str:
     if sp is not None and sp.name:

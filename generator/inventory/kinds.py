@@ -16,6 +16,14 @@ KIND_TABLE: tuple[tuple[str, str, bool, str], ...] = (
     ("Job", "batch/v1", True, "jobs"),
     ("CronJob", "batch/v1", True, "cronjobs"),
     ("NetworkPolicy", "networking.k8s.io/v1", True, "networkpolicies"),
+    # What the API server calls (see DECLARED_KINDS).
+    ("ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1", False,
+     "validatingwebhookconfigurations"),
+    ("MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1", False,
+     "mutatingwebhookconfigurations"),
+    ("APIService", "apiregistration.k8s.io/v1", False, "apiservices"),
+    ("CustomResourceDefinition", "apiextensions.k8s.io/v1", False,
+     "customresourcedefinitions"),
 )
 
 KINDS: tuple[str, ...] = tuple(k for k, _, _, _ in KIND_TABLE)
@@ -28,13 +36,24 @@ RESOURCE: dict[str, str] = {k: r for k, _, _, r in KIND_TABLE}
 # of them was captured incompletely.
 REQUIRED_KINDS: tuple[str, ...] = ("Namespace", "Node", "Pod", "Service", "EndpointSlice")
 
+# Objects whose Services the API server itself calls: admission webhooks, aggregated
+# APIs, CRD conversion webhooks. A snapshot without them still works, but what they
+# need cannot be checked (generator.inventory.declared). Every cluster has APIServices
+# (kube-aggregator registers one per built-in group version, served locally), so a
+# snapshot without any was captured without these kinds.
+DECLARED_KINDS: tuple[str, ...] = (
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "APIService",
+    "CustomResourceDefinition",
+)
+
 CONTROLLER_KINDS: tuple[str, ...] = (
     "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob",
 )
 
 KUBECTL_COMMAND = (
     "kubectl get pods,services,endpointslices,namespaces,nodes,replicasets,deployments,"
-    "statefulsets,daemonsets,jobs,cronjobs,networkpolicies -A -o json > cluster.json"
+    "statefulsets,daemonsets,jobs,cronjobs,networkpolicies,validatingwebhookconfigurations,"
+    "mutatingwebhookconfigurations,apiservices,customresourcedefinitions -A -o json > cluster.json"
 )
 
 # flowpol snapshot records when it read the cluster in the List's metadata.

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from generator.inventory.kinds import (
     API_VERSION,
     CAPTURED_AT_ANNOTATION,
+    DECLARED_KINDS,
     KINDS,
     REQUIRED_KINDS,
     RESOURCE,
@@ -52,6 +53,12 @@ _LIST_CALLS: dict[str, tuple[str, str]] = {
     "Job": ("BatchV1Api", "list_job_for_all_namespaces"),
     "CronJob": ("BatchV1Api", "list_cron_job_for_all_namespaces"),
     "NetworkPolicy": ("NetworkingV1Api", "list_network_policy_for_all_namespaces"),
+    "ValidatingWebhookConfiguration": ("AdmissionregistrationV1Api",
+                                       "list_validating_webhook_configuration"),
+    "MutatingWebhookConfiguration": ("AdmissionregistrationV1Api",
+                                     "list_mutating_webhook_configuration"),
+    "APIService": ("ApiregistrationV1Api", "list_api_service"),
+    "CustomResourceDefinition": ("ApiextensionsV1Api", "list_custom_resource_definition"),
 }
 assert tuple(_LIST_CALLS) == KINDS
 
@@ -159,6 +166,14 @@ def _list_kind(api_client: Any, kind: str, page_size: int, context: str, server:
                 warnings.append(f"the API server does not serve {API_VERSION[kind]} "
                                 f"{RESOURCE[kind]}; the snapshot has none")
                 return [], requests
+            if e.status == 403 and kind in DECLARED_KINDS:
+                # Optional: without them the snapshot still serves, and generate says
+                # what it could not check.
+                warnings.append(
+                    f"forbidden to `list` {RESOURCE[kind]} (403), so the snapshot has none: "
+                    "what the API server calls (webhooks, aggregated APIs, CRD conversion) "
+                    f"cannot be checked; grant `list` on {RESOURCE[kind]} to include them")
+                return [], requests
             raise _api_error(e, kind, context, server) from None
         except (Urllib3Error, OSError) as e:
             raise ClusterError(
@@ -171,11 +186,23 @@ def _list_kind(api_client: Any, kind: str, page_size: int, context: str, server:
                                f"JSON ({e}); is {server} a Kubernetes API server?") from None
         for obj in body.get("items") or []:
             obj.get("metadata", {}).pop("managedFields", None)
+            if kind == "CustomResourceDefinition":
+                _drop_schemas(obj)
             items.append({"apiVersion": API_VERSION[kind], "kind": kind,
                           **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}})
         token = (body.get("metadata") or {}).get("continue") or None
         if token is None:
             return items, requests
+
+
+def _drop_schemas(crd: dict) -> None:
+    """A CRD without its OpenAPI schemas (``spec.versions[].schema``): flowpol reads only
+    its conversion webhook, and the schemas of a cluster's CRDs can be hundreds of MB."""
+    spec = crd.get("spec")
+    versions = spec.get("versions") if isinstance(spec, dict) else None
+    for v in versions if isinstance(versions, list) else ():
+        if isinstance(v, dict):
+            v.pop("schema", None)
 
 
 def _api_error(e: Any, kind: str, context: str, server: str) -> ClusterError:

@@ -27,12 +27,14 @@ import yaml
 from generator.inventory.kinds import (
     CAPTURED_AT_ANNOTATION,
     CONTROLLER_KINDS,
+    DECLARED_KINDS,
     KINDS,
     KUBECTL_COMMAND,
     NAMESPACED,
     REQUIRED_KINDS,
 )
 from generator.inventory.model import (
+    ApiServerCall,
     ContainerArgs,
     ContainerPort,
     Controller,
@@ -46,6 +48,7 @@ from generator.inventory.model import (
     Pod,
     Service,
     ServicePort,
+    ServiceRef,
     SliceEndpoint,
     SlicePort,
 )
@@ -725,6 +728,67 @@ def _parse_network_policy(obj: dict, meta: dict, name: str, ns: str | None) -> d
     return obj
 
 
+# -- what the API server calls (webhooks, aggregated APIs, CRD conversion) ------------------
+# Fields as in admissionregistration.k8s.io/v1 (WebhookClientConfig, ServiceReference;
+# failurePolicy defaults to Fail), apiregistration.k8s.io/v1 (APIServiceSpec.service: nil
+# means the group version is served locally by the API server) and apiextensions.k8s.io/v1
+# (CustomResourceConversion: strategy None or Webhook, webhook.clientConfig). Every
+# ServiceReference's port defaults to 443.
+
+
+def _service_ref(value: Any, what: str) -> ServiceRef | None:
+    if value is None:
+        return None
+    ref = _map(value, what)
+    ns = _opt_str(ref.get("namespace"), f"{what}.namespace")
+    name = _opt_str(ref.get("name"), f"{what}.name")
+    if not ns or not name:
+        raise _Malformed(f"{what} needs a namespace and a name")
+    port = _opt_int(ref.get("port"), f"{what}.port")
+    if port is not None and not 1 <= port <= 65535:
+        raise _Malformed(f"{what}.port must be 1-65535, not {port}")
+    return ServiceRef(ns, name, 443 if port is None else port)
+
+
+def _client_config(value: Any, what: str) -> tuple[ServiceRef | None, str | None]:
+    config = _map(value, what)
+    return (_service_ref(config.get("service"), f"{what}.service"),
+            _opt_str(config.get("url"), f"{what}.url") or None)
+
+
+def _webhook_parser(kind: str) -> Callable[[dict, dict, str, str | None], tuple]:
+    def parse(obj: dict, meta: dict, name: str, ns: str | None) -> tuple[ApiServerCall, ...]:
+        calls = []
+        for i, hook in enumerate(_list(obj.get("webhooks"), "webhooks")):
+            hook = _map(hook, f"webhooks[{i}]")
+            service, url = _client_config(hook.get("clientConfig"), f"webhooks[{i}].clientConfig")
+            policy = _opt_str(hook.get("failurePolicy"), f"webhooks[{i}].failurePolicy") or "Fail"
+            calls.append(ApiServerCall(
+                kind, name, _opt_str(hook.get("name"), f"webhooks[{i}].name") or f"webhooks[{i}]",
+                service, url, policy))
+        return tuple(calls)
+
+    return parse
+
+
+def _parse_api_service(obj: dict, meta: dict, name: str, ns: str | None
+                       ) -> tuple[ApiServerCall, ...]:
+    spec = _map(obj.get("spec"), "spec")
+    return (ApiServerCall("APIService", name, None,
+                          _service_ref(spec.get("service"), "spec.service")),)
+
+
+def _parse_crd(obj: dict, meta: dict, name: str, ns: str | None) -> tuple[ApiServerCall, ...]:
+    # Only the conversion webhook is read: the rest of a CRD (its schemas) can be large.
+    conversion = _map(_map(obj.get("spec"), "spec").get("conversion"), "spec.conversion")
+    if _opt_str(conversion.get("strategy"), "spec.conversion.strategy") != "Webhook":
+        return ()
+    webhook = _map(conversion.get("webhook"), "spec.conversion.webhook")
+    service, url = _client_config(webhook.get("clientConfig"),
+                                  "spec.conversion.webhook.clientConfig")
+    return (ApiServerCall("CustomResourceDefinition", name, None, service, url),)
+
+
 _PARSERS: dict[str, Callable[[dict, dict, str, str | None], Any]] = {
     "Namespace": _parse_namespace,
     "Node": _parse_node,
@@ -733,6 +797,10 @@ _PARSERS: dict[str, Callable[[dict, dict, str, str | None], Any]] = {
     "EndpointSlice": _parse_endpointslice,
     "NetworkPolicy": _parse_network_policy,
     **{k: _controller_parser(k) for k in CONTROLLER_KINDS},
+    "ValidatingWebhookConfiguration": _webhook_parser("ValidatingWebhookConfiguration"),
+    "MutatingWebhookConfiguration": _webhook_parser("MutatingWebhookConfiguration"),
+    "APIService": _parse_api_service,
+    "CustomResourceDefinition": _parse_crd,
 }
 
 
@@ -800,6 +868,14 @@ def load_snapshot(paths: list[str]) -> SnapshotResult:
         key=lambda c: (c.namespace, c.kind, c.name),
     )
     warnings = list(duplicates)
+    missing_declared = [k for k in DECLARED_KINDS if k not in present]
+    if "APIService" in missing_declared:
+        warnings.append(
+            f"the snapshot has no {', '.join(missing_declared)} objects; every cluster has "
+            "APIServices (one per built-in API group version), so these kinds were not "
+            "captured: the API server's calls to admission webhooks, aggregated APIs and "
+            "CRD conversion webhooks could not be checked, and default-deny may isolate "
+            f"their backends; {_HOW_TO_CAPTURE}")
     if ignored:
         warnings.append(
             f"ignored {sum(ignored.values())} object(s) of kinds flowpol does not use: "
@@ -813,6 +889,8 @@ def load_snapshot(paths: list[str]) -> SnapshotResult:
         endpoint_slices=values("EndpointSlice"),
         controllers=tuple(controllers),
         network_policies=values("NetworkPolicy"),
+        api_server_calls=tuple(call for k in DECLARED_KINDS for calls in values(k)
+                               for call in calls),
         kinds_present=frozenset(present),
         captured_at=captured_at,
         sources=sources,

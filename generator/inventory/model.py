@@ -157,6 +157,38 @@ class Controller:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceRef:
+    """A Service the API server dials, on the Service's ``port`` (not the targetPort).
+    The three APIs that name one default the port to 443."""
+
+    namespace: str
+    name: str
+    port: int = 443
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServerCall:
+    """Where the cluster declares that the API server calls out, whether or not a
+    recording shows it: one webhook of a Validating/MutatingWebhookConfiguration, an
+    APIService, or a CustomResourceDefinition's conversion webhook.
+
+    ``service`` None: the call goes to ``url`` (outside the cluster, as far as a
+    NetworkPolicy can tell), or, for an APIService, nowhere (served by the API server
+    itself). ``failure_policy``: webhooks only, ``Fail`` (the v1 default) or ``Ignore``.
+    """
+
+    kind: str
+    name: str  # the object's name
+    webhook: str | None = None  # webhooks[].name of a webhook configuration
+    service: ServiceRef | None = None
+    url: str | None = None
+    failure_policy: str | None = None
+
+    def display(self) -> str:
+        return f"{self.kind}/{self.name}" + (f" webhook {self.webhook}" if self.webhook else "")
+
+
+@dataclass(frozen=True, slots=True)
 class Inventory:
     namespaces: tuple[Namespace, ...] = ()
     nodes: tuple[Node, ...] = ()
@@ -165,6 +197,7 @@ class Inventory:
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     controllers: tuple[Controller, ...] = ()
     network_policies: tuple[dict, ...] = ()  # raw networking.k8s.io/v1 objects
+    api_server_calls: tuple[ApiServerCall, ...] = ()  # webhooks, APIServices, conversion
     kinds_present: frozenset[str] = frozenset()  # kinds the snapshot had (even empty)
     captured_at: int | None = None  # when the snapshot was taken, if known
     sources: tuple[str, ...] = ()  # files it was read from

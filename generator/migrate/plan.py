@@ -9,13 +9,22 @@ denies nothing; otherwise the plan says why and step 3 waits. Every step has a r
 manifest under ``rollback/<ns>/`` (the same objects, for ``kubectl delete -f``) and, when
 a step replaces policies that already exist in the cluster, a restore manifest with
 their old version.
+
+``--dialect`` writes the steps in the dialect the cluster enforces, from the same model
+as ``flowpol generate``: step 1 the workloads' policies (CiliumNetworkPolicies under
+``cilium``; NetworkPolicies under ``cluster-network-policy``, whose Baseline never applies
+to a pod a NetworkPolicy selects), step 3 the namespace's baseline (``cilium``: its
+``flowpol-default-deny`` and ``flowpol-allow-dns`` CiliumNetworkPolicies;
+``cluster-network-policy``: a Baseline ClusterNetworkPolicy whose subject is that
+namespace alone, named ``flowpol-baseline-<namespace>`` so that each namespace's step 3
+is applied and rolled back on its own). The replays use the dialect's evaluator.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from generator.verify.check import (
@@ -23,7 +32,7 @@ from generator.verify.check import (
 )
 from generator.resolve.edges import Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
-from generator.migrate.cron import CronError, longest_gap, parse
+from generator.inventory.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
@@ -36,12 +45,24 @@ from generator.review.evidence import (
     workload_ref,
 )
 from generator.review.report import graph_blocks, skipped_blocks, summary_block, write_documents
+from generator.synthesize import model as m
+from generator.synthesize.render import RenderOptions, render_policies
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
-from generator.verify.policy import parse_policies
+from generator.verify.combined import make_evaluator
+from generator.verify.policy import NetworkPolicy, parse_policies
+from generator.verify.policyset import parse_manifests
 from generator.output.yamlout import dump_all, strip_comments
 from generator.version import __version__
 
 JSON_VERSION = 1
+DIALECT_TEXT = {
+    "cilium": "step 1 writes each ready workload's CiliumNetworkPolicy, step 3 the namespace's "
+              "`flowpol-default-deny` and `flowpol-allow-dns` CiliumNetworkPolicies.",
+    "cluster-network-policy": "step 1 writes each ready workload's NetworkPolicy (with its own "
+                              "DNS rule), step 3 a Baseline ClusterNetworkPolicy "
+                              "`flowpol-baseline-<namespace>` whose subject is the namespace; "
+                              "it applies to the pods no NetworkPolicy selects.",
+}
 MARKER = ".flowpol-migrate"
 MIN_WATCH_NS = 3600 * NS_PER_S
 
@@ -51,6 +72,8 @@ class MigrateRequest(ObserveRequest):
     thresholds: Thresholds = Thresholds()
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
+    dialect: str = "kubernetes"  # a key of generator.synthesize.render.DIALECTS
+    fqdn_patterns: tuple[str, ...] = ()  # the cilium dialect's --fqdn-pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +112,7 @@ class MigrationPlan:
     warnings: tuple[str, ...]
     skipped_edges: tuple[tuple[str, str], ...]
     bad_input: bool = False  # an input line was skipped as bad: the plan lacks its flow
+    dialect: str = "kubernetes"
 
     @property
     def exit_code(self) -> int:
@@ -162,6 +186,37 @@ def _watch(ns: str, ready: list[Readiness], held: list[Readiness], index: Invent
     return watch_ns, lines
 
 
+def _baseline_docs(model: m.PolicyModel, ns: str, dialect: str) -> tuple[PolicyDoc, ...]:
+    """Namespace ``ns``'s default-deny and DNS in ``dialect``. A cluster-scoped object
+    (the Baseline ClusterNetworkPolicy) names the namespace: each step 3 stands alone."""
+    part = replace(model, namespaces=(ns,), workloads=(),
+                   baselines=tuple(b for b in model.baselines if b.namespace == ns))
+    out = []
+    for d in render_policies(part, dialect).policies:
+        if not d.namespace:
+            name = f"{d.name}-{ns}"
+            d = PolicyDoc(d.namespace, name, {**d.manifest, "metadata": {
+                **d.manifest["metadata"], "name": name}}, d.workload)
+        out.append(d)
+    return tuple(out)
+
+
+class _Replay:
+    """Replays the observed connections against the existing NetworkPolicies plus policy
+    documents of any dialect, with the evaluator of the kinds present."""
+
+    def __init__(self, connections: tuple[Connection, ...], index: InventoryIndex,
+                 existing: tuple[NetworkPolicy, ...]) -> None:
+        self.connections, self.index, self.existing = connections, index, existing
+
+    def check(self, *docs: PolicyDoc) -> CheckResult:
+        kinds = parse_manifests([strip_comments(d.manifest) for d in docs])
+        network = self.existing + kinds.network
+        evaluator = make_evaluator(network, self.index.inventory, kinds.cilium, kinds.cluster)
+        return check_policies(self.connections, network + kinds.cilium + kinds.cluster,  # type: ignore[arg-type]
+                              self.index, evaluator)  # type: ignore[arg-type]
+
+
 def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationPlan:
     index = observed.index
     t = req.thresholds
@@ -171,9 +226,10 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
     # Step 1 policies carry their own DNS rule (nothing else restricts the namespace yet);
     # step 3 takes default-deny and allow-dns from the default-deny synthesis.
     allow = synthesize(observed.edges, index, SynthesisOptions(
-        default_deny=False, namespaces=tuple(scope)))
+        default_deny=False, namespaces=tuple(scope), dialect=req.dialect,
+        render=RenderOptions(fqdn_patterns=req.fqdn_patterns)))
     deny = synthesize(observed.edges, index, SynthesisOptions(
-        default_deny=True, namespaces=tuple(scope)))
+        default_deny=True, namespaces=tuple(scope), dialect=req.dialect))
     allow_of = {WorkloadRef(d.namespace, d.workload[0], d.workload[1]): d
                 for d in allow.policies if d.workload}
     dns_only = dns_only_workloads(connections, lambda c: is_dns_traffic(c, index))
@@ -184,9 +240,9 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
 
     existing_raw = [o for o in index.inventory.network_policies]
     existing = parse_policies(existing_raw, "snapshot")
+    replay = _Replay(connections, index, existing)
     step1_all = [allow_of[r.workload] for r in verdicts if r.ready and r.workload in allow_of]
-    step1_parsed = parse_policies([strip_comments(d.manifest) for d in step1_all])
-    after1 = check_policies(connections, existing + step1_parsed, index)
+    after1 = replay.check(*step1_all)
 
     by_ns: dict[str, list[Readiness]] = defaultdict(list)
     for r in verdicts:
@@ -196,13 +252,11 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
         held = [r for r in by_ns[ns] if not r.ready and r.verdict != NOT_AFFECTED]
         not_ready[ns] = [f"`{r.workload.kind}/{r.workload.name}`: {'; '.join(r.reasons)}"
                          for r in held]
-    deny_docs = {ns: [d for d in deny.policies if d.namespace == ns and d.workload is None]
-                 for ns in scope}
+    deny_model = deny.model or m.PolicyModel((), (), ())
+    deny_docs = {ns: _baseline_docs(deny_model, ns, req.dialect) for ns in scope}
 
     def stage3(ready_ns: list[str]) -> CheckResult:
-        docs = [d for ns in ready_ns for d in deny_docs[ns]]
-        return check_policies(connections, existing + step1_parsed + parse_policies(
-            [strip_comments(d.manifest) for d in docs]), index)
+        return replay.check(*step1_all, *(d for ns in ready_ns for d in deny_docs[ns]))
 
     after3 = stage3([ns for ns in scope if not not_ready[ns]])
     # A namespace whose default-deny would deny observed traffic is not ready either.
@@ -229,15 +283,18 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
         step1 = tuple(allow_of[r.workload] for r in ready if r.workload in allow_of)
         step3 = tuple(deny_docs[ns]) if not not_ready[ns] else ()
         watch_ns, watch = _watch(ns, ready, held, index, span, t, bool(step1))
+        # only a NetworkPolicy of the same name is replaced (other kinds are other objects)
         replaced = tuple(existing_by_key[(ns, d.name)] for d in step1 + step3
-                         if (ns, d.name) in existing_by_key)
+                         if d.manifest.get("kind") == "NetworkPolicy"
+                         and (ns, d.name) in existing_by_key)
         plans.append(NamespacePlan(ns, tuple(by_ns[ns]), step1, watch_ns, tuple(watch), step3,
                                    tuple(not_ready[ns]),
                                    tuple(p.name for p in existing if p.namespace == ns),
                                    replaced))
     return MigrationPlan(tuple(plans), span, t, after1, after3,
-                         observed.warnings + tuple(deny.warnings),
-                         tuple(skipped_edges(observed, deny)), observed.bad_input)
+                         observed.warnings + tuple(deny.warnings)
+                         + tuple(w for w in allow.warnings if w not in deny.warnings),
+                         tuple(skipped_edges(observed, deny)), observed.bad_input, req.dialect)
 
 
 # ---------------------------------------------------------------- files
@@ -282,8 +339,7 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
             files[step] = StepFiles(name, rollback, restore)
         plans.append(NamespacePlan(p.namespace, p.workloads, p.step1, p.watch_ns, p.watch, p.step3,
                                    p.not_ready, p.existing, p.replaced, files[1], files[3]))
-    final = MigrationPlan(tuple(plans), plan.span, plan.thresholds, plan.after_step1,
-                          plan.after_step3, plan.warnings, plan.skipped_edges, plan.bad_input)
+    final = replace(plan, namespaces=tuple(plans))
     return final, written
 
 
@@ -327,6 +383,7 @@ def plan_dict(plan: MigrationPlan) -> dict:
         "flowpol_migrate": JSON_VERSION,
         "flowpol_version": __version__,
         "exit_code": plan.exit_code,
+        "dialect": plan.dialect,
         "recording": {"start": when(plan.span.start) if plan.span else None,
                       "end": when(plan.span.end) if plan.span else None},
         "thresholds": {"min_observation_seconds": plan.thresholds.min_observation_ns // NS_PER_S,
@@ -372,6 +429,8 @@ def plan_document(plan: MigrationPlan, observed: ObservedTraffic) -> Document:
                   f"{duration_text(t.min_observation_ns)} (CronJobs: their schedule fired during "
                   "a recording that long). Apply the steps in order, one namespace at a time."),
     ]
+    if plan.dialect != "kubernetes":
+        blocks.append(Paragraph(f"Dialect `{plan.dialect}`: {DIALECT_TEXT[plan.dialect]}"))
     summary = tuple((f"`{p.namespace}`", "ready" if p.ready else "step 3 held back",
                      str(sum(r.ready for r in p.workloads)),
                      str(sum(not r.ready and r.verdict != NOT_AFFECTED for r in p.workloads)),

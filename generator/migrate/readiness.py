@@ -18,7 +18,7 @@ from typing import Iterable
 from generator.resolve.edges import WORKLOAD, Connection
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Controller
-from generator.migrate.cron import CronError, fires, parse
+from generator.inventory.cron import in_window
 from generator.review.evidence import Span, Thresholds, duration_text, when, workload_ref
 
 READY = "ready"
@@ -120,13 +120,10 @@ def judge(ref: WorkloadRef, act: Activity | None, index: InventoryIndex, span: S
                 notes.append(f"suspended at the snapshot; {len(act.pods)} run pod(s) seen "
                              "before")
         elif schedule and span is not None:
-            try:
-                fired = len(fires(parse(schedule), span.start, span.end, time_zone=time_zone))
-            except CronError as e:
-                reasons.append(f"its schedule {schedule!r} cannot be read ({e})")
-            except (ValueError, KeyError):  # zoneinfo: an unknown or malformed zone name
-                reasons.append(f"its time zone {time_zone!r} is not one this machine knows "
-                               "(IANA names, e.g. Europe/Berlin), so when it fires is unknown")
+            window = in_window(schedule, span.start, span.end, time_zone)
+            fired = window.fired
+            if window.error:
+                reasons.append(window.error)
         if fired == 0:
             assert span is not None  # fired is only counted over a recording
             reasons.append(f"its schedule `{schedule}`{zone} did not fire during the recording "

@@ -7,13 +7,18 @@ from collections import defaultdict
 from generator.inventory.index import InventoryIndex
 from generator.output.files import policy_file
 from generator.pipeline import ObservedTraffic
-from generator.resolve.edges import EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.resolve.edges import APISERVER, EXTERNAL, NODE, WORKLOAD, Edge, Peer
+from generator.synthesize import model as m
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, SynthesisResult, is_dns_edge
 from generator.output.timetext import format_time_fast
-from generator.verify.check import verification_text
+from generator.verify.check import verification_dict, verification_text
+from generator.verify.union import UnionCheck, union_dict
 from generator.version import __version__
 
 MAX_LISTED = 200
+MAX_SUMMARY_ITEMS = 20  # per listing in the terminal summary; report.json has all
+DIFF_POINTER = ("`flowpol diff --cluster` (or `--existing FILES`) lists what they allow "
+                "that nobody used and proposes a tightened set")
 
 
 def _peer(p: Peer) -> dict:
@@ -149,6 +154,53 @@ def host_network_pods(index: InventoryIndex, peer: Peer) -> list[str]:
     return out
 
 
+def _use_dict(u) -> dict:
+    t = u.target
+    return {"declared_by": t.call.display(), "kind": t.call.kind, "name": t.call.name,
+            "webhook": t.call.webhook, "failure_policy": t.call.failure_policy,
+            "service": f"{t.service[0]}/{t.service[1]}:{t.service[2]}",
+            "workload": t.workload.display(), "port": f"{t.protocol}/{t.port}",
+            "status": u.status, "connections_observed": u.calls, "admits": list(u.admits)}
+
+
+def declared_dict(synth: SynthesisResult) -> dict:
+    api = synth.apiserver
+    return {
+        "apiserver": None if api is None else {
+            "origin": api.origin, "sources": [s.display() for s in api.sources],
+            "cidrs": [s.cidr for s in api.sources], "warnings": list(api.warnings)},
+        "calls": [_use_dict(u) for u in synth.declared],
+        "no_rule": [{"declared_by": p.call.display(), "reason": p.reason}
+                    for p in synth.declared_problems],
+    }
+
+
+def idle_dict(item: m.IdleWorkload) -> dict:
+    return {"workload": item.workload.display(), "why": item.reason, "status": item.status,
+            "note": item.note, "policy": item.name, "held_out": list(item.directions),
+            "next_run": format_time_fast(item.next_run) if item.next_run is not None else None}
+
+
+def idle_line(item: m.IdleWorkload) -> str:
+    return f"{item.workload.display()}: {item.reason}; {item.status}" + (
+        f" ({item.name})" if item.name else "")
+
+
+def declared_line(u) -> str:
+    t = u.target
+    seen = (f"{u.calls} connection(s) to it observed" if u.calls
+            else "no connection to it observed")
+    return (f"{t.workload.display()} {t.protocol}/{t.port} for {t.call.display()}"
+            + (f" (failurePolicy {t.call.failure_policy})" if t.call.failure_policy else "")
+            + f": {u.status}" + (f" from {', '.join(u.admits)}" if u.admits else "")
+            + f"; {seen}")
+
+
+def apiserver_traffic(observed: ObservedTraffic) -> list[Edge]:
+    """Observed connections from the API server (labelled by resolution)."""
+    return [e for e in observed.edges if e.src.kind == APISERVER]
+
+
 def node_peer_facts(observed: ObservedTraffic) -> list[dict]:
     """Node peers (DNS to node-local-dns aside) with their connections and the
     hostNetwork pods that may be behind them."""
@@ -212,7 +264,7 @@ def skipped_edges(observed: ObservedTraffic, synth: SynthesisResult) -> list[tup
 
 
 def build_report(observed: ObservedTraffic, synth: SynthesisResult,
-                 verification: dict | None) -> dict:
+                 verification: dict | None, union: UnionCheck | None = None) -> dict:
     peers: dict[int, dict] = {}
     return {
         "flowpol_report": 1,
@@ -242,7 +294,9 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
             "it; traffic from other nodes depends on the CNI."),
         "external_peers": list(synth.external_peers),
         "external_names": external_names(observed),
-        "idle_workloads": list(synth.idle_workloads),
+        "idle_workloads": [idle_dict(i) for i in synth.model.idle] if synth.model else [],
+        "declared": declared_dict(synth),
+        "existing_policies": union_dict(union) if union is not None else None,
         "skipped_edges": [{"edge": e, "reason": r} for e, r in skipped_edges(observed, synth)],
         "warnings": list(synth.warnings),
         "edges": [_edge(e, peers) for e in observed.edges],
@@ -250,8 +304,67 @@ def build_report(observed: ObservedTraffic, synth: SynthesisResult,
     }
 
 
+def _capped(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= MAX_SUMMARY_ITEMS:
+        return lines
+    return lines[:MAX_SUMMARY_ITEMS] + [f"  ... and {len(lines) - MAX_SUMMARY_ITEMS} more "
+                                        f"{what} (report.json)"]
+
+
+def declared_summary(synth: SynthesisResult, observed: ObservedTraffic) -> list[str]:
+    lines = []
+    api = synth.apiserver
+    if synth.declared or synth.declared_problems:
+        where = ", ".join(s.display() for s in api.sources) if api and api.sources else "unknown"
+        lines.append(f"the API server calls from {where}"
+                     + (f" ({api.origin})" if api and api.origin else "")
+                     + f"; {len(synth.declared)} declared backend port(s):")
+        lines += _capped([f"  declared: {declared_line(u)}" for u in synth.declared],
+                         "declared port(s)")
+        lines += _capped([f"  declared, no rule: {p.call.display()}: {p.reason}"
+                          for p in synth.declared_problems], "declaration(s)")
+    calls = apiserver_traffic(observed)
+    if calls:
+        lines.append(f"observed from the API server: {sum(e.count for e in calls)} "
+                     f"connection(s):")
+        lines += _capped([f"  {e.src.display()} -> {e.dst.display()} {e.protocol}/{e.port}: "
+                          f"{e.count}" for e in calls], "edge(s)")
+    return lines
+
+
+def idle_summary(synth: SynthesisResult) -> list[str]:
+    idle = synth.model.idle if synth.model else ()
+    if not idle:
+        return []
+    held = sum(1 for i in idle if i.status == m.HELD_OUT)
+    return [f"{len(idle)} idle workload(s) in scope (no observed traffic); {held} held out of "
+            "default-deny by a policy of their own (--isolate-idle isolates them):"] + \
+        _capped([f"  idle: {idle_line(i)}" for i in idle], "idle workload(s)")
+
+
+def union_summary(union: UnionCheck | None) -> list[str]:
+    if union is None or (not union.existing and not union.unreadable):
+        return []
+    lines = [f"existing NetworkPolicies selecting pods in scope: {len(union.existing)}; they "
+             "stay in force after apply (flowpol deletes and rewrites none):"]
+    lines += _capped([f"  {e.policy} selects {', '.join(e.selects)}"
+                      + (" (replaced by the generated policy of that name on apply)"
+                         if e.replaced else "") for e in union.existing], "policies")
+    lines += [f"  could not read {u}" for u in union.unreadable]
+    if union.effective is not None:
+        lines.append("  effective set (generated + existing): "
+                     + verification_text(verification_dict(union.effective)))
+    if union.extra:
+        lines.append(f"  what they allow beyond flowpol's rules ({len(union.extra)} rule "
+                     f"entr{'y' if len(union.extra) == 1 else 'ies'}):")
+        lines += _capped([f"    {x.line()}" for x in union.extra], "entries")
+        lines.append(f"  {DIFF_POINTER}")
+    return lines
+
+
 def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
-                  verification: dict | None, out_dir: str) -> list[str]:
+                  verification: dict | None, out_dir: str,
+                  union: UnionCheck | None = None) -> list[str]:
     r = observed.read
     lines = [
         f"read {sum(r.lines.values()):,} item(s) from {len(r.formats)} input(s): "
@@ -287,6 +400,9 @@ def summary_lines(observed: ObservedTraffic, synth: SynthesisResult,
     skipped = skipped_edges(observed, synth)
     if skipped:
         lines.append(f"{len(skipped):,} observed edge(s) without a rule, listed in report.md")
+    lines += declared_summary(synth, observed)
+    lines += idle_summary(synth)
+    lines += union_summary(union)
     for w in list(observed.warnings) + list(synth.warnings):
         lines.append(f"warning: {w}")
     if verification is not None:

@@ -33,6 +33,8 @@ class Peer:
             return f"{self.namespace}/{self.workload_kind}/{self.workload_name}"
         if self.kind == NODE:
             return f"node {self.node_name or '?'} ({self.ip})"
+        if self.kind == APISERVER and self.node_name:
+            return f"{self.kind} {self.ip} (node {self.node_name})"
         return f"{self.kind} {self.ip}"
 
 

@@ -4,7 +4,9 @@ Synthesis builds it from the observed edges; renderers turn it into a dialect
 (``generator.synthesize.render``); the review report and ``diff`` read it. It says
 nothing about YAML, field names or how a CNI spells a peer: a peer is a workload, a
 namespace, a node, the API server, an external network (with the names DNS gave its
-addresses) or the cluster DNS, and a port is a protocol and a (target) port.
+addresses) or the cluster DNS, and a port is a protocol and a (target) port. A port is
+allowed because it was observed (its evidence), because the cluster declares that the
+API server calls it (``Declared``), or both.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ class PolicyPeer:
 
     ``workload``/``selector``: a WORKLOAD peer (``namespace`` is the workload's).
     ``cidr``: NODE, APISERVER and EXTERNAL peers, as the rule admits them (an external
-    peer may be aggregated to a wider prefix, ``--cidr-prefix``). ``addresses``: the
-    observed addresses behind it. ``names``: node names of a NODE peer; for an EXTERNAL
+    peer may be aggregated to a wider prefix, ``--cidr-prefix``; an APISERVER peer is one
+    address of the ``default/kubernetes`` EndpointSlice or a ``--apiserver-cidr`` range).
+    ``addresses``: the observed addresses behind it (an APISERVER peer's: the
+    EndpointSlice's, observed or not). ``names``: node names of a NODE peer (of an
+    APISERVER peer: the nodes that have its address, a control plane); for an EXTERNAL
     peer of an egress rule, the DNS names its connections were attributed to at their
     time (generator.resolve.names), sorted: every connection behind the peer had
     exactly these names, so ``()`` means none had a name; the same address may be
     behind a named and an unnamed peer. ``members``: how a reviewer reads each observed
-    peer behind this one.
+    peer behind this one (and a declared APISERVER peer).
     """
 
     kind: str
@@ -79,9 +84,41 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Declared:
+    """Why a port is allowed whether or not a connection was observed: the cluster
+    declares that the API server calls it (``generator.inventory.declared``).
+
+    ``kind``/``name``: the declaring object (ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, APIService, CustomResourceDefinition); ``webhook``: the
+    webhook's name in a webhook configuration; ``failure_policy``: webhooks only, Fail or
+    Ignore; ``service``: the Service and port the API server dials (namespace, name, port).
+    """
+
+    kind: str
+    name: str
+    webhook: str | None
+    failure_policy: str | None
+    service: tuple[str, str, int]
+
+    def display(self) -> str:
+        text = f"{self.kind}/{self.name}"
+        if self.webhook:
+            text += f" webhook {self.webhook}"
+        if self.failure_policy:
+            text += f" (failurePolicy {self.failure_policy})"
+        return text
+
+    def sort_key(self) -> tuple:
+        return (self.kind, self.name, self.webhook or "", self.service)
+
+
+@dataclass(frozen=True, slots=True)
 class RulePort:
     port: PortSpec
     evidence: Evidence | None  # None: allowed without observation (declared, baseline)
+    # The objects that declare the API server calls this port (empty: observed only).
+    # Evidence and declarations together: declared, and calls were seen.
+    declared: tuple[Declared, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +177,45 @@ class NamespaceBaseline:
     dns: DnsAccess | None
 
 
+# What happens to a workload in scope that the recording never showed (``IdleWorkload``).
+HELD_OUT = "held out"  # a policy of its own allows everything the baseline denies it
+ISOLATED = "isolated"  # --isolate-idle: the baseline isolates it (plus declared rules)
+NOT_HELD_OUT = "isolated: cannot be held out"  # no selector singles it out
+ALREADY_ISOLATED = "already isolated"  # existing policies isolate it for both directions
+NOT_ISOLATED = "not isolated"  # no default-deny: nothing isolates it
+
+
+@dataclass(frozen=True, slots=True)
+class IdleWorkload:
+    """A workload in scope with no observed connection: an idle Deployment, one scaled
+    to zero, a CronJob that did not fire, a Job. A default-deny would isolate it on
+    evidence of nothing, so by default it is held out: ``status`` HELD_OUT and an
+    allow-everything policy named ``name`` selects exactly its pods (``selector``) for
+    ``directions`` ("ingress", "egress": those no existing policy isolates already).
+
+    ``reason``: why it is idle, for people; ``note``: what its status means;
+    ``next_run``: a CronJob's next scheduled run after the recording (ns), when known.
+    """
+
+    namespace: str
+    workload: WorkloadRef
+    reason: str
+    status: str
+    note: str = ""
+    selector: PodSelector | None = None
+    name: str | None = None
+    directions: tuple[str, ...] = ()
+    next_run: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyModel:
     """Everything a policy set for the namespaces in scope says, in no dialect.
-    ``baselines`` is empty without default-deny."""
+    ``baselines`` is empty without default-deny. ``idle``: workloads in scope nothing
+    was observed of, and what the baseline does to them (HELD_OUT ones need a policy
+    of their own in every dialect)."""
 
     namespaces: tuple[str, ...]
     baselines: tuple[NamespaceBaseline, ...]
     workloads: tuple[WorkloadPolicy, ...]
+    idle: tuple[IdleWorkload, ...] = ()

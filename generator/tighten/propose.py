@@ -433,9 +433,11 @@ class _Additions:
         at = (lambda e: e.dst) if direction == "ingress" else (lambda e: e.src)
         targets = sorted({at(e) for e in edges if at(e).kind == WORKLOAD})
         # default_deny=True: DNS goes into one rule per namespace (flowpol-allow-dns),
-        # everything else into the workload's own policy.
+        # everything else into the workload's own policy. declared=False: the rules added
+        # are for the observed connections the existing set denies, nothing else.
         synth = synthesize(edges, self.index, SynthesisOptions(
-            default_deny=True, namespaces=tuple(sorted({t.namespace for t in targets}))))
+            default_deny=True, namespaces=tuple(sorted({t.namespace for t in targets})),
+            declared=False))
         docs = {(d.namespace, d.workload): d for d in synth.policies if d.workload}
         dns_rules = {d.namespace: d.manifest["spec"]["egress"] for d in synth.policies
                      if d.workload is None and d.manifest["spec"].get("egress")}

@@ -21,8 +21,9 @@ Semantics, from Cilium's documentation ("Policy Enforcement Modes", "Layer 3 Pol
 - CIDR rules and ``toFQDNs`` match ``world`` only: "CIDR-based selectors do not match
   in-cluster entities (pods or nodes)" unless ``policy-cidr-match-mode: nodes``, which
   this evaluator does not model. ``toFQDNs`` matches the names bound to the address at
-  the connection's time (``generator.verify.names``); ``matchPattern``: ``*`` is any run
-  of characters without a dot, a leading ``**.`` any number of labels.
+  the connection's time (``generator.verify.names``); ``matchPattern`` as Cilium's agent
+  compiles it (``generator.verify.names.pattern_matches``): ``*`` never crosses a dot, a
+  leading ``**.`` is one or more labels, stars alone match every name.
 - Ports: ``protocol`` ANY (or none) is TCP, UDP and SCTP; port 0 or none is every port;
   ``endPort`` a range; a port name resolves on the destination pod. A connection without
   a port (ICMP) matches only rules without ports.
@@ -31,11 +32,13 @@ Semantics, from Cilium's documentation ("Policy Enforcement Modes", "Layer 3 Pol
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 
-from generator.verify.cilium_policy import CCNP, NS_KEY, CiliumPeer, CiliumPolicy, CiliumRule
+from generator.verify.cilium_policy import (
+    CCNP, NS_KEY, CiliumPeer, CiliumPolicy, CiliumPort, CiliumRule,
+)
 from generator.verify.evaluator import RuleRef
+from generator.verify.names import pattern_matches
 from generator.verify.selectors import matches
 
 NS_LABELS_PREFIX = "io.cilium.k8s.namespace.labels."
@@ -114,21 +117,12 @@ class CiliumSide:
     denied_by: tuple[RuleRef, ...] = ()
 
 
-def fqdn_pattern_matches(pattern: str, name: str) -> bool:
-    """Cilium's matchPattern: ``*`` alone is every name; ``*`` within a label is any run
-    of DNS characters but a dot; a leading ``**.`` is one or more labels."""
-    if pattern == "*":
-        return True
-    prefix = ""
-    if pattern.startswith("**."):
-        prefix, pattern = r"([-a-z0-9_]+\.)+", pattern[3:]
-    body = "".join("[-a-z0-9_]*" if ch == "*" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(prefix + body, name) is not None
-
-
 class CiliumJudge:
     def __init__(self, policies: tuple[CiliumPolicy, ...]):
         self.policies = policies
+
+    def policies_selecting(self, subject: SubjectView) -> list[CiliumPolicy]:
+        return self._selecting(subject)
 
     def _selecting(self, subject: SubjectView) -> list[CiliumPolicy]:
         identity = subject.identity()
@@ -172,6 +166,26 @@ class CiliumJudge:
         return _ports_match(r, protocol, port, named_ports) and (
             r.peers is None or any(_peer_matches(x, p, peer) for x in r.peers))
 
+    def matched_entries(self, direction: str, subject: SubjectView, peer: PeerView,
+                        protocol: str, port: int | None, named_ports: dict
+                        ) -> list[tuple[str, str, int, int | None, int | None]]:
+        """(policy, direction, rule, peer index, port index) of every allow rule of the
+        policies selecting ``subject`` that admits this traffic, and which of its L3
+        alternatives and ports do (None: the rule has none, so every peer or port); the
+        same rules ``side`` lists in ``allowed_by``. Deny rules are not entries."""
+        out: list[tuple[str, str, int, int | None, int | None]] = []
+        for p in self._selecting(subject):
+            for i, r in enumerate(p.ingress if direction == "ingress" else p.egress):
+                peers: list = [None] if r.peers is None else [
+                    j for j, x in enumerate(r.peers) if _peer_matches(x, p, peer)]
+                if not peers:
+                    continue
+                ports: list = [None] if r.ports is None else [
+                    j for j, cp in enumerate(r.ports)
+                    if _port_matches(cp, protocol, port, named_ports)]
+                out.extend((p.id, direction, i, a, b) for a in peers for b in ports)
+        return out
+
 
 def _peer_matches(x: CiliumPeer, p: CiliumPolicy, peer: PeerView) -> bool:
     if x.entity is not None:
@@ -189,7 +203,7 @@ def _peer_matches(x: CiliumPeer, p: CiliumPolicy, peer: PeerView) -> bool:
     if x.fqdn_name is not None:
         return x.fqdn_name in peer.names
     if x.fqdn_pattern is not None:
-        return any(fqdn_pattern_matches(x.fqdn_pattern, n) for n in peer.names)
+        return any(pattern_matches(x.fqdn_pattern, n) for n in peer.names)
     return False
 
 
@@ -197,21 +211,18 @@ _ANY = ("TCP", "UDP", "SCTP")
 
 
 def _ports_match(r: CiliumRule, protocol: str, port: int | None, named_ports: dict) -> bool:
-    if r.ports is None:
+    return r.ports is None or any(_port_matches(cp, protocol, port, named_ports) for cp in r.ports)
+
+
+def _port_matches(cp: CiliumPort, protocol: str, port: int | None, named_ports: dict) -> bool:
+    if cp.protocol != "ANY" and cp.protocol != protocol:
+        return False
+    if cp.protocol == "ANY" and protocol not in _ANY:
+        return False
+    if cp.port is None:
         return True
-    for cp in r.ports:
-        if cp.protocol != "ANY" and cp.protocol != protocol:
-            continue
-        if cp.protocol == "ANY" and protocol not in _ANY:
-            continue
-        if cp.port is None:
-            return True
-        if port is None:
-            continue
-        if isinstance(cp.port, str):
-            protos = (protocol,)
-            if any(named_ports.get((cp.port, pr)) == port for pr in protos):
-                return True
-        elif cp.port <= port <= (cp.end_port or cp.port):
-            return True
-    return False
+    if port is None:
+        return False
+    if isinstance(cp.port, str):  # a port name resolves on the destination pod
+        return named_ports.get((cp.port, protocol)) == port
+    return cp.port <= port <= (cp.end_port or cp.port)

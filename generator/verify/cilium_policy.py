@@ -37,8 +37,9 @@ KINDS = (CNP, CCNP)
 # The label Cilium gives each pod's identity: its namespace.
 NS_KEY = "io.kubernetes.pod.namespace"
 # Cilium's entities (Cilium docs, "Entities based").
+# "none" selects nothing (it is in the CRD's enum, cilium.io/v2 toEntities).
 ENTITIES = frozenset({"host", "remote-node", "kube-apiserver", "ingress", "cluster", "init",
-                      "health", "unmanaged", "world", "world-ipv4", "world-ipv6", "all"})
+                      "health", "unmanaged", "world", "world-ipv4", "world-ipv6", "all", "none"})
 PROTOCOLS = ("TCP", "UDP", "SCTP", "ANY")
 
 _FQDN_NAME = re.compile(r"[-a-zA-Z0-9_.]+")

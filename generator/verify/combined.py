@@ -82,6 +82,7 @@ class CombinedEvaluator:
         self._keys: dict[int, tuple[Endpoint, EndpointKey]] = {}
         self._key_ids: dict[tuple, int] = {}
         self._cache: dict[tuple, Verdict] = {}
+        self._entries: dict[tuple, tuple] = {}  # matched_entries of the Cilium policies
 
     @classmethod
     def from_inventory(cls, policies, cilium, cluster, inventory: Inventory,
@@ -136,7 +137,27 @@ class CombinedEvaluator:
         return (endpoint.node, endpoint.host_network, endpoint.ip if endpoint.host_network else None)
 
     def matched_entries(self, src: Endpoint, dst: Endpoint, protocol: str, port: int | None):
-        return self.np.matched_entries(src, dst, protocol, port)
+        """The NetworkPolicy evaluator's entries, then the Cilium policies' (allow rules
+        matching on the source's egress and the destination's ingress side; see
+        ``CiliumJudge.matched_entries``). ClusterNetworkPolicy rules are not entries."""
+        entries = self.np.matched_entries(src, dst, protocol, port)
+        if not self.cilium:
+            return entries
+        protocol = protocol.upper()
+        sk, dk = self.endpoint_key(src), self.endpoint_key(dst)
+        key = (sk.peer, dk.peer, dk.ports, protocol, port)
+        found = self._entries.get(key)
+        if found is None:
+            named = {(n, p.upper()): num for n, p, num in dst.named_ports} \
+                if isinstance(dst, PodView) and not dst.host_network else {}
+            out: list = []
+            for direction, at, other in (("egress", src, dst), ("ingress", dst, src)):
+                if isinstance(at, PodView) and not at.host_network:
+                    out += self.judge.matched_entries(direction, self._subject(at),
+                                                      self._peer(other, at.node), protocol,
+                                                      port, named)
+            found = self._entries[key] = tuple(out)
+        return entries + found
 
     def selecting(self, pod: PodView) -> tuple[tuple[str, ...], tuple[str, ...]]:
         ingress, egress = self.np.selecting(pod)

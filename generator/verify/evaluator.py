@@ -277,6 +277,9 @@ class Evaluator:
         block_index: dict[IPBlock, int] = {}
         self._by_namespace: dict[str, list[tuple[LabelSelector, _Policy]]] = {}
         self._entries: dict[tuple, tuple[RuleEntry, ...]] = {}
+        self._compiled: dict[str, _Policy] = {}
+        self._ends_of: dict[int, tuple[tuple[Endpoint, ...], list[_End]]] = {}
+        self._admitting: dict[tuple, tuple[int, ...]] = {}
         for p in self.policies:
             compiled = _Policy(
                 p.id,
@@ -284,6 +287,7 @@ class Evaluator:
                 self._compile_rules(p.egress, p.namespace, block_index) if p.affects_egress else None,
             )
             self._by_namespace.setdefault(p.namespace, []).append((p.pod_selector, compiled))
+            self._compiled[p.id] = compiled
         # Every address is tested against every ipBlock; comparing integers gives the
         # answer of IPBlock.contains at a fraction of the cost of ipaddress's ``in``.
         # Per IP version: (block index, first, last, excepts of that version).
@@ -423,6 +427,31 @@ class Evaluator:
                         i for i, p in enumerate(rule.ports) if _ports_match((p,), d, protocol, port)]
                     out.extend((policy.id, direction, rule.index, a, b) for a in peers for b in ports)
             found = self._entries[key] = tuple(out)
+        return found
+
+    def admitting(self, policy_id: str, direction: str, rule: int, peer: int | None,
+                  endpoints: tuple[Endpoint, ...]) -> tuple[int, ...]:
+        """Indices of the ``endpoints`` that the ``peer``-th from/to element of a rule
+        (None: the rule has none, so every peer) admits, whatever the ports: the peer
+        half of a rule entry (``matched_entries`` answers both halves for one
+        connection). Empty for a direction the policy does not affect. Remembered per
+        element for the same ``endpoints`` tuple: policies repeat their peers."""
+        compiled = self._compiled[policy_id]
+        rules = compiled.ingress if direction == "ingress" else compiled.egress
+        if rules is None:
+            return ()
+        peers = rules[rule].peers
+        if peers is None:
+            return tuple(range(len(endpoints)))
+        elements = (peers[peer],) if peer is not None else peers
+        hit = self._ends_of.get(id(endpoints))
+        if hit is None or hit[0] is not endpoints:
+            hit = self._ends_of[id(endpoints)] = (endpoints, [self._end(e) for e in endpoints])
+        key = (elements, id(endpoints))
+        found = self._admitting.get(key)
+        if found is None:
+            found = self._admitting[key] = tuple(
+                i for i, end in enumerate(hit[1]) if _peers_match(elements, end))
         return found
 
     # ------------------------------------------------------------ evaluation

@@ -147,6 +147,8 @@ class LoadedPolicies:
     skipped: tuple[Skipped, ...] = ()  # non-NetworkPolicy documents, unreadable files
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # files in a directory that hold no policy at all (reports, kustomization.yaml, ...)
+    ignored: tuple[str, ...] = ()
 
 
 class _Context:
@@ -384,6 +386,21 @@ def parse_policies(
     return tuple(parse_policy(o, path, None, default_namespace) for o in objects)
 
 
+def parse_each(objects: Iterable[dict], path: str | None = None
+               ) -> tuple[tuple[NetworkPolicy, ...], tuple[InputError, ...]]:
+    """``parse_policies``, one object at a time: the policies that parse, and an error
+    for each one that does not (a cluster's own policies, which the API server accepted
+    under rules that may differ from ours, are reported rather than fatal)."""
+    policies: list[NetworkPolicy] = []
+    errors: list[InputError] = []
+    for o in objects:
+        try:
+            policies.append(parse_policy(o, path))
+        except InputError as e:
+            errors.append(e)
+    return tuple(policies), tuple(errors)
+
+
 # libyaml's parser when PyYAML has it (the wheels do): it gives the same documents and
 # marks, ~8x faster than the pure-Python one on a directory of policies.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -471,8 +488,10 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
     """Read NetworkPolicies from files and directories (walked recursively, sorted).
 
     Files named directly are always read; in directories only ``*.yaml``, ``*.yml`` and
-    ``*.json`` (gzip allowed) are, other files are skipped and counted. Documents that are
-    not ``networking.k8s.io`` NetworkPolicies are skipped and counted. A policy without
+    ``*.json`` (gzip allowed) are, and a file there that holds no Kubernetes object (a
+    report, a kustomize configuration) is ignored as well: listed in ``ignored``, not
+    counted as skipped. Other documents that are not ``networking.k8s.io`` NetworkPolicies
+    are skipped and counted. A policy without
     ``metadata.namespace`` gets ``default_namespace`` (as ``kubectl apply`` would), with a
     warning. The same namespace/name twice is an error: only one could exist.
     """
@@ -482,16 +501,20 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
     skipped: list[Skipped] = []
     files: list[str] = []
     warnings: list[str] = []
+    ignored: list[str] = []
     seen: dict[str, NetworkPolicy] = {}
     for raw in paths:
         given = Path(raw)
         for path in expand_inputs([str(raw)]):
             display = str(path)
             if given.is_dir() and not path.name.lower().removesuffix(".gz").endswith(POLICY_FILE_SUFFIXES):
-                skipped.append(Skipped(display, None, "not-a-policy-file", "not .yaml/.yml/.json"))
+                ignored.append(display)
+                continue
+            docs, lines = _read_documents(path)
+            if given.is_dir() and not any(map(_is_object, docs)):
+                ignored.append(display)
                 continue
             files.append(display)
-            docs, lines = _read_documents(path)
             for doc in docs:
                 for obj in _policy_objects(doc, display, lines, skipped, other):
                     policy = parse_policy(obj, display, lines, default_namespace)
@@ -501,14 +524,25 @@ def load_policies(paths: Iterable[str] | str | Path, default_namespace: str = "d
                             f"{display}:{policy.line}: NetworkPolicy {policy.name} has no namespace; "
                             f"assumed {default_namespace!r}"
                         )
-                    other = seen.get(policy.id)
-                    if other is not None:
+                    first = seen.get(policy.id)
+                    if first is not None:
                         raise InputError(
-                            f"NetworkPolicy {policy.id} is defined twice (also at {other.path}:{other.line}); "
+                            f"NetworkPolicy {policy.id} is defined twice (also at {first.path}:{first.line}); "
                             "only one object of a name can exist in a namespace, remove or rename one",
                             display,
                             policy.line,
                         )
                     seen[policy.id] = policy
                     policies.append(policy)
-    return LoadedPolicies(tuple(policies), tuple(skipped), tuple(files), tuple(warnings))
+    return LoadedPolicies(tuple(policies), tuple(skipped), tuple(files), tuple(warnings),
+                          tuple(ignored))
+
+
+def _is_object(doc: Any) -> bool:
+    """A document that could be a cluster object: apiVersion and kind, and not a kustomize
+    configuration (kustomization.yaml is a build file, never applied)."""
+    if not isinstance(doc, dict):
+        return False
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    return isinstance(api, str) and isinstance(kind, str) and bool(kind) \
+        and not api.startswith("kustomize.config.k8s.io/")

@@ -6,6 +6,8 @@ depends on when or where the command ran.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from generator.verify.check import (
     CheckedGroup, group_detail_dict, verification_dict, verification_text,
 )
@@ -62,7 +64,8 @@ def verify_dict(result: VerifyResult) -> dict:
             "count": p.count, "ids": [x.id for x in p.policies],
             "cilium": [x.id for x in p.kinds.cilium],
             "cluster_network_policies": [x.id for x in p.kinds.cluster],
-            "skipped": [str(s) for s in p.skipped], "warnings": list(p.warnings),
+            "skipped": [str(s) for s in p.skipped], "ignored": list(p.ignored),
+            "warnings": list(p.warnings),
         },
         "inputs": observed.read.to_dict(),
         "snapshot_warnings": list(observed.snapshot_warnings),
@@ -105,6 +108,10 @@ def _policy_lines(result: VerifyResult) -> list[str]:
         lines.append(f"  skipped {_plural(len(p.skipped), 'document')} (not networking.k8s.io "
                      "NetworkPolicies): "
                      + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+    if p.ignored:
+        names = [Path(f).name for f in p.ignored]
+        lines.append(f"  ignored {_plural(len(names), 'file')} of the directory that hold no "
+                     f"policy: {', '.join(names[:8])}" + (" ..." if len(names) > 8 else ""))
     lines += [f"  warning: {w}" for w in p.warnings]
     return lines
 

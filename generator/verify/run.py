@@ -34,6 +34,7 @@ class PolicySet:
     skipped: tuple[Skipped, ...] = ()
     warnings: tuple[str, ...] = ()
     kinds: PolicyKinds = PolicyKinds()  # every kind read, NetworkPolicies included
+    ignored: tuple[str, ...] = ()  # files of a directory that hold no policy (reports, ...)
 
     @property
     def count(self) -> int:
@@ -52,6 +53,8 @@ def policies_from_files(paths: list[str], strict: bool = False) -> PolicySet:
     if not kinds.count:
         skipped = f" ({len(loaded.skipped)} document(s) skipped: " + "; ".join(
             str(s) for s in loaded.skipped[:5]) + ")" if loaded.skipped else ""
+        if loaded.ignored:
+            skipped += f" ({len(loaded.ignored)} file(s) without any Kubernetes object ignored)"
         raise InputError(f"no NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy "
                          f"or ClusterNetworkPolicy found in {', '.join(paths)}{skipped}; give the "
                          "files or directory holding the policies to verify")
@@ -64,7 +67,7 @@ def policies_from_files(paths: list[str], strict: bool = False) -> PolicySet:
                         + "; ".join(kinds.not_judged[:10])
                         + (" ..." if len(kinds.not_judged) > 10 else ""))
     return PolicySet(loaded.policies, "files", loaded.files, None, loaded.skipped,
-                     tuple(warnings), kinds)
+                     tuple(warnings), kinds, loaded.ignored)
 
 
 def policies_from_cluster(kubeconfig: str | None, context: str | None) -> PolicySet:
@@ -87,6 +90,7 @@ class VerifyRequest:
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
     unused: bool = False
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr: labels the API server's traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,8 @@ def run_verify(req: VerifyRequest, policies: PolicySet) -> VerifyResult:
     connections = observed.resolved.connections
     every = policies.policies + policies.kinds.cilium + policies.kinds.cluster
     check = check_policies(connections, every, observed.index, evaluator)  # type: ignore[arg-type]
-    # rule usage is counted for NetworkPolicies (their entries are what --unused lists)
-    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory)  # type: ignore[arg-type]
+    # rule usage: NetworkPolicy and Cilium allow rules (their entries are what --unused lists)
+    usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory,  # type: ignore[arg-type]
+                        policies.kinds.cilium)
              if req.unused else None)
     return VerifyResult(policies, observed, check, usage)

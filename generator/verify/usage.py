@@ -17,6 +17,9 @@ from typing import Iterable
 
 from generator.resolve.edges import Connection
 from generator.inventory.model import Inventory, LabelSelector
+from generator.verify import cilium_text
+from generator.verify.cilium import CiliumJudge, SubjectView
+from generator.verify.cilium_policy import CiliumPolicy
 from generator.verify.cohorts import known_cohorts
 from generator.verify.evaluator import NAMESPACE_NAME_LABEL, Evaluator
 from generator.verify.policy import EGRESS, INGRESS, NetworkPolicy, PolicyPeer, PolicyPort
@@ -87,11 +90,13 @@ class UsageResult:
 
 
 def rule_usage(connections: Iterable[Connection], policies: Iterable[NetworkPolicy],
-               evaluator: Evaluator, inventory: Inventory | None = None) -> UsageResult:
+               evaluator: Evaluator, inventory: Inventory | None = None,
+               cilium: Iterable[CiliumPolicy] = ()) -> UsageResult:
     """Count, per entry, the observed connections it allows on its side.
 
-    ``evaluator`` must have been built for ``policies``. ``inventory``: when given,
-    rules of policies that select no pod in it say so in their ``note``.
+    ``evaluator`` must have been built for ``policies`` (and ``cilium``: a
+    ``CombinedEvaluator``). ``inventory``: when given, rules of policies that select no
+    pod in it say so in their ``note``.
     """
     counts: dict[tuple, int] = defaultdict(int)
     last: dict[tuple, int] = {}
@@ -107,9 +112,11 @@ def rule_usage(connections: Iterable[Connection], policies: Iterable[NetworkPoli
                     last[entry] = co.last_seen
     else:
         # (making cohorts for this alone costs about what it saves)
+        named = getattr(evaluator, "named_destination", None)  # toFQDNs judge names
         for c in connections:
             src = c.src_pod if c.src_pod is not None else c.src_ip
-            dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
+            dst = c.dst_pod if c.dst_pod is not None else \
+                (c.dst_ip if named is None else named(c))
             for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
                 counts[entry] += c.count
                 if last.get(entry, -1) < c.last_seen:
@@ -144,7 +151,41 @@ def rule_usage(connections: Iterable[Connection], policies: Iterable[NetworkPoli
                 rules.append(RuleUse(policy.id, direction, i, selects,
                                      tuple(t for _, t in peer_items), tuple(t for _, t in port_items),
                                      tuple(entries), note))
+    rules += _cilium_rules(tuple(cilium), counts, last, inventory)
     return UsageResult(tuple(rules))
+
+
+def _cilium_rules(policies: tuple[CiliumPolicy, ...], counts: dict, last: dict,
+                  inventory: Inventory | None) -> list[RuleUse]:
+    selected: set[str] | None = None
+    if inventory is not None and policies:
+        judge = CiliumJudge(policies)
+        ns_labels = {ns.name: dict(ns.labels) for ns in inventory.namespaces}
+        selected = {p.id for pod in inventory.pods if not pod.host_network
+                    for p in judge.policies_selecting(SubjectView(
+                        pod.namespace, dict(pod.labels), ns_labels.get(pod.namespace, {}), pod.node))}
+    out: list[RuleUse] = []
+    for policy in policies:
+        selects = cilium_text.selects(policy)
+        for direction, rule_list in (("ingress", policy.ingress), ("egress", policy.egress)):
+            for i, rule in enumerate(rule_list):
+                peer_items, port_items = cilium_text.rule_items(policy, rule)
+                note = None
+                if selected is not None and policy.id not in selected:
+                    note = "the policy selects no pod in the snapshot"
+                if rule.not_judged and not peer_items:
+                    note = "matches nothing here: " + "; ".join(rule.not_judged)
+                elif not peer_items:
+                    continue  # an explicitly empty peer list: the rule admits nothing
+                entries = tuple(
+                    EntryUse(policy.id, direction, i, a, b, peer_text, port_text,
+                             counts.get((policy.id, direction, i, a, b), 0),
+                             last.get((policy.id, direction, i, a, b)))
+                    for a, peer_text in peer_items for b, port_text in port_items)
+                out.append(RuleUse(policy.id, direction, i, selects,
+                                   tuple(t for _, t in peer_items) or ("nothing",),
+                                   tuple(t for _, t in port_items), entries, note))
+    return out
 
 
 def _label_sets(inventory: Inventory) -> dict[str, set]:

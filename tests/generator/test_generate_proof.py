@@ -2,11 +2,16 @@
 
 1. every connection the scenario really made is allowed by the generated policies;
 2. nothing else between pods is: every (client, server, protocol, port) the evaluator
-   allows is either an observed edge, DNS to the cluster resolver, a pod's own node, or
-   a side outside the namespaces flowpol was asked to isolate.
+   allows is either an observed edge, DNS to the cluster resolver, a pod's own node, a
+   side outside the namespaces flowpol was asked to isolate, a call the cluster declares
+   the API server makes (``declared``: webhooks, aggregated APIs, conversion webhooks, on
+   their backends' targetPorts, from the API server's address), or, by default, either
+   side an idle workload (``idle``: no connection in the recording; held out of
+   default-deny, and isolated like the rest with ``--isolate-idle``).
 
 The ground truth is each scenario's ``expected-edges.json``, written by the fixture
-generator from the scenario definition (not by flowpol). Workload identity and DNS
+generator from the scenario definition (not by flowpol): its ``edges``, ``declared`` and
+``idle``. Workload identity and DNS
 targets are recomputed here from the raw snapshot, independently of flowpol's resolver.
 """
 
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from crd_schema import crd_problems
 
 from generator.resolve.edges import PodView
 from generator.generate import GenerateRequest, run_generate
@@ -116,6 +123,18 @@ DIALECTS = ("kubernetes", "cilium", "cluster-network-policy")
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("scenario", _scenarios(), ids=lambda p: p.name)
 def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_path: Path) -> None:
+    _prove(scenario, dialect, tmp_path, isolate_idle=False)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("scenario", [d for d in _scenarios() if json.loads(
+    (d / "expected-edges.json").read_text()).get("idle")], ids=lambda p: p.name)
+def test_isolate_idle_isolates_the_idle_workloads(scenario: Path, dialect: str,
+                                                  tmp_path: Path) -> None:
+    _prove(scenario, dialect, tmp_path, isolate_idle=True)
+
+
+def _prove(scenario: Path, dialect: str, tmp_path: Path, isolate_idle: bool) -> None:
     """Per dialect, judged by that dialect's evaluator. Where a dialect cannot be as
     narrow, the test says so: Cilium admits nodes by entity (host, remote-node), so a
     node may reach a workload on a port some node was seen using; a Baseline
@@ -124,10 +143,17 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
     expected_doc = json.loads((scenario / "expected-edges.json").read_text())
     expected = {(_peer_key(e["src"]), _peer_key(e["dst"]), e["protocol"], e["port"])
                 for e in expected_doc["edges"]}
+    # The API server's calls to webhook, aggregated API and conversion backends, on their
+    # targetPorts: allowed whether or not the recording shows them.
+    declared = {(_peer_key(e["src"]), _peer_key(e["dst"]), e["protocol"], e["port"])
+                for e in expected_doc.get("declared", [])}
+    idle = {_peer_key(ref) for ref in expected_doc.get("idle", [])}
+    held_out = idle if not isolate_idle else set()
     result = run_generate(GenerateRequest(inputs=_inputs(scenario),
                                           snapshot=[str(scenario / "cluster.json")],
                                           out_dir=tmp_path,
-                                          synthesis=SynthesisOptions(dialect=dialect)))
+                                          synthesis=SynthesisOptions(dialect=dialect,
+                                                                     isolate_idle=isolate_idle)))
     assert result.denied_lines == ()
     loaded, kinds = load_policy_kinds(str(tmp_path))
     policies = loaded.policies
@@ -137,6 +163,8 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
         assert not policies and kinds.cilium
     elif dialect == "cluster-network-policy":
         assert [c.tier for c in kinds.cluster] == ["Baseline"]
+    if dialect != "kubernetes":
+        _assert_crd_schemas(tmp_path)
     with_policy = {(p["namespace"], *p["workload"].split("/")) for p in result.report["policies"]
                    if p["workload"]}
     # Cilium: a node seen reaching a workload is admitted as "host" where it runs a pod
@@ -159,10 +187,11 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
     owner = {p["metadata"]["name"]: snap.root_owner(p) for p in pods}
     views = {p["metadata"]["name"]: _view(p) for p in pods}
     external = {k[1] for e in expected for k in e[:2] if k[0] == "ip"} - set(snap.node_ips)
-    ports = {e[3] for e in expected} | {53, 443}
+    ports = {e[3] for e in expected | declared} | {53, 443}
     for p in pods:
         for c in p["spec"]["containers"]:
             ports |= {cp["containerPort"] for cp in c.get("ports", [])}
+    allowed = expected | declared
 
     # The DNS names an external server had for its client at the time (the fixture
     # generators book them): under cilium a named external is admitted by toFQDNs, which
@@ -171,21 +200,22 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
     for e in expected_doc["edges"]:
         key = (_peer_key(e["src"]), _peer_key(e["dst"]), e["protocol"], e["port"])
         named.setdefault(key, set()).add(frozenset(e.get("names", ())))
+    unnamed = {frozenset()}  # declared calls: to workloads, by no name
 
     def address(ip: str, names: frozenset) -> str:
         return NamedAddress(ip, names) if names and dialect == "cilium" else ip
 
-    # 1. observed traffic is allowed, for every pod of the workloads involved
-    for (src, dst, proto, port) in expected:
+    # 1. observed and declared traffic is allowed, for every pod of the workloads involved
+    for (src, dst, proto, port) in sorted(allowed):
         src_ends = [views[n] for n, o in owner.items() if o == src] or \
             ([src[1]] if src[0] == "ip" else [])
         dst_ends = [views[n] for n, o in owner.items() if o == dst] or \
-            [address(dst[1], names) for names in named[(src, dst, proto, port)]
+            [address(dst[1], names) for names in named.get((src, dst, proto, port), unnamed)
              if dst[0] == "ip"]
         for s in src_ends:
             for d in dst_ends:
                 v = ev.check(s, d, proto, port)
-                assert v.allowed, f"observed {src} -> {dst} {proto}/{port} denied: {v.reason}"
+                assert v.allowed, f"{src} -> {dst} {proto}/{port} denied: {v.reason}"
 
     # 2. nothing else
     sources = list(views.values()) + sorted(snap.node_ips) + sorted(external) + [FOREIGN_IP]
@@ -206,19 +236,20 @@ def test_observed_allowed_and_nothing_else(scenario: Path, dialect: str, tmp_pat
             dk = owner[d.name] if isinstance(d, PodView) else ("ip", d)
             for proto in ("TCP", "UDP"):
                 for port in sorted(ports):
-                    observed = (sk, dk, proto, port) in expected
-                    if observed and dialect == "cilium" and dk[0] == "ip":
+                    ok = (sk, dk, proto, port) in allowed
+                    if ok and dialect == "cilium" and dk[0] == "ip":
                         # toCIDR for what was dialled unnamed, toFQDNs for a name
-                        seen = named[(sk, dk, proto, port)]
+                        seen = named.get((sk, dk, proto, port), unnamed)
                         have = getattr(d, "names", frozenset())
-                        observed = frozenset() in seen or any(n & have for n in seen)
+                        ok = frozenset() in seen or any(n & have for n in seen)
                     egress_ok = (not isinstance(s, PodView) or s.namespace not in scope
-                                 or observed or (dk in dns_workloads and (proto, port) in dns_ports))
+                                 or ok or sk in held_out
+                                 or (dk in dns_workloads and (proto, port) in dns_ports))
                     own_node = (not isinstance(s, PodView) and isinstance(d, PodView)
                                 and snap.node_ips.get(s) == d.node)
                     itself = isinstance(s, PodView) and isinstance(d, PodView) and s.name == d.name
                     ingress_ok = (not isinstance(d, PodView) or d.namespace not in scope
-                                  or observed or own_node or itself)
+                                  or ok or own_node or itself or dk in held_out)
                     if dialect == "cilium" and s in snap.node_ips:
                         ingress_ok = ingress_ok or (dk, proto, port) in remote_ok
                     if dialect == "cluster-network-policy" and not isinstance(s, PodView):
@@ -247,11 +278,24 @@ def _assert_entities(out: Path, expected_doc: dict, node_ips: set[str]) -> None:
                 for key in ("toEntities", "fromEntities"):
                     entities |= set(rule.get(key) or [])
     apiservers = {e["dst"]["ip"] for e in expected_doc["edges"] if e["dst"]["kind"] == "kube-apiserver"}
+    apiservers |= {e["src"]["ip"] for e in expected_doc.get("declared", [])}
     assert not cidrs & (node_ips | apiservers)
     if apiservers:
         assert "kube-apiserver" in entities
     if any(e["src"]["kind"] == "node" for e in expected_doc["edges"]):
         assert entities & {"host", "remote-node"}
+
+
+def _assert_crd_schemas(out: Path) -> None:
+    """Every custom resource written validates against its CRD's own schema (tests/schemas)."""
+    checked = 0
+    for f in sorted(out.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            problems = crd_problems(doc) if isinstance(doc, dict) else None
+            if problems is not None:
+                assert problems == [], f"{f.name} {doc['kind']}/{doc['metadata']['name']}: {problems}"
+                checked += 1
+    assert checked
 
 
 def _rules_of(doc) -> list[dict]:

@@ -121,6 +121,43 @@ def test_lines_are_sorted_and_omit_empty_fields() -> None:
     }
 
 
+def test_a_line_is_the_sorted_json_of_the_record_s_fields() -> None:
+    # record_to_json joins cached pieces instead of dumping a dict: held to the dict's
+    # sorted dump on random records, text that needs escaping and non-ASCII included.
+    import random
+
+    import orjson
+
+    from recorder.flowlog import _flow_to_dict
+    from recorder.schema import NO_HINTS
+
+    rnd = random.Random(7)
+    texts = ["a", "10.0.0.1", "fe80::1", "", 'q"uote\\back\nline\t\x01', "ü\u2028ß"]
+
+    def text() -> str:
+        return rnd.choice(texts)
+
+    def hints() -> EndpointHints:
+        return rnd.choice([NO_HINTS, EndpointHints(), EndpointHints(
+            namespace=text(), pod=rnd.choice([None, text()]),
+            labels=tuple(sorted({(text(), text()), (text(), text())})),
+            workload=rnd.choice([None, Workload(text(), text())]),
+            peer_kind=rnd.choice([None, "pod", "world"]), names=(text(),))])
+
+    for _ in range(5000):
+        r = FlowRecord(
+            first_seen=rnd.randrange(-10**18, 10**19), last_seen=rnd.randrange(0, 10**19),
+            protocol=rnd.choice(["TCP", "UDP", "ICMPv6"]), src_ip=text(), dst_ip=text(),
+            dst_port=rnd.choice([None, 0, 80, 65535]), src_port=rnd.choice([None, 40000]),
+            xlated_ip=rnd.choice([None, text()]), xlated_port=rnd.choice([None, 8080]),
+            count=rnd.randrange(1, 10**12), node=rnd.choice([None, text()]), src=hints(),
+            dst=hints(), service=rnd.choice([None, ServiceRef(text(), text())]),
+            verdict=rnd.choice([None, "DROPPED", text()]), source_format=text(),
+            input=text(), inferred=rnd.random() < 0.5, time_known=rnd.random() < 0.5)
+        assert record_to_json(r) == orjson.dumps(_flow_to_dict(r),
+                                                 option=orjson.OPT_SORT_KEYS)
+
+
 def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
     a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
     write_flow_log(RECORDS, a)

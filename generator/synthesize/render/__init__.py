@@ -40,9 +40,13 @@ class RenderOptions:
     ``workload_nodes``: the nodes each workload's pods run on (from the snapshot), so a
     node peer can be told apart as the pod's own node (Cilium's ``host``) or another
     (``remote-node``); filled by ``synthesize``.
+    ``fqdn_patterns``: the cilium dialect writes a learned DNS name that one of these
+    admits (Cilium's matchPattern rules, ``generator.verify.names.pattern_matches``; the
+    first that does) as that ``matchPattern``, every other name as ``matchName``.
     """
 
     cilium_cluster_wide: bool = False
+    fqdn_patterns: tuple[str, ...] = ()
     cilium_evidence: tuple[str, ...] = ()
     workload_nodes: Mapping[WorkloadRef, frozenset[str]] = field(default_factory=dict)
 

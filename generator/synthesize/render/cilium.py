@@ -24,7 +24,8 @@ adds the policy's namespace itself). Peers:
   and/or ``remote-node`` (any other), by where the workload's pods run - a CIDR never
   matches either (Cilium docs, "Selecting nodes with CIDR / ipBlock");
 - an external peer with DNS names: ``toFQDNs`` ``matchName`` (a toFQDNs rule may carry
-  no other L3 selector); without names, or as a source: ``toCIDR``/``fromCIDR``.
+  no other L3 selector), or ``matchPattern`` for the names a ``--fqdn-pattern`` admits;
+  without names, or as a source: ``toCIDR``/``fromCIDR``.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ import json
 from generator.output.yamlout import Commented
 from generator.synthesize import model as m
 from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
-from generator.synthesize.render.comments import dns_comments, evidence_line, port_label
+from generator.synthesize.render.comments import (
+    declared_line, dns_comments, evidence_line, idle_purpose, port_label,
+)
 from generator.synthesize.render.kubernetes import (
     ALLOW_DNS, DEFAULT_DENY, MANAGED_BY, evidence_annotation, merged_evidence, port_order,
 )
+from generator.verify.names import normal_name, pattern_matches
 
 API_VERSION = "cilium.io/v2"
 CNP = "CiliumNetworkPolicy"
@@ -99,6 +103,21 @@ def node_entities(peer: m.PolicyPeer, pod_nodes: frozenset[str]) -> list[str]:
 class _Renderer:
     def __init__(self, options: RenderOptions) -> None:
         self.options = options
+        self.patterns_used: set[str] = set()
+
+    def fqdn_selectors(self, names: tuple[str, ...]) -> list[dict]:
+        """``matchPattern`` for a name a --fqdn-pattern admits (the first that does),
+        ``matchName`` for the others."""
+        found = set()
+        for name in map(normal_name, names):
+            pattern = next((p for p in self.options.fqdn_patterns if pattern_matches(p, name)),
+                           None)
+            if pattern is None:
+                found.add(("matchName", name))
+            else:
+                self.patterns_used.add(pattern)
+                found.add(("matchPattern", normal_name(pattern)))
+        return [{k: v} for k, v in sorted(found)]
 
     def element(self, peer: m.PolicyPeer, word: str, pod_nodes: frozenset[str]) -> dict:
         """The L3 part of a rule admitting ``peer`` (word: "to" or "from")."""
@@ -111,7 +130,7 @@ class _Renderer:
         if peer.kind == m.NODE:
             return {f"{word}Entities": node_entities(peer, pod_nodes)}
         if word == "to" and peer.names:
-            return {"toFQDNs": [{"matchName": n.rstrip(".").lower()} for n in sorted(peer.names)]}
+            return {"toFQDNs": self.fqdn_selectors(peer.names)}
         return {f"{word}CIDR": [peer.cidr]}
 
     def rules(self, rules: tuple[m.Rule, ...], word: str, pod_nodes: frozenset[str]) -> list:
@@ -124,16 +143,22 @@ class _Renderer:
             if r.peer.kind == m.EXTERNAL and r.peer.names:
                 members.add("named " + ", ".join(sorted(r.peer.names)))
             for rp in r.ports:
-                ports.setdefault(rp.port, []).append(rp.evidence)
+                evidence, declared = ports.setdefault(rp.port, ([], {}))
+                evidence.append(rp.evidence)
+                declared.update(dict.fromkeys(rp.declared))
         out = []
         for key in sorted(by_element):
             el, members, ports = by_element[key]
             comments = [f"{word} {', '.join(sorted(members))}"]
             specs = sorted(ports, key=port_order)
             for spec in specs:
-                ev = merged_evidence([e for e in ports[spec] if e is not None])
+                evidence, declared = ports[spec]
+                ev = merged_evidence([e for e in evidence if e is not None])
                 if ev is not None:
                     comments.append(evidence_line(port_label(spec), ev))
+                if declared:
+                    comments.append(declared_line(port_label(spec), list(declared),
+                                                  ev is not None))
             out.append(Commented({**el, "toPorts": [{"ports": _ports(specs)}]}, tuple(comments)))
         return out
 
@@ -225,9 +250,30 @@ def workload_doc(r: _Renderer, p: m.WorkloadPolicy) -> PolicyDoc:
         spec, (p.workload.kind, p.workload.name))
 
 
+def held_out_doc(idle: m.IdleWorkload) -> PolicyDoc:
+    """An idle workload held out of the baseline: every peer (the ``all`` entity: every
+    cluster identity and the world) in the directions held out. Allow rules add up
+    across policies, so the baseline's default deny no longer isolates those pods."""
+    spec: dict = {"endpointSelector": endpoint_selector(idle.selector, None)}  # type: ignore[arg-type]
+    note = (f"everything: {idle.workload.display()} is held out of default-deny",)
+    if "ingress" in idle.directions:
+        spec["ingress"] = [Commented({"fromEntities": ["all"]}, note)]
+    if "egress" in idle.directions:
+        spec["egress"] = [Commented({"toEntities": ["all"]}, note)]
+    return _doc(CNP, idle.namespace, idle.name or "", {
+        "flowpol.dev/workload": f"{idle.workload.kind}/{idle.workload.name}",
+        "flowpol.dev/purpose": idle_purpose(idle)},
+        spec, (idle.workload.kind, idle.workload.name))
+
+
 def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Rendered:
     r = _Renderer(options)
     docs = _baseline_docs(r, model)
     for ns in model.namespaces:
         docs += [workload_doc(r, p) for p in model.workloads if p.namespace == ns]
-    return Rendered(tuple(docs))
+        docs += [held_out_doc(i) for i in model.idle
+                 if i.namespace == ns and i.status == m.HELD_OUT and i.name]
+    unused = [p for p in options.fqdn_patterns if p not in r.patterns_used]
+    warnings = tuple(f"--fqdn-pattern {p} admits no DNS name learned for an external peer; "
+                     "no rule uses it" for p in unused)
+    return Rendered(tuple(docs), warnings)

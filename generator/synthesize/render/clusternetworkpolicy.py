@@ -22,7 +22,8 @@ from generator.synthesize import model as m
 from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
 from generator.synthesize.render.comments import dns_comments
 from generator.synthesize.render.kubernetes import (
-    MANAGED_BY, NS_NAME_LABEL, _Renderer, merged_evidence, selector_dict, workload_doc,
+    MANAGED_BY, NS_NAME_LABEL, _Renderer, held_out_doc, merged_evidence, selector_dict,
+    workload_doc,
 )
 
 API_VERSION = "policy.networking.k8s.io/v1alpha2"
@@ -91,4 +92,8 @@ def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Re
         # the Baseline's DNS rule never reaches a pod a NetworkPolicy selects
         docs += [workload_doc(r, p, p.dns if p.dns is not None else dns_of.get(ns))
                  for p in model.workloads if p.namespace == ns]
+        # an idle workload held out: a NetworkPolicy allowing everything selects its pods,
+        # so the Baseline (which applies only where no NetworkPolicy does) passes it by
+        docs += [held_out_doc(i) for i in model.idle
+                 if i.namespace == ns and i.status == m.HELD_OUT and i.name]
     return Rendered(tuple(docs))

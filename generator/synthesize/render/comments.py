@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from generator.output.timetext import format_time_fast
 from generator.resolve.edges import names_text
-from generator.synthesize.model import EXTERNAL, DnsAccess, Evidence, PolicyPeer, PortSpec
+from generator.synthesize.model import (
+    EXTERNAL, Declared, DnsAccess, Evidence, IdleWorkload, PolicyPeer, PortSpec,
+)
 
 
 def span(first: int, last: int) -> str:
@@ -53,3 +55,19 @@ def dns_comments(dns: DnsAccess) -> tuple[str, ...]:
         comments.append("  not observed in this namespace; every pod needs DNS once egress is "
                         "restricted")
     return tuple(comments)
+
+
+def declared_line(label: str, declared: tuple[Declared, ...] | list[Declared],
+                  observed: bool) -> str:
+    """Why a port is allowed without (or beyond) observation."""
+    by = "; ".join(f"{d.display()} via Service {d.service[0]}/{d.service[1]}:{d.service[2]}"
+                   for d in declared)
+    seen = "calls observed (above)" if observed else "no call observed in the recording"
+    return f"  {label}: declared: the API server calls it for {by}; {seen}"
+
+
+def idle_purpose(idle: IdleWorkload) -> str:
+    """The annotation of an idle workload's hold-out policy."""
+    return (f"held out of default-deny: no traffic of it was observed ({idle.reason}); "
+            f"this allows all its {' and '.join(idle.directions)} until a recording shows "
+            "what it needs (generate again, or --isolate-idle to isolate it)")

@@ -1,10 +1,12 @@
 """The policy model as ``networking.k8s.io/v1`` NetworkPolicies.
 
 Per namespace a default-deny and an allow-DNS policy (the baseline), per workload one
-policy isolated for both directions. Peers: a workload by its podSelector (with the
-namespace's ``kubernetes.io/metadata.name`` label when it lives elsewhere); nodes, the
-API server and external networks by ipBlock. Rules that admit the same peer element
-are one rule (a node and the API server may share an address).
+policy isolated for both directions, per idle workload held out of the baseline one
+policy that allows everything for the directions held out (``ingress: [{}]``, an empty
+peer list and no ports: every source on every port). Peers: a workload by its
+podSelector (with the namespace's ``kubernetes.io/metadata.name`` label when it lives
+elsewhere); nodes, the API server and external networks by ipBlock. Rules that admit
+the same peer element are one rule (a node and the API server may share an address).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from generator.output.yamlout import Commented
 from generator.synthesize import model as m
 from generator.synthesize.render import PolicyDoc, Rendered, RenderOptions
 from generator.synthesize.render.comments import (
-    dns_comments, evidence_line, peer_members, port_label, span,
+    declared_line, dns_comments, evidence_line, idle_purpose, peer_members, port_label, span,
 )
 
 API_VERSION = "networking.k8s.io/v1"
@@ -80,16 +82,22 @@ class _Renderer:
             _, members, ports = by_element.setdefault(key, (el, set(), {}))
             members.update(peer_members(r.peer, word == "to"))
             for rp in r.ports:
-                ports.setdefault(rp.port, []).append(rp.evidence)
+                evidence, declared = ports.setdefault(rp.port, ([], {}))
+                evidence.append(rp.evidence)
+                declared.update(dict.fromkeys(rp.declared))
         out = []
         for key in sorted(by_element):
             el, members, ports = by_element[key]
             comments = [f"{word} {', '.join(sorted(members))}"]
             port_items = []
             for spec in sorted(ports, key=port_order):
-                ev = merged_evidence([e for e in ports[spec] if e is not None])
+                evidence, declared = ports[spec]
+                ev = merged_evidence([e for e in evidence if e is not None])
                 if ev is not None:
                     comments.append(evidence_line(port_label(spec), ev))
+                if declared:
+                    comments.append(declared_line(port_label(spec), list(declared),
+                                                  ev is not None))
                 port_items.append(_port_dict(spec))
             out.append(Commented({word: [el], "ports": port_items}, tuple(comments)))
         return out
@@ -175,6 +183,20 @@ def workload_doc(r: _Renderer, p: m.WorkloadPolicy, dns: m.DnsAccess | None) -> 
         spec, (p.workload.kind, p.workload.name))
 
 
+def held_out_doc(idle: m.IdleWorkload) -> PolicyDoc:
+    """Everything allowed for the directions an idle workload is held out of: one rule
+    with no peers and no ports (every source or destination, every port)."""
+    spec: dict = {"podSelector": selector_dict(idle.selector),  # type: ignore[arg-type]
+                  "policyTypes": [d.capitalize() for d in idle.directions]}
+    for direction in idle.directions:
+        spec[direction] = [Commented({}, (f"everything: {idle.workload.display()} is held out "
+                                          "of default-deny",))]
+    return _doc(idle.namespace, idle.name or "", {
+        "flowpol.dev/workload": f"{idle.workload.kind}/{idle.workload.name}",
+        "flowpol.dev/purpose": idle_purpose(idle)},
+        spec, (idle.workload.kind, idle.workload.name))
+
+
 def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Rendered:
     r = _Renderer()
     baselines = {b.namespace: b for b in model.baselines}
@@ -184,6 +206,8 @@ def render(model: m.PolicyModel, options: RenderOptions = RenderOptions()) -> Re
         if base is not None:
             docs += baseline_docs(r, base)
         docs += [workload_doc(r, p, p.dns) for p in model.workloads if p.namespace == ns]
+        docs += [held_out_doc(i) for i in model.idle
+                 if i.namespace == ns and i.status == m.HELD_OUT and i.name]
     return Rendered(tuple(docs), cilium_warnings(model, options))
 
 

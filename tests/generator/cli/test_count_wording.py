@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "fixtures" / "demo"
 FLOWS = str(DEMO / "flows")
 SNAPSHOT = str(DEMO / "cluster.json")
+# flow aggregates are not what a user counts ("aggregated APIs", the Kubernetes term, is
+# another thing)
+AGGREGATES = re.compile(r"\baggregate(s|\(s\))?\b")
 PHRASE = re.compile(r"([\d,]+) observed connections? in ([\d,]+) groups? \(client, server, "
                     r"port\): ([\d,]+) allowed, ([\d,]+) denied")
 
@@ -53,7 +56,7 @@ def test_generate_says_connections_for_connections_everywhere(generated) -> None
     for page in ("report.md", "report.html"):
         assert _numbers((out / page).read_text()) == {expected}, page
     for text in (stdout, (out / "report.md").read_text()):
-        assert "aggregate" not in text
+        assert not AGGREGATES.search(text)
 
 
 def test_verify_diff_and_migrate_give_the_same_numbers(generated, tmp_path: Path) -> None:
@@ -74,7 +77,7 @@ def test_verify_diff_and_migrate_give_the_same_numbers(generated, tmp_path: Path
                    str(tmp_path / "diff"), "--min-observation", "1h")
     assert diff.returncode in (0, 1), diff.stderr
     assert _numbers(diff.stdout) == expected
-    assert f"{total:,} connection(s)" in diff.stdout and "aggregate" not in diff.stdout
+    assert f"{total:,} connection(s)" in diff.stdout and not AGGREGATES.search(diff.stdout)
 
     migrate = flowpol("migrate", FLOWS, "-s", SNAPSHOT, "--out", str(tmp_path / "plan"),
                       "--min-observation", "1h")

@@ -46,10 +46,11 @@ def test_correct_policy_set_allows_every_observed_connection() -> None:
     run = flowpol("verify", *SHOP, *CORRECT)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
-    assert "policies: 4 NetworkPolicies in 1 namespace from 5 files" in out
-    # kustomization.yaml in the directory: skipped and counted, not silently dropped
-    assert "skipped 1 document (not networking.k8s.io NetworkPolicies): " \
-           "not-a-networkpolicy:Kustomization 1" in out
+    assert "policies: 4 NetworkPolicies in 1 namespace from 4 files" in out
+    # kustomization.yaml in the directory holds no policy: ignored, said in one line, not
+    # counted as a skipped document
+    assert "ignored 1 file of the directory that hold no policy: kustomization.yaml" in out
+    assert "skipped" not in out.split("flows:")[0]
     assert ", 0 denied" in out and "DENIED" not in out
     assert "UNUSED" not in out  # only with --unused
 
@@ -110,9 +111,8 @@ def test_json_output_shape_and_determinism() -> None:
     assert doc["flowpol_verify"] == 1 and doc["result"] == "allowed" and doc["denied"] == []
     assert doc["policies"]["origin"] == "files"
     assert doc["policies"]["ids"] == ["shop/default-deny", "shop/web", "shop/allow-dns", "shop/api"]
-    assert doc["policies"]["skipped"] == [
-        f"{POLICIES / 'common' / 'kustomization.yaml'}:1: not-a-networkpolicy:Kustomization "
-        "(apiVersion kustomize.config.k8s.io/v1beta1)"]
+    assert doc["policies"]["skipped"] == []
+    assert doc["policies"]["ignored"] == [str(POLICIES / "common" / "kustomization.yaml")]
     s = doc["summary"]
     assert s["denied_connections"] == 0 and s["allowed_connections"] == s["connections"] > 0
     assert s["allowed_connections"] == sum(g["connections"] for g in doc["allowed"])

@@ -203,3 +203,44 @@ def test_cli_error_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def srv_port(kubeconfig: str) -> str:
     server = json.loads(Path(kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
     return server.rsplit(":", 1)[1]
+
+
+def _declared() -> list[dict]:
+    return [k.webhook_configuration("ValidatingWebhookConfiguration", "policy", [
+                k.webhook("validate.example", service=k.service_reference("shop", "hook"))]),
+            k.api_service("v1beta1", "metrics.k8s.io",
+                          k.service_reference("kube-system", "metrics-server")),
+            k.crd("widgets", "example.com",
+                  conversion_service=k.service_reference("shop", "converter", 9443))]
+
+
+def test_snapshot_has_what_the_api_server_calls_and_crds_without_schemas(tmp_path: Path) -> None:
+    objs = _cluster() + _declared()
+    with StandInApiServer(objs) as srv:
+        result = read_cluster(str(srv.kubeconfig_path(tmp_path)))
+    assert result.counts["ValidatingWebhookConfiguration"] == 1
+    assert result.counts["APIService"] == 3 and result.counts["CustomResourceDefinition"] == 1
+    (crd,) = [i for i in result.document["items"] if i["kind"] == "CustomResourceDefinition"]
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1", "v2"]
+    assert all("schema" not in v for v in crd["spec"]["versions"])
+    assert crd["spec"]["conversion"]["webhook"]["clientConfig"]["service"]["port"] == 9443
+    snap = load_snapshot([str(_write_doc(tmp_path, result.document))])
+    assert snap.warnings == ()
+    assert len(snap.inventory.api_server_calls) == 1 + 3 + 1
+
+
+def test_forbidden_declared_kinds_are_a_warning_not_a_failure(tmp_path: Path) -> None:
+    with StandInApiServer(_cluster() + _declared()) as srv:
+        srv.forbid("validatingwebhookconfigurations")
+        result = read_cluster(str(srv.kubeconfig_path(tmp_path)))
+    assert result.counts["ValidatingWebhookConfiguration"] == 0
+    assert result.counts["APIService"] == 3
+    (warning,) = result.warnings
+    assert "forbidden to `list` validatingwebhookconfigurations (403)" in warning
+    assert "cannot be checked" in warning
+
+
+def _write_doc(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / "declared.json"
+    path.write_text(json.dumps(doc))
+    return path

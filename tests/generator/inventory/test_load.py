@@ -14,7 +14,9 @@ import yaml
 
 import k8s_objects as k
 from generator.inventory.load import load_snapshot
-from generator.inventory.model import ContainerPort, LabelSelector, OwnerRef, ServicePort
+from generator.inventory.model import (
+    ApiServerCall, ContainerPort, LabelSelector, OwnerRef, ServicePort, ServiceRef,
+)
 from recorder.errors import SnapshotError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -53,7 +55,7 @@ def test_kubectl_json_list_parses_every_kind(tmp_path: Path) -> None:
     assert result.warnings == ()
     assert inv.kinds_present == frozenset({
         "Namespace", "Node", "Pod", "Service", "EndpointSlice", "ReplicaSet", "Deployment",
-        "StatefulSet", "DaemonSet", "Job", "CronJob", "NetworkPolicy"})
+        "StatefulSet", "DaemonSet", "Job", "CronJob", "NetworkPolicy", "APIService"})
     assert [n.name for n in inv.namespaces] == ["default", "kube-system", "shop"]
     assert inv.nodes[0].addresses == ("192.168.0.11",)
     assert inv.nodes[0].pod_cidrs == ("10.244.1.0/24",)
@@ -135,7 +137,9 @@ def test_directory_is_walked_recursively_in_sorted_order(tmp_path: Path) -> None
     assert [p.name for p in inv.pods] == ["web"]
     # An empty DeploymentList still says the kind was captured.
     assert "Deployment" in inv.kinds_present and not inv.controllers
-    assert result.warnings == (
+    # (and this partial capture has none of the kinds the API server calls)
+    assert result.warnings[0].startswith("the snapshot has no ValidatingWebhookConfiguration")
+    assert result.warnings[1:] == (
         "ignored 1 object(s) of kinds flowpol does not use: ConfigMap (1)",)
 
 
@@ -487,3 +491,77 @@ def test_container_args_errors_name_the_field(tmp_path: Path, field: str, value:
     bad["spec"]["containers"][0][field] = value
     objs.append(bad)
     assert f"Pod kube-system/x: {message}" in str(_error([str(_write(tmp_path, objs))]))
+
+
+# -- what the API server calls ---------------------------------------------------------------
+
+
+def _declared_objects() -> list[dict]:
+    return [
+        k.webhook_configuration("ValidatingWebhookConfiguration", "policy", [
+            k.webhook("validate.policy.example", service=k.service_reference(
+                "admission", "policy-webhook", path="/validate")),
+            k.webhook("audit.policy.example", url="https://audit.example:8443/hook",
+                      failure_policy="Ignore")]),
+        k.webhook_configuration("MutatingWebhookConfiguration", "injector", [
+            k.webhook("inject.example", service=k.service_reference("admission", "injector", 8443),
+                      failure_policy=None)]),
+        k.api_service("v1beta1", "metrics.k8s.io",
+                      k.service_reference("kube-system", "metrics-server", 443)),
+        k.crd("widgets", "example.com",
+              conversion_service=k.service_reference("widgets", "converter", 9443)),
+        k.crd("gadgets", "example.com"),  # strategy None: no call
+    ]
+
+
+def test_declared_kinds_become_api_server_calls(tmp_path: Path) -> None:
+    result = load_snapshot([str(_write(tmp_path, k.base_cluster() + _declared_objects()))])
+    assert result.warnings == ()
+    calls = result.inventory.api_server_calls
+    assert calls == (
+        ApiServerCall("ValidatingWebhookConfiguration", "policy", "validate.policy.example",
+                      ServiceRef("admission", "policy-webhook", 443), None, "Fail"),
+        ApiServerCall("ValidatingWebhookConfiguration", "policy", "audit.policy.example",
+                      None, "https://audit.example:8443/hook", "Ignore"),
+        # failurePolicy left out: Fail, the admissionregistration.k8s.io/v1 default
+        ApiServerCall("MutatingWebhookConfiguration", "injector", "inject.example",
+                      ServiceRef("admission", "injector", 8443), None, "Fail"),
+        ApiServerCall("APIService", "v1.", None, None),
+        ApiServerCall("APIService", "v1.apps", None, None),
+        ApiServerCall("APIService", "v1beta1.metrics.k8s.io", None,
+                      ServiceRef("kube-system", "metrics-server", 443)),
+        ApiServerCall("CustomResourceDefinition", "widgets.example.com", None,
+                      ServiceRef("widgets", "converter", 9443)),
+    )
+
+
+def test_a_snapshot_without_the_declared_kinds_loads_with_a_warning(tmp_path: Path) -> None:
+    objs = [o for o in k.base_cluster() if o["kind"] != "APIService"]
+    result = load_snapshot([str(_write(tmp_path, objs))])
+    assert result.inventory.api_server_calls == ()
+    (warning,) = result.warnings
+    assert warning.startswith("the snapshot has no ValidatingWebhookConfiguration, "
+                              "MutatingWebhookConfiguration, APIService, "
+                              "CustomResourceDefinition objects")
+    assert "could not be checked" in warning and "apiservices" in warning
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda o: o["webhooks"][0]["clientConfig"].update(service="admission/policy"),
+     "webhooks[0].clientConfig.service must be a mapping"),
+    (lambda o: o["webhooks"][0]["clientConfig"]["service"].update(port=70000),
+     "webhooks[0].clientConfig.service.port must be 1-65535"),
+    (lambda o: o["webhooks"][0]["clientConfig"]["service"].pop("namespace"),
+     "webhooks[0].clientConfig.service needs a namespace and a name"),
+    (lambda o: o.update(webhooks={"name": "x"}), "webhooks must be a list"),
+])
+def test_malformed_webhook_configuration_is_refused_with_its_line(tmp_path: Path, mutate,
+                                                                  message: str) -> None:
+    bad = _declared_objects()[0]
+    mutate(bad)
+    path = _write(tmp_path, k.base_cluster() + [bad])
+    with pytest.raises(SnapshotError) as info:
+        load_snapshot([str(path)])
+    text = str(info.value)
+    assert "ValidatingWebhookConfiguration policy" in text and message in text
+    assert re.match(rf"{re.escape(str(path))}:\d+: ", text)

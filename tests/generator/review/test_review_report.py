@@ -61,8 +61,13 @@ def test_markdown_has_the_graph_the_evidence_and_the_verification(generated: Pat
     assert cells[7].startswith("flows.jsonl")  # the input; then the Service, when known
     deny = policies[policies.index("#### shop/flowpol-default-deny"):]
     assert "No ingress or egress rule: the selected pods are isolated" in deny.split("####")[1]
-    skipped = _section(md, "## Skipped and unresolved")
-    assert "`ops/CronJob/archive`" in skipped  # idle: no traffic, isolated by default-deny
+    idle = _section(md, "## Idle workloads")
+    row = next(line for line in idle.splitlines() if line.startswith("| ops/CronJob/archive |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # Sundays 03:00: the schedule did not fire in the recording (a Friday), next run Sunday
+    assert cells[1].startswith("its schedule `0 3 * * 0` did not fire during the recording")
+    assert cells[2].startswith("held out (`flowpol-archive`)")
+    assert cells[3] == "2026-11-22T03:00:00Z"
 
 
 def test_html_is_self_contained_and_says_the_same(generated: Path) -> None:

@@ -54,12 +54,18 @@ def test_cilium_names_become_tofqdns_and_are_judged_by_bindings(demo) -> None:
     ext = [c for c in observed.resolved.connections if c.dst.kind == "external" and c.src_pod
            and c.src.namespace in model.namespaces]
     assert ext
-    c = ext[0]
+    # a connection resolution found no name for: judged by the bindings of its time
+    c = dataclasses.replace(ext[0], names=())
     bound = NameBindings([NameBinding("api.example.com", c.dst_ip, c.first_seen - 10, c.first_seen + 10)])
     ev = make_evaluator((), observed.index.inventory, kinds.cilium, (), bound)
     assert ev.check(c.src_pod, ev.named_destination(c), c.protocol, c.port).allowed
     late = dataclasses.replace(c, first_seen=c.first_seen + 100)
     assert not ev.check(c.src_pod, ev.named_destination(late), c.protocol, c.port).allowed
+    # the names resolution attributed to a connection are the ones it is judged by
+    for names, allowed in ((("api.example.com",), True), (("other.example",), False)):
+        named = dataclasses.replace(late, names=names)
+        assert ev.check(c.src_pod, ev.named_destination(named), c.protocol,
+                        c.port).allowed is allowed, names
 
 
 def test_cilium_cluster_wide_baseline(demo) -> None:

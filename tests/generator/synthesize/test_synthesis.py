@@ -38,7 +38,8 @@ def _snapshot(tmp_path: Path, node_local_args: list[str] | None) -> Path:
 
 def _synthesize(snapshot: Path) -> SynthesisResult:
     index = InventoryIndex(load_snapshot([str(snapshot)]).inventory)
-    return synthesize((), index, SynthesisOptions(namespaces=("shop",)))
+    # No traffic: web is idle; isolated (not held out) so that the DNS rule alone decides
+    return synthesize((), index, SynthesisOptions(namespaces=("shop",), isolate_idle=True))
 
 
 def _dns_rule(result: SynthesisResult) -> Commented:

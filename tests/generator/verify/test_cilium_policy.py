@@ -101,3 +101,20 @@ def test_cluster_network_policy_tiers() -> None:
     np_db = dict(np, spec={"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
                            "ingress": [{}]})
     assert ev(base, np_db).check(WEB, DB, "TCP", 8080).allowed
+
+
+def test_every_kind_is_read_after_a_networkpolicy_in_a_directory(tmp_path: Path) -> None:
+    """Files are read in name order; kinds read after a NetworkPolicy are read all the same."""
+    (tmp_path / "a-networkpolicy.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: web, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}}\n")
+    (tmp_path / "b-cilium.yaml").write_text((ASSETS / "deny.yaml").read_text())
+    (tmp_path / "c-cluster.yaml").write_text(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+        "metadata: {name: base}\nspec:\n  tier: Baseline\n  priority: 1\n"
+        "  subject: {namespaces: {}}\n"
+        "  ingress: [{name: deny, action: Deny, from: [{namespaces: {}}]}]\n")
+    loaded, kinds = load_policy_kinds(str(tmp_path))
+    assert [p.name for p in loaded.policies] == ["web"]
+    assert kinds.cilium and [c.name for c in kinds.cluster] == ["base"]
+    assert not loaded.skipped

@@ -256,11 +256,11 @@ def test_doc_fqdn_by_binding_at_connection_time() -> None:
 
 
 def test_fqdn_pattern() -> None:
-    from generator.verify.cilium import fqdn_pattern_matches
+    from generator.verify.names import pattern_matches
 
-    assert fqdn_pattern_matches("*.cilium.io", "sub.cilium.io")
-    assert not fqdn_pattern_matches("*.cilium.io", "cilium.io")
-    assert not fqdn_pattern_matches("*.cilium.io", "sub.sub.cilium.io")
-    assert fqdn_pattern_matches("part*ial.com", "part-extra-ial.com")
-    assert fqdn_pattern_matches("**.cilium.io", "test.app.cilium.io")
-    assert not fqdn_pattern_matches("**.cilium.io", "cilium.io")
+    assert pattern_matches("*.cilium.io", "sub.cilium.io")
+    assert not pattern_matches("*.cilium.io", "cilium.io")
+    assert not pattern_matches("*.cilium.io", "sub.sub.cilium.io")
+    assert pattern_matches("part*ial.com", "part-extra-ial.com")
+    assert pattern_matches("**.cilium.io", "test.app.cilium.io")
+    assert not pattern_matches("**.cilium.io", "cilium.io")

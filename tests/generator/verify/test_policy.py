@@ -242,10 +242,21 @@ def test_directory_skips_and_counts_other_documents(tmp_path: Path) -> None:
     write(tmp_path / "anp.yaml", [{"apiVersion": "policy.networking.k8s.io/v1alpha1",
                                    "kind": "AdminNetworkPolicy", "metadata": {"name": "deny"}}])
     (tmp_path / "README.md").write_text("# policies\n")
+    (tmp_path / "report.json").write_text('{"policies": [], "verification": {}}')
     loaded = load_policies([str(tmp_path)])
-    reasons = sorted(s.reason for s in loaded.skipped)
-    assert reasons == ["not-a-networkpolicy:AdminNetworkPolicy", "not-a-networkpolicy:Kustomization",
-                       "not-a-policy-file"]
+    # objects of other kinds are skipped and counted; files without any object (reports,
+    # kustomize configuration, other file types) are ignored
+    assert [s.reason for s in loaded.skipped] == ["not-a-networkpolicy:AdminNetworkPolicy"]
+    assert sorted(Path(f).name for f in loaded.ignored) == [
+        "README.md", "kustomization.yaml", "report.json"]
+    assert sorted(Path(f).name for f in loaded.files) == ["anp.yaml", "np.yaml"]
+
+
+def test_a_file_named_directly_is_always_read(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text('{"policies": []}')
+    loaded = load_policies([str(report)])
+    assert [s.reason for s in loaded.skipped] == ["not-a-networkpolicy:?"] and not loaded.ignored
 
 
 def test_directory_walk_is_sorted_and_recursive(tmp_path: Path) -> None:

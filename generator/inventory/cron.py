@@ -1,4 +1,4 @@
-"""CronJob schedules: when does a schedule fire inside a time window?
+"""CronJob schedules: when does a schedule fire inside a time window, and when next?
 
 The syntax is the one the CronJob controller accepts (robfig/cron's standard parser):
 five fields - minute, hour, day of month, month, day of week - each ``*``, ``?`` (as
@@ -142,3 +142,33 @@ def longest_gap(schedule: Schedule, from_ns: int, time_zone: str | None = None) 
         if len(times) >= 2:
             return max(b - a for a, b in zip(times, times[1:]))
     return None
+
+
+def next_fire(schedule: Schedule, after_ns: int, time_zone: str | None = None) -> int | None:
+    """The first time after ``after_ns`` the schedule fires (within thirteen months)."""
+    times = fires(schedule, after_ns + 1, after_ns + 400 * 86400 * 1_000_000_000, limit=1,
+                  time_zone=time_zone)
+    return times[0] if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A CronJob schedule over a recording: how often it fired in it, when it fires next,
+    or why that cannot be told (``error``, a sentence about the schedule or zone)."""
+
+    fired: int | None
+    next_run: int | None
+    error: str | None = None
+
+
+def in_window(schedule: str, start_ns: int, end_ns: int, time_zone: str | None = None
+              ) -> Window:
+    try:
+        parsed = parse(schedule)
+        return Window(len(fires(parsed, start_ns, end_ns, time_zone=time_zone)),
+                      next_fire(parsed, end_ns, time_zone))
+    except CronError as e:
+        return Window(None, None, f"its schedule {schedule!r} cannot be read ({e})")
+    except (ValueError, KeyError):  # zoneinfo: an unknown or malformed zone name
+        return Window(None, None, f"its time zone {time_zone!r} is not one this machine knows "
+                                  "(IANA names, e.g. Europe/Berlin), so when it fires is unknown")

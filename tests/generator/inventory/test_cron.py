@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.migrate.cron import CronError, fires, longest_gap, parse
+from generator.inventory.cron import CronError, fires, longest_gap, parse
 from recorder.timefmt import format_time, parse_time
 
 FRIDAY_9 = parse_time("2026-11-20T09:00:00Z")  # a Friday
@@ -70,3 +70,19 @@ def test_longest_gap() -> None:
 def test_invalid_schedules_say_why(expr: str, message: str) -> None:
     with pytest.raises(CronError, match=message.replace("*", r"\*")):
         parse(expr)
+
+
+def test_in_window_counts_firings_and_says_when_next() -> None:
+    from generator.inventory.cron import in_window
+    from recorder.timefmt import parse_time
+
+    start, end = parse_time("2026-11-20T09:00:00Z"), parse_time("2026-11-20T11:00:00Z")
+    nightly = in_window("0 3 * * *", start, end)
+    assert (nightly.fired, nightly.next_run, nightly.error) == (
+        0, parse_time("2026-11-21T03:00:00Z"), None)
+    # 03:00 in Berlin is 02:00 UTC in November
+    assert in_window("0 3 * * *", start, end, "Europe/Berlin").next_run == \
+        parse_time("2026-11-21T02:00:00Z")
+    assert in_window("*/15 * * * *", start, end).fired == 9
+    assert in_window("0 3 * *", start, end).error.startswith("its schedule '0 3 * *' cannot be read")
+    assert "not one this machine knows" in in_window("@daily", start, end, "Mars/Olympus").error
