@@ -17,11 +17,14 @@ small part of the API that flowpol's clients use, from fixture objects held in m
   pushes with ``push_event`` until ``timeoutSeconds`` or shutdown.
 - Pod logs (``.../pods/<name>/log``) and the pod proxy subresource
   (``.../pods/<name>[:<port>]/proxy/<path>``), both described at the end of this module.
+- ServiceAccount tokens: TokenRequest (``POST .../serviceaccounts/<name>/token``) and
+  TokenReview (``POST /apis/authentication.k8s.io/v1/tokenreviews``) with audiences and
+  expiry, also described at the end.
 - Bearer-token authentication (401 on a wrong token), 403 for resources a test forbids,
   410 Gone for expired ``continue`` tokens on request — each with a ``kind: Status``
   body shaped like the real one.
 
-Not implemented: writes, discovery beyond ``/version``, set-based label selectors,
+Not implemented: other writes, discovery beyond ``/version``, set-based label selectors,
 bookmarks, TLS, admission, defaulting, validation. Objects are served as given.
 
     with StandInApiServer(objects) as srv:
@@ -36,6 +39,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 import socket
 import threading
@@ -56,6 +60,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("services", "v1", True),
     "Endpoints": ("endpoints", "v1", True),
     "ConfigMap": ("configmaps", "v1", True),
+    "ServiceAccount": ("serviceaccounts", "v1", True),
     "EndpointSlice": ("endpointslices", "discovery.k8s.io/v1", True),
     "ReplicaSet": ("replicasets", "apps/v1", True),
     "Deployment": ("deployments", "apps/v1", True),
@@ -113,6 +118,7 @@ class StandInApiServer:
         self._expire_continue = 0
         self._closing = False
         self._requests: list[RequestRecord] = []
+        self._connections: set[socket.socket] = set()
         for obj in objects:
             self._put(copy.deepcopy(obj))
         self._httpd: ThreadingHTTPServer | None = None
@@ -140,13 +146,22 @@ class StandInApiServer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Gone, as a stopped API server is: the listening socket closed and every open
+        connection (keep-alive ones included) cut, so clients see it down at once."""
         with self._lock:
             self._closing = True
             self._lock.notify_all()
+            connections = list(self._connections)
+            self._connections.clear()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def url(self) -> str:
@@ -195,6 +210,10 @@ class StandInApiServer:
     def forbid(self, resource: str) -> None:
         """Answer 403 to LIST/WATCH/GET of ``resource`` (e.g. "pods")."""
         self._forbidden.add(resource)
+
+    def allow(self, resource: str) -> None:
+        """Undo ``forbid``."""
+        self._forbidden.discard(resource)
 
     def expire_continue_tokens(self, times: int = 1) -> None:
         """The next ``times`` requests with a continue token get 410 Gone."""
@@ -364,6 +383,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes: without this, delayed ACKs add
         # ~40 ms to every request.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.standin._lock:
+            self.standin._connections.add(self.request)
+
+    def finish(self) -> None:
+        with self.standin._lock:
+            self.standin._connections.discard(self.request)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
@@ -392,6 +418,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self.standin._get(kind, ns, name))
             else:
                 self._send_json(200, self.standin._list(kind, ns, query))
+        except _HttpError as e:
+            self._send_json(e.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Failure", "message": e.message,
+                                     "reason": e.reason, "code": e.code})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        self.standin._record("POST", url.path, {})
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        try:
+            if not serve_token_api(self, url.path, body):  # tokens: the end of this module
+                raise _HttpError(405, "MethodNotAllowed",
+                                 f"the stand-in does not implement POST {url.path}")
         except _HttpError as e:
             self._send_json(e.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                      "status": "Failure", "message": e.message,
@@ -522,12 +562,26 @@ def serve_pod_log(handler: "_Handler", path: str, query: dict[str, str]) -> bool
 # serves it (the pods/proxy subresource): authorized as ``get`` on ``pods/proxy`` (so a
 # test can forbid it), 404 for an unknown pod, then a plain HTTP GET of <path> (query
 # included) at the pod's status.podIP and port (80 without one) from where the stand-in
-# runs, with the pod's status, Content-Type and body passed back unchanged; 503 with a
-# Status like the real one when the pod cannot be reached. The caller's Authorization
-# header is not passed on (the real server does not pass it either). Not implemented:
+# runs, with the pod's status, headers and body passed back; 503 with a Status like the
+# real one when the pod cannot be reached. Request headers are passed on as the real
+# server passes them: without ``Authorization``, which its authentication filter deletes
+# once the caller is authenticated (k8s.io/apiserver/pkg/endpoints/filters/
+# authentication.go, WithAuthentication), without impersonation headers, and without
+# the hop-by-hop headers Go's httputil.ReverseProxy drops (the proxy handler,
+# k8s.io/apimachinery/pkg/util/proxy/upgradeaware.go, copies the rest with
+# utilnet.CloneHeader and adds X-Forwarded-For). Hop-by-hop and CORS headers of the
+# answer are dropped too (upgradeaware.go's corsRemovingTransport). Not implemented:
 # other methods, https: and named ports, the service and node proxies.
 
 _POD_PROXY = re.compile(r"^/api/v1/namespaces/([^/?]+)/pods/([^/:?]+)(?::(\d+))?/proxy(/[^?]*)?(\?.*)?$")
+# net/http/httputil/reverseproxy.go, hopHeaders
+_HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+    "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"))
+_NOT_PROXIED = _HOP_BY_HOP | {"authorization", "host", "content-length"}
+_CORS = frozenset(h.lower() for h in (
+    "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+    "Access-Control-Allow-Methods", "Access-Control-Allow-Origin"))
 
 
 def serve_pod_proxy(handler: "_Handler", raw_path: str) -> bool:
@@ -559,10 +613,13 @@ def serve_pod_proxy(handler: "_Handler", raw_path: str) -> bool:
     if not ip:
         status(503, "ServiceUnavailable", f'pod "{pod}" has no address')
         return True
+    headers = {k: v for k, v in handler.headers.items()
+               if k.lower() not in _NOT_PROXIED and not k.lower().startswith("impersonate-")}
+    headers["X-Forwarded-For"] = handler.client_address[0]
     conn = http.client.HTTPConnection(ip, int(port or 80), timeout=30)
     try:
         try:
-            conn.request("GET", target)
+            conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
         except OSError as e:
             status(503, "ServiceUnavailable", f"error trying to reach service: dial tcp "
@@ -570,7 +627,9 @@ def serve_pod_proxy(handler: "_Handler", raw_path: str) -> bool:
             return True
         length = resp.getheader("Content-Length")
         handler.send_response(resp.status)
-        handler.send_header("Content-Type", resp.getheader("Content-Type") or "text/plain")
+        for k, v in resp.getheaders():
+            if k.lower() not in _HOP_BY_HOP | _CORS | {"content-length", "server", "date"}:
+                handler.send_header(k, v)
         body = None if length is not None else resp.read()
         handler.send_header("Content-Length", length if length is not None else str(len(body)))
         handler.end_headers()
@@ -584,4 +643,160 @@ def serve_pod_proxy(handler: "_Handler", raw_path: str) -> bool:
             handler.close_connection = True
     finally:
         conn.close()
+    return True
+
+
+# -- ServiceAccount tokens (added for the recorder's token review) ------------------------
+#
+# POST /api/v1/namespaces/<ns>/serviceaccounts/<name>/token (TokenRequest): authorized as
+# ``create`` on ``serviceaccounts/token``; 404 for an unknown ServiceAccount; 422 for an
+# expirationSeconds below 600 or above 2^32 (the real validation); default 3600 s and the
+# API audience. Answers 201 with ``status.token`` and ``status.expirationTimestamp``.
+#
+# POST /apis/authentication.k8s.io/v1/tokenreviews (TokenReview): authorized as
+# ``create`` on ``tokenreviews``. A token is authenticated when it is one this stand-in
+# signed, is not expired, its ServiceAccount still exists (with the same uid), and it is
+# for one of ``spec.audiences`` (default: the API audience); ``status.audiences`` is the
+# intersection, ``status.user`` the ServiceAccount's user. Otherwise ``status.error``
+# says why and ``authenticated`` is absent (omitempty), as on the real server.
+#
+# The tokens are JWTs (HS256 with a key of this stand-in, where the real server signs
+# with its service-account key), with the claims the real ones carry (iss, sub, aud,
+# exp, iat, nbf, jti, kubernetes.io: namespace and serviceaccount).
+
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+_TOKEN_REQUEST = re.compile(r"^/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token$")
+_TOKEN_REVIEW = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signing_key(server: StandInApiServer) -> bytes:
+    with server._lock:
+        return server.__dict__.setdefault("_token_key", os.urandom(32))
+
+
+def issue_token(server: StandInApiServer, namespace: str, name: str,
+                audiences: Iterable[str] = (API_AUDIENCE,), expires_in: float = 3600.0,
+                uid: str | None = None) -> str:
+    """A token of ServiceAccount ``namespace/name`` as TokenRequest would issue it; for
+    tests, also expired ones (``expires_in`` <= 0) and ones of ServiceAccounts that do
+    not exist. ``uid`` defaults to the stored ServiceAccount's."""
+    import hmac
+    import uuid
+
+    if uid is None:
+        with server._lock:
+            sa = server._store.get(("ServiceAccount", namespace, name)) or {}
+        uid = (sa.get("metadata") or {}).get("uid") or ""
+    now = int(time.time())
+    claims = {"aud": list(audiences), "exp": int(now + expires_in), "iat": now, "nbf": now,
+              "iss": API_AUDIENCE, "jti": str(uuid.uuid4()),
+              "sub": f"system:serviceaccount:{namespace}:{name}",
+              "kubernetes.io": {"namespace": namespace,
+                                "serviceaccount": {"name": name, "uid": uid}}}
+    signing_input = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
+        _b64(json.dumps(claims).encode())
+    sig = hmac.new(_signing_key(server), signing_input.encode(), "sha256").digest()
+    return signing_input + "." + _b64(sig)
+
+
+def review_token(server: StandInApiServer, token: str, audiences: list[str]) -> dict:
+    """The ``status`` of a TokenReview of ``token`` for ``audiences``."""
+    import hmac
+
+    audiences = audiences or [API_AUDIENCE]
+
+    def invalid(why: str) -> dict:
+        return {"user": {}, "error": f"[invalid bearer token, {why}]"}
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        return invalid("token is not a JWT")
+    expected = hmac.new(_signing_key(server), f"{parts[0]}.{parts[1]}".encode(),
+                        "sha256").digest()
+    try:
+        if not hmac.compare_digest(_unb64(parts[2]), expected):
+            return invalid("square/go-jose: error in cryptographic primitive")
+        claims = json.loads(_unb64(parts[1]))
+    except ValueError:
+        return invalid("token is malformed")
+    now = time.time()
+    if now >= claims["exp"]:
+        return invalid("service account token has expired")
+    if now < claims["nbf"] - 60:
+        return invalid("service account token is not valid yet")
+    matched = [a for a in audiences if a in claims["aud"]]
+    if not matched:
+        return invalid(f"token audiences {json.dumps(claims['aud'])} is invalid for the "
+                       f"target audiences {json.dumps(audiences)}")
+    ident = claims["kubernetes.io"]
+    ns, name = ident["namespace"], ident["serviceaccount"]["name"]
+    with server._lock:
+        sa = server._store.get(("ServiceAccount", ns, name))
+    if sa is None:
+        return invalid(f'serviceaccounts "{name}" not found')
+    if (sa.get("metadata") or {}).get("uid", "") != ident["serviceaccount"]["uid"]:
+        return invalid(f"service account UID ({ident['serviceaccount']['uid']}) does not "
+                       f"match claim ({sa['metadata'].get('uid')})")
+    return {"authenticated": True, "audiences": matched,
+            "user": {"username": f"system:serviceaccount:{ns}:{name}",
+                     "uid": ident["serviceaccount"]["uid"],
+                     "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                                "system:authenticated"],
+                     "extra": {"authentication.kubernetes.io/credential-id":
+                               [f"JTI={claims['jti']}"]}}}
+
+
+def serve_token_api(handler: "_Handler", path: str, raw: bytes) -> bool:
+    srv = handler.standin
+    m = _TOKEN_REQUEST.match(path)
+    if m is None and path != _TOKEN_REVIEW:
+        return False
+    try:
+        body = json.loads(raw or b"{}")
+        spec = body.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise ValueError
+    except ValueError:
+        raise _HttpError(400, "BadRequest", "the request body is not a JSON object") from None
+    if m is None:
+        srv._check(handler.headers, "tokenreviews", "create")
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise _HttpError(422, "Invalid", 'TokenReview.authentication.k8s.io "" is invalid: '
+                                             "spec.token: Required value")
+        status = review_token(srv, token, list(spec.get("audiences") or []))
+        handler._send_json(201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                                 "metadata": {"creationTimestamp": None}, "spec": spec,
+                                 "status": status})
+        return True
+    namespace, name = m.group(1), m.group(2)
+    srv._check(handler.headers, "serviceaccounts/token", "create")
+    with srv._lock:
+        known = ("ServiceAccount", namespace, name) in srv._store
+    if not known:
+        raise _HttpError(404, "NotFound", f'serviceaccounts "{name}" not found')
+    seconds = spec.get("expirationSeconds", 3600)
+    if not isinstance(seconds, int) or not 600 <= seconds <= 1 << 32:
+        why = ("may not specify a duration less than 10 minutes"
+               if isinstance(seconds, int) and seconds < 600 else "out of range")
+        raise _HttpError(422, "Invalid", 'TokenRequest.authentication.k8s.io "" is invalid: '
+                                         f"spec.expirationSeconds: Invalid value: {seconds}: "
+                                         f"{why}")
+    audiences = list(spec.get("audiences") or [API_AUDIENCE])
+    token = issue_token(srv, namespace, name, audiences, seconds)
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(time.time()) + seconds))
+    handler._send_json(201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                             "metadata": {"name": name, "namespace": namespace,
+                                          "creationTimestamp": None},
+                             "spec": {**spec, "audiences": audiences,
+                                      "expirationSeconds": seconds, "boundObjectRef": None},
+                             "status": {"token": token, "expirationTimestamp": expires}})
     return True

@@ -124,3 +124,88 @@ def test_authentication_and_forbidden(tmp_path: Path) -> None:
         code, body = get("/api/v1/pods", srv.token or "")
         assert code == 200 and body["kind"] == "PodList"
         assert all("kind" not in item for item in body["items"])  # as the real server
+
+
+def test_token_request_and_review_answer_the_real_client(tmp_path: Path) -> None:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from standin_apiserver import API_AUDIENCE, issue_token
+
+    objects = _objects() + [k.obj("ServiceAccount", "reader", "shop")]
+    with StandInApiServer(objects, token=None) as srv:
+        api = config.new_client_from_config(str(srv.kubeconfig_path(tmp_path)),
+                                            persist_config=False)
+        v1, authn = client.CoreV1Api(api), client.AuthenticationV1Api(api)
+        issued = v1.create_namespaced_service_account_token(
+            "reader", "shop", {"spec": {"audiences": ["svc"], "expirationSeconds": 600}})
+        left = (issued.status.expiration_timestamp.timestamp() - time.time())
+        assert 590 < left <= 600
+        token = issued.status.token
+
+        def review(tok: str, audiences: list[str] | None = None):  # noqa: ANN202
+            return authn.create_token_review(
+                {"spec": {"token": tok, **({"audiences": audiences} if audiences else {})}}).status
+
+        ok = review(token, ["other", "svc"])
+        assert ok.authenticated and ok.audiences == ["svc"]
+        assert ok.user.username == "system:serviceaccount:shop:reader"
+        assert "system:serviceaccounts:shop" in ok.user.groups
+        # Without audiences: the API server's own, which this token is not for.
+        wrong = review(token)
+        assert not wrong.authenticated and "is invalid for the target audiences" in wrong.error
+        assert review(issue_token(srv, "shop", "reader", ["svc"], -1), ["svc"]).error.endswith(
+            "service account token has expired]")
+        assert review(issue_token(srv, "shop", "reader"), [API_AUDIENCE]).authenticated
+        assert not review(token[:-2] + "xx", ["svc"]).authenticated
+        srv.push_event("DELETED", k.obj("ServiceAccount", "reader", "shop"))
+        assert "not found" in review(token, ["svc"]).error
+        recreated = k.obj("ServiceAccount", "reader", "shop")
+        recreated["metadata"]["uid"] = "another-uid"  # deleted and made again
+        srv.push_event("ADDED", recreated)
+        assert "does not match" in review(token, ["svc"]).error
+        for name, spec, status in (("reader", {"expirationSeconds": 599}, 422),
+                                   ("nobody", {}, 404)):
+            with pytest.raises(ApiException) as info:
+                v1.create_namespaced_service_account_token(name, "shop", {"spec": spec})
+            assert info.value.status == status
+        assert "less than 10 minutes" in info.value.body or status == 404
+        srv.forbid("serviceaccounts/token")
+        with pytest.raises(ApiException) as info:
+            v1.create_namespaced_service_account_token("reader", "shop", {"spec": {}})
+        assert info.value.status == 403
+
+
+def test_the_pod_proxy_passes_headers_on_as_the_real_one(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps(dict(self.headers.items())).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-From-Pod", "yes")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            self.wfile.write(body)
+
+    pod = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=pod.serve_forever, daemon=True).start()
+    try:
+        with StandInApiServer([k.pod("p", "shop", ip="127.0.0.1")]) as srv:
+            req = urllib.request.Request(
+                f"{srv.url}/api/v1/namespaces/shop/pods/p:{pod.server_address[1]}/proxy/x",
+                headers={"Authorization": f"Bearer {srv.token}", "X-Custom-Token": "abc",
+                         "Impersonate-User": "admin", "Proxy-Authorization": "Basic eA=="})
+            with urllib.request.urlopen(req) as r:
+                seen, answer = json.loads(r.read()), dict(r.headers.items())
+    finally:
+        pod.shutdown()
+    assert seen["X-Custom-Token"] == "abc" and seen["X-Forwarded-For"] == "127.0.0.1"
+    assert not {"Authorization", "Impersonate-User", "Proxy-Authorization"} & set(seen)
+    assert answer["X-From-Pod"] == "yes" and "Access-Control-Allow-Origin" not in answer

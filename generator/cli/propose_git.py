@@ -61,6 +61,11 @@ def propose_git(
     include_dropped: IncludeDropped = False,
     strict: Strict = False,
     dump_time: DumpTime = None,
+    check_remote: bool = typer.Option(
+        False, "--check-remote",
+        help="Only check, before the rest: does git reach --remote with --credentials, "
+             "and has it --base? (git ls-remote; nothing is read, cloned or pushed, INPUT "
+             "need not exist yet.) Exit 0 or 2."),
 ) -> None:
     """Tighten the NetworkPolicies kept in a git repository: diff them (they must be the
     cluster's) against the traffic in INPUT and push the proposal as a new branch, once."""
@@ -68,6 +73,9 @@ def propose_git(
     from generator.tighten.propose_git import GitTarget, result_lines, run_propose
     from generator.tighten.run import DiffRequest
 
+    if check_remote:
+        _check_remote(remote, base, credentials)
+        return
     name, sep, email = author.rpartition(" <")
     if not sep or not email.endswith(">") or not name.strip():
         raise UsageError(f"--author {author!r}: give 'NAME <EMAIL>'")
@@ -88,3 +96,15 @@ def propose_git(
                             f"the proposal in {out}")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def _check_remote(remote: str, base: str, credentials: Optional[Path]) -> None:
+    import tempfile
+
+    from generator.tighten import gitrepo
+
+    with tempfile.TemporaryDirectory(prefix="flowpol-git-") as scratch:
+        access = gitrepo.prepare_access(credentials, Path(scratch) / "access")
+        gitrepo.check_remote(access, remote, base)
+    typer.echo(f"git reaches {remote} (branch {base})"
+               + (f" with the credentials in {credentials}" if credentials else ""))

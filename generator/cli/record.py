@@ -13,6 +13,8 @@ from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
     OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, parse_duration, parse_time_option,
 )
+from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
+from recorder.agent.readers import DEFAULT_READERS
 from recorder.errors import FlowpolError, UsageError
 
 
@@ -62,8 +64,15 @@ def record(
         help="Serve GET /segments (closed segments, read-only), /metrics (Prometheus) and "
              "/healthz here; ':PORT' is every address, an empty value serves nothing. "
              "[default: :9401]"),
+    segment_readers: str = typer.Option(
+        DEFAULT_READERS, "--segment-readers",
+        envvar="FLOWPOL_SEGMENT_READERS", metavar="NS/NAME,...",
+        help="ServiceAccounts whose tokens (audience flowpol-recorder, in the "
+             "X-Flowpol-Token header, checked with a TokenReview through the Kubernetes "
+             "API) may read /segments; nobody else can."),
 ) -> None:
     """Record who talks to whom on this node, in windows, without losing data."""
+    from recorder.agent.readers import parse_readers
     from recorder.agent.run import RecordConfig, describe, ensure_root_capabilities, run_record
     from recorder.agent.serve import DEFAULT_LISTEN, parse_listen
 
@@ -81,7 +90,8 @@ def record(
         duration_ns=parse_duration(duration, "--duration") if duration else None,
         output=output, segments=segments, stdout=stdout, node=node or None,
         kubeconfig=kubeconfig, context=context, heartbeat=heartbeat,
-        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(listen))
+        segments_max_bytes=segments_max_bytes, http_listen=parse_listen(listen),
+        segment_readers=parse_readers(segment_readers))
     result = run_record(cfg, _log)
     for line in describe(result):
         _log(line)
@@ -121,6 +131,16 @@ def collect(
         help="With --logs: stop at the first bad line of a recorder log and write nothing "
              "(without it: skipped, counted and listed, exit 0: a crash can cut a pod's last "
              "line and a pod log cannot be fixed)."),
+    token_file: Optional[str] = typer.Option(
+        None, "--token-file", envvar="FLOWPOL_TOKEN_FILE", metavar="FILE",
+        help="Show the recorders this token (a ServiceAccount token for audience "
+             "flowpol-recorder, e.g. a projected one), read again when the file changes. "
+             "Default: request one for --service-account."),
+    service_account: str = typer.Option(
+        DEFAULT_SERVICE_ACCOUNT, "--service-account", metavar="NS/NAME",
+        help="The segment reader to request a token for (TokenRequest: you need create on "
+             "serviceaccounts/token for it). Your own credentials are never shown to the "
+             "recorders."),
 ) -> None:
     """Pull what every recorder pod recorded: its closed segments (resumable, checksummed)
     through the Kubernetes API server's pod proxy, or --direct."""
@@ -144,7 +164,8 @@ def collect(
 
     with _progress("collect") as progress:
         result = pull_segments(out, namespace, selector, kubeconfig, context, direct=direct,
-                               port=port, since=since_ns, progress=progress)
+                               port=port, since=since_ns, progress=progress,
+                               token_file=token_file, service_account=service_account)
     typer.echo(f"collected {len(result.fetched)} new segment(s), {result.fetched_bytes} "
                f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
                f"{result.present} already there"

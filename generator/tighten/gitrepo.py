@@ -140,6 +140,14 @@ def remote_branch_exists(access: GitAccess, repo: Path, branch: str) -> bool:
     return any(line.endswith(f"\trefs/heads/{branch}") for line in out.splitlines())
 
 
+def check_remote(access: GitAccess, remote: str, branch: str) -> None:
+    """Can git reach ``remote`` with this access, and has it ``branch``? (``git
+    ls-remote``: nothing is fetched.) GitError with git's words otherwise."""
+    out = git(access, "ls-remote", "--heads", "--", remote, f"refs/heads/{branch}")
+    if not any(line.endswith(f"\trefs/heads/{branch}") for line in out.splitlines()):
+        raise GitError(f"{remote} has no branch {branch!r}; fix --base")
+
+
 def check_branch_name(access: GitAccess, branch: str) -> None:
     try:
         git(access, "check-ref-format", "--branch", branch)

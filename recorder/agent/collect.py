@@ -108,7 +108,7 @@ def collect(namespace: str = DEFAULT_NAMESPACE, selector: str = DEFAULT_SELECTOR
         if not pods:
             raise ClusterError(
                 f"no recorder pods ({selector}) in namespace {namespace} of {server}; is "
-                "the DaemonSet deployed (kubectl apply -f recorder/deploy/)? Pick another "
+                "the DaemonSet deployed (kubectl apply -k recorder/deploy)? Pick another "
                 "namespace with --namespace")
         since_seconds = None
         if since is not None:

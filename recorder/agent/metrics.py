@@ -18,6 +18,9 @@ the metrics and the summary cannot disagree. Names (all counters end in ``_total
     flowpol_recorder_held_windows                          windows waiting for the disk
     flowpol_recorder_segment_bytes                         closed segments on disk now
     flowpol_recorder_last_write_timestamp_seconds          last segment written (0: none yet)
+    flowpol_recorder_segment_reads_refused_total{reason}   /segments requests refused:
+                                                           no_token, unauthenticated,
+                                                           not_a_reader, review_unavailable
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+
+from recorder.agent.readers import REFUSAL_REASONS
 
 LOSS_REASONS = ("kernel_drop", "enobufs", "key_overflow", "disk_full")
 
@@ -43,6 +48,7 @@ class MetricsSnapshot:
     held_windows: int = 0
     segment_bytes: int = 0
     last_write: float = 0.0  # epoch seconds
+    refused: dict[str, int] = field(default_factory=dict)  # REFUSAL_REASONS -> count
 
 
 class RecorderCollector:
@@ -85,6 +91,15 @@ class RecorderCollector:
                 ("segment_write_failures", "Failed attempts to write a segment (each "
                                            "retry counts).", s.write_failures)):
             yield CounterMetricFamily(f"flowpol_recorder_{name}", text, value=value)
+        refused = CounterMetricFamily(
+            "flowpol_recorder_segment_reads_refused",
+            "Requests for segments refused: without a token (no_token), with a token the "
+            "API server did not accept for the recorder (unauthenticated), of an identity "
+            "that is not a reader (not_a_reader), or when no token review could be made "
+            "(review_unavailable).", labels=["reason"])
+        for reason in REFUSAL_REASONS:
+            refused.add_metric([reason], s.refused.get(reason, 0))
+        yield refused
         yield GaugeMetricFamily("flowpol_recorder_held_windows",
                                 "Closed windows held in memory because the disk refused "
                                 "them.", value=s.held_windows)

@@ -10,6 +10,12 @@ segment the output directory does not have yet is fetched:
 * ``direct``: from the pod's address (from inside the cluster; no API server in the
   data path, only the pod list).
 
+Either way every request carries a segment reader's token in ``X-Flowpol-Token``
+(recorder/agent/collect_token.py; the recorder checks it, recorder/agent/readers.py).
+A recorder that refuses the token (401/403) ends the run: every recorder checks the same
+way, so the others would refuse it too. A recorder that cannot verify it (503: its API
+server unreachable) is reported like an unreachable pod.
+
 Files go to ``OUT/<node>/<pod>/<segment>``. A segment is identified by its node and
 name (the segments live on the node, so a replaced recorder pod lists its predecessor's
 too): one already present under any pod directory of that node with the listed sha256
@@ -37,6 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recorder.agent.collect import DEFAULT_NAMESPACE, DEFAULT_SELECTOR, _api_error
+from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT, TokenSource, token_source
+from recorder.agent.readers import AUDIENCE, REFUSED_HEADER, TOKEN_HEADER
 from recorder.agent.segments import SEGMENT
 from recorder.agent.serve import DEFAULT_PORT
 from recorder.errors import ClusterError, UsageError
@@ -69,33 +77,49 @@ class PullResult:
 
 
 class _Transport:
-    """GET a path of a recorder pod's HTTP endpoint, streamed."""
+    """GET a path of a recorder pod's HTTP endpoint, streamed, with the reader token."""
+
+    tokens: TokenSource
 
     def open(self, pod: dict, path: str) -> Any:  # an urllib3 response
         raise NotImplementedError
 
 
 class _ProxyTransport(_Transport):
-    def __init__(self, api: Any, namespace: str, port: int) -> None:
+    def __init__(self, api: Any, namespace: str, port: int, tokens: TokenSource) -> None:
         self.api = api
         self.namespace = namespace
         self.port = port
+        self.tokens = tokens
 
     def open(self, pod: dict, path: str) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
         name = pod["metadata"]["name"]
         # Built here, not as a path parameter: the client would escape the ":" of
         # "name:port" (the proxy subresource's form for a port).
         resource = f"/api/v1/namespaces/{self.namespace}/pods/{name}:{self.port}/proxy/{path}"
-        resp, _, _ = self.api.call_api(resource, "GET", auth_settings=["BearerToken"],
-                                       _preload_content=False, _request_timeout=(10, 600))
+        # The client's own credential goes in Authorization, which the API server
+        # consumes; the reader token in a header it passes on (recorder/agent/readers.py).
+        headers = {TOKEN_HEADER: self.tokens.token()}
+        try:
+            resp, _, _ = self.api.call_api(resource, "GET", header_params=headers,
+                                           auth_settings=["BearerToken"],
+                                           _preload_content=False, _request_timeout=(10, 600))
+        except ApiException as e:
+            reason = (e.headers or {}).get(REFUSED_HEADER)
+            if reason:
+                raise _Refused(e.status, reason, _text(e.body)) from None
+            raise
         return resp
 
 
 class _DirectTransport(_Transport):
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tokens: TokenSource) -> None:
         import urllib3
 
         self.port = port
+        self.tokens = tokens
         self.http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=10, read=600),
                                         retries=False)
 
@@ -111,15 +135,36 @@ class _DirectTransport(_Transport):
             raise _PodError(f"has an invalid address {ip!r}") from None
         host = f"[{addr}]" if addr.version == 6 else str(addr)
         resp = self.http.request("GET", f"http://{host}:{self.port}/{path}",
+                                 headers={TOKEN_HEADER: self.tokens.token()},
                                  preload_content=False)
         if not 200 <= resp.status <= 299:
+            reason = resp.headers.get(REFUSED_HEADER)
+            body = resp.read(4096) if reason else b""
             resp.release_conn()
+            if reason:
+                raise _Refused(resp.status, reason, _text(body))
             raise _HttpStatus(resp.status, resp.reason or "")
         return resp
 
 
+def _text(body: Any) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = " ".join(str(body or "").split())[:500]
+    return text.removeprefix("flowpol-recorder: ")
+
+
 class _PodError(Exception):
     pass
+
+
+class _Refused(Exception):
+    """The recorder itself refused the request (its X-Flowpol-Refused header)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message or f"{status} {reason}")
+        self.status = status
+        self.reason = reason
 
 
 class _HttpStatus(Exception):
@@ -291,7 +336,9 @@ def pull_segments(out: str | Path, namespace: str = DEFAULT_NAMESPACE,
                   selector: str = DEFAULT_SELECTOR, kubeconfig: str | None = None,
                   context: str | None = None, direct: bool = False,
                   port: int = DEFAULT_PORT, since: int | None = None,
-                  progress: Callable[[str], None] = lambda _msg: None) -> PullResult:
+                  progress: Callable[[str], None] = lambda _msg: None,
+                  token_file: str | None = None,
+                  service_account: str = DEFAULT_SERVICE_ACCOUNT) -> PullResult:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
@@ -310,21 +357,23 @@ def pull_segments(out: str | Path, namespace: str = DEFAULT_NAMESPACE,
     server = api.configuration.host
     result = PullResult()
     try:
+        tokens = token_source(token_file, service_account, api, server, context_name)
         try:
             listed = json.loads(client.CoreV1Api(api).list_namespaced_pod(
                 namespace, label_selector=selector, _preload_content=False,
                 _request_timeout=(10, 60)).data)
         except ApiException as e:
             raise ClusterError(_api_error(e, f"list pods in namespace {namespace}", server,
-                                          context_name)) from None
+                                          context_name).replace(
+                "get on pods/log", "get on pods/proxy (the flowpol-collect Role)")) from None
         pods = sorted((p for p in listed.get("items") or [] if isinstance(p, dict)),
                       key=lambda p: str((p.get("metadata") or {}).get("name")))
         if not pods:
             raise ClusterError(
                 f"no recorder pods ({selector}) in namespace {namespace} of {server}; is "
                 "the DaemonSet deployed? Pick another namespace with --namespace")
-        transport: _Transport = (_DirectTransport(port) if direct
-                                 else _ProxyTransport(api, namespace, port))
+        transport: _Transport = (_DirectTransport(port, tokens) if direct
+                                 else _ProxyTransport(api, namespace, port, tokens))
         indexes: dict[str, _NodeIndex] = {}
         for pod in pods:
             _pull_pod(pod, namespace, transport, out_dir, indexes, result, progress,
@@ -358,6 +407,12 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
         return
 
     def failed(e: BaseException, what: str) -> None:
+        if isinstance(e, _Refused):
+            if e.status in (401, 403):
+                raise ClusterError(_refusal(e, shown, transport.tokens)) from None
+            result.errors.append(f"{shown} (node {node}): cannot {what}: the recorder "
+                                 f"refused ({e.status}): {e}")
+            return
         if isinstance(e, api_exception):
             if e.status in (401, 403):
                 raise ClusterError(_api_error(e, f"{what} through the pod proxy", server,
@@ -375,7 +430,7 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
     try:
         raw = _read_all(transport.open(pod, "segments"), MAX_LISTING_BYTES)
         segments, bad = _listing(raw, shown)
-    except (api_exception, _PodError, _HttpStatus, Urllib3Error, OSError) as e:
+    except (api_exception, _PodError, _HttpStatus, _Refused, Urllib3Error, OSError) as e:
         if isinstance(e, OSError) and getattr(e, "filename", None) is not None:
             raise
         failed(e, "list its segments" + (" directly" if direct else ""))
@@ -401,7 +456,7 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
                 continue
             failed(e, f"fetch {seg.name}")
             continue
-        except (_PodError, Urllib3Error) as e:
+        except (_PodError, _Refused, Urllib3Error) as e:
             failed(e, f"fetch {seg.name}")
             continue
         index.add(seg, target)
@@ -413,3 +468,15 @@ def _pull_pod(pod: dict, namespace: str, transport: _Transport, out_dir: Path,
         result.fetched.append(target)
         result.fetched_bytes += size
         progress(f"{node}/{name}/{target.name}")
+
+
+def _refusal(e: _Refused, pod: str, tokens: TokenSource) -> str:
+    if e.reason == "not_a_reader":
+        hint = ("the recorders serve segments only to the ServiceAccounts of their "
+                "--segment-readers (FLOWPOL_SEGMENT_READERS on the DaemonSet): collect with "
+                "--service-account one of them, or add this one there")
+    else:
+        hint = (f"a token for audience {AUDIENCE} that the API server accepts is needed "
+                "(not expired, its ServiceAccount not deleted)")
+    return (f"the recorder {pod} refused {tokens.describe()} ({e.status}: {e}); {hint}. "
+            "Segments fetched before are in place")

@@ -18,8 +18,9 @@ and windows the disk never took are logged as warnings and returned in the resul
 
 A closed window goes to stdout first, then to a segment: a full disk delays the segment
 (the window is held and retried, recorder/agent/segments.py) but never stops the loop,
-its heartbeat or stdout. With ``http_listen`` the agent serves its closed segments and
-its metrics (recorder/agent/serve.py, metrics.py).
+its heartbeat or stdout. With ``http_listen`` the agent serves its closed segments (to
+the tokens of ``segment_readers``, recorder/agent/readers.py) and its metrics
+(recorder/agent/serve.py, metrics.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from recorder.agent.readers import DEFAULT_READERS, parse_readers
 from recorder.aggregate import Aggregator, record_time, sorted_records
 from recorder.errors import FlowpolError, UsageError
 from recorder.flowlog import write_flow_log
@@ -66,6 +68,8 @@ class RecordConfig:
     # reaches its window before the window is written.
     late_ns: int = 5 * SECOND
     http_listen: tuple[str, int] | None = None  # (host, port) of /segments and /metrics
+    # Usernames whose tokens may read /segments (recorder/agent/readers.py)
+    segment_readers: tuple[str, ...] = parse_readers(DEFAULT_READERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +155,13 @@ def run_record(cfg: RecordConfig, log: Callable[[str], None],
     http = None
     if cfg.http_listen is not None:
         from recorder.agent.metrics import registry
+        from recorder.agent.readers import ApiTokenReview, SegmentReaders
         from recorder.agent.serve import AgentHttpServer, heartbeat_check
 
-        snapshot = _metrics_snapshot(sources, agg, segments, observed, totals)
-        http = AgentHttpServer(cfg.http_listen, segments, registry(snapshot),
+        readers = SegmentReaders(cfg.segment_readers,
+                                 ApiTokenReview(cfg.kubeconfig, cfg.context))
+        snapshot = _metrics_snapshot(sources, agg, segments, observed, totals, readers)
+        http = AgentHttpServer(cfg.http_listen, segments, readers, registry(snapshot),
                                heartbeat_check(lambda: totals.last_tick), log=log)
         http.start()
     started: list[Any] = []
@@ -329,7 +336,8 @@ def _counting(name: str, observed: dict[str, int],
 
 
 def _metrics_snapshot(sources: list[Any], agg: Aggregator, segments: Any,
-                      observed: dict[str, int], totals: _Totals) -> Callable[[], Any]:
+                      observed: dict[str, int], totals: _Totals,
+                      readers: Any) -> Callable[[], Any]:
     from recorder.agent.metrics import MetricsSnapshot
 
     def snapshot() -> MetricsSnapshot:
@@ -349,7 +357,7 @@ def _metrics_snapshot(sources: list[Any], agg: Aggregator, segments: Any,
                        held_windows=segments.held_windows,
                        segment_bytes=segments.bytes_on_disk, last_write=segments.last_write)
         return MetricsSnapshot(observed=dict(observed), recorded=dict(totals.recorded),
-                               lost=lost, **seg)
+                               lost=lost, refused=dict(readers.refused), **seg)
 
     return snapshot
 

@@ -9,15 +9,19 @@ read-only, and metrics.
     GET /healthz           "ok" while the recording loop is healthy (the heartbeat), 503
                            when it stalled
 
+The two /segments requests need the token of a segment reader in ``X-Flowpol-Token``
+(recorder/agent/readers.py): 401, 403 or 503 otherwise, before anything about the
+segments is looked at. /metrics and /healthz stay open: the kubelet probes /healthz
+without credentials, Prometheus scrapes /metrics, and neither says more than counts.
+
 Nothing else: every other method is refused, other paths are 404. Only closed segments
 exist under their names (a segment is renamed into place complete and never changed),
 so a listing never offers a file that is still being written. A segment is opened
 without following symbolic links and must be a regular file.
 
-Who may read: the DaemonSet runs in the node's network namespace, so this port is on
-the node's addresses. Through the API server's pod proxy, the API server authorizes the
-caller (``get`` on ``pods/proxy`` in the recorder's namespace); a direct connection is
-answered to whoever can reach the node's port (see recorder/deploy/README.md, Collect).
+The DaemonSet runs in the node's network namespace, so this port is on the node's
+addresses, reachable by whatever reaches the node; hence the token, which works the same
+directly and through the API server's pod proxy (recorder/deploy/README.md, Collect).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from recorder.agent.readers import REFUSED_HEADER, TOKEN_HEADER, SegmentReaders
 from recorder.agent.segments import SEGMENT, SegmentWriter
 from recorder.errors import UsageError
 
@@ -95,13 +100,15 @@ def _ipv6_works() -> bool:
 
 class AgentHttpServer:
     def __init__(self, listen: tuple[str, int], segments: SegmentWriter | None,
-                 metrics: Any, healthy: Callable[[], bool],
+                 readers: SegmentReaders, metrics: Any, healthy: Callable[[], bool],
                  log: Callable[[str], None] = lambda _msg: None) -> None:
         self.listen = listen
         self.segments = segments
+        self.readers = readers
         self.metrics = metrics  # a prometheus_client CollectorRegistry
         self.healthy = healthy
         self.log = log
+        self._warned: dict[str, float] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -123,7 +130,14 @@ class AgentHttpServer:
                                         kwargs={"poll_interval": 0.2}, daemon=True,
                                         name="http")
         self._thread.start()
-        self.log(f"http: serving /segments, /metrics and /healthz on {self.address}")
+        self.log(f"http: serving /segments (to tokens of {self.readers.shown}), /metrics "
+                 f"and /healthz on {self.address}")
+
+    def warn_once_a_minute(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -120.0) >= 60.0:
+            self._warned[key] = now
+            self.log(f"warning: http: {message}")
 
     @property
     def address(self) -> str:
@@ -149,10 +163,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/segments":
-            self._list()
-        elif path.startswith("/segments/"):
-            self._fetch(path[len("/segments/"):])
+        if path == "/segments" or path.startswith("/segments/"):
+            if not self._authorized():
+                return
+            if path == "/segments":
+                self._list()
+            else:
+                self._fetch(path[len("/segments/"):])
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -162,6 +179,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n", "text/plain")
         else:
             self._send(404, b"not found\n", "text/plain")
+
+    def _authorized(self) -> bool:
+        decision = self.agent.readers.decide_header(self.headers.get_all(TOKEN_HEADER) or [])
+        if decision.status == 200:
+            return True
+        extra = {REFUSED_HEADER: decision.reason}
+        if decision.status == 401:
+            extra["WWW-Authenticate"] = f'{TOKEN_HEADER} realm="flowpol-recorder"'
+        elif decision.status == 503:
+            extra["Retry-After"] = "10"
+            self.agent.warn_once_a_minute(decision.reason, f"segment reads refused: "
+                                                           f"{decision.message}")
+        self._send(decision.status, f"flowpol-recorder: {decision.message}\n".encode(),
+                   "text/plain", **extra)
+        return False
 
     def _refuse(self) -> None:
         self._send(405, b"read-only: GET only\n", "text/plain", allow="GET")
@@ -217,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         for k, v in headers.items():
-            self.send_header(k.capitalize(), v)
+            self.send_header(k if "-" in k else k.capitalize(), v)
         self.end_headers()
         try:
             self.wfile.write(body)

@@ -9,6 +9,12 @@ recording the agent is killed (SIGKILL) and restarted; a second collect fetches 
 the new segments; a --direct collect gets the same files. What was collected is every
 segment the node holds, byte for byte, each once, and `flowpol generate` on the collect
 directory gives exactly the edges of the traffic sent.
+
+Every read carries the collector's token (collect requests it from the stand-in; the
+agent has the stand-in review it). From a pod's network namespace, which reaches the
+node's port as anything in a cluster does, reads without a token, with a token for
+another audience, an expired one or another ServiceAccount's are refused; with the API
+server gone, the agent refuses even the collector's token (it cannot verify it).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import http.client
+
 import k8s_objects as k
 import pytest
 from agent_process import ROOT, AgentProcess
 from netlab import NetLab, ServicePort, call_in_netns
+from reader_tokens import OTHER, collector_token, reader_accounts
 from standin_apiserver import StandInApiServer
 
 from recorder.report import ReadReport
@@ -69,6 +78,16 @@ def _segment_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.rglob("flows-*"))}
 
 
+def _read_segments(host: str, token: str | None) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection(host, AGENT_PORT, timeout=30)
+    try:
+        conn.request("GET", "/segments", headers={"X-Flowpol-Token": token} if token else {})
+        res = conn.getresponse()
+        return res.status, res.getheader("X-Flowpol-Refused") or "", res.read()
+    finally:
+        conn.close()
+
+
 def test_collect_segments_through_the_pod_proxy_across_a_kill(tmp_path: Path) -> None:
     segments = tmp_path / "node" / "segments"
     out, direct_out = tmp_path / "collected", tmp_path / "collected-direct"
@@ -100,7 +119,7 @@ def test_collect_segments_through_the_pod_proxy_across_a_kill(tmp_path: Path) ->
                                   cluster_ip=COLLECTOR_VIP,
                                   ports=[k.service_port(8125, 9125, name="statsd",
                                                         protocol="UDP")])
-        cluster = (base + frontend_objs + web_objs + collector_objs
+        cluster = (base + frontend_objs + web_objs + collector_objs + reader_accounts()
                    + [recorder, web_svc, collector_svc]
                    + k.endpointslices_for(web_svc, [o for o in web_objs if o["kind"] == "Pod"])
                    + k.endpointslices_for(collector_svc,
@@ -158,6 +177,29 @@ def test_collect_segments_through_the_pod_proxy_across_a_kill(tmp_path: Path) ->
             # --direct from inside the cluster: the pod's address, no proxy, same files
             res, proxied = collect(direct_out, "--direct")
             assert proxied == [] and _segment_files(direct_out) == on_node
+            assert len(srv.requests_for("serviceaccounts")) == 3  # a TokenRequest per collect
+
+            # What anything that reaches the node's port gets: only a reader's token reads.
+            def from_a_pod(token: str | None) -> tuple[int, str, bytes]:
+                return call_in_netns(frontend.netns, _read_segments, lab.node_ip, token)
+
+            for token, expected in (
+                    (None, (401, "no_token")),
+                    (collector_token(srv, audiences=("https://kubernetes.default.svc",)),
+                     (401, "unauthenticated")),
+                    (collector_token(srv, expires_in=-1), (401, "unauthenticated")),
+                    (collector_token(srv, name=OTHER), (403, "not_a_reader"))):
+                code, reason, body = from_a_pod(token)
+                assert (code, reason) == expected and b"flows-" not in body, (code, body)
+            assert from_a_pod(collector_token(srv))[0] == 200
+
+            # The API server gone: nothing can be verified, nothing is served.
+            fresh = collector_token(srv)
+            srv.stop()
+            code, reason, body = from_a_pod(fresh)
+            assert (code, reason) == (503, "review_unavailable"), body
+            assert b"cannot reach the API server" in body
+            agent.wait_for("warning: http: segment reads refused: cannot verify the token")
             assert agent.stop() == 0, agent.stderr
         finally:
             srv.stop()

@@ -1,5 +1,6 @@
 """The agent's HTTP endpoint: the segment catalog and bytes (read-only, no path out of
-the segment directory), Prometheus metrics, health."""
+the segment directory) to segment readers only, Prometheus metrics, health. Tokens are
+reviewed by the stand-in API server (tests/standin_apiserver.py, not a real one)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from reader_tokens import collector_token, reader_accounts, segment_readers
+from standin_apiserver import StandInApiServer
 
 from recorder.agent.metrics import MetricsSnapshot, registry
 from recorder.agent.segments import SegmentWriter
@@ -25,19 +28,34 @@ def _flows(n: int, t: int = T0) -> list:
     return [FlowRecord(t + i, t + i + 5, "TCP", "10.0.0.1", "10.0.9.9", 80) for i in range(n)]
 
 
-def _get(srv: AgentHttpServer, path: str, method: str = "GET") -> tuple[int, bytes, dict]:
+def _get(srv: AgentHttpServer, path: str, method: str = "GET",
+         token: str | None = None) -> tuple[int, bytes, dict]:
     host, port = srv.address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=10)
     try:
-        conn.request(method, path)
+        conn.request(method, path, headers={"X-Flowpol-Token": token} if token else {})
         res = conn.getresponse()
         return res.status, res.read(), dict(res.getheaders())
     finally:
         conn.close()
 
 
+class Served:
+    def __init__(self, srv: AgentHttpServer, seg: SegmentWriter, token: str) -> None:
+        self.srv, self.seg, self.token = srv, seg, token
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, bytes, dict]:
+        return _get(self.srv, path, method, self.token)
+
+
 @pytest.fixture
-def served(tmp_path: Path):
+def api(tmp_path: Path):
+    with StandInApiServer(reader_accounts()) as api:
+        yield api
+
+
+@pytest.fixture
+def served(tmp_path: Path, api: StandInApiServer):
     seg = SegmentWriter(tmp_path / "segments", FlowLogHeader(node="n1"))
     seg.open()
     seg.write(_flows(3), T0)
@@ -47,17 +65,18 @@ def served(tmp_path: Path):
                            recorded={"capture": 4, "conntrack": 1},
                            lost={"enobufs": 2, "key_overflow": 3}, segments_written=2,
                            last_write=1700000000.5)
-    srv = AgentHttpServer(("127.0.0.1", 0), seg, registry(lambda: snap), lambda: True)
+    srv = AgentHttpServer(("127.0.0.1", 0), seg, segment_readers(api.kubeconfig_path(tmp_path)),
+                          registry(lambda: snap), lambda: True)
     srv.start()
     try:
-        yield srv, seg
+        yield Served(srv, seg, collector_token(api))
     finally:
         srv.stop()
 
 
 def test_catalog_lists_closed_segments_with_checksums_and_times(served) -> None:
-    srv, seg = served
-    code, body, headers = _get(srv, "/segments")
+    seg = served.seg
+    code, body, headers = served.get("/segments")
     assert code == 200 and headers["Content-Type"] == "application/json"
     listed = json.loads(body)
     files = sorted(p for p in seg.directory.iterdir() if not p.name.startswith("."))
@@ -66,7 +85,7 @@ def test_catalog_lists_closed_segments_with_checksums_and_times(served) -> None:
         data = path.read_bytes()
         assert entry["size"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
-        code, fetched, _ = _get(srv, f"/segments/{path.name}")
+        code, fetched, _ = served.get(f"/segments/{path.name}")
         assert code == 200 and fetched == data
     assert listed[0]["first_time"] == "2023-11-14T22:13:20.000000000Z"
     assert listed[0]["last_time"] == "2023-11-14T22:13:20.000000007Z"
@@ -74,10 +93,10 @@ def test_catalog_lists_closed_segments_with_checksums_and_times(served) -> None:
 
 
 def test_only_segment_names_are_served(served, tmp_path: Path) -> None:
-    srv, seg = served
+    seg = served.seg
     secret = tmp_path / "secret"
     secret.write_text("x")
-    name = json.loads(_get(srv, "/segments")[1])[0]["name"]
+    name = json.loads(served.get("/segments")[1])[0]["name"]
     # A link named like a segment is neither listed nor followed.
     link = "flows-00000099-20231114T221320Z.jsonl.gz"
     os.symlink(secret, seg.directory / link)
@@ -86,17 +105,17 @@ def test_only_segment_names_are_served(served, tmp_path: Path) -> None:
                  f"/segments/{link}", f"/segments/.{name}.meta", "/segments/",
                  "/segments/.flows-00000100-20231114T221320Z.jsonl.gz.abc.tmp",
                  f"/segments/{name}/x", f"/segments//{name}", "/etc/passwd", "/"):
-        code, body, _ = _get(srv, path)
+        code, body, _ = served.get(path)
         assert code == 404 and b"x" not in body.replace(b"\n", b""), (path, code, body)
-    assert link not in [e["name"] for e in json.loads(_get(srv, "/segments")[1])]
+    assert link not in [e["name"] for e in json.loads(served.get("/segments")[1])]
     for method in ("POST", "PUT", "DELETE"):
-        assert _get(srv, f"/segments/{name}", method)[0] == 405
+        assert served.get(f"/segments/{name}", method)[0] == 405
     assert (seg.directory / name).exists()
 
 
 def test_metrics_are_prometheus_text(served) -> None:
-    srv, _ = served
-    code, body, headers = _get(srv, "/metrics")
+    srv = served.srv
+    code, body, headers = _get(srv, "/metrics")  # no token: metrics are open
     assert code == 200 and headers["Content-Type"].startswith("text/plain; version=")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
@@ -111,8 +130,8 @@ def test_metrics_are_prometheus_text(served) -> None:
 
 
 def test_a_restarted_writer_lists_the_same_catalog(served) -> None:
-    srv, seg = served
-    before = json.loads(_get(srv, "/segments")[1])
+    seg = served.seg
+    before = json.loads(served.get("/segments")[1])
     again = SegmentWriter(seg.directory, FlowLogHeader(node="n1"))
     again.open()
     assert [vars_of(i) for i in again.catalog()] == before
@@ -140,9 +159,10 @@ def test_listen_addresses() -> None:
 
 
 def test_a_busy_port_is_a_usage_error(served) -> None:
-    srv, seg = served
+    srv, seg = served.srv, served.seg
     port = int(srv.address.rsplit(":", 1)[1])
-    other = AgentHttpServer(("127.0.0.1", port), seg, registry(MetricsSnapshot), lambda: True)
+    other = AgentHttpServer(("127.0.0.1", port), seg, srv.readers, registry(MetricsSnapshot),
+                            lambda: True)
     with pytest.raises(UsageError, match="cannot listen"):
         other.start()
 

@@ -2,7 +2,8 @@
 `kubectl apply -k` uses): the base and every component validate against the Kubernetes
 OpenAPI schema of two versions, the Namespace comes first, and the DaemonSet and the
 tightening CronJob keep their promises (least privilege, every Linux node, probes on
-the recorder's port, read-only RBAC)."""
+the recorder's port, read-only RBAC), and who may read the segments is the same in the
+manifests as in the agent and in collect."""
 
 from __future__ import annotations
 
@@ -52,13 +53,13 @@ def test_the_components_are_the_ones_documented() -> None:
 
 
 def test_base_validates_against_two_kubernetes_versions(base) -> None:
-    assert validate_manifests(base) == len(base) == 7
+    assert validate_manifests(base) == len(base) == 9
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda p: p.name)
 def test_each_component_renders_and_validates(component: Path, tmp_path: Path) -> None:
     docs = render(write_overlay(tmp_path, DEPLOY, [component]))
-    assert validate_manifests(docs, kinds_without_schema=CRD_KINDS) == len(docs) > 7
+    assert validate_manifests(docs, kinds_without_schema=CRD_KINDS) == len(docs) > 9
     _namespace_first(docs)
 
 
@@ -125,7 +126,8 @@ def test_daemonset_least_privilege_on_every_linux_node(base) -> None:
     pc = one(base, "PriorityClass", pod["priorityClassName"])
     assert 0 < pc["value"] <= 1_000_000_000 and pc["preemptionPolicy"] == "Never"
     assert not pc.get("globalDefault")
-    assert pod["serviceAccountName"] == one(base, "ServiceAccount")["metadata"]["name"]
+    assert pod["serviceAccountName"] == "flowpol-recorder"
+    one(base, "ServiceAccount", "flowpol-recorder")
     (c,) = pod["containers"]
     sc = c["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
@@ -157,10 +159,12 @@ def test_daemonset_least_privilege_on_every_linux_node(base) -> None:
     assert ds["metadata"]["namespace"] == DEFAULT_NAMESPACE
 
 
-def test_recorder_rbac_is_read_only_on_pods(base) -> None:
+def test_recorder_rbac_reads_pods_and_reviews_tokens_only(base) -> None:
     role = one(base, "ClusterRole", "flowpol-recorder")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
-                              "verbs": ["get", "list", "watch"]}]
+                              "verbs": ["get", "list", "watch"]},
+                             {"apiGroups": ["authentication.k8s.io"],
+                              "resources": ["tokenreviews"], "verbs": ["create"]}]
     binding = one(base, "ClusterRoleBinding", "flowpol-recorder")
     sa = one(base, "ServiceAccount", "flowpol-recorder")["metadata"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -250,3 +254,70 @@ def test_tightening_job_runs_the_script_of_the_repository(with_all) -> None:
     assert env["FLOWPOL_GIT_CREDENTIALS"] == mounts["git-credentials"]
     assert volumes["git-credentials"]["secret"]["secretName"] == "flowpol-git"
     assert env["FLOWPOL_WORK"] == mounts["work"]
+
+
+def _env(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_segment_readers_are_the_collector_and_with_the_job_the_job(base, with_all) -> None:
+    from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
+    from recorder.agent.readers import DEFAULT_READERS
+
+    (recorder,) = _pod(one(base, "DaemonSet"))["containers"]
+    assert _env(recorder)["FLOWPOL_SEGMENT_READERS"] == DEFAULT_READERS == DEFAULT_SERVICE_ACCOUNT
+    ns, name = DEFAULT_SERVICE_ACCOUNT.split("/")
+    collector = one(base, "ServiceAccount", name)
+    assert collector["metadata"]["namespace"] == ns
+    assert collector["automountServiceAccountToken"] is False
+    # An identity only: no role is bound to it, in the base or with every component.
+    for docs in (base, with_all):
+        for b in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding"):
+            assert all(s["name"] != name for s in b["subjects"]), b
+    # With the tightening job, its own ServiceAccount reads too (its projected token).
+    (recorder,) = _pod(one(with_all, "DaemonSet"))["containers"]
+    job = _pod(one(with_all, "CronJob"))
+    assert _env(recorder)["FLOWPOL_SEGMENT_READERS"].split(",") == [
+        DEFAULT_SERVICE_ACCOUNT, f"{NAMESPACE}/{job['serviceAccountName']}"]
+
+
+def test_the_job_shows_the_recorders_a_short_lived_token_for_them_only(with_all) -> None:
+    from recorder.agent.readers import AUDIENCE
+
+    pod = _pod(one(with_all, "CronJob"))
+    (c,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    (source,) = volumes["recorder-token"]["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["audience"] == AUDIENCE
+    assert token["expirationSeconds"] == 600  # the shortest Kubernetes allows
+    assert mounts["recorder-token"]["readOnly"] is True
+    assert _env(c)["FLOWPOL_TOKEN_FILE"] == f"{mounts['recorder-token']['mountPath']}/{token['path']}"
+
+
+def test_the_role_for_people_who_collect(base) -> None:
+    from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
+
+    role = one(base, "Role", "flowpol-collect")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods/proxy", "pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"],
+         "resourceNames": [DEFAULT_SERVICE_ACCOUNT.split("/")[1]], "verbs": ["create"]}]
+    # Bound by the cluster's owner to whom it concerns, not by flowpol.
+    assert not [b for b in by_kind(base, "RoleBinding") if b["roleRef"]["name"] == "flowpol-collect"]
+    assert "--role flowpol-collect" in (DEPLOY / "README.md").read_text()
+
+
+def test_the_job_collects_more_than_it_judges(with_all) -> None:
+    # The recording must reach back past the window and --min-observation, or nothing is
+    # ever proposed for removal; collect --since takes the segments overlapping it.
+    from recorder.timefmt import parse_duration
+
+    settings = next(d["data"] for d in by_kind(with_all, "ConfigMap")
+                    if "FLOWPOL_COLLECT" in d.get("data", {}))
+    since = parse_duration(settings["FLOWPOL_COLLECT_SINCE"])
+    assert since > parse_duration(settings["FLOWPOL_WINDOW"])
+    assert since > parse_duration(settings["FLOWPOL_MIN_OBSERVATION"])

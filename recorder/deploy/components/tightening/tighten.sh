@@ -1,8 +1,9 @@
 #!/bin/sh
 # flowpol's periodic tightening, as the CronJob of components/tightening runs it:
-# collect what the recorders wrote, snapshot the cluster, and propose a tightened set
-# of NetworkPolicies through git (`flowpol propose-git`: nothing is pushed when nothing
-# changes, and the same proposal is never pushed twice).
+# check that git reaches the remote (before the long part), collect what the recorders
+# wrote, snapshot the cluster, and propose a tightened set of NetworkPolicies through
+# git (`flowpol propose-git`: nothing is pushed when nothing changes, and the same
+# proposal is never pushed twice).
 #
 # Settings (environment; the flowpol-tightening ConfigMap):
 #   FLOWPOL_GIT_REMOTE     the repository holding the policies (ssh:// or https:// URL)
@@ -15,6 +16,10 @@
 #   FLOWPOL_COLLECT        direct (from the recorders' port), proxy (through the API
 #                          server), or none (the segments are already in
 #                          $FLOWPOL_WORK/segments, e.g. on a volume)
+#   FLOWPOL_COLLECT_SINCE  collect only segments that overlap this last part of the
+#                          recording (8d; empty: everything the recorders hold). Keep
+#                          it above FLOWPOL_WINDOW and FLOWPOL_MIN_OBSERVATION.
+#   FLOWPOL_TOKEN_FILE     the token the recorders accept (the job's projected token)
 #   FLOWPOL_NAMESPACE      the recorders' namespace (flowpol-system)
 #   FLOWPOL_GIT_CREDENTIALS  directory of the git Secret's files (/etc/flowpol/git)
 #   FLOWPOL_WORK           working directory (/work)
@@ -27,24 +32,43 @@ if [ -z "${FLOWPOL_GIT_REMOTE:-}" ]; then
   exit 2
 fi
 
-mkdir -p "$work/segments"
-case "${FLOWPOL_COLLECT:-direct}" in
-  direct) flowpol collect --out "$work/segments" --namespace "$namespace" --direct ;;
-  proxy)  flowpol collect --out "$work/segments" --namespace "$namespace" ;;
-  none)   ;;
-  *)      echo "tighten.sh: FLOWPOL_COLLECT must be direct, proxy or none" >&2; exit 2 ;;
+collect="${FLOWPOL_COLLECT:-direct}"
+case "$collect" in
+  direct|proxy|none) ;;
+  *) echo "tighten.sh: FLOWPOL_COLLECT must be direct, proxy or none" >&2; exit 2 ;;
 esac
 
-flowpol snapshot -o "$work/cluster.json"
+# The proposal's command, first only checking that git reaches the remote: wrong
+# credentials or a wrong remote should not wait for a full collect to show.
+propose() {
+  flowpol propose-git "$work/segments" \
+    --snapshot "$work/cluster.json" \
+    --out "$work/proposal" \
+    --remote "$FLOWPOL_GIT_REMOTE" \
+    --base "${FLOWPOL_GIT_BASE:-main}" \
+    --path "${FLOWPOL_GIT_PATH:-.}" \
+    --branch-prefix "${FLOWPOL_BRANCH_PREFIX:-flowpol/tighten}" \
+    --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}" \
+    --window "${FLOWPOL_WINDOW:-7d}" \
+    --min-observation "${FLOWPOL_MIN_OBSERVATION:-7d}" \
+    --min-flows "${FLOWPOL_MIN_FLOWS:-1}" \
+    "$@"
+}
+propose --check-remote
 
-exec flowpol propose-git "$work/segments" \
-  --snapshot "$work/cluster.json" \
-  --out "$work/proposal" \
-  --remote "$FLOWPOL_GIT_REMOTE" \
-  --base "${FLOWPOL_GIT_BASE:-main}" \
-  --path "${FLOWPOL_GIT_PATH:-.}" \
-  --branch-prefix "${FLOWPOL_BRANCH_PREFIX:-flowpol/tighten}" \
-  --credentials "${FLOWPOL_GIT_CREDENTIALS:-/etc/flowpol/git}" \
-  --window "${FLOWPOL_WINDOW:-7d}" \
-  --min-observation "${FLOWPOL_MIN_OBSERVATION:-7d}" \
-  --min-flows "${FLOWPOL_MIN_FLOWS:-1}"
+mkdir -p "$work/segments"
+if [ "$collect" != none ]; then
+  set -- --out "$work/segments" --namespace "$namespace"
+  if [ "$collect" = direct ]; then
+    set -- "$@" --direct
+  fi
+  since="${FLOWPOL_COLLECT_SINCE-8d}"
+  if [ -n "$since" ]; then
+    set -- "$@" --since "$since"
+  fi
+  flowpol collect "$@"
+fi
+
+flowpol snapshot --out "$work/cluster.json"
+
+propose
