@@ -20,8 +20,9 @@ from kustomize import render, write_overlay
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "recorder" / "deploy"
-VERSION = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
-               if line.startswith("version = "))
+VERSION = next(line.split('"')[1] for line in
+               (ROOT / "generator" / "version.py").read_text().splitlines()
+               if line.startswith("__version__ = "))
 TOOLS = ("mmdebstrap", "podman", "runc")
 SHM_NEEDED = 6 << 30
 
