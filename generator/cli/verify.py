@@ -1,6 +1,7 @@
-"""`flowpol verify`: would these NetworkPolicies allow every observed connection?
+"""`flowpol verify`: would these policies allow every observed connection, and every call
+the cluster declares the API server makes (webhooks, aggregated APIs, conversion webhooks)?
 
-Exit 0 when everything observed is allowed, 1 when something would be denied, 2 on bad
+Exit 0 when all of it is allowed, 1 when something would be denied, 2 on bad
 input (raised as recorder.errors exceptions; main maps them).
 """
 
@@ -12,8 +13,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped, InputFormat,
-    SnapshotFiles, Strict, read_options, reading_progress,
+    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped,
+    InputFormat, SnapshotFiles, Strict, apiserver_cidrs, read_options, reading_progress,
 )
 from recorder.errors import UsageError
 
@@ -47,6 +48,12 @@ def verify(
     show_allowed: bool = typer.Option(
         False, "--show-allowed",
         help="text: also list the allowed connections and the rules allowing them."),
+    apiserver_cidr: ApiServerCidrs = [],
+    no_declared: bool = typer.Option(
+        False, "--no-declared",
+        help="Do not judge the calls the snapshot declares the API server makes (admission "
+             "webhooks, aggregated APIs, CRD conversion webhooks), which verify checks "
+             "whether or not the recording shows them."),
 ) -> None:
     """Replay the traffic in INPUT against NetworkPolicies: allowed, or denied and why."""
     from generator.pipeline import raise_for_bad_input
@@ -62,6 +69,7 @@ def verify(
                          "--cluster, not both")
     if not cluster and (context or kubeconfig):
         raise UsageError("--context and --kubeconfig only apply with --cluster")
+    cidrs = apiserver_cidrs(apiserver_cidr)
     read_options(include_dropped, dump_time)  # a bad --time fails before the policies load
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (policies_from_cluster(kubeconfig, context) if cluster
@@ -69,7 +77,8 @@ def verify(
     with reading_progress(inputs) as watcher:
         result = run_verify(VerifyRequest(
             inputs=list(inputs), snapshot=list(snapshot), fmt=fmt, strict=strict,
-            read_options=read_options(include_dropped, dump_time, watcher), unused=unused),
+            read_options=read_options(include_dropped, dump_time, watcher), unused=unused,
+            apiserver_cidrs=cidrs, declared=not no_declared),
             policy_set)
     if output == "json":
         typer.echo(json.dumps(verify_dict(result), indent=2, sort_keys=True))

@@ -115,7 +115,7 @@ class DeclaredIndex(Protocol):
     def endpoint_slices_of(self, namespace: str, service: str) -> list[EndpointSlice]: ...
 
 
-def _consequence(call: ApiServerCall) -> str:
+def consequence(call: ApiServerCall) -> str:
     if call.failure_policy == "Fail":
         return "with failurePolicy Fail every API request it matches is rejected"
     if call.failure_policy == "Ignore":
@@ -148,14 +148,14 @@ def find_declared(index: DeclaredIndex) -> DeclaredCalls:
         if svc is None:
             problems.append(DeclaredProblem(call, (
                 f"{where} is not in the snapshot: the API server's calls fail today "
-                f"({_consequence(call)}); no rule written")))
+                f"({consequence(call)}); no rule written")))
             continue
         if not any(p.port == ref.port and p.protocol == "TCP" for p in svc.ports) \
                 and not (svc.headless and not svc.ports):
             problems.append(DeclaredProblem(call, (
                 f"{where} has no port {ref.port}/TCP (it has "
                 f"{', '.join(f'{p.port}/{p.protocol}' for p in svc.ports) or 'none'}): the "
-                f"API server's calls fail today ({_consequence(call)}); no rule written")))
+                f"API server's calls fail today ({consequence(call)}); no rule written")))
             continue
         found = index.backends(svc, ref.port, "TCP")
         for b in found.backends:
@@ -175,7 +175,7 @@ def find_declared(index: DeclaredIndex) -> DeclaredCalls:
             why = "; ".join(found.warnings) or "no backends"
             problems.append(DeclaredProblem(call, (
                 f"{where} port {ref.port} has no backend pod in the snapshot ({why}): the API "
-                f"server's calls fail today ({_consequence(call)}); no rule written")))
+                f"server's calls fail today ({consequence(call)}); no rule written")))
     return DeclaredCalls(tuple(sorted(targets)), tuple(problems), tuple(local), checked)
 
 

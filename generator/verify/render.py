@@ -12,6 +12,7 @@ from generator.verify.check import (
     CheckedGroup, group_detail_dict, verification_dict, verification_text,
 )
 from generator.output.report import unresolved_summary
+from generator.verify.declared import DeclaredCheck, DeclaredVerdict
 from generator.verify.run import VerifyResult
 from generator.verify.usage import EntryUse, RuleUse, UsageResult
 from recorder.timefmt import format_time
@@ -53,11 +54,29 @@ def usage_dict(u: UsageResult) -> dict:
     }
 
 
+def _declared_verdict_dict(v: DeclaredVerdict) -> dict:
+    t = v.target
+    return {"call": v.call, "failure_policy": t.call.failure_policy,
+            "service": "{}/{}:{}".format(*t.service), "workload": t.workload.display(),
+            "protocol": t.protocol, "port": t.port, "pod": v.pod, "source": v.source,
+            "allowed": v.allowed, "reason": v.reason,
+            "consequence": None if v.allowed else v.consequence()}
+
+
+def declared_dict(d: DeclaredCheck) -> dict:
+    return {"checked": d.checked, "apiserver": {"sources": list(d.sources), "origin": d.origin},
+            "calls": len({v.target for v in d.verdicts}),
+            "denied": [_declared_verdict_dict(v) for v in d.denied],
+            "allowed": [_declared_verdict_dict(v) for v in d.verdicts if v.allowed],
+            "not_checked": [{"call": p.call.display(), "reason": p.reason} for p in d.problems],
+            "warnings": list(d.warnings)}
+
+
 def verify_dict(result: VerifyResult) -> dict:
     p, observed, check = result.policies, result.observed, result.check
     return {
         "flowpol_verify": JSON_VERSION,
-        "result": "denied" if check.denied else "allowed",
+        "result": "denied" if result.denied else "allowed",
         "exit_code": result.exit_code,
         "policies": {
             "origin": p.origin, "context": p.context, "files": list(p.files),
@@ -78,6 +97,7 @@ def verify_dict(result: VerifyResult) -> dict:
         "denied": [group_detail_dict(g) for g in check.groups if not g.allowed],
         "allowed": [group_detail_dict(g) for g in check.groups if g.allowed],
         "unused": usage_dict(result.usage) if result.usage is not None else None,
+        "declared": declared_dict(result.declared) if result.declared is not None else None,
     }
 
 
@@ -152,6 +172,31 @@ def _usage_lines(u: UsageResult) -> list[str]:
     return lines
 
 
+def _declared_lines(d: DeclaredCheck) -> list[str]:
+    lines = [f"  warning: {w}" for w in d.warnings]
+    if not d.checked:
+        return lines
+    targets = {v.target for v in d.verdicts}
+    denied = d.denied
+    if targets:
+        sources = ", ".join(d.sources)
+        head = (f"declared: {_plural(len(targets), 'backend port')} the API server calls "
+                f"(admission webhooks, aggregated APIs, conversion webhooks) from {sources}: ")
+        if not denied:
+            lines.insert(0, head + "every call allowed")
+        else:
+            lines.insert(0, head + f"{_plural(len({v.target for v in denied}), 'call')} denied")
+            lines.append("DENIED: calls the cluster declares the API server makes, whether or "
+                         "not the recording shows them, which these policies would block:")
+            for v in denied:
+                t = v.target
+                lines.append(f"  {v.source} -> {t.workload.display()} {t.protocol}/{t.port} "
+                             f"(pod {v.pod}) for {v.call}: {v.consequence()}")
+                lines.append(f"    {v.reason}")
+    lines += [f"  declared, not checked: {p.call.display()}: {p.reason}" for p in d.problems]
+    return lines
+
+
 def text_lines(result: VerifyResult, show_allowed: bool = False) -> list[str]:
     check = result.check
     lines = _policy_lines(result) + _input_lines(result)
@@ -171,6 +216,8 @@ def text_lines(result: VerifyResult, show_allowed: bool = False) -> list[str]:
         for g in allowed:
             lines.append(f"  {_group_head(g)}")
             lines.append(f"    {g.reason}")
+    if result.declared is not None:
+        lines += _declared_lines(result.declared)
     if result.usage is not None:
         lines += _usage_lines(result.usage)
     return lines

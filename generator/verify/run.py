@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from generator.verify.check import CheckResult, check_policies
 from generator.pipeline import ObservedTraffic, observe_request
 from generator.verify.combined import make_evaluator
+from generator.verify.declared import DeclaredCheck, check_declared
 from generator.verify.policy import NetworkPolicy, parse_policies
 from generator.verify.policyset import PolicyKinds, load_policy_kinds
 from generator.verify.usage import UsageResult, rule_usage
@@ -90,7 +91,8 @@ class VerifyRequest:
     strict: bool = False
     read_options: ReadOptions = ReadOptions()
     unused: bool = False
-    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr: labels the API server's traffic
+    apiserver_cidrs: tuple[str, ...] = ()  # --apiserver-cidr: where the API server calls from
+    declared: bool = True  # also judge the calls the cluster declares the API server makes
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +101,20 @@ class VerifyResult:
     observed: ObservedTraffic
     check: CheckResult
     usage: UsageResult | None  # with --unused
+    declared: DeclaredCheck | None = None  # None with --no-declared
+
+    @property
+    def denied(self) -> bool:
+        """An observed connection, or a call the cluster declares, would be denied."""
+        return bool(self.check.denied or (self.declared is not None and self.declared.denied))
 
     @property
     def exit_code(self) -> int:
         """2 after bad input (``raise_for_bad_input``), else 1 when an observed
-        connection would be denied, else 0."""
+        connection or a declared call would be denied, else 0."""
         if self.observed.bad_input:
             return 2
-        return 1 if self.check.denied else 0
+        return 1 if self.denied else 0
 
 
 def run_verify(req: VerifyRequest, policies: PolicySet) -> VerifyResult:
@@ -121,4 +129,5 @@ def run_verify(req: VerifyRequest, policies: PolicySet) -> VerifyResult:
     usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory,  # type: ignore[arg-type]
                         policies.kinds.cilium)
              if req.unused else None)
-    return VerifyResult(policies, observed, check, usage)
+    declared = check_declared(observed.index, evaluator) if req.declared else None
+    return VerifyResult(policies, observed, check, usage, declared)

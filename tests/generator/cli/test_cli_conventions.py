@@ -145,10 +145,14 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_an_interrupted_run_says_what_it_left_behind(tmp_path: Path) -> None:
+def test_an_interrupted_run_says_what_it_left_behind(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from generator.cli.main import written_text
+    from generator.output import files
     from generator.output.files import atomic_write
 
+    # a process of its own: what earlier in-process tests wrote is not this run's
+    monkeypatch.setattr(files, "_changed", [])
     assert written_text() == "nothing written"
     atomic_write(tmp_path / "a.yaml", "x: 1\n")
     text = written_text()

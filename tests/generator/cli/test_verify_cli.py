@@ -107,7 +107,7 @@ def test_json_output_shape_and_determinism() -> None:
     doc = json.loads(first.stdout)
     assert set(doc) == {"flowpol_verify", "result", "exit_code", "policies", "inputs",
                         "snapshot_warnings", "resolution", "summary", "denied", "allowed",
-                        "unused"}
+                        "unused", "declared"}
     assert doc["flowpol_verify"] == 1 and doc["result"] == "allowed" and doc["denied"] == []
     assert doc["policies"]["origin"] == "files"
     assert doc["policies"]["ids"] == ["shop/default-deny", "shop/web", "shop/allow-dns", "shop/api"]
