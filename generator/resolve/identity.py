@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 from generator.resolve.edges import (
     APISERVER, EXTERNAL, NODE, WORKLOAD, Connection, Edge, Peer, PeerIds, PodView,
 )
+from generator.inventory.declared import APISERVER_SERVICE
 from generator.inventory.index import InventoryIndex, WorkloadRef
 from generator.inventory.model import Pod
 from generator.resolve.timeline import Holder, IpTimeline
@@ -54,6 +55,9 @@ class _Side:
     pod: PodView | None
     port: int | None = None  # destination side: the backend's targetPort when expanded
     service: tuple[str, str] | None = None  # destination side: the Service it came through
+    # destination side, a backend that is no pod (a node, the API server, an outside
+    # address): its address, which the CNI sees after the DNAT instead of the ClusterIP
+    ip: str | None = None
 
 
 # One Connection per flow aggregate: a frozen dataclass's keyword __init__ costs
@@ -101,11 +105,20 @@ class _Resolver:
         # same object are grouped by id (PeerIds) without hashing their fields.
         self._workload_peers: dict[tuple[str, str, str], Peer] = {}
         self._in_range: dict[str, bool] = {}
+        self._apiservers: dict[str, Peer] = {}
 
     # -- building blocks -------------------------------------------------------
     def node_peer(self, ip: str) -> Peer:
         node = self.index.node_by_ip(ip)
         return Peer(NODE, ip=ip, node_name=node.name if node else None)
+
+    def apiserver_peer(self, ip: str) -> Peer:
+        """The API server as a destination: by address only (no node name), the same
+        peer whether a source's identity or the kubernetes Service named it."""
+        peer = self._apiservers.get(ip)
+        if peer is None:
+            peer = self._apiservers[ip] = Peer(APISERVER, ip=ip)
+        return peer
 
     def in_cluster_range(self, ip: str) -> bool:
         # Remembered per address: address-only flows (conntrack, pcap) ask it for the
@@ -183,7 +196,7 @@ class _Resolver:
         if kind == NODE:
             return _Side(self.node_peer(ip), None)
         if kind == APISERVER:
-            return _Side(Peer(APISERVER, ip=ip), None)
+            return _Side(self.apiserver_peer(ip), None)
         if kind == EXTERNAL and not self.in_cluster_range(ip):
             return _Side(Peer(EXTERNAL, ip=ip), None)
         if hints.namespace is None or (hints.pod is None and not hints.labels
@@ -338,7 +351,8 @@ def _connect(f: FlowRecord, flow_id: int, s: _Side, d: _Side) -> Connection:
     return _new_connection(
         s.peer, d.peer, f.protocol,
         d.port if d.port is not None else server_port,  # port
-        f.src_ip, d.pod.ip if d.pod and d.pod.ip else f.xlated_ip or f.dst_ip,  # src/dst ip
+        f.src_ip,
+        d.pod.ip if d.pod and d.pod.ip else d.ip or f.xlated_ip or f.dst_ip,  # dst ip
         s.pod, d.pod, f.count, f.first_seen, f.last_seen,
         (f.input,) if f.input else (),  # inputs
         svc or d.service,  # service
@@ -383,13 +397,26 @@ def _expand_service(r: _Resolver, svc, port: int, f: FlowRecord, holders: list[H
     """A Service destination (its ClusterIP, external or load-balancer address, or a
     nodePort): every backend of its ``port`` may have served it, on its targetPort.
     ``holders[q_backends:]``: the holders of its non-pod backends' addresses at the
-    flow's first sighting, in backend order (see ``resolve``)."""
+    flow's first sighting, in backend order (see ``resolve``).
+
+    This is where a Service address becomes what NetworkPolicy is enforced on (BRIEF
+    §2: after kube-proxy's DNAT, the backend's address and targetPort), for pods and
+    for backends that are not pods alike: a node or API-server address of
+    ``default/kubernetes``, an outside address of a selector-less Service's own
+    EndpointSlice. Each connection carries the backend's address, so synthesis (which
+    writes the rule from the peer) and every check (generate's own, ``verify``,
+    ``diff``; they judge the connection's addresses) see the same endpoint. A flow seen
+    before the DNAT does not say which backend took it, and kube-proxy may send the
+    next one to any of them: it becomes one connection per backend (one ``flow_id``,
+    counted once), so the rules must allow every backend, and a check that denies
+    any of them reports it."""
     result = r.index.backends(svc, port, f.protocol)
     for w in result.warnings:
         if w not in r.warnings:
             r.warnings.append(w)
     sides: list[_Side] = []
     q = q_backends
+    via = (svc.namespace, svc.name)
     for b in result.backends:
         pod = r.index.pod(b.namespace, b.pod_name) if b.pod_name else None
         if pod is not None:
@@ -399,7 +426,17 @@ def _expand_service(r: _Resolver, svc, port: int, f: FlowRecord, holders: list[H
             q += 1
             if isinstance(side, str):
                 continue
-        sides.append(_Side(side.peer, side.pod, b.target_port, (svc.namespace, svc.name)))
+        if side.pod is not None:
+            sides.append(_Side(side.peer, side.pod, b.target_port, via))
+            continue
+        peer = side.peer
+        if via == APISERVER_SERVICE:
+            # A backend of default/kubernetes is the API server, whatever else its
+            # address is (a control-plane node's): the peer Hubble names it
+            # (reserved:kube-apiserver), so a recording with and one without the
+            # source's identities give the same edge.
+            peer = r.apiserver_peer(b.ip)
+        sides.append(_Side(peer, None, b.target_port, via, b.ip))
     r.stats["service-flows-expanded-to-backends"] += 1
     if not sides:
         return [], (f"Service {svc.namespace}/{svc.name} ({f.dst_ip}:{f.dst_port}/{f.protocol}) "
