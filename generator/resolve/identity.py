@@ -4,7 +4,8 @@ Order of evidence per endpoint (first that answers wins):
 1. what the source itself says (Hubble identity: reserved:host, pod name, labels,
    workload) — recorded at the moment of the flow;
 2. the IP timeline (recorder IP records, then snapshot pods) at the flow's time;
-3. node addresses, Service ClusterIPs (expanded to backends on the targetPort);
+3. node addresses, Service ClusterIPs (expanded to backends on the targetPort: pods,
+   and backends that are no pods, at their own address; see ``_expand_service``);
 4. addresses inside the cluster's pod CIDRs that no pod held -> unresolved (reported);
    anything else -> external.
 """

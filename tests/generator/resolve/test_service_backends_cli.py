@@ -213,3 +213,33 @@ def test_conntrack_naming_the_backend_keeps_that_backend_only(cluster, tmp_path:
     report = json.loads((out / "report.json").read_text())
     assert [(e["dst"].get("ip"), e["port"]) for e in report["edges"]] == [(ips[-1], target)]
     assert _egress_peers(out, *CALLS[svc]) == {(f"{ips[-1]}/32", "TCP", target)}
+
+
+def test_host_network_backends_are_judged_at_their_node_address(tmp_path: Path) -> None:
+    """A Service whose selector picks hostNetwork pods (a DaemonSet on each node): its
+    backends are the nodes' addresses on the targetPort, one per node, none a pod."""
+    import k8s_objects as k
+
+    nodes = {"node-1": "192.168.0.11", "node-2": "192.168.0.12"}
+    objs = k.base_cluster(node_ip=nodes["node-1"], namespaces=["shop", "edge"])
+    objs.append(k.node("node-2", nodes["node-2"], pod_cidr="10.244.2.0/24"))
+    proxy = k.daemonset_with_pods("edge-proxy", "edge", {"app": "edge-proxy"}, nodes,
+                                  host_network=True, ports=[k.container_port(8081, "http")])
+    web = k.deployment_with_pods("web", "shop", {"app": "web"}, ["10.244.1.5"])
+    svc = k.service("edge-proxy", "edge", selector={"app": "edge-proxy"}, cluster_ip="10.96.0.50",
+                    ports=[k.service_port(80, "http", name="http")])
+    objs += proxy + web + [svc] + k.endpointslices_for(
+        svc, [o for o in proxy if o["kind"] == "Pod"])
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(k.kube_list(objs)))
+    ct = tmp_path / "pod-netns.conntrack"
+    ct.write_text(_conntrack_line(_epoch("2024-05-01T12:00:00Z"), "10.244.1.5", "10.96.0.50",
+                                  40000, 80, "10.96.0.50", 80) + "\n")
+    out = tmp_path / "out"
+    run = flowpol("generate", str(ct), "--snapshot", str(snapshot), "--out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ", 0 denied" in run.stdout
+    assert _egress_peers(out, "shop", "web") == {(f"{ip}/32", "TCP", 8081)
+                                                 for ip in nodes.values()}
+    run = flowpol("verify", str(ct), "--snapshot", str(snapshot), "--policies", str(out))
+    assert run.returncode == 0 and ", 0 denied" in run.stdout, run.stdout + run.stderr
