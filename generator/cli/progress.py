@@ -153,4 +153,9 @@ def input_progress(console: Console, inputs: list[str],
         finally:
             stop.set()
             thread.join()
+            # The last frame shows everything read: a short run (or workers that report
+            # only when they finish) can end between two polls.
+            progress.update(task, completed=watcher.bytes_read(),
+                            files=f"{watcher.files_done:,}/{files:,} inputs")
+            progress.refresh()
             watcher.close()
