@@ -37,6 +37,7 @@ from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.paths import checked_namespace, inside
 from generator.output.report import skipped_edges
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
@@ -312,17 +313,18 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
                                  (3, p.step3, "default-deny and DNS for the whole namespace")):
             if not docs:
                 continue
+            ns = checked_namespace(p.namespace)  # it names a directory
             # Rollbacks live apart, so that <ns>/ holds only what is to be applied.
-            (out / p.namespace).mkdir(exist_ok=True)
-            (out / "rollback" / p.namespace).mkdir(parents=True, exist_ok=True)
-            name = f"{p.namespace}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
-            rollback = f"rollback/{p.namespace}/step-{step}.yaml"
+            inside(out, ns).mkdir(exist_ok=True)
+            inside(out, f"rollback/{ns}").mkdir(parents=True, exist_ok=True)
+            name = f"{ns}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
+            rollback = f"rollback/{ns}/step-{step}.yaml"
             manifests = [d.manifest for d in docs]
-            atomic_write(out / name, dump_all(manifests, (
+            atomic_write(inside(out, name), dump_all(manifests, (
                 f"flowpol migration plan, namespace {p.namespace}, step {step}: {what}.",
                 f"Apply: kubectl apply -f {name}",
                 f"Roll back: kubectl delete -f {rollback}", "Review before applying.")))
-            atomic_write(out / rollback, dump_all([strip_comments(m) for m in manifests], (
+            atomic_write(inside(out, rollback), dump_all([strip_comments(m) for m in manifests], (
                 f"ROLLBACK of step {step} for namespace {p.namespace}: kubectl delete -f {rollback}",
                 f"These are the objects step {step} creates; deleting them undoes it.",
                 "(Applying this file by mistake only re-applies the step.)")))
@@ -332,7 +334,7 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
             old = [o for o in p.replaced if (o.get("metadata") or {}).get("name") in names]
             if old:
                 restore = f"rollback/{p.namespace}/step-{step}-restore.yaml"
-                atomic_write(out / restore, dump_all(old, (
+                atomic_write(inside(out, restore), dump_all(old, (
                     f"Step {step} replaces these existing policies; after the rollback, restore "
                     f"them: kubectl apply -f {restore}",)))
                 written.append(out / restore)

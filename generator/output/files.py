@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from generator.synthesize.synthesis import PolicyDoc
+from generator.output.paths import inside, policy_file
 from generator.output.yamlout import dump, dump_all
 from generator.version import __version__
 from recorder.errors import UsageError
@@ -105,16 +106,6 @@ def _plain_json(obj: object, max_depth: int = 200) -> bool:
     return not level
 
 
-# Cluster-scoped policies (CiliumClusterwideNetworkPolicy, ClusterNetworkPolicy) have no
-# namespace: their file's name cannot be a namespace's (no "_" in a DNS label).
-CLUSTER_FILE = "_cluster"
-
-
-def policy_file(namespace: str) -> str:
-    """The file a policy of ``namespace`` ("" = cluster-scoped) is written to."""
-    return f"{namespace or CLUSTER_FILE}.yaml"
-
-
 def render_namespace(ns: str, docs: list[PolicyDoc]) -> str:
     return dump_all([d.manifest for d in docs],
                     (HEADER, f"namespace: {ns}" if ns else "cluster-scoped policies"))
@@ -132,7 +123,7 @@ def write_output(out_dir: Path, policies: tuple[PolicyDoc, ...], report: dict) -
     written: list[Path] = []
     names = []
     for ns in sorted(by_ns):
-        path = out_dir / policy_file(ns)
+        path = inside(out_dir, policy_file(ns))
         atomic_write(path, render_namespace(ns, by_ns[ns]))
         written.append(path)
         names.append(path.name)

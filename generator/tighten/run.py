@@ -23,6 +23,7 @@ from generator.verify.check import (
     verification_text,
 )
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.paths import inside
 from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
@@ -269,7 +270,7 @@ def run_diff(req: DiffRequest, existing: ExistingSet) -> DiffResult:
     _prepare_proposed_dir(proposed_dir)
     written: list[Path] = []
     for f in files:
-        path = proposed_dir / f.name
+        path = inside(proposed_dir, f.name)  # a name from the input: it stays in there
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, f.new)
         written.append(path)
