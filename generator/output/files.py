@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from generator.synthesize.synthesis import PolicyDoc
-from generator.output.paths import inside, policy_file
+from generator.output.paths import policy_file
 from generator.output.yamlout import dump, dump_all
 from generator.version import __version__
 from recorder.errors import UsageError
@@ -111,40 +111,21 @@ def render_namespace(ns: str, docs: list[PolicyDoc]) -> str:
                     (HEADER, f"namespace: {ns}" if ns else "cluster-scoped policies"))
 
 
-def write_output(out_dir: Path, policies: tuple[PolicyDoc, ...], report: dict) -> list[Path]:
-    """Writes and returns the files. Files of an earlier flowpol run that this run no
-    longer produces are removed, so the directory always matches kustomization.yaml."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+def output_texts(policies: tuple[PolicyDoc, ...], report: dict) -> dict[str, str]:
+    """`flowpol generate`'s policy files (one per namespace), kustomization.yaml listing
+    them, and report.json: file name -> text. generator.output.owned writes them (and
+    removes an earlier run's files this one no longer has)."""
     by_ns: dict[str, list[PolicyDoc]] = {}
     for p in policies:
         by_ns.setdefault(p.namespace, []).append(p)
-    written: list[Path] = []
-    names = []
+    texts: dict[str, str] = {}
     for ns in sorted(by_ns):
-        path = inside(out_dir, policy_file(ns))
-        atomic_write(path, render_namespace(ns, by_ns[ns]))
-        written.append(path)
-        names.append(path.name)
-    for old in sorted(out_dir.glob("*.yaml")):
-        if old.name in names or old.name == "kustomization.yaml":
-            continue
-        try:
-            head = old.read_text(encoding="utf-8", errors="replace")[:200]
-        except OSError:
-            continue
-        if MARKER in head:
-            old.unlink()
+        texts[policy_file(ns)] = render_namespace(ns, by_ns[ns])
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": names,
+        "resources": list(texts),
     }
-    kpath = out_dir / "kustomization.yaml"
-    atomic_write(kpath, dump(kustomization, (HEADER,)))
-    written.append(kpath)
-    rpath = out_dir / "report.json"
-    atomic_write(rpath, report_json(report))
-    written.append(rpath)
-    return written
+    texts["kustomization.yaml"] = dump(kustomization, (HEADER,))
+    texts["report.json"] = report_json(report)
+    return texts
