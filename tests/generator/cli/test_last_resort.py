@@ -16,7 +16,10 @@ DEMO = ROOT / "fixtures" / "demo"
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
              *args: str) -> tuple[int, str]:
+    from generator.output import files
+
     monkeypatch.setattr(sys, "argv", ["flowpol", *args])
+    monkeypatch.setattr(files, "_changed", [])  # what earlier in-process runs wrote
     with pytest.raises(SystemExit) as stop:
         cli.main()
     return stop.value.code, capsys.readouterr().err
