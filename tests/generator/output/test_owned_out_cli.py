@@ -166,3 +166,14 @@ def test_migrate_owns_its_directory_as_generate_does(tmp_path: Path) -> None:
     steps[0].write_text(steps[0].read_text() + "# edited\n")
     run = flowpol(*args)
     assert run.returncode == 2 and "changed since flowpol migrate wrote it" in run.stderr
+
+
+def test_output_of_an_earlier_release_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert generate(out).returncode == 0
+    (out / MANIFEST).unlink()  # as an earlier release left it: no list of its files
+    before = snapshot(out)
+    run = generate(out)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "written by an earlier flowpol release" in run.stderr
+    assert snapshot(out) == before
