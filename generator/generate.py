@@ -6,10 +6,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from generator.verify.check import check_policies, denied_lines, verification_dict
-from generator.output.files import write_output
+from generator.output.files import output_texts
+from generator.output.outdir import writing
+from generator.output.owned import compare_documents, write_owned
+from generator.output.paths import policy_file
 from generator.pipeline import ObserveRequest, collector_paused, observe_request
 from generator.output.report import build_report, summary_lines
-from generator.review.report import write_review
+from generator.review.document import to_html, to_markdown
+from generator.review.report import generate_review
 from generator.synthesize.cni import cilium_evidence
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.verify.combined import make_evaluator
@@ -78,9 +82,16 @@ def _run_generate(req: GenerateRequest) -> GenerateResult:
                 line for g, line in zip(groups, denied_lines(union.effective))
                 if (g.src, g.dst, g.protocol, g.port) not in known)
     report = build_report(observed, synth, verification, union)
-    files = write_output(req.out_dir, synth.policies, report)
-    files += write_review(req.out_dir, observed, synth, verification, (policies, evaluator),
-                          union)
+    texts = output_texts(synth.policies, report)
+    review = generate_review(observed, synth, verification, (policies, evaluator), union)
+    texts["report.md"], texts["report.html"] = to_markdown(review), to_html(review)
+    with writing(req.out_dir):
+        files = write_owned(req.out_dir, "generate", texts)
+        # the files as a cluster will read them are the policies that were checked
+        compare_documents(req.out_dir, {
+            policy_file(ns): [strip_comments(p.manifest) for p in synth.policies
+                              if p.namespace == ns]
+            for ns in {p.namespace for p in synth.policies}})
     return GenerateResult(
         tuple(summary_lines(observed, synth, verification, str(req.out_dir), union)),
         denied, report, tuple(files), observed.read, observed.unreadable, union,

@@ -14,6 +14,7 @@ import heapq
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from generator import now_reading
 from generator.parallel import WorkerReaders
 from recorder.aggregate import Aggregator, record_time
 from recorder.errors import InputError, UsageError
@@ -311,7 +312,8 @@ def observe(inputs: list[str], snapshot: list[str], options: ReadOptions,
 
     report = ReadReport(strict=strict)
     with reading_ahead(inputs, report, options, fmt, jobs) as ahead:
-        snap = load_snapshot(snapshot)
+        with now_reading.reading("snapshot " + ", ".join(map(repr, snapshot))):
+            snap = load_snapshot(snapshot)
         index = InventoryIndex(snap.inventory, apiserver_cidrs)
         records, agg_stats, errors, left_out = read_records(inputs, report, options, fmt,
                                                             index, jobs, ahead)

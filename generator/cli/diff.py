@@ -17,6 +17,7 @@ from generator.cli.common import (
     IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict, apiserver_cidrs,
     parse_duration, read_options, reading_progress, thresholds,
 )
+from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
 
 
@@ -62,6 +63,7 @@ def diff(
     needs = thresholds(min_observation, min_flows)
     window_ns = parse_duration(window, "--window") if window else None
     cidrs = apiserver_cidrs(apiserver_cidr)
+    check_out_dir(out, "diff")  # before any input is read: not after all the work
     # Policies first: a broken policy file fails before a long read of the flows.
     policy_set = (existing_from_cluster(kubeconfig, context) if cluster
                   else existing_from_files(list(existing), strict))

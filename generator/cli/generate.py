@@ -13,6 +13,7 @@ from generator.cli.common import (
     IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
     fqdn_patterns_option, jobs, read_options, reading_progress,
 )
+from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
 
 
@@ -74,6 +75,7 @@ def generate(
                                                       fqdn_patterns=patterns),
                                  isolate_idle=isolate_idle)
     cidrs = apiserver_cidrs(apiserver_cidr)
+    check_out_dir(out, "generate")  # before any input is read: not after all the work
     with reading_progress(inputs) as watcher:
         result = run_generate(GenerateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,

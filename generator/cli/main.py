@@ -78,6 +78,28 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _report_bug(e: BaseException) -> None:
+    """An exception nothing else handled: exit 2 (exit 1 would read as findings), what
+    was being read, and what a bug report needs; the traceback with FLOWPOL_DEBUG=1."""
+    from generator import now_reading
+
+    where = now_reading.current()
+    message = " ".join(str(e).split())[:500]  # one line, whatever the exception holds
+    if where is not None:
+        typer.echo(f"flowpol: internal error while reading {where}", err=True)
+    else:
+        typer.echo("flowpol: internal error", err=True)
+    typer.echo(f"flowpol: this is a bug in flowpol {__version__}: please report it with the "
+               f"command line and this: {type(e).__name__}: {message}", err=True)
+    typer.echo(f"flowpol: {written_text()}", err=True)
+    if os.environ.get("FLOWPOL_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    else:
+        typer.echo("flowpol: run with FLOWPOL_DEBUG=1 for the traceback", err=True)
+
+
 def main() -> None:
     try:
         # standalone_mode=False: typer.Exit(n) and a command's int return value come
@@ -103,6 +125,9 @@ def main() -> None:
         sys.exit(130)
     except _click_exception() as e:  # usage errors: unknown option, missing argument
         e.show()  # type: ignore[attr-defined]
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - the last resort: a bug in flowpol
+        _report_bug(e)
         sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 

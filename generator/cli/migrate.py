@@ -19,6 +19,7 @@ from generator.cli.common import (
     apiserver_cidrs, dialect_option, fqdn_patterns_option, read_options, reading_progress,
     thresholds,
 )
+from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
 
 
@@ -57,6 +58,7 @@ def migrate(
     patterns = fqdn_patterns_option(fqdn_pattern, dialect)
     needs = thresholds(min_observation, min_flows)
     cidrs = apiserver_cidrs(apiserver_cidr)
+    check_out_dir(out, "migrate")  # before any input is read: not after all the work
     with reading_progress(inputs) as watcher:
         plan, _, observed = run_migrate(MigrateRequest(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,

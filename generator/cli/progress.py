@@ -21,6 +21,7 @@ from rich.progress import (
     BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn,
 )
 
+from generator import now_reading
 from recorder.errors import InputError
 
 POLL_S = 0.1
@@ -86,6 +87,7 @@ class BytesRead:
                 self._elsewhere[key] = bytes_read
 
     def opened(self, path: str, stream: BinaryIO) -> None:
+        now_reading.opened(f"input {path!r}")
         try:
             fd = os.dup(stream.fileno())
         except (OSError, ValueError, AttributeError):
@@ -95,6 +97,7 @@ class BytesRead:
             self._open[id(stream)] = (fd, st.st_size if stat.S_ISREG(st.st_mode) else 0)
 
     def closed(self, path: str, stream: BinaryIO) -> None:
+        now_reading.closed(f"input {path!r}")
         with self._lock:
             entry = self._open.pop(id(stream), None)
             self.files_done += 1
@@ -124,13 +127,24 @@ class BytesRead:
             self._open.clear()
 
 
+class OpenInputs:
+    """The watcher when nothing is displayed: it only notes which input is open, for
+    the message of a crash (generator.now_reading)."""
+
+    def opened(self, path: str, stream: BinaryIO) -> None:
+        now_reading.opened(f"input {path!r}")
+
+    def closed(self, path: str, stream: BinaryIO) -> None:
+        now_reading.closed(f"input {path!r}")
+
+
 @contextlib.contextmanager
 def input_progress(console: Console, inputs: list[str],
                    what: str = "reading flows") -> Iterator[BytesRead | None]:
     """A ``BytesRead`` shown live on ``console`` while the block runs, when it is a
-    terminal; else None (the readers then skip the watching)."""
+    terminal; else an ``OpenInputs``."""
     if not console.is_terminal:
-        yield None
+        yield OpenInputs()
         return
     watcher = BytesRead()
     total, files = _total_size(inputs)

@@ -36,7 +36,10 @@ from generator.inventory.cron import CronError, longest_gap, parse
 from generator.migrate.readiness import (
     NOT_AFFECTED, Readiness, dns_only_workloads, judge_all,
 )
-from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.outdir import writing
+from generator.output.owned import compare_documents, write_owned
+from generator.output.paths import checked_namespace
+from generator.review.document import to_html, to_markdown
 from generator.output.report import skipped_edges
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import Block, Bullets, Code, Document, Heading, Paragraph, Table
@@ -44,7 +47,7 @@ from generator.review.evidence import (
     NS_PER_S, Span, Thresholds, duration_text, is_dns_traffic, recording_span, when,
     workload_ref,
 )
-from generator.review.report import graph_blocks, skipped_blocks, summary_block, write_documents
+from generator.review.report import graph_blocks, skipped_blocks, summary_block
 from generator.synthesize import model as m
 from generator.synthesize.render import RenderOptions, render_policies
 from generator.synthesize.synthesis import SYSTEM_NAMESPACES, PolicyDoc, SynthesisOptions, synthesize
@@ -63,7 +66,6 @@ DIALECT_TEXT = {
                               "`flowpol-baseline-<namespace>` whose subject is the namespace; "
                               "it applies to the pods no NetworkPolicy selects.",
 }
-MARKER = ".flowpol-migrate"
 MIN_WATCH_NS = 3600 * NS_PER_S
 
 
@@ -300,11 +302,10 @@ def plan_migration(observed: ObservedTraffic, req: MigrateRequest) -> MigrationP
 # ---------------------------------------------------------------- files
 
 
-def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path]]:
-    replace_owned_dir(out, MARKER, "migrate", f"--out {out} exists and is not a directory",
-                      f"--out {out} is not empty and was not written by flowpol migrate; "
-                      "give an empty or new directory")
-    written: list[Path] = []
+def plan_texts(plan: MigrationPlan) -> tuple[MigrationPlan, dict[str, str]]:
+    """The step manifests and their rollbacks (relative name -> text), and the plan
+    that names them."""
+    texts: dict[str, str] = {}
     plans = []
     for p in plan.namespaces:
         files: dict[int, StepFiles] = {1: StepFiles(None, None), 3: StepFiles(None, None)}
@@ -312,35 +313,41 @@ def write_plan(out: Path, plan: MigrationPlan) -> tuple[MigrationPlan, list[Path
                                  (3, p.step3, "default-deny and DNS for the whole namespace")):
             if not docs:
                 continue
+            ns = checked_namespace(p.namespace)  # it names a directory
             # Rollbacks live apart, so that <ns>/ holds only what is to be applied.
-            (out / p.namespace).mkdir(exist_ok=True)
-            (out / "rollback" / p.namespace).mkdir(parents=True, exist_ok=True)
-            name = f"{p.namespace}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
-            rollback = f"rollback/{p.namespace}/step-{step}.yaml"
+            name = f"{ns}/step-{step}-{'allow' if step == 1 else 'default-deny'}.yaml"
+            rollback = f"rollback/{ns}/step-{step}.yaml"
             manifests = [d.manifest for d in docs]
-            atomic_write(out / name, dump_all(manifests, (
+            texts[name] = dump_all(manifests, (
                 f"flowpol migration plan, namespace {p.namespace}, step {step}: {what}.",
                 f"Apply: kubectl apply -f {name}",
-                f"Roll back: kubectl delete -f {rollback}", "Review before applying.")))
-            atomic_write(out / rollback, dump_all([strip_comments(m) for m in manifests], (
+                f"Roll back: kubectl delete -f {rollback}", "Review before applying."))
+            texts[rollback] = dump_all([strip_comments(m) for m in manifests], (
                 f"ROLLBACK of step {step} for namespace {p.namespace}: kubectl delete -f {rollback}",
                 f"These are the objects step {step} creates; deleting them undoes it.",
-                "(Applying this file by mistake only re-applies the step.)")))
-            written += [out / name, out / rollback]
+                "(Applying this file by mistake only re-applies the step.)"))
             restore = None
             names = {d.name for d in docs}
             old = [o for o in p.replaced if (o.get("metadata") or {}).get("name") in names]
             if old:
-                restore = f"rollback/{p.namespace}/step-{step}-restore.yaml"
-                atomic_write(out / restore, dump_all(old, (
+                restore = f"rollback/{ns}/step-{step}-restore.yaml"
+                texts[restore] = dump_all(old, (
                     f"Step {step} replaces these existing policies; after the rollback, restore "
-                    f"them: kubectl apply -f {restore}",)))
-                written.append(out / restore)
+                    f"them: kubectl apply -f {restore}",))
             files[step] = StepFiles(name, rollback, restore)
         plans.append(NamespacePlan(p.namespace, p.workloads, p.step1, p.watch_ns, p.watch, p.step3,
                                    p.not_ready, p.existing, p.replaced, files[1], files[3]))
-    final = replace(plan, namespaces=tuple(plans))
-    return final, written
+    return replace(plan, namespaces=tuple(plans)), texts
+
+
+def _step_documents(plan: MigrationPlan) -> dict[str, list]:
+    """What each step manifest must parse back to."""
+    out: dict[str, list] = {}
+    for p in plan.namespaces:
+        for docs, files in ((p.step1, p.files1), (p.step3, p.files3)):
+            if files.apply is not None:
+                out[files.apply] = [strip_comments(d.manifest) for d in docs]
+    return out
 
 
 # ---------------------------------------------------------------- report
@@ -515,10 +522,12 @@ def summary_lines(plan: MigrationPlan, out: Path) -> list[str]:
 def run_migrate(req: MigrateRequest) -> tuple[MigrationPlan, list[Path], ObservedTraffic]:
     observed = observe_request(req)
     plan = plan_migration(observed, req)
-    plan, written = write_plan(req.out_dir, plan)
-    written += write_documents(req.out_dir, plan_document(plan, observed), "plan")
-    path = req.out_dir / "plan.json"
-    atomic_write(path, json.dumps(plan_dict(plan), indent=2, sort_keys=True,
-                                   ensure_ascii=False) + "\n")
-    written.append(path)
+    plan, texts = plan_texts(plan)
+    doc = plan_document(plan, observed)
+    texts["plan.md"], texts["plan.html"] = to_markdown(doc), to_html(doc)
+    texts["plan.json"] = json.dumps(plan_dict(plan), indent=2, sort_keys=True,
+                                    ensure_ascii=False) + "\n"
+    with writing(req.out_dir):
+        written = write_owned(req.out_dir, "migrate", texts)
+        compare_documents(req.out_dir, _step_documents(plan))
     return plan, written, observed

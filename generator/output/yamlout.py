@@ -97,6 +97,39 @@ def _str_scalar(v: str) -> str:
     return text
 
 
+# A comment is one line of text for a reviewer: nothing in it may end it early, or what
+# follows would be read as YAML (a file name ending "\n  - {}" would add an allow-all
+# rule). YAML 1.1 (what PyYAML reads) breaks lines at \n, \r, \x85, \u2028 and \u2029
+# (spec 1.1, 4.1.4 "End of Line Markers"; 1.2 dropped the last three, so readers
+# differ); other tools (Python's splitlines, editors) also break at \x0b, \x0c and
+# \x1c-\x1e. Every control character (Cc), line or paragraph separator (Zl, Zp),
+# surrogate (Cs) and format character (Cf: bidi overrides that make a reviewer read
+# the line in another order) is written as a Python-style escape, and so is the
+# backslash itself, so that the escaped text reads back unambiguously. A stream with
+# C0 controls other than tab/LF/CR is not even readable YAML (1.1, 5.1 "Character Set").
+_UNSAFE_IN_COMMENT = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ufffe\uffff"
+    "\ud800-\udfff]")
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    named = _NAMED_ESCAPES.get(c)
+    if named is not None:
+        return named
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def comment_line(text: str) -> str:
+    """``# text`` on one line whatever ``text`` holds: the one place comments are
+    written (headers and evidence alike)."""
+    if not text:
+        return "#"
+    return "# " + _UNSAFE_IN_COMMENT.sub(_escape_char, text)
+
+
 def _is_scalar(v: object) -> bool:
     return not isinstance(v, (dict, list, Commented)) or v in ({}, [])
 
@@ -118,7 +151,7 @@ def _emit(obj: object, indent: int, out: list[str]) -> None:
         for item in obj:
             if isinstance(item, Commented):
                 for c in item.comments:
-                    out.append(f"{pad}# {c}" if c else f"{pad}#")
+                    out.append(pad + comment_line(c))
                 item = item.value
             if _is_scalar(item):
                 out.append(f"{pad}- {_scalar(item)}")
@@ -132,12 +165,12 @@ def _emit(obj: object, indent: int, out: list[str]) -> None:
 
 
 def dump(obj: object, header_comments: tuple[str, ...] = ()) -> str:
-    out = [f"# {c}" if c else "#" for c in header_comments]
+    out = [comment_line(c) for c in header_comments]
     _emit(obj, 0, out)
     return "\n".join(out) + "\n"
 
 
 def dump_all(docs: list[object], header_comments: tuple[str, ...] = ()) -> str:
     parts = [dump(d) for d in docs]
-    head = "".join(f"# {c}\n" if c else "#\n" for c in header_comments)
+    head = "".join(comment_line(c) + "\n" for c in header_comments)
     return head + "---\n" + "---\n".join(parts) if parts else head

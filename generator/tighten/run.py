@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from generator.verify.check import (
     CheckResult, check_policies, denied_lines, group_detail_dict, verification_dict,
     verification_text,
 )
-from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.outdir import writing
+from generator.output.owned import ReadBackError, write_owned
 from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
-from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
+from generator.review.document import (
+    Block, Code, Document, Heading, Paragraph, Table, to_html, to_markdown,
+)
 from generator.review.evidence import Thresholds, duration_text, when
 from generator.review.report import (
     ReviewedPolicy, graph_blocks, policy_blocks, policy_evidence, skipped_blocks, summary_block,
-    verification_blocks, write_documents,
+    verification_blocks,
 )
 from generator.tighten.existing import ExistingSet, Locator
 from generator.tighten.propose import (
@@ -37,10 +40,8 @@ from generator.tighten.propose import (
 )
 from generator.tighten.yamledit import Edit, edit_file
 from generator.output.yamlout import dump_all
-from recorder.errors import UsageError
 
 JSON_VERSION = 1
-MARKER = ".flowpol-proposed"
 ADDED_HEADER = "New NetworkPolicies proposed by flowpol diff. Review before applying."
 MAX_LISTED = 50
 
@@ -118,13 +119,6 @@ def unified_diff(files: tuple[ProposedFile, ...]) -> str:
                                       f"b/{f.name}")
     return "".join(p if p.endswith("\n") else p + "\n\\ No newline at end of file\n"
                    for p in parts)
-
-
-def _prepare_proposed_dir(path: Path) -> None:
-    replace_owned_dir(path, MARKER, "diff",
-                      f"{path} exists and is not a directory; give another --out",
-                      f"{path} exists and was not written by flowpol diff; give another "
-                      "--out or remove it")
 
 
 # ---------------------------------------------------------------- JSON
@@ -262,26 +256,38 @@ def run_diff(req: DiffRequest, existing: ExistingSet) -> DiffResult:
     files = proposed_files(existing, proposal)
     udiff = unified_diff(files)
     out = req.out_dir
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    proposed_dir = out / "proposed"
-    _prepare_proposed_dir(proposed_dir)
-    written: list[Path] = []
-    for f in files:
-        path = proposed_dir / f.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, f.new)
-        written.append(path)
-    atomic_write(out / "proposed.diff", udiff)
-    written.append(out / "proposed.diff")
     result = DiffResult(existing, observed, proposal, verification, files, udiff, ())
-    atomic_write(out / "diff.json",
-                  json.dumps(diff_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    written.append(out / "diff.json")
-    written += write_documents(out, diff_document(result))
+    texts = {f"proposed/{f.name}": f.new for f in files}
+    texts["proposed.diff"] = udiff
+    texts["diff.json"] = json.dumps(diff_dict(result), indent=2, sort_keys=True,
+                                    ensure_ascii=False) + "\n"
+    doc = diff_document(result)
+    texts["report.md"], texts["report.html"] = to_markdown(doc), to_html(doc)
+    with writing(out):
+        written = write_owned(out, "diff", texts)
+        _read_back_proposal(out / "proposed", proposal)
     return DiffResult(existing, observed, proposal, verification, files, udiff, tuple(written),
                       out)
+
+
+def _read_back_proposal(proposed_dir: Path, proposal: Proposal) -> None:
+    """The proposed/ files, read as `flowpol verify --policies` reads them, hold the
+    policies that were verified; else an internal error (exit 2) naming the policy."""
+    from generator.verify.policy import NetworkPolicy
+    from generator.verify.run import policies_from_files
+
+    def plain(p: NetworkPolicy) -> NetworkPolicy:
+        return replace(p, path=None, line=None)
+
+    expected = {p.id: plain(p) for p in proposal.parsed()}
+    if not expected:
+        return
+    read = {p.id: plain(p) for p in policies_from_files([str(proposed_dir)]).policies}
+    for pid in sorted(set(expected) | set(read)):
+        if expected.get(pid) != read.get(pid):
+            raise ReadBackError(f"internal error: policy {pid} as read back from "
+                                f"{proposed_dir} differs from the proposal flowpol verified; "
+                                "do not apply it, and report a bug")
 
 
 def summary_lines(r: DiffResult) -> list[str]:

@@ -57,3 +57,18 @@ def test_a_cycle_fails_as_json_dumps_does() -> None:
     cyclic["a"].append(cyclic)
     with pytest.raises(ValueError, match="Circular reference"):
         report_json(cyclic)
+
+
+def test_inside_refuses_every_way_out_of_the_directory(tmp_path) -> None:
+    import pytest
+
+    from generator.output.paths import inside
+    from recorder.errors import InputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path)
+    for name in ("../x.yaml", "/etc/x.yaml", "a/../../x.yaml", "", "link/x.yaml", "a\0b"):
+        with pytest.raises(InputError):
+            inside(out, name)
+    assert inside(out, "a/b.yaml") == out / "a" / "b.yaml"
