@@ -40,7 +40,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
-from recorder.sources.base import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source, numbered_lines
 from recorder.sources.fastrecord import flow_record_maker
 
 _NS = 1_000_000_000
@@ -418,7 +418,7 @@ def read(
     dport: int | None
     rsport: int | None
     try:
-        for lineno, line in enumerate(text, 1):
+        for lineno, line in numbered_lines(text.readline, path, report, end=""):
             # -L lines start with a protocol or family name (lowercase), -E lines with
             # "[" or spaces: one comparison spares event streams the failing match.
             m = match_list_line(line) if line >= "a" else None

@@ -56,7 +56,7 @@ from recorder.schema import (
     dns_ttl,
 )
 from recorder.sources import jsonframes
-from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import MAX_LINE, SNIFF_BYTES, ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -791,7 +791,7 @@ def read(
         # a cut-off gzip stream still yields every line before the cut.
         pending: list[bytes] = []
         while True:
-            piece = stream.readline(_CHUNK)
+            piece = stream.readline(MAX_LINE)  # a longer one: jsonframes skips it
             pending.append(piece)
             if not piece or piece.strip():
                 break
@@ -800,8 +800,6 @@ def read(
                 b"".join(pending), stream, path, report
             )
         else:
-            if pending[-1] and not pending[-1].endswith(b"\n"):
-                pending[-1] += stream.readline()  # a first line longer than a chunk
             # compact lines, or objects over many lines (`jq .`) framed into such lines
             items = jsonframes.lines_or_objects(pending, stream, path, report)
         yield from reader.records(items)
