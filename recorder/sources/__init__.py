@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.base import MAX_LINE, READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
 from recorder.sources.gzipped import (
     GZIP_MAGIC, CompressedDataError, open_gzip, problem_of, produced_nothing,
 )
@@ -118,7 +118,8 @@ def detect_format(path: Path) -> str | None:
 
 _BLANK = b" \t\r\n\0"
 SNIFF_LINES = 32  # non-blank lines that vote
-SNIFF_SCAN = 16 * SNIFF_BYTES  # bytes looked through at most (over-long lines are passed)
+# bytes looked through at most: more than one over-long line (which the readers skip)
+SNIFF_SCAN = 4 * MAX_LINE
 
 
 def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:

@@ -780,6 +780,24 @@ def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int,
         yield line + _leading_newlines(buf, start), elem
 
 
+def _one_array(pending: list[bytes], stream: BinaryIO) -> bool:
+    """Is the file one JSON array, its first non-blank line (the last of ``pending``)
+    starting it? A whole JSON value on that line with more lines after it is a line
+    of junk before compact lines (skipped as not an object), not an array file."""
+    first = pending[-1]
+    if not first.lstrip().startswith(b"["):
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return True  # the array goes on over the next lines
+    while True:
+        piece = stream.readline(MAX_LINE)
+        pending.append(piece)
+        if not piece or piece.strip():
+            return not piece
+
+
 def read(
     stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
 ) -> Iterator[LogRecord]:
@@ -795,7 +813,7 @@ def read(
             pending.append(piece)
             if not piece or piece.strip():
                 break
-        if pending[-1].lstrip().startswith(b"["):
+        if _one_array(pending, stream):
             items: Iterable[tuple[int, bytes]] = _array_elements(
                 b"".join(pending), stream, path, report
             )
