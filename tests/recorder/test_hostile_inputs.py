@@ -140,3 +140,17 @@ def test_what_import_writes_from_a_capture_with_far_times_import_reads(tmp_path:
     second = flowpol("import", str(out), "--out", str(again))
     assert second.returncode == 0, second.stderr
     assert records_in(again) == records_in(out) == 4
+
+
+def test_a_flow_log_with_junk_and_nuls_first(tmp_path: Path) -> None:
+    run, log = imported(HOSTILE / "hubble-junk-first-line.json", tmp_path)
+    good = log.read_bytes()
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b"\0" * 3000 + b"junk line\n[1]\n" + good)
+    again = tmp_path / "again.jsonl"
+    second = flowpol("import", str(damaged), "--out", str(again))
+    assert second.returncode == 2, second.stderr
+    assert f"{damaged}: flowlog, " in second.stderr
+    for where in (":1: nul-bytes", ":1: invalid-json (not JSON: 'junk line'", ":2: not-an-object"):
+        assert f"{damaged}{where}" in second.stderr
+    assert records_in(again) == records_in(log) == FLOWS
