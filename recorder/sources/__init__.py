@@ -1,8 +1,11 @@
 """The table of input sources. Every reader streams records from one file.
 
-A source registers a name, a ``sniff`` function that recognises its content from the
-first bytes (already decompressed), and a ``read`` function. ``read_inputs`` expands
-directories, opens gzip transparently, detects formats and chains the readers.
+A source registers a name, a ``sniff`` function that recognises its content from a
+line or the first bytes (already decompressed), and a ``read`` function.
+``read_inputs`` expands directories, opens gzip transparently (``gzipped``: like
+gunzip), detects formats (a capture by its magic, text by most of its first lines) and
+chains the readers. Junk before the records (NULs from copytruncate rotation, a stray
+line) is counted as bad items, never the reason a file is refused.
 """
 
 from __future__ import annotations

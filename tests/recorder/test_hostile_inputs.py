@@ -141,7 +141,8 @@ def test_what_import_writes_from_a_capture_with_far_times_import_reads(tmp_path:
     assert second.returncode == 0, second.stderr
     assert records_in(again) == records_in(out) == 4
     snapshot = REPO / "tests" / "generator" / "verify" / "assets" / "shop" / "cluster.json"
-    generated = flowpol("generate", str(out), "-s", str(snapshot), "-o", str(tmp_path / "p"))
+    generated = flowpol("generate", str(out), "-s", str(snapshot), "--out",
+                        str(tmp_path / "p"))
     assert generated.returncode == 0, generated.stderr
 
 
