@@ -750,6 +750,13 @@ def _array_elements(
             else:
                 report.skip(path, line, "invalid-json", "the JSON array has no closing ']'")
             return
+        if len(buf) - start > jsonframes.MAX_OBJECT:
+            # bounded memory: no flow is this long, and where it ends cannot be found
+            # without holding it
+            report.skip(path, line + _leading_newlines(buf, start), "invalid-json",
+                        f"a JSON array element longer than {jsonframes.MAX_OBJECT >> 20} MiB;"
+                        " it and the rest of the array were left out")
+            return
         chunk = stream.read(_CHUNK)
         if not chunk:
             eof = True

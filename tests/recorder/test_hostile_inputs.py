@@ -158,3 +158,16 @@ def test_a_flow_log_with_junk_and_nuls_first(tmp_path: Path) -> None:
     for where in (":1: nul-bytes", ":1: invalid-json (not JSON: 'junk line'", ":2: not-an-object"):
         assert f"{damaged}{where}" in second.stderr
     assert records_in(again) == records_in(log) == FLOWS
+
+
+def test_an_over_long_json_array_element_is_bounded(tmp_path: Path) -> None:
+    # longer than any object may be (jsonframes.MAX_OBJECT, 16 MiB): not held whole;
+    # the records before it are kept
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().splitlines()[1:]
+    path = tmp_path / "array.json"
+    path.write_bytes(b"[" + b",\n".join(flows[:3]) + b",\n"
+                     + b'{"flow":{"x":"' + b"a" * (17 << 20) + b'"}},\n' + flows[3] + b"]\n")
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}:4: invalid-json (a JSON array element longer than 16 MiB" in run.stderr
+    assert records_in(out) == 3
