@@ -87,4 +87,3 @@ def numbered_lines(readline: Callable[[int], AnyStr], path: str, report: ReadRep
                         "binary file?); it was passed over")
             continue
         yield lineno, line
-
