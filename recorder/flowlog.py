@@ -624,7 +624,11 @@ def parse_record(obj: dict[str, Any]) -> LogRecord:
 
 def json_error_detail(raw: bytes, error: Exception) -> str:
     """Why a JSON line did not parse, in words a user can act on."""
-    if not raw.rstrip(b"\r\n \t").endswith((b"}", b"]")):
+    text = raw.strip(b"\r\n \t")
+    if not text.startswith((b"{", b"[")):
+        shown = text[:40].decode("utf-8", "replace")
+        return f"not JSON: {shown!r}; the line was left out"
+    if not text.endswith((b"}", b"]")):
         return "the line is cut off (a truncated write?); it was left out"
     return f"not valid JSON ({error}); the line was left out"
 

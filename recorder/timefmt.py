@@ -179,3 +179,20 @@ def parse_duration(text: str) -> int:
     if frac:
         ns += int(frac) * unit // 10 ** len(frac)
     return ns
+
+
+# The times a record may carry: a flow log writes them as RFC 3339 with a four-digit year
+# (RFC 3339 section 5.6: date-fullyear = 4DIGIT) and reads back only those, so a reader
+# that turns counters into times (a capture's clock and offset, conntrack's epoch
+# seconds) must not produce times outside it; and no capture of a Kubernetes cluster
+# was taken before 1970 or after 2199. Outside: a bad item, never a record.
+MIN_TIME_NS = 0
+MAX_TIME_NS = calendar.timegm((2200, 1, 1, 0, 0, 0, 0, 0, 0)) * _NS
+
+
+def check_time_ns(ns: int) -> int:
+    """``ns`` when it is a time a record may carry; else ValueError saying why."""
+    if MIN_TIME_NS <= ns < MAX_TIME_NS:
+        return ns
+    raise ValueError(f"time {ns} ns since 1970 is not between 1970 and 2199 (a wrong clock "
+                     "or time offset?)")

@@ -1,8 +1,11 @@
 """The table of input sources. Every reader streams records from one file.
 
-A source registers a name, a ``sniff`` function that recognises its content from the
-first bytes (already decompressed), and a ``read`` function. ``read_inputs`` expands
-directories, opens gzip transparently, detects formats and chains the readers.
+A source registers a name, a ``sniff`` function that recognises its content from a
+line or the first bytes (already decompressed), and a ``read`` function.
+``read_inputs`` expands directories, opens gzip transparently (``gzipped``: like
+gunzip), detects formats (a capture by its magic, text by most of its first lines) and
+chains the readers. Junk before the records (NULs from copytruncate rotation, a stray
+line) is counted as bad items, never the reason a file is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import BinaryIO, Iterator
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources.base import READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.base import MAX_LINE, READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.gzipped import (
+    GZIP_MAGIC, CompressedDataError, open_gzip, problem_of, produced_nothing,
+)
 from recorder.sources.jsonframes import first_object
 from recorder.sources.notflows import flow_files, unknown_format_error
 
@@ -42,15 +48,19 @@ def sources() -> dict[str, Source]:
     return _SOURCES
 
 
-def open_input(path: Path) -> BinaryIO:
-    """Open a file for reading, decompressing gzip by its magic, not its name."""
+def open_input(path: Path, lenient: bool = False) -> BinaryIO:
+    """Open a file for reading, decompressing gzip by its magic, not its name.
+
+    Bad gzip data raises ``CompressedDataError`` (an InputError naming the file) after
+    the bytes before it were read; ``lenient``: the stream just ends there and
+    ``gzipped.problem_of(stream)`` says why (the flow readers count it as a bad item)."""
     try:
         f = open(path, "rb", buffering=READ_BUFFER)
     except OSError as e:
         raise InputError(f"cannot open: {e.strerror}", str(path)) from None
     head = f.peek(2)[:2]  # not read and seek back: a pipe cannot seek
-    if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if head == GZIP_MAGIC:
+        return open_gzip(f, str(path), lenient, READ_BUFFER)
     return f
 
 
@@ -73,22 +83,88 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def detect_format(path: Path) -> str | None:
-    with open_input(path) as f:
+    """The format of a file: a capture by its magic number; text by what most of its
+    first lines are, so that junk at the start (a partial line, NULs left by
+    copytruncate rotation, a stray line of another format) does not decide it."""
+    table = sources()
+    with open_input(path, lenient=True) as f:
         try:
-            head = f.read(SNIFF_BYTES)
+            head = f.read(12)
+            if table["pcap"].sniff(head):
+                return "pcap"
+            head = head.lstrip(b"\0")
+            if not head:
+                skip_leading_nuls(f)
+            head += f.read(SNIFF_BYTES - len(head))
         except (OSError, EOFError) as e:
             raise InputError(f"cannot read: {e}", str(path)) from None
-    if not head.strip():
+        if produced_nothing(f) and problem_of(f) is not None:
+            raise problem_of(f)  # type: ignore[misc]  # starts with 1f 8b, is no gzip
+    if not head.strip(_BLANK):
         return None
-    for src in sources().values():
+    with open_input(path, lenient=True) as f:
+        skip_leading_nuls(f)
+        votes = _line_votes(f)
+    if votes:
+        # most lines; a tie goes to the format of the earlier line
+        return min(votes, key=lambda name: (-votes[name][0], votes[name][1]))
+    # Whole-file forms no single line shows: a JSON array, conntrack XML, and one JSON
+    # object over many lines (`hubble observe -o json | jq .`), judged by its first one.
+    for src in table.values():
         if src.sniff(head):
             return src.name
-    # One JSON object over many lines (`hubble observe -o json | jq .`, documentation):
-    # the Hubble reader frames such objects; judged by its first one.
     first = first_object(head)
-    if first is not None and sources()["hubble"].sniff(first):
+    if first is not None and table["hubble"].sniff(first):
         return "hubble"
     return None
+
+
+_BLANK = b" \t\r\n\0"
+SNIFF_LINES = 32  # non-blank lines that vote
+# bytes looked through at most: more than one over-long line (which the readers skip)
+SNIFF_SCAN = 4 * MAX_LINE
+
+
+def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:
+    """{format: (lines it claims, number of its first such line)} over the first
+    SNIFF_LINES non-blank lines. A line longer than SNIFF_BYTES is judged by its start
+    (the sniffs accept a cut-off line)."""
+    text_sources = [s for s in sources().values() if s.name != "pcap"]
+    votes: dict[str, tuple[int, int]] = {}
+    scanned = nonblank = 0
+    while nonblank < SNIFF_LINES and scanned < SNIFF_SCAN:
+        line = f.readline(SNIFF_BYTES)
+        if not line:
+            break
+        scanned += len(line)
+        rest = line
+        while len(rest) == SNIFF_BYTES and not rest.endswith(b"\n") and scanned < SNIFF_SCAN:
+            rest = f.readline(SNIFF_BYTES)
+            scanned += len(rest)
+        if not line.strip():
+            continue
+        nonblank += 1
+        for src in text_sources:
+            if src.sniff(line):
+                n, first = votes.get(src.name, (0, nonblank))
+                votes[src.name] = (n + 1, first)
+                break
+    return votes
+
+
+def skip_leading_nuls(stream: BinaryIO) -> int:
+    """Pass over NUL bytes at the start of ``stream`` (copytruncate log rotation leaves
+    the old file's length as NULs before what the writer wrote next), holding at most
+    one buffer of them; how many there were."""
+    n = 0
+    while True:
+        buf = stream.peek(READ_BUFFER)  # type: ignore[attr-defined]
+        k = len(buf) - len(buf.lstrip(b"\0"))
+        if k:
+            stream.read(k)
+            n += k
+        if not buf or k < len(buf):
+            return n
 
 
 def read_inputs(
@@ -113,15 +189,27 @@ def read_inputs(
             raise unknown_format_error(path, display, ", ".join(
                 f"{s.name} ({s.description})" for s in table.values()))
         report.formats[display] = name
-        with open_input(path) as stream, watching(options, display, stream):
+        with open_input(path, lenient=True) as stream, watching(options, display, stream):
+            if name != "pcap":
+                nuls = skip_leading_nuls(stream)
+                if nuls:
+                    report.skip(display, 1, "nul-bytes",
+                                f"{nuls} NUL bytes before the first line (as copytruncate log "
+                                "rotation leaves them); the rest of the line was read")
             try:
                 yield from table[name].read(stream, display, report, options)
+            except CompressedDataError as e:
+                report.skip(display, None, e.reason, e.message)
             except (EOFError, gzip.BadGzipFile) as e:
                 report.skip(display, None, "truncated-compressed-file", str(e))
             except UnicodeDecodeError as e:
                 report.skip(display, None, "not-text", str(e))
+            else:
+                bad = problem_of(stream)
+                if bad is not None:
+                    report.skip(display, None, bad.reason, bad.message)
 
 
 def _is_blank(path: Path) -> bool:
-    with open_input(path) as f:
+    with open_input(path, lenient=True) as f:
         return not f.read(SNIFF_BYTES).strip()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator, Protocol
+from functools import partial
+from itertools import chain
+from typing import AnyStr, BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
@@ -58,3 +60,30 @@ class Source:
     # read(stream, display_path, report, options) -> records. The stream is binary and
     # already decompressed; readers must stream (never read it whole).
     read: Callable[[BinaryIO, str, ReadReport, ReadOptions], Iterator[LogRecord]]
+
+
+# A flow is a few kB on one line; a longer line is no flow (junk, a binary file, NULs
+# without a newline) and is passed over rather than held in memory.
+MAX_LINE = 1 << 20
+
+
+def numbered_lines(readline: Callable[[int], AnyStr], path: str, report: ReadReport,
+                   first: Iterable[AnyStr] = (), end: AnyStr = b"",  # type: ignore[assignment]
+                   ) -> Iterator[tuple[int, AnyStr]]:
+    """(line number, line) of a stream, each at most MAX_LINE long: a longer line is
+    skipped as one bad item (``line-too-long``) and read past without being held.
+    ``first``: lines already read with ``readline(MAX_LINE)`` (a reader's look ahead);
+    ``end``: what ``readline`` returns at the end (``""`` for a text stream)."""
+    lineno = 0
+    pieces = chain(first, iter(partial(readline, MAX_LINE), end))
+    for line in pieces:
+        lineno += 1
+        if len(line) >= MAX_LINE and line[-1:] not in ("\n", b"\n"):
+            rest = line
+            while len(rest) >= MAX_LINE and rest[-1:] not in ("\n", b"\n"):
+                rest = next(pieces, rest[:0])
+            report.skip(path, lineno, "line-too-long",
+                        f"a line longer than {MAX_LINE >> 20} MiB is no flow (junk or a "
+                        "binary file?); it was passed over")
+            continue
+        yield lineno, line

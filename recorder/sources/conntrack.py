@@ -40,8 +40,9 @@ from typing import BinaryIO, Callable, Iterator
 
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
-from recorder.sources.base import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source, numbered_lines
 from recorder.sources.fastrecord import flow_record_maker
+from recorder.timefmt import check_time_ns
 
 _NS = 1_000_000_000
 
@@ -211,18 +212,25 @@ def _value(token: str, key: str) -> str:
     return token[len(key):]
 
 
+def _in_range(ns: int) -> int:
+    try:
+        return check_time_ns(ns)
+    except ValueError as e:
+        raise _BadLine(str(e)) from None
+
+
 def _epoch_prefix(token: str) -> int:
     """``[1795743601.579947]`` (-o timestamp) -> ns."""
     if len(token) == 19 and token[11] == "." and token[18] == "]":
         digits = token[1:11] + token[12:18]  # conntrack prints %ld.%06ld
         if digits.isdigit():
-            return int(digits) * 1000
+            return _in_range(int(digits) * 1000)  # ten digits of seconds reach 2286
     if not token.endswith("]"):
         raise _BadLine(f"bad timestamp {token!r}")
     sec, _, frac = token[1:-1].partition(".")
     if not (sec.isdigit() and (not frac or frac.isdigit()) and len(frac) <= 9):
         raise _BadLine(f"bad timestamp {token!r}")
-    return int(sec) * _NS + (int(frac) * 10 ** (9 - len(frac)) if frac else 0)
+    return _in_range(int(sec) * _NS + (int(frac) * 10 ** (9 - len(frac)) if frac else 0))
 
 
 _ctime_cache: dict[str, int] = {}
@@ -240,7 +248,7 @@ def _ctime(text: str) -> int:
                                     int(ss), 0, 0, 0))
         except (ValueError, KeyError):
             raise _BadLine(f"bad time stamp {text!r}") from None
-        ns = secs * _NS
+        ns = _in_range(secs * _NS)
         if len(_ctime_cache) >= _MAX_CACHE:
             _ctime_cache.clear()
         _ctime_cache[text] = ns
@@ -356,6 +364,7 @@ def _parse_xml(line: str) -> _Parsed | str:
                 "year", "month", "day", "hour", "min", "sec")) + (0, 0, 0)) * _NS
         except ValueError:
             raise _BadLine("bad <when> element") from None
+        first = _in_range(first)
     if protocol in _PORTED:
         if sport_t is None or dport_t is None or rsport_t is None:
             raise _BadLine(f"{name} flow without ports")
@@ -418,7 +427,7 @@ def read(
     dport: int | None
     rsport: int | None
     try:
-        for lineno, line in enumerate(text, 1):
+        for lineno, line in numbered_lines(text.readline, path, report, end=""):
             # -L lines start with a protocol or family name (lowercase), -E lines with
             # "[" or spaces: one comparison spares event streams the failing match.
             m = match_list_line(line) if line >= "a" else None

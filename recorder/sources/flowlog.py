@@ -12,7 +12,7 @@ from recorder.flowlog import (
 )
 from recorder.report import ReadReport
 from recorder.schema import SCHEMA_NAME, LogRecord
-from recorder.sources.base import ReadOptions, Source
+from recorder.sources.base import ReadOptions, Source, numbered_lines
 
 # When the first line does not parse (cut off by the sniff window, or broken), these
 # still identify a flow log without claiming other JSON.
@@ -47,7 +47,7 @@ def read(
     lines = kept = 0
     loads = orjson.loads
     try:
-        for lineno, raw in enumerate(stream, 1):
+        for lineno, raw in numbered_lines(stream.readline, path, report):
             if not raw.strip():
                 continue
             lines += 1

@@ -56,7 +56,7 @@ from recorder.schema import (
     dns_ttl,
 )
 from recorder.sources import jsonframes
-from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import MAX_LINE, SNIFF_BYTES, ReadOptions, Source
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -750,6 +750,13 @@ def _array_elements(
             else:
                 report.skip(path, line, "invalid-json", "the JSON array has no closing ']'")
             return
+        if len(buf) - start > jsonframes.MAX_OBJECT:
+            # bounded memory: no flow is this long, and where it ends cannot be found
+            # without holding it
+            report.skip(path, line + _leading_newlines(buf, start), "invalid-json",
+                        f"a JSON array element longer than {jsonframes.MAX_OBJECT >> 20} MiB;"
+                        " it and the rest of the array were left out")
+            return
         chunk = stream.read(_CHUNK)
         if not chunk:
             eof = True
@@ -780,6 +787,24 @@ def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int,
         yield line + _leading_newlines(buf, start), elem
 
 
+def _one_array(pending: list[bytes], stream: BinaryIO) -> bool:
+    """Is the file one JSON array, its first non-blank line (the last of ``pending``)
+    starting it? A whole JSON value on that line with more lines after it is a line
+    of junk before compact lines (skipped as not an object), not an array file."""
+    first = pending[-1]
+    if not first.lstrip().startswith(b"["):
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return True  # the array goes on over the next lines
+    while True:
+        piece = stream.readline(MAX_LINE)
+        pending.append(piece)
+        if not piece or piece.strip():
+            return not piece
+
+
 def read(
     stream: BinaryIO, path: str, report: ReadReport, options: ReadOptions
 ) -> Iterator[LogRecord]:
@@ -791,17 +816,15 @@ def read(
         # a cut-off gzip stream still yields every line before the cut.
         pending: list[bytes] = []
         while True:
-            piece = stream.readline(_CHUNK)
+            piece = stream.readline(MAX_LINE)  # a longer one: jsonframes skips it
             pending.append(piece)
             if not piece or piece.strip():
                 break
-        if pending[-1].lstrip().startswith(b"["):
+        if _one_array(pending, stream):
             items: Iterable[tuple[int, bytes]] = _array_elements(
                 b"".join(pending), stream, path, report
             )
         else:
-            if pending[-1] and not pending[-1].endswith(b"\n"):
-                pending[-1] += stream.readline()  # a first line longer than a chunk
             # compact lines, or objects over many lines (`jq .`) framed into such lines
             items = jsonframes.lines_or_objects(pending, stream, path, report)
         yield from reader.records(items)

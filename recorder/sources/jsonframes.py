@@ -12,12 +12,12 @@ input with its line number; an object cut off by the end of the file likewise.
 from __future__ import annotations
 
 import re
-from itertools import chain
 from typing import BinaryIO, Iterable, Iterator
 
 import orjson
 
 from recorder.report import ReadReport
+from recorder.sources.base import MAX_LINE, numbered_lines
 
 # A string (escapes included), a quote that starts a string running past the buffer,
 # or a bracket: the tokens that decide where an object ends.
@@ -157,12 +157,10 @@ def lines_or_objects(pending: list[bytes], stream: BinaryIO, path: str, report: 
     object over many lines - its objects as compact lines (``objects``)."""
     first = pending[-1]
     while True:  # the next non-blank line tells the two apart
-        piece = stream.readline(_CHUNK)
+        piece = stream.readline(MAX_LINE)
         pending.append(piece)
         if not piece or piece.strip():
             break
     if is_multiline(first, pending[-1]):
         return objects(b"".join(pending), stream, path, report)
-    if pending[-1] and not pending[-1].endswith(b"\n"):
-        pending[-1] += stream.readline()  # a line longer than a chunk
-    return enumerate(chain(pending, stream), 1)
+    return numbered_lines(stream.readline, path, report, pending)

@@ -49,6 +49,7 @@ from recorder.schema import LogRecord
 from recorder.sources.base import ReadOptions, Source
 from recorder.sources.dnsmsg import DNS_PORT, PacketAnswers
 from recorder.sources.fastrecord import flow_record_maker
+from recorder.timefmt import check_time_ns
 
 CHUNK = 1 << 20
 TABLE_GENERATION = 1 << 14
@@ -97,11 +98,11 @@ def _bad_packet(report: ReadReport, path: str, n: int, e: Exception, cut: bool) 
     packet had (``cut``: its snap length) and the headers run past them, the file is
     fine and the capture was set up to keep less: counted as ignored, not as bad input
     (a larger ``tcpdump -s``, e.g. 256, keeps them, VXLAN over IPv6 included)."""
-    reason = str(e) if isinstance(e, _BadPacket) else "malformed-packet"
+    reason = e.args[0] if isinstance(e, _BadPacket) else "malformed-packet"
     if cut and reason in ("truncated-packet", "malformed-packet"):
         report.ignore("headers-beyond-snaplen")
     else:
-        report.skip(path, n, reason)
+        report.skip(path, n, reason, e.args[1] if len(e.args) > 1 else "")
 
 
 def sniff(head: bytes) -> bool:
@@ -660,20 +661,35 @@ def _linktype_hint(linktype: int) -> str:
 
 
 def _tsconv(resol: int, offset_s: int) -> Callable[[int, int], int]:
-    """pcapng if_tsresol/if_tsoffset -> (ts_high, ts_low) -> ns."""
+    """pcapng if_tsresol/if_tsoffset -> (ts_high, ts_low) -> ns, checked: a 64-bit
+    count at any resolution plus any offset spans far more than real times do."""
     base = offset_s * 1_000_000_000
+    conv: Callable[[int, int], int]
     if resol & 0x80:  # power of two
         shift = resol & 0x7F
-        return lambda hi, lo: ((hi << 32 | lo) * 1_000_000_000 >> shift) + base
-    exp = resol
-    if exp <= 9:
-        mul = 10 ** (9 - exp)
-        return lambda hi, lo: (hi << 32 | lo) * mul + base
-    div = 10 ** (exp - 9)
-    return lambda hi, lo: (hi << 32 | lo) // div + base
+        conv = lambda hi, lo: ((hi << 32 | lo) * 1_000_000_000 >> shift) + base  # noqa: E731
+    elif resol <= 9:
+        mul = 10 ** (9 - resol)
+        conv = lambda hi, lo: (hi << 32 | lo) * mul + base  # noqa: E731
+    else:
+        div = 10 ** (resol - 9)
+        conv = lambda hi, lo: (hi << 32 | lo) // div + base  # noqa: E731
+
+    def checked(hi: int, lo: int) -> int:
+        try:
+            return check_time_ns(conv(hi, lo))
+        except ValueError as e:
+            raise _BadPacket("bad-time", f"{e}; if_tsresol={resol}, if_tsoffset={offset_s}s"
+                             ) from None
+    return checked
 
 
 def _idb_interface(body: bytes, order: str) -> tuple[int, Callable[[int, int], int]]:
+    """(link type, clock) of an Interface Description Block's body; link type -1 when
+    the body is shorter than its fixed part (LinkType, Reserved, SnapLen: 8 bytes,
+    draft-ietf-opsawg-pcapng section 4.2), which the packets naming it are skipped for."""
+    if len(body) < 8:
+        return -1, _tsconv(6, 0)
     linktype = struct.unpack_from(order + "H", body, 0)[0]
     resol, offset_s = 6, 0
     pos = 8
@@ -683,9 +699,10 @@ def _idb_interface(body: bytes, order: str) -> tuple[int, Callable[[int, int], i
         if code == 0:
             break
         value = body[pos + 4:pos + 4 + length]
-        if code == 9 and length >= 1:
+        # len(value), not length: an option may claim more than the block holds
+        if code == 9 and len(value) >= 1:
             resol = value[0]
-        elif code == 14 and length >= 8:
+        elif code == 14 and len(value) >= 8:
             offset_s = struct.unpack(order + "q", value[:8])[0]
         pos += 4 + ((length + 3) & ~3)
     return linktype, _tsconv(resol, offset_s)
@@ -768,7 +785,11 @@ def _pcapng(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                         dec.conv = interfaces[0][1]
                 continue  # section header, name resolution, statistics, custom blocks
             if linktype not in SUPPORTED_LINKTYPES:
-                report.skip(path, n, "unsupported-link-type", _linktype_hint(linktype))
+                if linktype < 0:
+                    report.skip(path, n, "corrupt-block", "the packet's interface description "
+                                "block is too short to hold a link type")
+                else:
+                    report.skip(path, n, "unsupported-link-type", _linktype_hint(linktype))
                 continue
             try:
                 rec = packet(linktype, buf, data, data + caplen, ts_hi, ts_lo)

@@ -219,7 +219,10 @@ def test_cut_off_gzip_keeps_what_was_readable(tmp_path: Path) -> None:
     gz.write_bytes(data[: len(data) * 2 // 3])
     records, report = read(gz)
     assert records  # everything before the cut
-    assert report.skipped == {"truncated-compressed-file": 1}
+    # the file, and the line the cut runs through (unless it fell between two lines)
+    assert report.skipped["truncated-compressed-file"] == 1
+    assert set(report.skipped) <= {"truncated-compressed-file", "invalid-json"}
+    assert report.skipped["invalid-json"] <= 1
 
 
 def test_compact_and_spaced_json_give_the_same_connections(tmp_path: Path) -> None:

@@ -1,0 +1,173 @@
+"""Hostile and broken inputs, through the real CLI: junk before the records, NULs left by
+copytruncate, over-long lines, gzip as gunzip reads it, broken pcapng interfaces and
+clocks. Every one is exit 2 with its ``path:line`` (or file, or packet) named, every
+valid record kept, and no traceback; ``--strict`` stops at it.
+
+The assets are made by assets/hostile/make_hostile.py (it says what each holds)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTILE = REPO / "tests" / "recorder" / "assets" / "hostile"
+FLOWS = 20  # valid records in each text asset (make_hostile.FLOWS)
+
+
+def flowpol(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator.cli.main", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+
+def records_in(log: Path) -> int:
+    """Records the flow log was aggregated from (the sum of its flows' counts)."""
+    data = log.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert lines[0]["kind"] == "header"
+    return sum(line["count"] for line in lines[1:] if line["kind"] == "flow")
+
+
+def imported(path: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                Path]:
+    out = tmp_path / "out.jsonl"
+    run = flowpol("import", str(path), "--out", str(out), *extra)
+    assert "Traceback" not in run.stderr, run.stderr
+    return run, out
+
+
+# (asset, format, records kept, where the bad item is named, its reason)
+CASES = [
+    ("hubble-junk-first-line.json", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-junk-lines-first.json", "hubble", FLOWS, ":3", "invalid-json"),
+    ("hubble-array-first-line.json", "hubble", FLOWS, ":1", "not-an-object"),
+    ("hubble-nuls-first.json", "hubble", FLOWS, ":1", "nul-bytes"),
+    ("conntrack-json-first-line.txt", "conntrack", FLOWS, ":1", "not-conntrack"),
+    ("trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
+    ("two-members-trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
+    ("corrupt-second-member.json.gz", "hubble", 10, "", "bad-compressed-data"),
+    ("empty-idb.pcapng", "pcap", 5, ": packet 3", "corrupt-block"),
+    ("far-times.pcapng", "pcap", 4, ": packet 4", "bad-time"),
+]
+
+
+@pytest.mark.parametrize(("name", "fmt", "kept", "where", "reason"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_items_are_counted_and_every_valid_record_kept(
+        tmp_path: Path, name: str, fmt: str, kept: int, where: str, reason: str) -> None:
+    path = HOSTILE / name
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: {fmt}, " in run.stderr  # the format, told by most lines
+    assert f"{path}{where}: {reason}" in run.stderr
+    assert records_in(out) == kept
+
+
+@pytest.mark.parametrize("name", ["hubble-junk-first-line.json", "trailing-garbage.json.gz",
+                                  "far-times.pcapng"])
+def test_strict_stops_at_the_bad_item(tmp_path: Path, name: str) -> None:
+    run, out = imported(HOSTILE / name, tmp_path, "--strict")
+    assert run.returncode == 2, run.stderr
+    assert str(HOSTILE / name) in run.stderr and "--strict" in run.stderr
+    assert not out.exists()
+
+
+def test_a_text_file_starting_like_gzip_is_an_input_error(tmp_path: Path) -> None:
+    path = HOSTILE / "text-starting-1f8b.txt"
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: the file starts like gzip (bytes 1f 8b) but is not gzip data" in run.stderr
+
+
+def test_a_small_and_a_large_gzip_with_trailing_garbage_read_alike(tmp_path: Path) -> None:
+    # A large member: Python's gzip refused the small file whole (while sniffing) but
+    # read the large one; both keep every record now.
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().split(b"\n", 1)[1]
+    # Hubble events, not flows: ignored, never an error
+    junk = b'{"node_status":{"message":"' + b"x" * 200 + b'"},"node_name":"worker-1"}\n'
+    big = tmp_path / "big.json.gz"
+    big.write_bytes(gzip.compress(junk * 2000 + flows, mtime=0) + b"garbage")
+    assert len(gzip.decompress(big.read_bytes()[:-7])) > 256 * 1024  # past any first read
+    run, out = imported(big, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{big}: trailing-garbage" in run.stderr
+    assert records_in(out) == FLOWS
+
+
+@pytest.mark.parametrize("suffix", ["json", "txt"])
+def test_an_over_long_line_is_skipped_without_losing_the_file(tmp_path: Path,
+                                                              suffix: str) -> None:
+    # longer than the 1 MiB any line may have (recorder.sources.base.MAX_LINE), first
+    # and in the middle: in a Hubble file and a conntrack file
+    source = HOSTILE / ("hubble-junk-first-line.json" if suffix == "json"
+                        else "conntrack-json-first-line.txt")
+    lines = source.read_bytes().splitlines(keepends=True)[1:]
+    long_line = b"x" * (1 << 20) + b"y" * 1000 + b"\n"
+    path = tmp_path / f"long.{suffix}"
+    path.write_bytes(long_line + b"".join(lines[:5]) + long_line + b"".join(lines[5:]))
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}:1: line-too-long" in run.stderr
+    assert f"{path}:7: line-too-long" in run.stderr
+    assert records_in(out) == FLOWS
+
+
+def test_nuls_longer_than_the_sniff_window(tmp_path: Path) -> None:
+    # copytruncate of a large log: the hole is far longer than the bytes format
+    # detection reads
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().split(b"\n", 1)[1]
+    path = tmp_path / "rotated.json"
+    path.write_bytes(b"\0" * (3 << 20) + flows)
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}:1: nul-bytes ({3 << 20} NUL bytes" in run.stderr
+    assert records_in(out) == FLOWS
+
+
+def test_what_import_writes_from_a_capture_with_far_times_import_reads(tmp_path: Path) -> None:
+    run, out = imported(HOSTILE / "far-times.pcapng", tmp_path)
+    assert run.returncode == 2, run.stderr
+    again = tmp_path / "again.jsonl"
+    second = flowpol("import", str(out), "--out", str(again))
+    assert second.returncode == 0, second.stderr
+    assert records_in(again) == records_in(out) == 4
+    snapshot = REPO / "tests" / "generator" / "verify" / "assets" / "shop" / "cluster.json"
+    generated = flowpol("generate", str(out), "-s", str(snapshot), "--out",
+                        str(tmp_path / "p"))
+    assert generated.returncode == 0, generated.stderr
+
+
+def test_a_flow_log_with_junk_and_nuls_first(tmp_path: Path) -> None:
+    run, log = imported(HOSTILE / "hubble-junk-first-line.json", tmp_path)
+    good = log.read_bytes()
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b"\0" * 3000 + b"junk line\n[1]\n" + good)
+    again = tmp_path / "again.jsonl"
+    second = flowpol("import", str(damaged), "--out", str(again))
+    assert second.returncode == 2, second.stderr
+    assert f"{damaged}: flowlog, " in second.stderr
+    for where in (":1: nul-bytes", ":1: invalid-json (not JSON: 'junk line'", ":2: not-an-object"):
+        assert f"{damaged}{where}" in second.stderr
+    assert records_in(again) == records_in(log) == FLOWS
+
+
+def test_an_over_long_json_array_element_is_bounded(tmp_path: Path) -> None:
+    # longer than any object may be (jsonframes.MAX_OBJECT, 16 MiB): not held whole;
+    # the records before it are kept
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().splitlines()[1:]
+    path = tmp_path / "array.json"
+    path.write_bytes(b"[" + b",\n".join(flows[:3]) + b",\n"
+                     + b'{"flow":{"x":"' + b"a" * (17 << 20) + b'"}},\n' + flows[3] + b"]\n")
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}:4: invalid-json (a JSON array element longer than 16 MiB" in run.stderr
+    assert records_in(out) == 3
