@@ -48,9 +48,10 @@ INTERESTING_BYTES = (0x00, 0xFF, 0x7F, 0x80, ord('"'), ord("{"), ord("\n"), ord(
 WRONG_VALUES = (0, -1, 2**64, -(2**63) - 1, 1e308, -0.0, 0.5, "", "x", "999.999.999.999",
                 "-1", "1e999", [], {}, None, True, False, [1, "a", None], {"a": {"b": []}},
                 "A" * 5000, "10.0.0.0/33", "::ffff:1.2.3.4", "2026-13-45T99:99:99Z")
+ESCAPE = "/tmp/flowpol-fuzz-escape"  # an absolute path a run must never write (the test looks)
 HOSTILE_STRINGS = (
     "a\nkind: Secret", "x\n---\napiVersion: v1\nkind: ClusterRoleBinding",
-    "../../../../tmp/flowpol-escape", "/tmp/flowpol-escape", "x: y", "- a", "#c", "\u2028",
+    "../../flowpol-escape", "../flowpol-escape", ESCAPE, "a/b", "x: y", "- a", "#c", "\u2028",
     "'\"", "{{}}", "*", "&a", "!!python/object/apply:os.system [\"true\"]", "\x00", "é",
     "a" * 300, "", " ", "\t", "\r", "null", "true", "0x1F", "1_000", ".", "..", "NaN",
 )
@@ -319,6 +320,34 @@ def json_dup_key(rng, data, kind):
     return b"".join(lines), f"line {i + 1}: key {key.decode(errors='replace')} given twice"
 
 
+def rename_identifier(rng, data, kind):
+    """One name (a namespace, a pod, a label key or value) renamed to a hostile string
+    everywhere it occurs in a snapshot, so the objects still refer to each other and
+    the name reaches the policies, their file names and the reports."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return data, "not JSON"
+    names = set()
+    for item in doc.get("items", []) if isinstance(doc, dict) else []:
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        if not isinstance(meta, dict):
+            continue
+        for key in ("name", "namespace"):
+            if isinstance(meta.get(key), str):
+                names.add(meta[key])
+        labels = meta.get("labels")
+        if isinstance(labels, dict):
+            names.update(k for k in labels if isinstance(k, str))
+            names.update(v for v in labels.values() if isinstance(v, str))
+    if not names:
+        return data, "no names"
+    old = rng.choice(sorted(names))
+    new = rng.choice(HOSTILE_STRINGS)
+    text = data.replace(json.dumps(old).encode(), json.dumps(new).encode())
+    return text, f"{old!r} renamed to {new[:40]!r} everywhere"
+
+
 # -------------------------------------------------------------------- YAML-aware
 
 def yaml_tree(rng, data, kind):
@@ -459,7 +488,8 @@ DESTRUCTIVE = {
     "line": GENERIC + (nul_prefix_glued, line_shuffle),
     "json-line": (json_tree, json_tree, json_tree, json_dup_key),
     "binary": GENERIC + (binary_field, binary_field),
-    "snapshot": GENERIC + (json_tree, json_tree, json_tree, json_tree, json_dup_key),
+    "snapshot": GENERIC + (json_tree, json_tree, json_tree, json_tree, json_dup_key,
+                           rename_identifier, rename_identifier, rename_identifier),
     "policy": GENERIC + (line_shuffle, yaml_tree, yaml_tree, yaml_tree, yaml_dup_key,
                          yaml_dup_key, yaml_snippet, yaml_snippet, yaml_alias_bomb),
 }
