@@ -485,6 +485,8 @@ def run_case(seeds: Seeds, seed: int, index: int, work: Path, fail_root: Path,
             failures += agree(res, sub, case, rundir, other)
         shutil.rmtree(other, ignore_errors=True)
     saved = str(save(case, failures, res, clean, fail_root)) if failures else None
+    if not failures:  # an earlier run's saved failure of this case is fixed
+        shutil.rmtree(fail_root / f"seed{case.seed}" / f"case{case.index:05d}", ignore_errors=True)
     return Outcome(index, case.label, case.command, res.seconds, tuple(failures), saved,
                    with_subprocess)
 

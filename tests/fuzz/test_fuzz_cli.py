@@ -22,6 +22,18 @@ def test_every_seed_runs_clean_and_keeps_records(tmp_path: Path) -> None:
         for command in harness.COMMANDS[harness.FLOWS]:
             count = harness.clean_count(seeds, (seed.name, command), tmp_path)
             assert count, f"{seed.name} | {command}: the clean run kept {count!r} records"
+    work = tmp_path / "policies"
+    for policy in seeds.policies:
+        for command in harness.COMMANDS[harness.POLICIES]:
+            files = {harness.SNAPSHOT_NAME: seeds.snapshot.data, policy.name: policy.data,
+                     harness.CLEAN_FLOWS: seeds.flows[0].data}
+            harness.prepare(harness.Case(0, -1, policy.name, policy.kind, harness.POLICIES,
+                                         command, (), files, "", "", False, False, "", None),
+                            work)
+            argv = harness.argv_for(command, harness.CLEAN_FLOWS, harness.SNAPSHOT_NAME,
+                                    policy.name, False)
+            res = harness.run_in_process(argv, work)
+            assert res.code in (0, 1) and not res.crash, (policy.name, command, res.stderr)
 
 
 def test_mutated_inputs_fail_cleanly(tmp_path: Path) -> None:
