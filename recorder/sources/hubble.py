@@ -356,57 +356,66 @@ class _Reader:
         lines = n_reply = n_not_syn = n_sock = 0
         try:
             for lineno, raw in items:
-                if raw[-2:] == b"}\n":  # a whole line, as Hubble writes them
-                    lines += 1
-                    i = rfind(raw, b'eply":', -_REPLY_TAIL)  # from max(0, len - TAIL)
-                    # startswith at an offset allocates nothing, unlike a slice; the byte
-                    # test first turns most non-replies away (``}`` ends the line, so
-                    # ``raw[i + 6]`` exists; the keys cannot start before the ``{``).
-                    if (
-                        i != -1
-                        and raw[i + 6] == 0x74  # t
-                        and startswith(raw, b"true", i + 6)
-                        and (
-                            startswith(raw, b'"is_r', i - 5)
-                            or startswith(raw, b'"isR', i - 4)
-                            or startswith(raw, b'"r', i - 2)
-                        )
-                    ):
-                        # A DNS proxy's response (an L7 record) is a reply that binds
-                        # names: parsed. Its event type is found a little before
-                        # is_reply; a line without one near there is looked through.
-                        j = rfind(raw, _EVENT_TYPE, i - _EVENT_TYPE_SPAN if i > _EVENT_TYPE_SPAN
-                                  else 0, i)
-                        if not (startswith(raw, _ACCESS_LOG, j + 13) if j != -1
-                                else find(raw, b'"dns":{') != -1):
-                            n_reply += 1
-                            continue
-                        m = None
+                if raw[-2:] != b"}\n":
+                    if raw[-3:] == b"}\r\n":
+                        # CRLF line ends (the file went through a Windows tool): the
+                        # same line, so the same tests (the repeat test above all).
+                        raw = raw[:-3] + b"}\n"
+                    elif not raw or raw.isspace():
+                        continue
                     else:
-                        m = head(raw)
-                    if m is not None:
-                        time_text, verdict, conn, proto, l4_body = m.groups()
-                        # find, not ``in``: CPython 3.11's bytes ``in`` first tries the
-                        # operand as an int and builds (and drops) a TypeError for bytes
-                        if proto == b"TCP" and (
-                            find(l4_body, b'"SYN":true') < 0 or find(l4_body, b'"ACK":true') >= 0
-                        ):
-                            n_not_syn += 1
-                            continue
-                        if verdict in _DROP_VERDICTS:
-                            pending.append((lineno, raw, None, None))
-                        elif raw.find(b'"Type":"SOCK"', m.end()) != -1:
-                            n_sock += 1
-                            continue
-                        else:
-                            pending.append((lineno, raw, conn, time_text))
-                    else:
-                        pending.append((lineno, raw, None, None))
-                elif not raw or raw.isspace():
-                    continue
+                        lines += 1
+                        pending.append((lineno, raw, False, None))
+                        if len(pending) == _BATCH:
+                            batch, pending = pending, []
+                            yield from self._handle(batch)
+                        continue
+                # a whole line, as Hubble writes them
+                lines += 1
+                i = rfind(raw, b'eply":', -_REPLY_TAIL)  # from max(0, len - TAIL)
+                # startswith at an offset allocates nothing, unlike a slice; the byte
+                # test first turns most non-replies away (``}`` ends the line, so
+                # ``raw[i + 6]`` exists; the keys cannot start before the ``{``).
+                if (
+                    i != -1
+                    and raw[i + 6] == 0x74  # t
+                    and startswith(raw, b"true", i + 6)
+                    and (
+                        startswith(raw, b'"is_r', i - 5)
+                        or startswith(raw, b'"isR', i - 4)
+                        or startswith(raw, b'"r', i - 2)
+                    )
+                ):
+                    # A DNS proxy's response (an L7 record) is a reply that binds
+                    # names: parsed. Its event type is found a little before
+                    # is_reply; a line without one near there is looked through.
+                    j = rfind(raw, _EVENT_TYPE, i - _EVENT_TYPE_SPAN if i > _EVENT_TYPE_SPAN
+                              else 0, i)
+                    if not (startswith(raw, _ACCESS_LOG, j + 13) if j != -1
+                            else find(raw, b'"dns":{') != -1):
+                        n_reply += 1
+                        continue
+                    m = None
                 else:
-                    lines += 1
-                    pending.append((lineno, raw, False, None))
+                    m = head(raw)
+                if m is not None:
+                    time_text, verdict, conn, proto, l4_body = m.groups()
+                    # find, not ``in``: CPython 3.11's bytes ``in`` first tries the
+                    # operand as an int and builds (and drops) a TypeError for bytes
+                    if proto == b"TCP" and (
+                        find(l4_body, b'"SYN":true') < 0 or find(l4_body, b'"ACK":true') >= 0
+                    ):
+                        n_not_syn += 1
+                        continue
+                    if verdict in _DROP_VERDICTS:
+                        pending.append((lineno, raw, None, None))
+                    elif raw.find(b'"Type":"SOCK"', m.end()) != -1:
+                        n_sock += 1
+                        continue
+                    else:
+                        pending.append((lineno, raw, conn, time_text))
+                else:
+                    pending.append((lineno, raw, None, None))
                 if len(pending) == _BATCH:
                     batch, pending = pending, []
                     yield from self._handle(batch)

@@ -171,3 +171,22 @@ def test_an_over_long_json_array_element_is_bounded(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stderr
     assert f"{path}:4: invalid-json (a JSON array element longer than 16 MiB" in run.stderr
     assert records_in(out) == 3
+
+
+def test_crlf_line_ends_read_as_the_same_lines(tmp_path: Path) -> None:
+    """A Hubble file that went through a Windows tool: the same records and the same
+    counts (repeated observations of one connection found by the reader, not left to
+    the aggregator)."""
+    clean = (REPO / "fixtures" / "scenarios" / "dns" / "flows.jsonl").read_bytes()
+    lf = tmp_path / "lf.jsonl"
+    lf.write_bytes(clean)
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(clean.replace(b"\n", b"\r\n"))
+    runs = []
+    for path in (lf, crlf):
+        run, out = imported(path, tmp_path)
+        assert run.returncode == 0, run.stderr
+        summary = run.stderr.replace(str(path), "INPUT")
+        runs.append((summary, records_in(out)))
+    assert "repeated-observation" in runs[0][0]
+    assert runs[0] == runs[1]
