@@ -86,9 +86,9 @@ def _report_bug(e: BaseException) -> None:
     where = now_reading.current()
     message = " ".join(str(e).split())[:500]  # one line, whatever the exception holds
     if where is not None:
-        typer.echo(f"flowpol: internal error while reading {where}", err=True)
+        typer.echo(f"flowpol: error: internal error while reading {where}", err=True)
     else:
-        typer.echo("flowpol: internal error", err=True)
+        typer.echo("flowpol: error: internal error", err=True)
     typer.echo(f"flowpol: this is a bug in flowpol {__version__}: please report it with the "
                f"command line and this: {type(e).__name__}: {message}", err=True)
     typer.echo(f"flowpol: {written_text()}", err=True)

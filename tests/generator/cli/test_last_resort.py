@@ -71,6 +71,6 @@ def test_crash_after_reading_is_exit_2_and_says_what_was_written(tmp_path, monke
     monkeypatch.delenv("FLOWPOL_DEBUG", raising=False)
     code, err = run_main(monkeypatch, capsys, *generate_args(tmp_path / "out"))
     assert code == 2, err
-    assert err.splitlines()[0] == "flowpol: internal error"
+    assert err.splitlines()[0] == "flowpol: error: internal error"
     assert "RuntimeError: boom second line" in err
     assert "nothing written" in err
