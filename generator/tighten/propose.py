@@ -42,6 +42,7 @@ from generator.review.evidence import (
 from generator.synthesize.render.kubernetes import MANAGED_BY
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
+from generator.tighten.narrow import Narrower, Narrowing
 from generator.tighten.yamledit import (
     APPEND, REMOVE, REMOVE_KEY, REPLACE, SET, Edit, apply_edits,
 )
@@ -120,6 +121,8 @@ class PolicyProposal:
     changes: tuple[Change, ...]
     evidence_connections: int
     evidence_problem: str | None  # why unused items are kept, when they are
+    # used rules broader than their use: applied when the evidence suffices, else listed
+    narrowings: tuple[Narrowing, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -220,8 +223,11 @@ class _PolicyWork:
     """Edits and changes of one existing policy, built direction by direction."""
 
     def __init__(self, ep: ExistingPolicy, removable: bool, problem: str | None,
-                 dns_ports: frozenset[tuple[str, int]] = frozenset()):
+                 dns_ports: frozenset[tuple[str, int]] = frozenset(),
+                 narrower: Narrower | None = None):
         self.ep = ep
+        self.narrower = narrower
+        self.narrowings: list[Narrowing] = []
         self.removable = removable
         self.problem = problem
         self.dns_ports = dns_ports
@@ -369,7 +375,36 @@ class _PolicyWork:
                 self.changes.append(Change(
                     "keep", ref, r.allows, f"{len(holes)} peer/port combination(s) unused but "
                     f"{NOT_ENOUGH_EVIDENCE}: {self.problem}"))
+        if self.narrower is not None:
+            self._narrow(direction, i, raw_rule, used, removals)
         return 1
+
+    def _narrow(self, direction: str, i: int, raw_rule: dict, used: set,
+                removals: list[Edit]) -> None:
+        """A used rule broader than its use becomes the observed peers and ports; the
+        replacement covers the removals and split above, which are dropped."""
+        n = self.narrower.narrow(self.ep.policy, direction, i, raw_rule, used)  # type: ignore[union-attr]
+        if n is None:
+            return
+        ref = f"{direction}[{i}]"
+        if n.problem is not None:
+            self.narrowings.append(n)
+            self.changes.append(Change("keep", ref, "broader than its use",
+                                       f"cannot narrow: {n.problem}"))
+            return
+        self.narrowings.append(n)
+        if not self.removable:
+            self.changes.append(Change(
+                "keep", ref, n.summary,
+                f"would narrow to {len(n.after)} rule(s) ({n.evidence}); "
+                f"{NOT_ENOUGH_EVIDENCE}: {self.problem}"))
+            return
+        removals[:] = [e for e in removals if e.path[:3] != ("spec", direction, i)]
+        self.changes[:] = [c for c in self.changes
+                           if not (c.action == "split-rule" and c.ref == ref)]
+        removals.append(Edit(REPLACE, ("spec", direction, i), n.after))
+        self.changes.append(Change("narrow-rule", ref, n.summary,
+                                   f"broader than its use: {n.evidence}"))
 
 
 # ---------------------------------------------------------------- denied -> additions
@@ -578,6 +613,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
                           | {("TCP", p) for p in dns.tcp_ports or (53,)})
     adds = _Additions(existing, observed.index, evaluator)
     adds.run(connections)
+    narrower = Narrower(observed.index, evaluator, in_window)
 
     proposals: list[PolicyProposal] = []
     unused: list[Unused] = []
@@ -585,7 +621,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
         pid = ep.policy.id
         problem = _evidence_problem(coverage, flows.get(pid, 0), thresholds,
                                     window_ns is not None)
-        work = _PolicyWork(ep, problem is None, problem, dns_ports)
+        work = _PolicyWork(ep, problem is None, problem, dns_ports, narrower)
         for direction in ("ingress", "egress"):
             added = adds.by_host.get((pid, direction), [])
             if added:
@@ -595,7 +631,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
             work.direction(direction, uses[(pid, direction)], ever[f"{pid} {direction}"], added)
         proposals.append(PolicyProposal(pid, ep.file, ep, apply_edits(ep.raw, work.edits),
                                         tuple(work.edits), tuple(work.changes),
-                                        flows.get(pid, 0), problem))
+                                        flows.get(pid, 0), problem, tuple(work.narrowings)))
         unused += work.unused
     for n in adds.new.values():
         obj = _new_policy_object(n)

@@ -230,3 +230,88 @@ def describe_port(port: PolicyPort) -> str:
     if port.end_port is not None and port.end_port != port.port:
         return f"{port.protocol}/{port.port}-{port.end_port}"
     return f"{port.protocol}/{port.port}"
+
+
+# ---------------------------------------------------------------- broader than its use
+
+# Ports per protocol a rule admits when it names none: 1..65535 (Kubernetes'
+# NetworkPolicyPort.port and endPort are 1-65535).
+ALL_PORTS = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBreadth:
+    """What one from/to element (None: the rule has none) admits beyond the peers
+    observed through it. ``beyond``: pods (of workloads not observed) or addresses it
+    admits that no observed connection came from or went to; ``broad`` also holds for
+    empty selectors, which admit every future pod of the namespaces too."""
+
+    broad: bool
+    beyond: int
+    text: str  # e.g. "every pod in every namespace: 7 pods of 5 workloads beyond the observed"
+
+
+@dataclass(frozen=True, slots=True)
+class PortBreadth:
+    broad: bool
+    beyond: int  # ports admitted beyond the observed ones (per protocol given)
+    text: str
+
+
+def _selector_empty(selector: LabelSelector | None) -> bool:
+    return selector is None or selector.is_empty()
+
+
+def peer_breadth(policy: NetworkPolicy, direction: str, rule: int, peer: int | None,
+                 observed_workloads: frozenset, observed_ips: frozenset[str],
+                 evaluator: Evaluator, pods: tuple, pod_workloads: tuple) -> PeerBreadth:
+    """How much wider one peer element is than its observed use. ``pods``: every
+    non-hostNetwork pod of the snapshot (PodViews; pass the same tuple each time, the
+    evaluator remembers answers per tuple), ``pod_workloads`` their workloads' keys;
+    ``observed_workloads``: keys of the workloads seen through it."""
+    rules = policy.ingress if direction == "ingress" else policy.egress
+    element = None if peer is None else rules[rule].peers[peer]
+    text = ANY_PEER if element is None else describe_peer(element, policy.namespace)
+    if element is not None and element.ip_block is not None:
+        block = element.ip_block
+        net = block.network
+        size = net.num_addresses if net is not None else 0
+        for e in block.except_networks:
+            size -= e.num_addresses
+        beyond = max(size - len(observed_ips), 0)
+        broad = beyond > 0 or bool(block.excepts)
+        return PeerBreadth(broad, beyond, f"{text}: {beyond:,} address(es) beyond the "
+                           f"{len(observed_ips)} observed" if broad else text)
+    admitted = evaluator.admitting(policy.id, direction, rule, peer, pods)
+    extra = [pod_workloads[i] for i in admitted if pod_workloads[i] not in observed_workloads]
+    empty = element is None or _selector_empty(element.pod_selector) or (
+        element.namespace_selector is not None and element.namespace_selector.is_empty())
+    if element is None:
+        # any address as well as any pod
+        return PeerBreadth(True, len(extra), f"{text}: {len(extra)} pod(s) of "
+                           f"{len(set(extra))} workload(s) and every address beyond the observed")
+    broad = empty or bool(extra)
+    if not broad:
+        return PeerBreadth(False, 0, text)
+    return PeerBreadth(True, len(extra), f"{text}: {len(extra)} pod(s) of {len(set(extra))} "
+                       "workload(s) beyond the observed" + (
+                           " (and every pod added later)" if empty else ""))
+
+
+def port_breadth(port: PolicyPort | None, observed: frozenset[tuple[str, int | None]]
+                 ) -> PortBreadth:
+    """How much wider one ports entry (None: the rule has none) is than the observed
+    (protocol, port) pairs through it. A single or named port is exact: a named port is
+    one port per destination pod."""
+    if port is None:
+        beyond = 3 * ALL_PORTS - len(observed)  # TCP, UDP and SCTP
+        return PortBreadth(True, beyond, f"every port of every protocol: {beyond:,} port(s) "
+                           "beyond the observed")
+    text = describe_port(port)
+    if port.port is None:
+        beyond = ALL_PORTS - len(observed)
+    elif isinstance(port.port, int) and port.end_port is not None and port.end_port != port.port:
+        beyond = port.end_port - port.port + 1 - len(observed)
+    else:
+        return PortBreadth(False, 0, text)
+    return PortBreadth(True, beyond, f"{text}: {beyond:,} port(s) beyond the observed")
