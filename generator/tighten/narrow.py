@@ -212,15 +212,13 @@ class Narrower:
                         return Narrowing(policy.id, direction, rule, raw_rule, (), (), "",
                                          f"a {proto} connection without a port used it")
                     items = [{"protocol": proto, "port": number}]
-                    twin = TWIN.get(proto)
-                    if self._is_dns(other, proto, number) and twin \
-                            and (twin, number) in self.dns_ports and (
-                                not parsed_rule.ports
-                                or any(_admits(p, twin, number) for p in parsed_rule.ports)):
-                        items.append({"protocol": twin, "port": number})
-                    after_ports[k].update(f"{i['protocol']}/{i['port']}" for i in items)
+                    after_ports[k].add(f"{proto}/{number}")
                 else:
                     items = [raw_ports[k]]  # type: ignore[index]
+                twin = TWIN.get(proto)
+                if number is not None and twin and self._is_dns(other, proto, number) \
+                        and (twin, number) in self.dns_ports:
+                    items += self._twin(parsed_rule, raw_ports, ports, twin, number)
                 pk = _dumps(el)
                 elements[pk] = el
                 for item in items:
@@ -244,6 +242,19 @@ class Narrower:
         evidence = f"{connections:,} connection(s) in the window, last seen {when(last)}"
         return Narrowing(policy.id, direction, rule, raw_rule, tuple(after), tuple(removes),
                          evidence)
+
+    @staticmethod
+    def _twin(parsed_rule, raw_ports: list, ports: dict, twin: str, number: int) -> list[dict]:
+        """The ports entry that lets DNS retry over the other protocol, when the rule
+        admitted it: as written when it is exact, else the port alone."""
+        if not parsed_rule.ports:
+            return [{"protocol": twin, "port": number}]
+        for k2, p in enumerate(parsed_rule.ports):
+            if _admits(p, twin, number):
+                exact = k2 in ports and not ports[k2].broad or k2 not in ports and (
+                    isinstance(p.port, int) and p.end_port in (None, p.port))
+                return [raw_ports[k2] if exact else {"protocol": twin, "port": number}]
+        return []
 
     def _is_dns(self, other: Peer, proto: str, number: int) -> bool:
         if (proto, number) not in self.dns_ports:

@@ -293,6 +293,9 @@ def peer_breadth(policy: NetworkPolicy, direction: str, rule: int, peer: int | N
     broad = empty or bool(extra)
     if not broad:
         return PeerBreadth(False, 0, text)
+    if not extra:
+        return PeerBreadth(True, 0, f"{text} (only observed pods now, but every pod added "
+                           "later too)")
     return PeerBreadth(True, len(extra), f"{text}: {len(extra)} pod(s) of {len(set(extra))} "
                        "workload(s) beyond the observed" + (
                            " (and every pod added later)" if empty else ""))
