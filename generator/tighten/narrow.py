@@ -164,7 +164,9 @@ class Narrower:
             peers[j] = peer_breadth(
                 policy, direction, rule, j,
                 frozenset(_workload_key(o) for o in others if o.kind == WORKLOAD),
-                frozenset(o.ip for o in others if o.kind != WORKLOAD and o.ip),
+                # what went through it, counted once each: addresses, and workloads
+                # (pods an ipBlock admitted by their addresses)
+                frozenset(o.ip if o.kind != WORKLOAD else o.display() for o in others),
                 self.evaluator, self.pods, self.pod_workloads)
         for k in {k for _, k in entries}:
             observed = frozenset((proto, port) for (_, kk), s in seen.items() if kk == k
@@ -218,7 +220,10 @@ class Narrower:
                 twin = TWIN.get(proto)
                 if number is not None and twin and self._is_dns(other, proto, number) \
                         and (twin, number) in self.dns_ports:
-                    items += self._twin(parsed_rule, raw_ports, ports, twin, number)
+                    more = self._twin(parsed_rule, raw_ports, ports, twin, number)
+                    items += more
+                    if ports[k].broad and more:
+                        after_ports[k].add(f"{twin}/{number}")
                 pk = _dumps(el)
                 elements[pk] = el
                 for item in items:

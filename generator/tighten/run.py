@@ -25,7 +25,9 @@ from generator.verify.check import (
 from generator.output.files import atomic_write, replace_owned_dir
 from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
-from generator.review.document import Block, Code, Document, Heading, Paragraph, Table
+from generator.review.document import (
+    Block, Code, Document, Heading, Paragraph, SideBySide, Table,
+)
 from generator.review.evidence import Thresholds, duration_text, when
 from generator.review.report import (
     ReviewedPolicy, graph_blocks, policy_blocks, policy_evidence, skipped_blocks, summary_block,
@@ -36,7 +38,7 @@ from generator.tighten.propose import (
     NOT_ENOUGH_EVIDENCE, REMOVED, Proposal, PolicyProposal, propose,
 )
 from generator.tighten.yamledit import Edit, edit_file
-from generator.output.yamlout import dump_all
+from generator.output.yamlout import dump, dump_all
 from recorder.errors import UsageError
 
 JSON_VERSION = 1
@@ -135,7 +137,51 @@ def _policy_dict(p: PolicyProposal) -> dict:
             "evidence_connections": p.evidence_connections,
             "evidence_problem": p.evidence_problem,
             "changes": [{"action": c.action, "ref": c.ref, "what": c.what, "why": c.why}
-                        for c in p.changes]}
+                        for c in p.changes],
+            "narrowed": [{"ref": n.ref, "status": _narrow_status(p, n), "removes": list(n.removes),
+                          "evidence": n.evidence, "problem": n.problem,
+                          "before": n.before, "after": list(n.after)} for n in p.narrowings]}
+
+
+NARROWED = "narrowed"
+CANNOT_NARROW = "cannot narrow"
+
+
+def _narrow_status(p: PolicyProposal, n) -> str:
+    if n.problem is not None:
+        return CANNOT_NARROW
+    return NARROWED if p.evidence_problem is None else NOT_ENOUGH_EVIDENCE
+
+
+def narrowed_blocks(pr: Proposal) -> list[Block]:
+    """Each used rule broader than its use: what it removes, its evidence, and the
+    rule as written beside what it becomes."""
+    found = [(p, n) for p in pr.policies for n in p.narrowings]
+    blocks: list[Block] = [Heading(1, "Narrowed: used rules broader than their use")]
+    if not found:
+        blocks.append(Paragraph("None: every used rule admits only what was observed.", "ok"))
+        return blocks
+    blocks.append(Paragraph(
+        "A used rule that admits more peers or ports than went through it becomes the "
+        "observed peers (workload selectors as `flowpol generate` writes them, addresses as "
+        "/32, the DNS resolver pods) and ports, one rule per set of ports, in its place; each "
+        "is a subset of what it replaces. The same evidence rules as for removal apply."))
+    for p, n in found:
+        status = _narrow_status(p, n)
+        blocks.append(Heading(2, f"{p.id} {n.ref}: {status}"))
+        if n.problem is not None:
+            blocks.append(Paragraph(f"Broader than its use, but {n.problem}; kept.", "warn"))
+            continue
+        lines = list(n.removes) + [f"evidence: {n.evidence}"]
+        if status == NOT_ENOUGH_EVIDENCE:
+            lines.append(f"would narrow to the rule(s) on the right; {NOT_ENOUGH_EVIDENCE}: "
+                         f"{p.evidence_problem}")
+        blocks.append(Paragraph("\n".join(lines), "warn" if status != NARROWED else None))
+        blocks.append(SideBySide(
+            f"{n.ref} as written", dump([n.before]),
+            "proposed" if status == NARROWED else "would become (not applied)",
+            dump(list(n.after))))
+    return blocks
 
 
 def diff_dict(r: DiffResult) -> dict:
@@ -230,6 +276,7 @@ def diff_document(r: DiffResult) -> Document:
         blocks.append(Table(("Action", "Where", "What", "Why"), tuple(
             (c.action, f"`{c.ref}`" if c.ref else "", c.what, c.why) for c in p.changes),
             wrap=(2, 3)))
+    blocks += narrowed_blocks(pr)
     unchanged = [p.id for p in pr.policies if not p.changes]
     if unchanged:
         blocks.append(Paragraph("Unchanged: " + ", ".join(f"`{x}`" for x in unchanged) + "."))
@@ -320,6 +367,16 @@ def summary_lines(r: DiffResult) -> list[str]:
             lines.append(f"  ... {len(pr.unused) - MAX_LISTED} more in report.md")
     else:
         lines.append("(b) unused: none; every rule, peer and port was used in the window")
+    narrowed = [(p, n) for p in pr.policies for n in p.narrowings]
+    if narrowed:
+        lines.append(f"(b) BROADER than their use: {len(narrowed)} used rule(s):")
+        for p, n in narrowed[:MAX_LISTED]:
+            status = _narrow_status(p, n)
+            lines.append(f"  {p.id} {n.ref}: " + (n.problem or n.summary) + f" [{status}"
+                         + (f": {p.evidence_problem}" if status == NOT_ENOUGH_EVIDENCE else "")
+                         + "]")
+        if len(narrowed) > MAX_LISTED:
+            lines.append(f"  ... {len(narrowed) - MAX_LISTED} more in report.md")
     changed = [p for p in pr.policies if p.changed]
     counts: dict[str, int] = {}
     for p in pr.policies:

@@ -268,7 +268,9 @@ def peer_breadth(policy: NetworkPolicy, direction: str, rule: int, peer: int | N
     """How much wider one peer element is than its observed use. ``pods``: every
     non-hostNetwork pod of the snapshot (PodViews; pass the same tuple each time, the
     evaluator remembers answers per tuple), ``pod_workloads`` their workloads' keys;
-    ``observed_workloads``: keys of the workloads seen through it."""
+    ``observed_workloads``: keys of the workloads seen through it; ``observed_ips``:
+    the distinct peers seen through it (addresses, or a workload's name when an ipBlock
+    admitted its pods), for an ipBlock's count."""
     rules = policy.ingress if direction == "ingress" else policy.egress
     element = None if peer is None else rules[rule].peers[peer]
     text = ANY_PEER if element is None else describe_peer(element, policy.namespace)
@@ -281,7 +283,7 @@ def peer_breadth(policy: NetworkPolicy, direction: str, rule: int, peer: int | N
         beyond = max(size - len(observed_ips), 0)
         broad = beyond > 0 or bool(block.excepts)
         return PeerBreadth(broad, beyond, f"{text}: {beyond:,} address(es) beyond the "
-                           f"{len(observed_ips)} observed" if broad else text)
+                           f"{len(observed_ips)} observed peer(s)" if broad else text)
     admitted = evaluator.admitting(policy.id, direction, rule, peer, pods)
     extra = [pod_workloads[i] for i in admitted if pod_workloads[i] not in observed_workloads]
     empty = element is None or _selector_empty(element.pod_selector) or (

@@ -178,7 +178,7 @@ def test_narrowed_rules_are_the_observed_peers_as_generate_writes_them(bank) -> 
     # what each change removes, measured
     what = {(p.id, c.ref): c.what for p in proposal.policies for c in p.changes
             if c.action == "narrow-rule"}
-    assert "4,294,967,295 address(es) beyond the 1 observed → external 203.0.113.10 only" \
+    assert "4,294,967,295 address(es) beyond the 1 observed peer(s) → external 203.0.113.10 only" \
         in what[("billing/ledger-out", "egress[0]")]
     assert "TCP/8000-8999: 999 port(s) beyond the observed → TCP/8080" \
         in what[("shop/web-out", "egress[0]")]
