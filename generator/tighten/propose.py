@@ -42,6 +42,7 @@ from generator.review.evidence import (
 from generator.synthesize.render.kubernetes import MANAGED_BY
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
+from generator.tighten.isolate import Isolation, missing_isolation
 from generator.tighten.narrow import Narrower, Narrowing
 from generator.tighten.yamledit import (
     APPEND, REMOVE, REMOVE_KEY, REPLACE, SET, Edit, apply_edits,
@@ -139,6 +140,8 @@ class Proposal:
     window_start: int | None  # connections seen last before it do not count as use
     coverage: int  # ns of recording inside the window
     thresholds: Thresholds
+    # open sides with observed traffic: a new policy each (applied), or listed
+    isolations: tuple[Isolation, ...] = ()
 
     def parsed(self) -> tuple[NetworkPolicy, ...]:
         """The proposed policies, parsed (for verification)."""
@@ -641,5 +644,21 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
             (Change("add-policy", "", f"new policy for {n.workload}: {what}",
                     "no existing policy selects exactly this workload; the new one isolates "
                     "no pod that was not isolated already"),), 0, None))
+    isolations = missing_isolation(
+        policies, observed.index, evaluator, in_window, adds.names,
+        lambda n: _evidence_problem(coverage, n, thresholds, window_ns is not None))
+    for iso in isolations:
+        if not iso.applied:
+            continue
+        pol = iso.policy
+        assert pol is not None
+        proposals.append(PolicyProposal(
+            f"{iso.namespace}/{iso.name}", _new_policy_file(iso.namespace), None, pol, (),
+            (Change("add-isolation", "", f"{iso.workload}: {iso.direction} to "
+                    f"{', '.join(iso.peers)} only" if iso.direction == "egress" else
+                    f"{iso.workload}: {iso.direction} from {', '.join(iso.peers)} only",
+                    f"no policy isolated it for {KIND[iso.direction]}; "
+                    f"{iso.connections:,} observed connection(s) went through that side"),),
+            iso.connections, None))
     return Proposal(tuple(proposals), tuple(unused), denied, tuple(adds.additions), span,
-                    window_start, coverage, thresholds)
+                    window_start, coverage, thresholds, isolations)

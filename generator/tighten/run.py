@@ -147,6 +147,36 @@ NARROWED = "narrowed"
 CANNOT_NARROW = "cannot narrow"
 
 
+def _isolation_status(iso) -> str:
+    if iso.applied:
+        return f"new policy {iso.namespace}/{iso.name}"
+    if iso.policy is not None:
+        return f"would add {iso.namespace}/{iso.name}; {NOT_ENOUGH_EVIDENCE}: {iso.problem}"
+    return f"not proposed: {iso.problem}"
+
+
+def isolation_blocks(pr: Proposal) -> list[Block]:
+    blocks: list[Block] = [Heading(1, "Not isolated: open sides with observed traffic")]
+    if not pr.isolations:
+        blocks.append(Paragraph("None: every workload side with observed traffic in the "
+                                "namespaces of the existing set is isolated.", "ok"))
+        return blocks
+    blocks.append(Paragraph(
+        "Pods no policy isolates for a direction accept (or send) anything that way. Each "
+        "such side with observed traffic gets a policy of its own for that side: the observed "
+        "peers and ports (and DNS), as `flowpol generate` writes them; the same evidence rules "
+        "as for removal apply."))
+    blocks.append(Table(("Workload", "Direction", "Connections", "Observed peers", "Proposed"),
+                        tuple((iso.workload, iso.direction, f"{iso.connections:,}",
+                               ", ".join(iso.peers), _isolation_status(iso))
+                              for iso in pr.isolations), numeric=(2,), wrap=(3, 4)))
+    for iso in pr.isolations:
+        if iso.policy is not None and not iso.applied:
+            blocks.append(Heading(2, f"{iso.namespace}/{iso.name} (not added)"))
+            blocks.append(Code(dump(iso.policy), "yaml"))
+    return blocks
+
+
 def _narrow_status(p: PolicyProposal, n) -> str:
     if n.problem is not None:
         return CANNOT_NARROW
@@ -209,6 +239,10 @@ def diff_dict(r: DiffResult) -> dict:
                        "connections": a.connections, "rules": len(a.rules), "policy": a.host,
                        "problem": a.problem} for a in pr.additions],
         "policies": [_policy_dict(p) for p in pr.policies],
+        "not_isolated": [{"workload": i.workload, "direction": i.direction,
+                          "connections": i.connections, "peers": list(i.peers),
+                          "policy": f"{i.namespace}/{i.name}" if i.name else None,
+                          "applied": i.applied, "problem": i.problem} for i in pr.isolations],
         "files": [{"name": f.name, "method": f.method, "changed": f.changed} for f in r.files],
         "proposed_verification": verification_dict(r.verification),
     }
@@ -277,6 +311,7 @@ def diff_document(r: DiffResult) -> Document:
             (c.action, f"`{c.ref}`" if c.ref else "", c.what, c.why) for c in p.changes),
             wrap=(2, 3)))
     blocks += narrowed_blocks(pr)
+    blocks += isolation_blocks(pr)
     unchanged = [p.id for p in pr.policies if not p.changes]
     if unchanged:
         blocks.append(Paragraph("Unchanged: " + ", ".join(f"`{x}`" for x in unchanged) + "."))
@@ -377,6 +412,13 @@ def summary_lines(r: DiffResult) -> list[str]:
                          + "]")
         if len(narrowed) > MAX_LISTED:
             lines.append(f"  ... {len(narrowed) - MAX_LISTED} more in report.md")
+    if pr.isolations:
+        lines.append(f"(b) NOT ISOLATED: {len(pr.isolations)} workload side(s) with observed "
+                     "traffic that no policy isolates:")
+        for iso in pr.isolations[:MAX_LISTED]:
+            lines.append(f"  {iso.workload} {iso.direction}: {iso.connections:,} connection(s) "
+                         f"{'to' if iso.direction == 'egress' else 'from'} "
+                         f"{', '.join(iso.peers)} [{_isolation_status(iso)}]")
     changed = [p for p in pr.policies if p.changed]
     counts: dict[str, int] = {}
     for p in pr.policies:

@@ -41,7 +41,12 @@ def test_broad_set_is_narrowed_with_before_and_after_side_by_side(bank, tmp_path
     assert "(b) BROADER than their use: 10 used rule(s):" in run.stdout
     assert ("  billing/ledger-out egress[0]: to ipBlock 0.0.0.0/0: 4,294,967,295 address(es) "
             "beyond the 1 observed peer(s) → external 203.0.113.10 only [narrowed]") in run.stdout
-    assert "(c) proposed: 10 of 10 policies change (10 narrow-rule, 1 remove-rule)" in run.stdout
+    assert ("(b) NOT ISOLATED: 2 workload side(s) with observed traffic that no policy "
+            "isolates:\n  billing/CronJob/report egress: 8 connection(s) to "
+            "billing/StatefulSet/db, kube-system/Deployment/coredns [new policy "
+            "billing/flowpol-report]\n") in run.stdout
+    assert ("(c) proposed: 12 of 13 policies change (2 add-isolation, 10 narrow-rule, "
+            "1 remove-rule)") in run.stdout
     assert "137 allowed, 0 denied" in run.stdout
     # the review: each narrowed rule as written beside what it becomes, line by line
     md = (tmp_path / "report.md").read_text()
@@ -59,6 +64,9 @@ def test_broad_set_is_narrowed_with_before_and_after_side_by_side(bank, tmp_path
     assert ledger["narrowed"][0]["after"] == [
         {"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}],
          "ports": [{"protocol": "TCP", "port": 443}]}]
+    added = yaml.safe_load_all((tmp_path / "proposed" / "flowpol-added-billing.yaml").read_text())
+    assert [d["metadata"]["name"] for d in added if d] == ["flowpol-report"]
+    assert data["not_isolated"][0]["policy"] == "billing/flowpol-report"
     # edited in place: the author's comment above the rule stays
     new = (tmp_path / "proposed" / "billing" / "ipblock-all.yaml").read_text()
     assert "  # the payment gateway, wherever it moves\n  - to:\n    - ipBlock:\n" \
@@ -78,7 +86,11 @@ def test_without_enough_evidence_each_narrowing_is_listed_and_none_applied(bank,
     assert len(listed) == 10
     assert all(line.endswith("[not enough evidence: the recording covers 1h 55m, less than "
                              "--min-observation 3h]") for line in listed)
-    assert "(c) proposed: 0 of 10 policies change" in run.stdout
+    assert "(c) proposed: 0 of 11 policies change" in run.stdout
+    assert ("  billing/CronJob/report egress: 8 connection(s) to billing/StatefulSet/db, "
+            "kube-system/Deployment/coredns [would add billing/flowpol-report; not enough "
+            "evidence: the recording covers 1h 55m") in run.stdout
+    assert not (tmp_path / "proposed" / "flowpol-added-billing.yaml").exists()
     assert (tmp_path / "proposed.diff").read_text() == ""
     md = (tmp_path / "report.md").read_text()
     assert "| egress[0] as written | would become (not applied) |" in md

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bank_scenario import MINUTE, observe_bank
+from generator.output.yamlout import strip_comments
 from generator.resolve.edges import PodView
 from generator.review.evidence import Thresholds
 from generator.tighten.propose import NOT_ENOUGH_EVIDENCE
@@ -135,7 +136,10 @@ def test_every_broad_shape_together_across_namespaces(bank) -> None:
     assert _admitted_beyond_use(proposal.parsed(), bank) == set()
     # names, selectors and rule order kept: every policy is there, in order, selecting
     # what it selected
-    assert [p.id for p in proposal.policies] == [e.policy.id for e in existing.policies]
+    ids = [p.id for p in proposal.policies]
+    assert ids[:len(existing.policies)] == [e.policy.id for e in existing.policies]
+    # and the sides no policy isolated get a policy each (report's egress, admin's)
+    assert ids[len(existing.policies):] == ["billing/flowpol-report", "shop/flowpol-admin"]
     by_id = {p.id: p for p in proposal.policies}
     for e in existing.policies:
         assert by_id[e.policy.id].proposed["spec"]["podSelector"] == e.raw["spec"]["podSelector"]
@@ -197,3 +201,53 @@ def test_without_enough_evidence_nothing_is_narrowed_and_each_change_is_listed(b
     assert all(not n.problem for p in by_id.values() for n in p.narrowings)
     assert {(n.policy, n.ref) for p in proposal.policies for n in p.narrowings} \
         >= set(SHAPES.values())
+
+
+def test_a_workload_without_egress_isolation_gets_it_from_the_evidence(bank) -> None:
+    existing, proposal = _run(bank, BROAD / "billing/no-egress-isolation.yaml")
+    # every open side with traffic in billing (the namespace the set covers) gets a policy
+    sides = {(i.workload, i.direction): i for i in proposal.isolations}
+    assert set(sides) == {("billing/CronJob/report", "egress"),
+                          ("billing/Deployment/ledger", "egress"),
+                          ("billing/Deployment/ledger", "ingress"),
+                          ("billing/StatefulSet/db", "ingress")}
+    assert all(i.applied for i in proposal.isolations)
+    iso = sides[("billing/CronJob/report", "egress")]
+    assert iso.peers == ("billing/StatefulSet/db", DNS)
+    new = next(p for p in proposal.policies if p.id == "billing/flowpol-report")
+    assert new.existing is None and new.file == "flowpol-added-billing.yaml"
+    spec = strip_comments(new.proposed)["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app": "report"}}
+    assert spec["policyTypes"] == ["Egress"]  # only the open side; ingress stays the author's
+    assert spec["egress"] == [  # DNS first, as generate writes it, then the database
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}],
+         "ports": [{"protocol": "TCP", "port": 5432}]}]
+    # a second open side of one workload gets its own name
+    assert {p.id for p in proposal.policies if p.existing is None} == {
+        "billing/flowpol-report", "billing/flowpol-ledger", "billing/flowpol-ledger-ingress",
+        "billing/flowpol-db"}
+    _assert_verifies_clean(proposal, bank)
+    _assert_never_broader(existing, proposal, bank)
+    # a report run to the outside: open before, closed now
+    run = PodView("billing", "report-next", (("app", "report"),), (), "10.244.9.50", False,
+                  "node-a")
+    old, now = (Evaluator.from_inventory(p, bank.index.inventory)
+                for p in (existing.parsed, proposal.parsed()))
+    assert old.check(run, "198.51.100.7", "TCP", 443).allowed
+    assert not now.check(run, "198.51.100.7", "TCP", 443).allowed
+    assert _admitted_beyond_use(proposal.parsed(), bank) == set()
+    _assert_valid_yaml(existing, proposal)
+
+
+def test_without_enough_evidence_isolation_is_listed_not_added(bank) -> None:
+    existing, proposal = _run(bank, BROAD / "billing/no-egress-isolation.yaml",
+                              thresholds=TOO_SHORT)
+    assert len(proposal.isolations) == 4
+    for iso in proposal.isolations:
+        assert not iso.applied and iso.policy is not None
+        assert iso.problem.startswith("the recording covers 1h 55m, less than "
+                                      "--min-observation 3h")
+    assert all(p.existing is not None for p in proposal.policies)  # nothing added
