@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from generator.inventory.index import InventoryIndex
 from generator.inventory.refs import WorkloadRef
 from generator.resolve.edges import WORKLOAD, Connection, Peer
-from generator.resolve.identity import pod_view
 from generator.review.evidence import when
 from generator.synthesize import model as m
 from generator.synthesize.render.kubernetes import peer_element
 from generator.verify.evaluator import Evaluator
 from generator.verify.policy import NetworkPolicy, PolicyPort
-from generator.verify.usage import PeerBreadth, PortBreadth, peer_breadth, port_breadth
+from generator.verify.usage import BreadthJudge
 
 PEERS_KEY = {"ingress": "from", "egress": "to"}
 TWIN = {"UDP": "TCP", "TCP": "UDP"}
@@ -64,36 +63,6 @@ class Narrowing:
     @property
     def summary(self) -> str:
         return "; ".join(self.removes)
-
-
-# What went through one entry: (other end, protocol, port) -> [connections, last seen].
-Seen = dict[tuple[Peer, str, int | None], list[int]]
-
-
-def observe_entries(connections, evaluator: Evaluator) -> dict[tuple, Seen]:
-    """Per rule entry (policy, direction, rule, peer, port), the observed other ends and
-    ports that matched it on its side."""
-    out: dict[tuple, Seen] = defaultdict(dict)
-    for c in connections:
-        src = c.src_pod if c.src_pod is not None else c.src_ip
-        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
-        for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
-            other = c.src if entry[1] == "ingress" else c.dst
-            _add(out[entry], other, c)
-    return out
-
-
-def _add(seen: Seen, other: Peer, c: Connection) -> None:
-    hit = seen.get((other, c.protocol, c.port))
-    if hit is None:
-        seen[(other, c.protocol, c.port)] = [c.count, c.last_seen]
-    else:
-        hit[0] += c.count
-        hit[1] = max(hit[1], c.last_seen)
-
-
-def _workload_key(peer: Peer) -> tuple:
-    return (peer.namespace, peer.workload_kind, peer.workload_name)
 
 
 def _admits(port: PolicyPort, protocol: str, number: int) -> bool:
@@ -137,42 +106,12 @@ class Narrower:
     def __init__(self, index: InventoryIndex, evaluator: Evaluator,
                  connections: list[Connection]):
         self.index = index
-        self.evaluator = evaluator
-        self.seen = observe_entries(connections, evaluator)
-        pods = [p for p in index.inventory.pods if not p.host_network]
-        self.pods = tuple(pod_view(p) for p in pods)
-        self.pod_workloads = tuple(
-            (w.namespace, w.kind, w.name) for w in (index.workload_of(p) for p in pods))
+        self.judge = BreadthJudge(index, evaluator, connections)
         dns = index.dns_resolvers()
         self.dns_workloads = {(w.namespace, w.kind, w.name) for w in dns.workloads}
         self.dns_ips = set(dns.node_local_ips)
         self.dns_ports = {("UDP", p) for p in dns.udp_ports or (53,)} | \
             {("TCP", p) for p in dns.tcp_ports or (53,)}
-
-    # ------------------------------------------------------------ measure
-
-    def breadth(self, policy: NetworkPolicy, direction: str, rule: int,
-                entries: list[tuple[int | None, int | None]]
-                ) -> tuple[dict, dict, dict[tuple, Seen]]:
-        """Per used peer and port index, how much wider it is than its use."""
-        seen = {(j, k): self.seen.get((policy.id, direction, rule, j, k), {}) for j, k in entries}
-        rules = policy.ingress if direction == "ingress" else policy.egress
-        peers: dict[int | None, PeerBreadth] = {}
-        ports: dict[int | None, PortBreadth] = {}
-        for j in {j for j, _ in entries}:
-            others = [o for (jj, _), s in seen.items() if jj == j for o, _, _ in s]
-            peers[j] = peer_breadth(
-                policy, direction, rule, j,
-                frozenset(_workload_key(o) for o in others if o.kind == WORKLOAD),
-                # what went through it, counted once each: addresses, and workloads
-                # (pods an ipBlock admitted by their addresses)
-                frozenset(o.ip if o.kind != WORKLOAD else o.display() for o in others),
-                self.evaluator, self.pods, self.pod_workloads)
-        for k in {k for _, k in entries}:
-            observed = frozenset((proto, port) for (_, kk), s in seen.items() if kk == k
-                                 for _, proto, port in s)
-            ports[k] = port_breadth(None if k is None else rules[rule].ports[k], observed)
-        return peers, ports, seen
 
     # ------------------------------------------------------------ narrow
 
@@ -182,7 +121,7 @@ class Narrower:
         already exact (removing unused items and splitting is ``propose``'s)."""
         entries = sorted(used, key=lambda e: (-1 if e[0] is None else e[0],
                                                -1 if e[1] is None else e[1]))
-        peers, ports, seen = self.breadth(policy, direction, rule, entries)
+        peers, ports, seen = self.judge.rule(policy, direction, rule, entries)
         if not any(b.broad for b in peers.values()) and not any(b.broad for b in ports.values()):
             return None
         key = PEERS_KEY[direction]
@@ -265,7 +204,7 @@ class Narrower:
         if (proto, number) not in self.dns_ports:
             return False
         if other.kind == WORKLOAD:
-            return _workload_key(other) in self.dns_workloads
+            return (other.namespace, other.workload_kind, other.workload_name) in self.dns_workloads
         return other.ip in self.dns_ips
 
     def _element(self, other: Peer, policy_ns: str, original: dict | None
