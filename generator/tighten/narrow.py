@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from generator.inventory.index import InventoryIndex
 from generator.inventory.refs import WorkloadRef
-from generator.resolve.edges import WORKLOAD, Connection, Peer
+from generator.resolve.edges import APISERVER, WORKLOAD, Connection, Peer
+from generator.resolve.identity import pod_view
 from generator.review.evidence import when
 from generator.synthesize import model as m
 from generator.synthesize.render.kubernetes import peer_element
@@ -79,6 +80,26 @@ def _host_cidr(ip: str) -> str:
     return str(ipaddress.ip_network(ip))
 
 
+def _first_address(cidr: str) -> str:
+    """An address standing for a range (as generator.verify.declared judges it)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    return str(net.network_address if net.num_addresses <= 2 else net.network_address + 1)
+
+
+def _within(cidr: str, original: dict | None) -> bool:
+    """Whether a whole range is inside the peer element it would replace."""
+    if original is None:
+        return True  # a rule without from: every address
+    block = original.get("ipBlock")
+    if not isinstance(block, dict) or block.get("except"):
+        return False
+    try:
+        return ipaddress.ip_network(cidr, strict=False).subnet_of(
+            ipaddress.ip_network(block.get("cidr"), strict=False))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def _merge_selector(narrow: dict, original: dict | None) -> dict:
     """``narrow`` ANDed with the original podSelector: never more than either."""
     if not original:
@@ -112,6 +133,33 @@ class Narrower:
         self.dns_ips = set(dns.node_local_ips)
         self.dns_ports = {("UDP", p) for p in dns.udp_ports or (53,)} | \
             {("TCP", p) for p in dns.tcp_ports or (53,)}
+        self.declared: dict[tuple, set[str]] = defaultdict(set)  # entry -> calls
+        self._declared_calls(evaluator)
+
+    def _declared_calls(self, evaluator: Evaluator) -> None:
+        """The calls the cluster declares the API server makes (webhooks, aggregated
+        APIs, conversion webhooks) count as use of the ingress entries that admit them,
+        observed or not: narrowing keeps them (generator.verify.declared judges the same
+        calls from the same sources)."""
+        calls = self.index.declared_calls()
+        if not calls.checked:
+            return
+        sources = [(ip, src) for src in self.index.apiserver().sources
+                   for ip in (src.addresses or (_first_address(src.cidr),))]
+        for target in calls.targets:
+            for pod in self.index.pods_of(target.workload):
+                if pod.host_network or not pod.ips or pod.phase in ("Succeeded", "Failed"):
+                    continue
+                view = pod_view(pod)
+                for ip, _ in sources:
+                    for entry in evaluator.matched_entries(ip, view, target.protocol,
+                                                           target.port):
+                        if entry[1] != "ingress":
+                            continue
+                        peer = Peer(APISERVER, ip=ip)
+                        self.judge.seen[entry].setdefault((peer, target.protocol, target.port),
+                                                          [0, 0])
+                        self.declared[entry].add(target.call.display())
 
     # ------------------------------------------------------------ narrow
 
@@ -184,6 +232,10 @@ class Narrower:
                                           key=lambda p: (str(p.get("protocol", "TCP")),
                                                          str(p.get("port"))))})
         evidence = f"{connections:,} connection(s) in the window, last seen {when(last)}"
+        declared = sorted({call for j, k in seen for call in
+                           self.declared.get((policy.id, direction, rule, j, k), ())})
+        if declared:
+            evidence += "; kept for the API server's declared calls: " + ", ".join(declared)
         return Narrowing(policy.id, direction, rule, raw_rule, tuple(after), tuple(removes),
                          evidence)
 
@@ -224,4 +276,8 @@ class Narrower:
             return el, None
         if not other.ip:
             return None, f"{other.display()} has no address"
+        source = self.index.apiserver().source_of(other.ip) if other.kind == APISERVER else None
+        if source is not None and _within(source.cidr, original):
+            # a --apiserver-cidr range: the API server may call from any address in it
+            return {"ipBlock": {"cidr": source.cidr}}, None
         return {"ipBlock": {"cidr": _host_cidr(other.ip)}}, None

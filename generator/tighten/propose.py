@@ -58,6 +58,8 @@ REMOVED = "remove"
 NOT_ENOUGH_EVIDENCE = "not enough evidence"
 NO_EFFECT = "no effect"
 KEPT_DNS = "kept: DNS"
+KEPT_DECLARED = "kept: declared"
+DECLARED_USE = "the cluster declares that the API server calls it: "
 DNS_TWIN = ("DNS over the other protocol is in use: resolvers answer over UDP and retry over TCP "
             "when the answer is too large, so both stay")
 
@@ -304,6 +306,17 @@ class _PolicyWork:
                                       f"{e.peer_text} on {e.port_text}",
                                       ever.get((i, j, k)), KEPT_DNS, DNS_TWIN))
         used |= twins
+        declared = self.narrower.declared if self.narrower is not None else {}
+        for e in r.entries:
+            calls = declared.get((p.id, direction, i, e.peer, e.port))
+            if e.used or (e.peer, e.port) in twins or not calls:
+                continue
+            # never removed: a recording rarely shows the API server calling a webhook
+            self.unused.append(Unused(p.id, direction, i, "combination", e.peer, e.port,
+                                      f"{e.peer_text} on {e.port_text}",
+                                      ever.get((i, e.peer, e.port)), KEPT_DECLARED,
+                                      DECLARED_USE + ", ".join(sorted(calls))))
+            used.add((e.peer, e.port))
         status = REMOVED if self.removable else NOT_ENOUGH_EVIDENCE
         ref = f"{direction}[{i}]"
         if not used:

@@ -141,3 +141,49 @@ def test_flowpol_written_set_made_broad_narrows_back_to_what_generate_allows(ban
     wanted = _allowed(generated, observed, ends, ports)
     assert _allowed(made_broad, observed, ends, ports) > wanted  # it was broader
     assert _allowed(proposed, observed, ends, ports) == wanted  # and is exactly generate's again
+
+
+DECLARED = REPO / "fixtures" / "scenarios" / "declared"
+
+
+def test_declared_api_server_calls_are_never_narrowed_or_removed_away(tmp_path: Path) -> None:
+    """The `declared` scenario's webhook backend made open to everyone (`ingress: [{}]`):
+    the narrowed rule keeps the API server on the webhook's targetPort though the
+    recording never shows the call, and the unused rules for the other declared calls
+    stay; the proposed set passes verify's declared check."""
+    args = [str(DECLARED / "flows.jsonl"), "--snapshot", str(DECLARED / "cluster.json")]
+    gen = flowpol("generate", *args, "--out", str(tmp_path / "gen"))
+    assert gen.returncode == 0, gen.stdout + gen.stderr
+    broad = tmp_path / "broad"
+    broad.mkdir()
+    for f in sorted((tmp_path / "gen").glob("*.yaml")):
+        if f.name == "kustomization.yaml":
+            continue
+        docs = [d for d in yaml.safe_load_all(f.read_text()) if d]
+        for d in docs:
+            if d["metadata"]["name"] == "flowpol-policy-webhook":
+                d["spec"]["ingress"] = [{}]
+        (broad / f.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    out = tmp_path / "out"
+    run = flowpol("diff", *args, "--existing", str(broad), "--out", str(out),
+                  "--min-observation", "1m")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert ("  admission/flowpol-policy-webhook ingress[0]: from any peer (every pod and "
+            "address)") in run.stdout
+    assert "→ kube-apiserver 192.168.56.11, node node-a (192.168.56.11)" in run.stdout
+    assert ("  widgets/flowpol-widget-converter ingress[0].from[0].ports[0]: ipBlock "
+            "192.168.56.11/32 on TCP/9443; never seen [kept: declared: the cluster declares "
+            "that the API server calls it: CustomResourceDefinition/widgets.example.com]"
+            ) in run.stdout
+    webhook = next(d for d in yaml.safe_load_all((out / "proposed" / "admission.yaml").read_text())
+                   if d and d["metadata"]["name"] == "flowpol-policy-webhook")
+    rules = {(p["cidr"], port["port"]) for r in webhook["spec"]["ingress"]
+             for p in (x["ipBlock"] for x in r["from"]) for port in r["ports"]}
+    assert ("192.168.56.11/32", 9443) in rules  # the declared call, never observed
+    data = json.loads((out / "diff.json").read_text())
+    [narrowed] = [n for p in data["policies"] for n in p["narrowed"]]
+    assert "kept for the API server's declared calls: ValidatingWebhookConfiguration/policy" \
+        in narrowed["evidence"]
+    check = flowpol("verify", *args, "--policies", str(out / "proposed"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "every call allowed" in check.stdout
