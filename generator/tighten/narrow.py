@@ -217,10 +217,12 @@ class Narrower:
                     pairs[pk][_dumps(item)] = item
         for j, b in sorted(peers.items(), key=lambda x: -1 if x[0] is None else x[0]):
             if b.broad:
-                removes.append(f"{key} {b.text} → {', '.join(sorted(after_peers[j]))} only")
+                removes.append(f"{key} {b.text} → "
+                               + (", ".join(sorted(after_peers[j])) + " only"
+                                  if after_peers[j] else "nothing"))
         for k, b in sorted(ports.items(), key=lambda x: -1 if x[0] is None else x[0]):
             if b.broad:
-                removes.append(f"{b.text} → {', '.join(sorted(after_ports[k]))}")
+                removes.append(f"{b.text} → {', '.join(sorted(after_ports[k])) or 'nothing'}")
         groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
         for pk in sorted(pairs):
             groups[tuple(sorted(pairs[pk]))].append(pk)
@@ -231,7 +233,8 @@ class Narrower:
                           "ports": sorted((ports_of[x] for x in port_keys),
                                           key=lambda p: (str(p.get("protocol", "TCP")),
                                                          str(p.get("port"))))})
-        evidence = f"{connections:,} connection(s) in the window, last seen {when(last)}"
+        evidence = (f"{connections:,} connection(s) in the window, last seen {when(last)}"
+                    if connections else "no connection in the window")
         declared = sorted({call for j, k in seen for call in
                            self.declared.get((policy.id, direction, rule, j, k), ())})
         if declared:
