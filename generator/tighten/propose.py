@@ -18,6 +18,11 @@ tightened set.
     - a policy is never deleted (that would un-isolate its pods), and when its last
       egress rule goes while policyTypes was defaulted, policyTypes is written out so
       Egress isolation stays;
+    - a used rule that admits more than its use (broad selectors, wide ipBlocks, no
+      from/to, no ports, ranges) is replaced in place by the observed peers and ports
+      (``narrow``); the calls the cluster declares the API server makes count as use;
+    - a workload side no policy isolates, with observed traffic, gets a policy for that
+      side from the evidence (``isolate``);
     - observed connections the existing set denies get rules (exactly those workloads
       and ports, built by ``synthesize``), appended to the existing policy that selects
       exactly that workload, or in a new policy when none does - and only when the new
