@@ -50,7 +50,18 @@ class GraphBlock:
     graph: Graph
 
 
-Block = Union[Heading, Paragraph, Bullets, Table, Code, GraphBlock]
+@dataclass(frozen=True, slots=True)
+class SideBySide:
+    """Two texts next to each other, line by line: a rule as written and what it
+    becomes (``flowpol diff``'s narrowed rules)."""
+
+    left_title: str
+    left: str
+    right_title: str
+    right: str
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, Code, GraphBlock, SideBySide]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,33 @@ def _memoized(render: Callable[[str], str]) -> Callable[[str], str]:
     return memo
 
 
+_NBSP = "\u00a0"
+
+
+def _md_code_cell(line: str) -> str:
+    """One line of text as a table cell's code span: indentation kept (no-break
+    spaces; a browser collapses plain ones), a fence longer than any run of backticks
+    in it, and pipes escaped (GFM ends a cell at a pipe even inside a code span)."""
+    if not line.strip():
+        return " "
+    body = line.lstrip(" ")
+    text = _NBSP * (len(line) - len(body)) + body
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def _md_side_by_side(b: SideBySide) -> list[str]:
+    left, right = b.left.rstrip("\n").split("\n"), b.right.rstrip("\n").split("\n")
+    rows = max(len(left), len(right))
+    left += [""] * (rows - len(left))
+    right += [""] * (rows - len(right))
+    out = [f"| {_md_cell(b.left_title)} | {_md_cell(b.right_title)} |", "|---|---|"]
+    out += [f"| {_md_code_cell(a)} | {_md_code_cell(c)} |" for a, c in zip(left, right)]
+    return out + [""]
+
+
 def to_markdown(doc: Document) -> str:
     out = [f"# {_md_inline(doc.title)}", ""]
     cell = _memoized(_md_cell)
@@ -127,6 +165,8 @@ def to_markdown(doc: Document) -> str:
             out += [f"{fence}{b.language}", b.text.rstrip("\n"), fence, ""]
         elif isinstance(b, GraphBlock):
             out += ["```mermaid", mermaid(b.graph).rstrip("\n"), "```", ""]
+        elif isinstance(b, SideBySide):
+            out += _md_side_by_side(b)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -188,6 +228,8 @@ tr:nth-child(even) td { background: #fbfcfd; }
 .callout b.bad { color: var(--bad); }
 .graph { border: 1px solid var(--line); border-radius: 6px; overflow-x: auto; padding: 8px;
          background: #fff; }
+table.side td { width: 50%; background: #fff; }
+table.side pre { margin: 0; border: 0; background: transparent; padding: 0; }
 nav.toc { font-size: 13px; columns: 2; background: var(--head); border: 1px solid var(--line);
           border-radius: 6px; padding: 8px 24px; }
 nav.toc a { color: #0969da; text-decoration: none; }
@@ -229,6 +271,12 @@ def to_html(doc: Document) -> str:
             body.append(f"<pre>{html.escape(b.text)}</pre>")
         elif isinstance(b, GraphBlock):
             body.append(f'<div class="graph">{svg(b.graph)}</div>')
+        elif isinstance(b, SideBySide):
+            body.append(
+                f'<table class="side"><thead><tr><th>{inline(b.left_title)}</th>'
+                f'<th>{inline(b.right_title)}</th></tr></thead><tbody><tr>'
+                f"<td><pre>{html.escape(b.left)}</pre></td>"
+                f"<td><pre>{html.escape(b.right)}</pre></td></tr></tbody></table>")
     nav = f'<nav class="toc"><ul>{"".join(toc)}</ul></nav>' if len(toc) > 2 else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

@@ -18,6 +18,11 @@ tightened set.
     - a policy is never deleted (that would un-isolate its pods), and when its last
       egress rule goes while policyTypes was defaulted, policyTypes is written out so
       Egress isolation stays;
+    - a used rule that admits more than its use (broad selectors, wide ipBlocks, no
+      from/to, no ports, ranges) is replaced in place by the observed peers and ports
+      (``narrow``); the calls the cluster declares the API server makes count as use;
+    - a workload side no policy isolates, with observed traffic, gets a policy for that
+      side from the evidence (``isolate``);
     - observed connections the existing set denies get rules (exactly those workloads
       and ports, built by ``synthesize``), appended to the existing policy that selects
       exactly that workload, or in a new policy when none does - and only when the new
@@ -42,6 +47,8 @@ from generator.review.evidence import (
 from generator.synthesize.render.kubernetes import MANAGED_BY
 from generator.synthesize.synthesis import SynthesisOptions, synthesize
 from generator.tighten.existing import ExistingPolicy, ExistingSet
+from generator.tighten.isolate import Isolation, missing_isolation
+from generator.tighten.narrow import Narrower, Narrowing
 from generator.tighten.yamledit import (
     APPEND, REMOVE, REMOVE_KEY, REPLACE, SET, Edit, apply_edits,
 )
@@ -56,6 +63,8 @@ REMOVED = "remove"
 NOT_ENOUGH_EVIDENCE = "not enough evidence"
 NO_EFFECT = "no effect"
 KEPT_DNS = "kept: DNS"
+KEPT_DECLARED = "kept: declared"
+DECLARED_USE = "the cluster declares that the API server calls it: "
 DNS_TWIN = ("DNS over the other protocol is in use: resolvers answer over UDP and retry over TCP "
             "when the answer is too large, so both stay")
 
@@ -120,6 +129,8 @@ class PolicyProposal:
     changes: tuple[Change, ...]
     evidence_connections: int
     evidence_problem: str | None  # why unused items are kept, when they are
+    # used rules broader than their use: applied when the evidence suffices, else listed
+    narrowings: tuple[Narrowing, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -136,6 +147,8 @@ class Proposal:
     window_start: int | None  # connections seen last before it do not count as use
     coverage: int  # ns of recording inside the window
     thresholds: Thresholds
+    # open sides with observed traffic: a new policy each (applied), or listed
+    isolations: tuple[Isolation, ...] = ()
 
     def parsed(self) -> tuple[NetworkPolicy, ...]:
         """The proposed policies, parsed (for verification)."""
@@ -220,8 +233,11 @@ class _PolicyWork:
     """Edits and changes of one existing policy, built direction by direction."""
 
     def __init__(self, ep: ExistingPolicy, removable: bool, problem: str | None,
-                 dns_ports: frozenset[tuple[str, int]] = frozenset()):
+                 dns_ports: frozenset[tuple[str, int]] = frozenset(),
+                 narrower: Narrower | None = None):
         self.ep = ep
+        self.narrower = narrower
+        self.narrowings: list[Narrowing] = []
         self.removable = removable
         self.problem = problem
         self.dns_ports = dns_ports
@@ -295,6 +311,17 @@ class _PolicyWork:
                                       f"{e.peer_text} on {e.port_text}",
                                       ever.get((i, j, k)), KEPT_DNS, DNS_TWIN))
         used |= twins
+        declared = self.narrower.declared if self.narrower is not None else {}
+        for e in r.entries:
+            calls = declared.get((p.id, direction, i, e.peer, e.port))
+            if e.used or (e.peer, e.port) in twins or not calls:
+                continue
+            # never removed: a recording rarely shows the API server calling a webhook
+            self.unused.append(Unused(p.id, direction, i, "combination", e.peer, e.port,
+                                      f"{e.peer_text} on {e.port_text}",
+                                      ever.get((i, e.peer, e.port)), KEPT_DECLARED,
+                                      DECLARED_USE + ", ".join(sorted(calls))))
+            used.add((e.peer, e.port))
         status = REMOVED if self.removable else NOT_ENOUGH_EVIDENCE
         ref = f"{direction}[{i}]"
         if not used:
@@ -369,7 +396,36 @@ class _PolicyWork:
                 self.changes.append(Change(
                     "keep", ref, r.allows, f"{len(holes)} peer/port combination(s) unused but "
                     f"{NOT_ENOUGH_EVIDENCE}: {self.problem}"))
+        if self.narrower is not None:
+            self._narrow(direction, i, raw_rule, used, removals)
         return 1
+
+    def _narrow(self, direction: str, i: int, raw_rule: dict, used: set,
+                removals: list[Edit]) -> None:
+        """A used rule broader than its use becomes the observed peers and ports; the
+        replacement covers the removals and split above, which are dropped."""
+        n = self.narrower.narrow(self.ep.policy, direction, i, raw_rule, used)  # type: ignore[union-attr]
+        if n is None:
+            return
+        ref = f"{direction}[{i}]"
+        if n.problem is not None:
+            self.narrowings.append(n)
+            self.changes.append(Change("keep", ref, "broader than its use",
+                                       f"cannot narrow: {n.problem}"))
+            return
+        self.narrowings.append(n)
+        if not self.removable:
+            self.changes.append(Change(
+                "keep", ref, n.summary,
+                f"would narrow to {len(n.after)} rule(s) ({n.evidence}); "
+                f"{NOT_ENOUGH_EVIDENCE}: {self.problem}"))
+            return
+        removals[:] = [e for e in removals if e.path[:3] != ("spec", direction, i)]
+        self.changes[:] = [c for c in self.changes
+                           if not (c.action == "split-rule" and c.ref == ref)]
+        removals.append(Edit(REPLACE, ("spec", direction, i), n.after))
+        self.changes.append(Change("narrow-rule", ref, n.summary,
+                                   f"broader than its use: {n.evidence}"))
 
 
 # ---------------------------------------------------------------- denied -> additions
@@ -578,6 +634,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
                           | {("TCP", p) for p in dns.tcp_ports or (53,)})
     adds = _Additions(existing, observed.index, evaluator)
     adds.run(connections)
+    narrower = Narrower(observed.index, evaluator, in_window)
 
     proposals: list[PolicyProposal] = []
     unused: list[Unused] = []
@@ -585,7 +642,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
         pid = ep.policy.id
         problem = _evidence_problem(coverage, flows.get(pid, 0), thresholds,
                                     window_ns is not None)
-        work = _PolicyWork(ep, problem is None, problem, dns_ports)
+        work = _PolicyWork(ep, problem is None, problem, dns_ports, narrower)
         for direction in ("ingress", "egress"):
             added = adds.by_host.get((pid, direction), [])
             if added:
@@ -595,7 +652,7 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
             work.direction(direction, uses[(pid, direction)], ever[f"{pid} {direction}"], added)
         proposals.append(PolicyProposal(pid, ep.file, ep, apply_edits(ep.raw, work.edits),
                                         tuple(work.edits), tuple(work.changes),
-                                        flows.get(pid, 0), problem))
+                                        flows.get(pid, 0), problem, tuple(work.narrowings)))
         unused += work.unused
     for n in adds.new.values():
         obj = _new_policy_object(n)
@@ -605,5 +662,21 @@ def propose(existing: ExistingSet, observed: ObservedTraffic, thresholds: Thresh
             (Change("add-policy", "", f"new policy for {n.workload}: {what}",
                     "no existing policy selects exactly this workload; the new one isolates "
                     "no pod that was not isolated already"),), 0, None))
+    isolations = missing_isolation(
+        policies, observed.index, evaluator, in_window, adds.names,
+        lambda n: _evidence_problem(coverage, n, thresholds, window_ns is not None))
+    for iso in isolations:
+        if not iso.applied:
+            continue
+        pol = iso.policy
+        assert pol is not None
+        proposals.append(PolicyProposal(
+            f"{iso.namespace}/{iso.name}", _new_policy_file(iso.namespace), None, pol, (),
+            (Change("add-isolation", "", f"{iso.workload}: {iso.direction} to "
+                    f"{', '.join(iso.peers)} only" if iso.direction == "egress" else
+                    f"{iso.workload}: {iso.direction} from {', '.join(iso.peers)} only",
+                    f"no policy isolated it for {KIND[iso.direction]}; "
+                    f"{iso.connections:,} observed connection(s) went through that side"),),
+            iso.connections, None))
     return Proposal(tuple(proposals), tuple(unused), denied, tuple(adds.additions), span,
-                    window_start, coverage, thresholds)
+                    window_start, coverage, thresholds, isolations)

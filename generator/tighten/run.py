@@ -27,7 +27,7 @@ from generator.output.owned import ReadBackError, write_owned
 from generator.output.report import connection_counts
 from generator.pipeline import ObserveRequest, ObservedTraffic, observe_request
 from generator.review.document import (
-    Block, Code, Document, Heading, Paragraph, Table, to_html, to_markdown,
+    Block, Code, Document, Heading, Paragraph, SideBySide, Table, to_html, to_markdown,
 )
 from generator.review.evidence import Thresholds, duration_text, when
 from generator.review.report import (
@@ -39,7 +39,7 @@ from generator.tighten.propose import (
     NOT_ENOUGH_EVIDENCE, REMOVED, Proposal, PolicyProposal, propose,
 )
 from generator.tighten.yamledit import Edit, edit_file
-from generator.output.yamlout import dump_all
+from generator.output.yamlout import dump, dump_all
 
 JSON_VERSION = 1
 ADDED_HEADER = "New NetworkPolicies proposed by flowpol diff. Review before applying."
@@ -129,7 +129,81 @@ def _policy_dict(p: PolicyProposal) -> dict:
             "evidence_connections": p.evidence_connections,
             "evidence_problem": p.evidence_problem,
             "changes": [{"action": c.action, "ref": c.ref, "what": c.what, "why": c.why}
-                        for c in p.changes]}
+                        for c in p.changes],
+            "narrowed": [{"ref": n.ref, "status": _narrow_status(p, n), "removes": list(n.removes),
+                          "evidence": n.evidence, "problem": n.problem,
+                          "before": n.before, "after": list(n.after)} for n in p.narrowings]}
+
+
+NARROWED = "narrowed"
+CANNOT_NARROW = "cannot narrow"
+
+
+def _isolation_status(iso) -> str:
+    if iso.applied:
+        return f"new policy {iso.namespace}/{iso.name}"
+    if iso.policy is not None:
+        return f"would add {iso.namespace}/{iso.name}; {NOT_ENOUGH_EVIDENCE}: {iso.problem}"
+    return f"not proposed: {iso.problem}"
+
+
+def isolation_blocks(pr: Proposal) -> list[Block]:
+    blocks: list[Block] = [Heading(1, "Not isolated: open sides with observed traffic")]
+    if not pr.isolations:
+        blocks.append(Paragraph("None: every workload side with observed traffic in the "
+                                "namespaces of the existing set is isolated.", "ok"))
+        return blocks
+    blocks.append(Paragraph(
+        "Pods no policy isolates for a direction accept (or send) anything that way. Each "
+        "such side with observed traffic gets a policy of its own for that side: the observed "
+        "peers and ports (and DNS), as `flowpol generate` writes them; the same evidence rules "
+        "as for removal apply."))
+    blocks.append(Table(("Workload", "Direction", "Connections", "Observed peers", "Proposed"),
+                        tuple((iso.workload, iso.direction, f"{iso.connections:,}",
+                               ", ".join(iso.peers), _isolation_status(iso))
+                              for iso in pr.isolations), numeric=(2,), wrap=(3, 4)))
+    for iso in pr.isolations:
+        if iso.policy is not None and not iso.applied:
+            blocks.append(Heading(2, f"{iso.namespace}/{iso.name} (not added)"))
+            blocks.append(Code(dump(iso.policy), "yaml"))
+    return blocks
+
+
+def _narrow_status(p: PolicyProposal, n) -> str:
+    if n.problem is not None:
+        return CANNOT_NARROW
+    return NARROWED if p.evidence_problem is None else NOT_ENOUGH_EVIDENCE
+
+
+def narrowed_blocks(pr: Proposal) -> list[Block]:
+    """Each used rule broader than its use: what it removes, its evidence, and the
+    rule as written beside what it becomes."""
+    found = [(p, n) for p in pr.policies for n in p.narrowings]
+    blocks: list[Block] = [Heading(1, "Narrowed: used rules broader than their use")]
+    if not found:
+        blocks.append(Paragraph("None: every used rule admits only what was observed.", "ok"))
+        return blocks
+    blocks.append(Paragraph(
+        "A used rule that admits more peers or ports than went through it becomes the "
+        "observed peers (workload selectors as `flowpol generate` writes them, addresses as "
+        "/32, the DNS resolver pods) and ports, one rule per set of ports, in its place; each "
+        "is a subset of what it replaces. The same evidence rules as for removal apply."))
+    for p, n in found:
+        status = _narrow_status(p, n)
+        blocks.append(Heading(2, f"{p.id} {n.ref}: {status}"))
+        if n.problem is not None:
+            blocks.append(Paragraph(f"Broader than its use, but {n.problem}; kept.", "warn"))
+            continue
+        lines = list(n.removes) + [f"evidence: {n.evidence}"]
+        if status == NOT_ENOUGH_EVIDENCE:
+            lines.append(f"would narrow to the rule(s) on the right; {NOT_ENOUGH_EVIDENCE}: "
+                         f"{p.evidence_problem}")
+        blocks.append(Paragraph("\n".join(lines), "warn" if status != NARROWED else None))
+        blocks.append(SideBySide(
+            f"{n.ref} as written", dump([n.before]),
+            "proposed" if status == NARROWED else "would become (not applied)",
+            dump(list(n.after))))
+    return blocks
 
 
 def diff_dict(r: DiffResult) -> dict:
@@ -157,6 +231,10 @@ def diff_dict(r: DiffResult) -> dict:
                        "connections": a.connections, "rules": len(a.rules), "policy": a.host,
                        "problem": a.problem} for a in pr.additions],
         "policies": [_policy_dict(p) for p in pr.policies],
+        "not_isolated": [{"workload": i.workload, "direction": i.direction,
+                          "connections": i.connections, "peers": list(i.peers),
+                          "policy": f"{i.namespace}/{i.name}" if i.name else None,
+                          "applied": i.applied, "problem": i.problem} for i in pr.isolations],
         "files": [{"name": f.name, "method": f.method, "changed": f.changed} for f in r.files],
         "proposed_verification": verification_dict(r.verification),
     }
@@ -224,6 +302,8 @@ def diff_document(r: DiffResult) -> Document:
         blocks.append(Table(("Action", "Where", "What", "Why"), tuple(
             (c.action, f"`{c.ref}`" if c.ref else "", c.what, c.why) for c in p.changes),
             wrap=(2, 3)))
+    blocks += narrowed_blocks(pr)
+    blocks += isolation_blocks(pr)
     unchanged = [p.id for p in pr.policies if not p.changes]
     if unchanged:
         blocks.append(Paragraph("Unchanged: " + ", ".join(f"`{x}`" for x in unchanged) + "."))
@@ -326,6 +406,23 @@ def summary_lines(r: DiffResult) -> list[str]:
             lines.append(f"  ... {len(pr.unused) - MAX_LISTED} more in report.md")
     else:
         lines.append("(b) unused: none; every rule, peer and port was used in the window")
+    narrowed = [(p, n) for p in pr.policies for n in p.narrowings]
+    if narrowed:
+        lines.append(f"(b) BROADER than their use: {len(narrowed)} used rule(s):")
+        for p, n in narrowed[:MAX_LISTED]:
+            status = _narrow_status(p, n)
+            lines.append(f"  {p.id} {n.ref}: " + (n.problem or n.summary) + f" [{status}"
+                         + (f": {p.evidence_problem}" if status == NOT_ENOUGH_EVIDENCE else "")
+                         + "]")
+        if len(narrowed) > MAX_LISTED:
+            lines.append(f"  ... {len(narrowed) - MAX_LISTED} more in report.md")
+    if pr.isolations:
+        lines.append(f"(b) NOT ISOLATED: {len(pr.isolations)} workload side(s) with observed "
+                     "traffic that no policy isolates:")
+        for iso in pr.isolations[:MAX_LISTED]:
+            lines.append(f"  {iso.workload} {iso.direction}: {iso.connections:,} connection(s) "
+                         f"{'to' if iso.direction == 'egress' else 'from'} "
+                         f"{', '.join(iso.peers)} [{_isolation_status(iso)}]")
     changed = [p for p in pr.policies if p.changed]
     counts: dict[str, int] = {}
     for p in pr.policies:

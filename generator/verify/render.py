@@ -51,6 +51,12 @@ def usage_dict(u: UsageResult) -> dict:
         "unused_entries": [_entry_dict(e) for e in u.unused_entries],
         "rules": [{**_rule_dict(r), "entries": [_entry_dict(e) for e in r.entries]}
                   for r in u.rules],
+        "broader_than_use": [
+            {"policy": b.policy, "direction": b.direction, "rule": b.rule,
+             "connections": b.connections, "text": b.text,
+             "peers": [{"peer": j, "beyond": x.beyond, "text": x.text} for j, x in b.peers],
+             "ports": [{"port": k, "beyond": x.beyond, "text": x.text} for k, x in b.ports]}
+            for b in u.broader],
     }
 
 
@@ -155,7 +161,23 @@ def _input_lines(result: VerifyResult) -> list[str]:
     return lines
 
 
+def _broader_lines(u: UsageResult) -> list[str]:
+    if not u.broader:
+        return []  # (the unused line above already says what the rules allow beyond use)
+    verb = "admits" if len(u.broader) == 1 else "admit"
+    lines = [f"BROADER than their use: {_plural(len(u.broader), 'used rule')} {verb} more "
+             "peers or ports than the connections that used them (`flowpol diff` narrows "
+             "them):"]
+    lines += [f"  {b.ref}: {b.text} ({_plural(b.connections, 'connection')} used it)"
+              for b in u.broader]
+    return lines
+
+
 def _usage_lines(u: UsageResult) -> list[str]:
+    return _unused_lines(u) + _broader_lines(u)
+
+
+def _unused_lines(u: UsageResult) -> list[str]:
     rules, entries = u.unused_rules, u.unused_entries
     if not rules and not entries:
         return ["unused: none; every rule and peer/port combination matched observed traffic"]

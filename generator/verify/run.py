@@ -6,7 +6,7 @@ The CLI (generator/cli/verify.py) only parses options and prints what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generator.verify.check import CheckResult, check_policies
 from generator.pipeline import ObservedTraffic, observe_request
@@ -14,7 +14,7 @@ from generator.verify.combined import make_evaluator
 from generator.verify.declared import DeclaredCheck, check_declared
 from generator.verify.policy import NetworkPolicy, parse_policies
 from generator.verify.policyset import PolicyKinds, load_policy_kinds
-from generator.verify.usage import UsageResult, rule_usage
+from generator.verify.usage import UsageResult, broader_than_use, rule_usage
 from recorder.errors import InputError
 from recorder.report import Skipped
 from recorder.sources import ReadOptions
@@ -129,5 +129,8 @@ def run_verify(req: VerifyRequest, policies: PolicySet) -> VerifyResult:
     usage = (rule_usage(connections, policies.policies, evaluator, observed.index.inventory,  # type: ignore[arg-type]
                         policies.kinds.cilium)
              if req.unused else None)
+    if usage is not None:
+        usage = replace(usage, broader=broader_than_use(usage, policies.policies, connections,
+                                                        observed.index))
     declared = check_declared(observed.index, evaluator) if req.declared else None
     return VerifyResult(policies, observed, check, usage, declared)

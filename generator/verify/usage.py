@@ -15,7 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from generator.resolve.edges import Connection
+from generator.resolve.edges import WORKLOAD, Connection, Peer
+from generator.resolve.identity import pod_view
+from generator.inventory.index import InventoryIndex
 from generator.inventory.model import Inventory, LabelSelector
 from generator.verify import cilium_text
 from generator.verify.cilium import CiliumJudge, SubjectView
@@ -78,6 +80,8 @@ class RuleUse:
 @dataclass(frozen=True, slots=True)
 class UsageResult:
     rules: tuple[RuleUse, ...]  # every rule of every policy, in the order given
+    # used rules that admit more than went through them (``broader_than_use``)
+    broader: tuple["BroaderRule", ...] = ()
 
     @property
     def unused_rules(self) -> tuple[RuleUse, ...]:
@@ -230,3 +234,212 @@ def describe_port(port: PolicyPort) -> str:
     if port.end_port is not None and port.end_port != port.port:
         return f"{port.protocol}/{port.port}-{port.end_port}"
     return f"{port.protocol}/{port.port}"
+
+
+# ---------------------------------------------------------------- broader than its use
+
+# Ports per protocol a rule admits when it names none: 1..65535 (Kubernetes'
+# NetworkPolicyPort.port and endPort are 1-65535).
+ALL_PORTS = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBreadth:
+    """What one from/to element (None: the rule has none) admits beyond the peers
+    observed through it. ``beyond``: pods (of workloads not observed) or addresses it
+    admits that no observed connection came from or went to; ``broad`` also holds for
+    empty selectors, which admit every future pod of the namespaces too."""
+
+    broad: bool
+    beyond: int
+    text: str  # e.g. "every pod in every namespace: 7 pods of 5 workloads beyond the observed"
+
+
+@dataclass(frozen=True, slots=True)
+class PortBreadth:
+    broad: bool
+    beyond: int  # ports admitted beyond the observed ones (per protocol given)
+    text: str
+
+
+def _selector_empty(selector: LabelSelector | None) -> bool:
+    return selector is None or selector.is_empty()
+
+
+def peer_breadth(policy: NetworkPolicy, direction: str, rule: int, peer: int | None,
+                 observed_workloads: frozenset, observed_ips: frozenset[str],
+                 evaluator: Evaluator, pods: tuple, pod_workloads: tuple) -> PeerBreadth:
+    """How much wider one peer element is than its observed use. ``pods``: every
+    non-hostNetwork pod of the snapshot (PodViews; pass the same tuple each time, the
+    evaluator remembers answers per tuple), ``pod_workloads`` their workloads' keys;
+    ``observed_workloads``: keys of the workloads seen through it; ``observed_ips``:
+    the distinct peers seen through it (addresses, or a workload's name when an ipBlock
+    admitted its pods), for an ipBlock's count."""
+    rules = policy.ingress if direction == "ingress" else policy.egress
+    element = None if peer is None else rules[rule].peers[peer]
+    text = ANY_PEER if element is None else describe_peer(element, policy.namespace)
+    if element is not None and element.ip_block is not None:
+        block = element.ip_block
+        net = block.network
+        size = net.num_addresses if net is not None else 0
+        for e in block.except_networks:
+            size -= e.num_addresses
+        beyond = max(size - len(observed_ips), 0)
+        broad = beyond > 0 or bool(block.excepts)
+        return PeerBreadth(broad, beyond, f"{text}: {beyond:,} address(es) beyond the "
+                           f"{len(observed_ips)} observed peer(s)" if broad else text)
+    admitted = evaluator.admitting(policy.id, direction, rule, peer, pods)
+    extra = [pod_workloads[i] for i in admitted if pod_workloads[i] not in observed_workloads]
+    empty = element is None or _selector_empty(element.pod_selector) or (
+        element.namespace_selector is not None and element.namespace_selector.is_empty())
+    if element is None:
+        # any address as well as any pod
+        return PeerBreadth(True, len(extra), f"{text}: {len(extra)} pod(s) of "
+                           f"{len(set(extra))} workload(s) and every address beyond the observed")
+    broad = empty or bool(extra)
+    if not broad:
+        return PeerBreadth(False, 0, text)
+    if not extra:
+        return PeerBreadth(True, 0, f"{text} (only observed pods now, but every pod added "
+                           "later too)")
+    return PeerBreadth(True, len(extra), f"{text}: {len(extra)} pod(s) of {len(set(extra))} "
+                       "workload(s) beyond the observed" + (
+                           " (and every pod added later)" if empty else ""))
+
+
+def port_breadth(port: PolicyPort | None, observed: frozenset[tuple[str, int | None]]
+                 ) -> PortBreadth:
+    """How much wider one ports entry (None: the rule has none) is than the observed
+    (protocol, port) pairs through it. A single or named port is exact: a named port is
+    one port per destination pod."""
+    if port is None:
+        beyond = 3 * ALL_PORTS - len(observed)  # TCP, UDP and SCTP
+        return PortBreadth(True, beyond, f"every port of every protocol: {beyond:,} port(s) "
+                           "beyond the observed")
+    text = describe_port(port)
+    if port.port is None:
+        beyond = ALL_PORTS - len(observed)
+    elif isinstance(port.port, int) and port.end_port is not None and port.end_port != port.port:
+        beyond = port.end_port - port.port + 1 - len(observed)
+    else:
+        return PortBreadth(False, 0, text)
+    return PortBreadth(True, beyond, f"{text}: {beyond:,} port(s) beyond the observed")
+
+
+
+# What went through one entry: (other end, protocol, port) -> [connections, last seen].
+Seen = dict[tuple[Peer, str, int | None], list[int]]
+
+
+def observed_through(connections: Iterable[Connection], evaluator: Evaluator
+                     ) -> dict[tuple, Seen]:
+    """Per rule entry (policy, direction, rule, peer, port), the observed other ends and
+    ports that matched it on its side."""
+    out: dict[tuple, Seen] = defaultdict(dict)
+    for c in connections:
+        src = c.src_pod if c.src_pod is not None else c.src_ip
+        dst = c.dst_pod if c.dst_pod is not None else c.dst_ip
+        for entry in evaluator.matched_entries(src, dst, c.protocol, c.port):
+            other = c.src if entry[1] == "ingress" else c.dst
+            seen = out[entry]
+            hit = seen.get((other, c.protocol, c.port))
+            if hit is None:
+                seen[(other, c.protocol, c.port)] = [c.count, c.last_seen]
+            else:
+                hit[0] += c.count
+                hit[1] = max(hit[1], c.last_seen)
+    return out
+
+
+def _workload_key(peer: Peer) -> tuple:
+    return (peer.namespace, peer.workload_kind, peer.workload_name)
+
+
+@dataclass(frozen=True, slots=True)
+class BroaderRule:
+    """A used rule broader than its use: per used peer element and ports entry that
+    admits more than went through it, how much more."""
+
+    policy: str
+    direction: str
+    rule: int
+    peers: tuple[tuple[int | None, PeerBreadth], ...]  # the broad ones only
+    ports: tuple[tuple[int | None, PortBreadth], ...]
+    connections: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.policy} {self.direction}[{self.rule}]"
+
+    @property
+    def text(self) -> str:
+        word = "from" if self.direction == "ingress" else "to"
+        return "; ".join([f"{word} {b.text}" for _, b in self.peers]
+                         + [b.text for _, b in self.ports])
+
+
+class BreadthJudge:
+    """How much wider each used peer and port of a rule is than its observed use (the
+    measure of ``verify --unused`` and of ``diff``'s narrowing)."""
+
+    def __init__(self, index: InventoryIndex, evaluator: Evaluator,
+                 connections: Iterable[Connection]):
+        self.evaluator = evaluator
+        self.seen = observed_through(connections, evaluator)
+        pods = [p for p in index.inventory.pods if not p.host_network]
+        self.pods = tuple(pod_view(p) for p in pods)
+        self.pod_workloads = tuple(
+            (w.namespace, w.kind, w.name) for w in (index.workload_of(p) for p in pods))
+
+    def rule(self, policy: NetworkPolicy, direction: str, rule: int,
+             entries: Iterable[tuple[int | None, int | None]]
+             ) -> tuple[dict[int | None, PeerBreadth], dict[int | None, PortBreadth],
+                        dict[tuple, Seen]]:
+        """Per used peer and port index of the rule its breadth; and what went through
+        each entry."""
+        seen = {(j, k): self.seen.get((policy.id, direction, rule, j, k), {}) for j, k in entries}
+        rules = policy.ingress if direction == "ingress" else policy.egress
+        peers: dict[int | None, PeerBreadth] = {}
+        ports: dict[int | None, PortBreadth] = {}
+        for j in {j for j, _ in seen}:
+            others = [o for (jj, _), s in seen.items() if jj == j for o, _, _ in s]
+            peers[j] = peer_breadth(
+                policy, direction, rule, j,
+                frozenset(_workload_key(o) for o in others if o.kind == WORKLOAD),
+                # what went through it, counted once each: addresses, and workloads
+                # (pods an ipBlock admitted by their addresses)
+                frozenset(o.ip if o.kind != WORKLOAD else o.display() for o in others),
+                self.evaluator, self.pods, self.pod_workloads)
+        for k in {k for _, k in seen}:
+            observed = frozenset((proto, port) for (_, kk), s in seen.items() if kk == k
+                                 for _, proto, port in s)
+            ports[k] = port_breadth(None if k is None else rules[rule].ports[k], observed)
+        return peers, ports, seen
+
+
+def broader_than_use(usage: UsageResult, policies: Iterable[NetworkPolicy],
+                     connections: Iterable[Connection], index: InventoryIndex
+                     ) -> tuple[BroaderRule, ...]:
+    """The used NetworkPolicy rules of ``usage`` that admit more peers or ports than
+    the connections that used them (Cilium rules are not measured)."""
+    policies = tuple(policies)
+    by_id = {p.id: p for p in policies}
+    judge = BreadthJudge(index, Evaluator.from_inventory(policies, index.inventory),
+                         connections)
+    out = []
+    for r in usage.rules:
+        policy = by_id.get(r.policy)
+        if policy is None or not r.used or r.note:
+            continue
+        peers, ports, _ = judge.rule(policy, r.direction, r.rule,
+                                     [(e.peer, e.port) for e in r.entries if e.used])
+        broad_peers = tuple((j, b) for j, b in sorted(peers.items(), key=_index) if b.broad)
+        broad_ports = tuple((k, b) for k, b in sorted(ports.items(), key=_index) if b.broad)
+        if broad_peers or broad_ports:
+            out.append(BroaderRule(r.policy, r.direction, r.rule, broad_peers, broad_ports,
+                                   r.connections))
+    return tuple(out)
+
+
+def _index(item: tuple) -> int:
+    return -1 if item[0] is None else item[0]

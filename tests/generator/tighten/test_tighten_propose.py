@@ -158,6 +158,7 @@ def test_too_broad_set_loses_exactly_what_went_unused(bank) -> None:
         "shop/api-server": ["remove-peer", "remove-port", "remove-rule"],
         "shop/web-extra": ["remove-rule", "remove-rule", "set-policy-types"],
         "billing/ledger": ["split-rule"],
+        "billing/db": ["narrow-rule"],  # "anything in the namespace": ledger and report used it
         "billing/db-ingress-only": ["remove-inert"],
         "ops/legacy-app": ["keep"],
     }
