@@ -44,7 +44,8 @@ def verify(
                                     "machines."),
     unused: bool = typer.Option(
         False, "--unused",
-        help="List the rules and peer/port combinations no observed connection used."),
+        help="List the rules and peer/port combinations no observed connection used, and "
+             "the used rules that admit more than their use."),
     show_allowed: bool = typer.Option(
         False, "--show-allowed",
         help="text: also list the allowed connections and the rules allowing them."),
