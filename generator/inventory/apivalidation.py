@@ -23,12 +23,6 @@ _SUBDOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 LABEL_MAX = 63
 SUBDOMAIN_MAX = 253
 
-# Deeper than any real object (a NetworkPolicy is about 10 levels deep); the limit keeps
-# later recursive walks (YAML dumping, comparing, copying) far from Python's recursion
-# limit whatever an input holds.
-MAX_DEPTH = 64
-
-
 def _shown(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
@@ -93,21 +87,3 @@ def cidr_problem(value: Any) -> str | None:
     except ValueError as e:
         return f"{_shown(value)} is not a valid CIDR ({e}); e.g. 10.0.0.0/8 or fd00::/64"
     return None
-
-
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """True when ``value`` nests mappings and lists more than ``limit`` deep. Iterative:
-    it must not itself be the recursion it guards against."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False

@@ -29,7 +29,6 @@ from generator.inventory.apivalidation import (
     dns_label_problem,
     dns_subdomain_problem,
     ip_problem,
-    too_deep,
 )
 from generator.inventory.kinds import (
     CAPTURED_AT_ANNOTATION,
@@ -40,6 +39,7 @@ from generator.inventory.kinds import (
     NAMESPACED,
     REQUIRED_KINDS,
 )
+from generator.inventory.nesting import MAX_DOCUMENT_DEPTH, too_deep, yaml_too_deep
 from generator.inventory.model import (
     ApiServerCall,
     ContainerArgs,
@@ -164,8 +164,8 @@ def _json_docs(text: str, path: str) -> list[_Doc]:
 
 def _too_deep_error(path: str, line: int | None) -> SnapshotError:
     return SnapshotError(
-        "the document nests lists and mappings too deeply to be a Kubernetes object "
-        f"(thousands of levels); it is not a snapshot, {_HOW_TO_CAPTURE}", path, line)
+        f"lists and mappings nest here more than {MAX_DOCUMENT_DEPTH} levels deep, which no "
+        f"Kubernetes object does; it is not a snapshot, {_HOW_TO_CAPTURE}", path, line)
 
 
 def _json_locator(text: str, start: int) -> Callable[[int | None], int | None]:
@@ -220,6 +220,9 @@ def _json_item_offsets(text: str, start: int) -> list[int]:
 
 
 def _yaml_docs(text: str, path: str) -> list[_Doc]:
+    deep = yaml_too_deep(text, _YamlLoader)
+    if deep is not None:
+        raise _too_deep_error(path, deep)
     try:
         values = list(yaml.load_all(text, Loader=_YamlLoader))
     except RecursionError:
@@ -744,6 +747,10 @@ def _slice_endpoint(e: Any, ns: str | None, check_ips: bool) -> SliceEndpoint:
         topology.get("kubernetes.io/hostname"), ".topology[kubernetes.io/hostname]")
     is_pod = _opt_str(ref.get("kind"), ".targetRef.kind") == "Pod"
     pod = _opt_name(ref.get("name"), ".targetRef.name") if is_pod else None
+    if is_pod and pod is None:
+        # Read as no reference, the address would lose its pod (and its labels).
+        raise _Malformed(".targetRef.name is missing or null in a Pod reference; the "
+                         "EndpointSlice controller always names the pod")
     ref_ns = ref.get("namespace")
     addresses = _list(e.get("addresses"), ".addresses")
     return _new_slice_endpoint(
