@@ -36,7 +36,9 @@ from generator.inventory.model import LabelSelector
 from generator.inventory.nesting import (
     MAX_DOCUMENT_DEPTH, MAX_OBJECT_DEPTH, too_deep, yaml_too_deep,
 )
-from generator.verify.selectors import SelectorError, parse_label_selector
+from generator.verify.selectors import (
+    SelectorError, label_key_problem, label_value_problem, parse_label_selector,
+)
 from recorder.errors import InputError
 from recorder.report import Skipped
 from recorder.sources import expand_inputs, open_input
@@ -254,6 +256,21 @@ def object_identity(kind: str, obj: dict, path: str | None, lines: dict[int, int
         problem = dns_label_problem(namespace)
         if problem:
             raise InputError(f"{kind} {name}: metadata.namespace {problem}", path, line)
+    # ValidateObjectMeta: labels map qualified names to label values, annotations map
+    # qualified names to strings. Both are written back when a set is tightened.
+    for field in ("labels", "annotations"):
+        values = meta.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise InputError(f"{kind} {name}: metadata.{field} must be a mapping of names to "
+                             f"strings, not {type(values).__name__}", path, line)
+        for k, v in values.items():
+            problem = label_key_problem(k) or (
+                label_value_problem(k, v) if field == "labels" else None if isinstance(v, str)
+                else f"annotation {k!r} is {type(v).__name__} {v!r}, not a string; quote it")
+            if problem:
+                raise InputError(f"{kind} {name}: metadata.{field}: {problem}", path, line)
     if too_deep(obj):
         raise InputError(f"{kind} {name}: lists and mappings nest more than {MAX_OBJECT_DEPTH} "
                          "levels deep, which no policy does; this is not a policy", path, line)
