@@ -493,13 +493,49 @@ def _construct_yaml_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_map)
 
 
+class _DuplicateJsonKey(ValueError):
+    pass
+
+
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
     data = dict(pairs)
     if len(data) != len(pairs):
-        seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"the key {key!r} appears twice in one object; {_DUPLICATE_HOW}")
+        raise _DuplicateJsonKey()
     return data
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _json_duplicate(text: str) -> tuple[str, int, int] | None:
+    """(key, line, line of its first occurrence) of the first key repeated in one object
+    of JSON ``text``. Only run once json found one: json.loads gives no positions."""
+    stack: list[dict[str, int] | None] = []  # the keys of each open object; None: array
+    i, end = 0, len(text)
+    while i < end:
+        c = text[i]
+        if c == '"':
+            m = _JSON_STRING.match(text, i)
+            if m is None:
+                return None
+            j = m.end()
+            while j < end and text[j] in " \t\r\n":
+                j += 1
+            if j < end and text[j] == ":" and stack and stack[-1] is not None:
+                key, line = json.loads(m.group()), text.count("\n", 0, i) + 1
+                if key in stack[-1]:
+                    return key, line, stack[-1][key]
+                stack[-1][key] = line
+            i = m.end()
+            continue
+        if c == "{":
+            stack.append({})
+        elif c == "[":
+            stack.append(None)
+        elif c in "}]" and stack:
+            stack.pop()
+        i += 1
+    return None
 
 
 def parse_text(text: str, display: str) -> tuple[list[Any], dict[int, int], bool]:
@@ -526,10 +562,13 @@ def parse_text(text: str, display: str) -> tuple[list[Any], dict[int, int], bool
             raise InputError(f"lists and mappings nest more than {MAX_DOCUMENT_DEPTH} levels "
                              "deep, which no policy does; this is not a policy file",
                              display) from None
-        except json.JSONDecodeError:
+        except _DuplicateJsonKey:
+            found = _json_duplicate(text)
+            key, line, first = found if found else ("?", None, "?")
+            raise InputError(f"the key {key!r} appears twice in one object (first on line "
+                             f"{first}); {_DUPLICATE_HOW}", display, line) from None
+        except ValueError:  # json.JSONDecodeError
             pass
-        except ValueError as dup:  # from _json_pairs
-            raise InputError(str(dup), display) from None
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise InputError(f"not valid YAML or JSON: {problem}; fix the syntax", display, line) from None
