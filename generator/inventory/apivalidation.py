@@ -87,3 +87,52 @@ def cidr_problem(value: Any) -> str | None:
     except ValueError as e:
         return f"{_shown(value)} is not a valid CIDR ({e}); e.g. 10.0.0.0/8 or fd00::/64"
     return None
+
+
+# k8s.io/apimachinery/pkg/util/validation: qualified names and label values.
+_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_KEY_RE = re.compile(rf"(({_SUBDOMAIN_RE.pattern})/)?{_NAME}")
+_VALUE_RE = re.compile(rf"({_NAME})?")
+
+
+def label_key_problem(key: object) -> str | None:
+    if not isinstance(key, str) or not key:
+        return f"label key {key!r} must be a non-empty string"
+    prefix, _, name = key.rpartition("/")
+    if len(name) > 63 or len(prefix) > 253 or not _KEY_RE.fullmatch(key):
+        return (
+            f"label key {key!r} is not a valid qualified name: an optional DNS-subdomain "
+            "prefix and '/', then up to 63 characters [A-Za-z0-9-_.] starting and ending "
+            "alphanumeric"
+        )
+    return None
+
+
+def label_value_problem(key: str, value: object) -> str | None:
+    if not isinstance(value, str):
+        hint = f'write "{str(value).lower()}" in quotes' if isinstance(value, (bool, int, float)) else "use a string"
+        return f"label value for {key!r} is {type(value).__name__} {value!r}, not a string; {hint}"
+    if len(value) > 63 or not _VALUE_RE.fullmatch(value):
+        return (
+            f"label value {value!r} for {key!r} is invalid: up to 63 characters "
+            "[A-Za-z0-9-_.], starting and ending alphanumeric (or empty)"
+        )
+    return None
+
+
+# k8s.io/apimachinery validation.IsValidPortName (IANA_SVC_NAME, RFC 6335) and
+# IsValidPortNum.
+_PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_LETTER_RE = re.compile("[a-z]")
+
+
+def port_name_problem(value: str) -> str | None:
+    if len(value) > 15 or not _PORT_NAME_RE.fullmatch(value) or "--" in value \
+            or not _LETTER_RE.search(value):
+        return (f"{_shown(value)} is not a valid port name: up to 15 lower-case letters, "
+                "digits and '-', at least one letter, no leading, trailing or double '-'")
+    return None
+
+
+def port_number_problem(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else f"{value} is out of range 1-65535"

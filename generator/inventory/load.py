@@ -29,6 +29,10 @@ from generator.inventory.apivalidation import (
     dns_label_problem,
     dns_subdomain_problem,
     ip_problem,
+    label_key_problem,
+    label_value_problem,
+    port_name_problem,
+    port_number_problem,
 )
 from generator.inventory.kinds import (
     CAPTURED_AT_ANNOTATION,
@@ -459,6 +463,34 @@ def _opt_int(value: Any, what: str) -> int | None:
     return None if value is None else _int(value, what)
 
 
+def _port(value: Any, what: str) -> int:
+    """A port number; they become the ports of the policies we write."""
+    port = _int(value, what)
+    problem = port_number_problem(port)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return port
+
+
+def _opt_port(value: Any, what: str) -> int | None:
+    return None if value is None else _port(value, what)
+
+
+def _port_name(value: Any, what: str) -> str | None:
+    """A named port (container port, targetPort): named ports of the policies we write."""
+    name = _opt_str(value, what)
+    if name:
+        problem = port_name_problem(name)
+        if problem:
+            raise _Malformed(f"{what} {problem}")
+    return name or None
+
+
+# Label pairs already found valid: a snapshot repeats the same few labels on pod
+# after pod, and the checks are regular expressions.
+_VALID_LABELS: set[tuple[str, str]] = set()
+
+
 def _labels(value: Any, what: str) -> Labels:
     m = _map(value, what)
     out = []
@@ -466,7 +498,15 @@ def _labels(value: Any, what: str) -> Labels:
         if not isinstance(k, str) or isinstance(v, (dict, list)):
             raise _Malformed(f"{what} must map strings to strings, found {k!r}: {v!r}")
         # YAML turns unquoted `true`/`1` into bool/int; the API always has strings.
-        out.append((k, "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))))
+        v = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+        if (k, v) not in _VALID_LABELS:
+            # They become selectors of the policies we write (ValidateLabels).
+            problem = label_key_problem(k) or label_value_problem(k, v)
+            if problem:
+                raise _Malformed(f"{what}: {problem}")
+            if len(_VALID_LABELS) < 100_000:
+                _VALID_LABELS.add((k, v))
+        out.append((k, v))
     return tuple(sorted(out))
 
 
@@ -584,8 +624,8 @@ def _container_port(p: Any) -> ContainerPort:
     entry (``.name must be ...``); the caller puts the entry's path in front."""
     p = _map(p, "")
     return ContainerPort(
-        _opt_str(p.get("name"), ".name") or None,
-        _int(p.get("containerPort"), ".containerPort"),
+        _port_name(p.get("name"), ".name"),
+        _port(p.get("containerPort"), ".containerPort"),
         _protocol(p.get("protocol"), ".protocol"),
     )
 
@@ -648,9 +688,9 @@ def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
 def _target_port(value: Any, default: int, what: str) -> int | str:
     if value is None or value == "" or value == 0:
         return default
-    if isinstance(value, str):
-        return int(value) if value.isdigit() else value
-    return _int(value, what)
+    if isinstance(value, str) and not value.isdigit():
+        return _port_name(value, what) or default
+    return _port(value, what)
 
 
 def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
@@ -667,13 +707,14 @@ def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
     ports = []
     for i, p in enumerate(_list(spec.get("ports"), "spec.ports")):
         p = _map(p, f"spec.ports[{i}]")
-        port = _int(p.get("port"), f"spec.ports[{i}].port")
+        port = _port(p.get("port"), f"spec.ports[{i}].port")
         ports.append(ServicePort(
             name=_opt_str(p.get("name"), f"spec.ports[{i}].name") or None,
             port=port,
             target_port=_target_port(p.get("targetPort"), port, f"spec.ports[{i}].targetPort"),
             protocol=_protocol(p.get("protocol"), f"spec.ports[{i}].protocol"),
-            node_port=_opt_int(p.get("nodePort"), f"spec.ports[{i}].nodePort"),
+            # 0: not allocated (a ClusterIP Service)
+            node_port=_opt_port(p.get("nodePort") or None, f"spec.ports[{i}].nodePort"),
         ))
     lb_ips = set()
     for i, ing in enumerate(_list(_map(status.get("loadBalancer"), "status.loadBalancer")
@@ -718,7 +759,7 @@ def _parse_endpointslice(obj: dict, meta: dict, name: str, ns: str | None) -> En
         p = _map(p, f"ports[{i}]")
         ports.append(SlicePort(
             name=_opt_str(p.get("name"), f"ports[{i}].name") or None,
-            port=_opt_int(p.get("port"), f"ports[{i}].port"),
+            port=_opt_port(p.get("port"), f"ports[{i}].port"),
             protocol=_protocol(p.get("protocol"), f"ports[{i}].protocol"),
         ))
     return EndpointSlice(

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 import yaml
 
 from generator.inventory.apivalidation import (
-    cidr_problem, dns_label_problem, dns_subdomain_problem,
+    cidr_problem, dns_label_problem, dns_subdomain_problem, port_name_problem,
 )
 from generator.inventory.model import LabelSelector
 from generator.inventory.nesting import (
@@ -50,8 +50,6 @@ API_VERSION = "networking.k8s.io/v1"
 POLICY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 # CIDR text -> (network, its canonical text). Generated policies repeat the same node
 # and resolver addresses in rule after rule, each parsed twice (validation, then
@@ -399,12 +397,9 @@ def _port(ctx: _Context, raw: Any, field: str) -> PolicyPort:
     elif isinstance(port, str):
         if port.isdigit():
             raise ctx.error(f"{field}.port {port!r} is a quoted number; write it without quotes: port: {port}", raw)
-        if len(port) > 15 or not _PORT_NAME_RE.fullmatch(port) or "--" in port or not re.search("[a-z]", port):
-            raise ctx.error(
-                f"{field}.port {port!r} is not a valid port name: up to 15 lower-case letters, "
-                "digits and '-', at least one letter, no leading, trailing or double '-'",
-                raw,
-            )
+        problem = port_name_problem(port)
+        if problem:
+            raise ctx.error(f"{field}.port {problem}", raw)
     if end_port is not None:
         if isinstance(end_port, bool) or not isinstance(end_port, int):
             raise ctx.error(f"{field}.endPort must be a number, got {end_port!r}; write it without quotes", raw)

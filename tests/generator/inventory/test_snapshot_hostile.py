@@ -55,6 +55,12 @@ def refused(run: subprocess.CompletedProcess[str]) -> str:
     ("kind_not_string.yaml", 4, ["item 1: kind must be a string, not ['Pod']"]),
     ("selector_values_mapping.yaml", 1, ["Deployment shop/web", "spec.selector."
                                          "matchExpressions[0].values must be strings"]),
+    ("label_value_newline.yaml", 2, ["Pod shop/web-1", "metadata.labels: label value "
+                                     "'web\\n# injected' for 'app' is invalid"]),
+    ("endpointslice_port_out_of_range.yaml", 1, ["EndpointSlice shop/api-abcde",
+                                                 "ports[0].port 70000 is out of range 1-65535"]),
+    ("target_port_name_invalid.yaml", 1, ["Service shop/api", "spec.ports[0].targetPort "
+                                          "'HTTP Port' is not a valid port name"]),
     ("webhook_service_namespace.yaml", 1, ["ValidatingWebhookConfiguration policy",
                                            "webhooks[0].clientConfig.service.namespace "
                                            "'../admission' is not a valid namespace name"]),
