@@ -123,3 +123,20 @@ def test_nesting_a_real_object_has_is_accepted(tmp_path: Path) -> None:
     snapshot.write_text(yaml.safe_dump(cluster, default_flow_style=False))
     run = generate(snapshot, tmp_path / "out")
     assert run.returncode == 0, run.stderr
+
+
+def test_a_slice_with_pod_and_non_pod_endpoints_is_read(tmp_path: Path) -> None:
+    """A slice may list a pod and an address without a Pod targetRef (a hand-managed
+    endpoint): sorting them together crashed with a TypeError (exit 1)."""
+    cluster = json.loads((SHOP / "cluster.json").read_text())
+    api = next(o for o in cluster["items"] if o["kind"] == "EndpointSlice"
+               and o["metadata"]["labels"].get("kubernetes.io/service-name") == "api")
+    api["endpoints"].append({"addresses": ["10.244.9.9"], "conditions": {"ready": True}})
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(cluster, indent=1))
+    run = generate(snapshot, tmp_path / "out")
+    # Exit 1: the generated policies are verified against the traffic, and the address
+    # without a pod is a backend no rule can name by labels (a finding, said so).
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "-> external 10.244.9.9 TCP/8080" in run.stderr
+    assert (tmp_path / "out" / "shop.yaml").is_file()
