@@ -43,7 +43,7 @@ from generator.inventory.kinds import (
     NAMESPACED,
     REQUIRED_KINDS,
 )
-from generator.inventory.nesting import MAX_DOCUMENT_DEPTH, too_deep, yaml_too_deep
+from generator.inventory.nesting import MAX_DOCUMENT_DEPTH, object_problem, yaml_too_deep
 from generator.inventory.model import (
     ApiServerCall,
     ContainerArgs,
@@ -847,8 +847,9 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
 def _parse_network_policy(obj: dict, meta: dict, name: str, ns: str | None) -> dict:
     _map(obj.get("spec"), "spec")
     # The raw object is kept, compared and written out again: bound what those walk.
-    if too_deep(obj):
-        raise _Malformed("it nests lists and mappings too deeply to be a NetworkPolicy")
+    problem = object_problem(obj)
+    if problem:
+        raise _Malformed(problem)
     if "managedFields" in meta:  # noise kubectl hides too
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
     return obj

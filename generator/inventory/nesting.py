@@ -18,6 +18,10 @@ import yaml
 
 MAX_DOCUMENT_DEPTH = 512
 MAX_OBJECT_DEPTH = 64
+# Values an object may hold once YAML aliases are expanded: far beyond the largest real
+# policy, far below what comparing or dumping a "billion laughs" of aliases costs.
+# go-yaml, which the API server's YAML decoding uses, refuses "excessive aliasing" too.
+MAX_OBJECT_VALUES = 1_000_000
 
 # Indentation, compact sequence entries ("- - x"), complex keys: everything at the start
 # of a line that can open a block collection without the line being indented further.
@@ -63,11 +67,52 @@ def too_deep(value: Any, limit: int = MAX_OBJECT_DEPTH) -> bool:
     it must not itself be the recursion it guards against."""
     if not isinstance(value, (dict, list)):
         return False
+    # YAML aliases share one list or mapping between many places (and can make it
+    # contain itself): each is walked again only when reached deeper than before, or
+    # an alias "billion laughs" of a few lines would take forever here.
+    deepest: dict[int, int] = {}
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             return True
+        if deepest.get(id(item), 0) >= depth:
+            continue
+        deepest[id(item)] = depth
         children = item.values() if isinstance(item, dict) else item
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return False
+
+
+def _expands_past(value: Any, limit: int) -> bool:
+    """True when ``value`` holds more than ``limit`` lists, mappings and scalars once
+    shared (aliased) parts are counted each time they appear. Sizes are computed once
+    per shared part. Call only on values ``too_deep`` passed (no cycles)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if id(item) in sizes:
+            continue
+        children = [c for c in (item.values() if isinstance(item, dict) else item)]
+        if children_done:
+            size = 1 + sum(sizes[id(c)] if isinstance(c, (dict, list)) else 1 for c in children)
+            if size > limit:
+                return True
+            sizes[id(item)] = size
+            continue
+        stack.append((item, True))
+        stack.extend((c, False) for c in children
+                     if isinstance(c, (dict, list)) and id(c) not in sizes)
+    return False
+
+
+def object_problem(value: Any) -> str | None:
+    """Why an object we keep, compare and write again is not one, or None."""
+    if too_deep(value):
+        return (f"lists and mappings nest more than {MAX_OBJECT_DEPTH} levels deep (or "
+                "contain themselves through a YAML alias), which no policy does")
+    if _expands_past(value, MAX_OBJECT_VALUES):
+        return (f"its YAML aliases expand to more than {MAX_OBJECT_VALUES:,} values "
+                "(\"billion laughs\"), which no policy needs; write the values out")
+    return None

@@ -34,7 +34,7 @@ from generator.inventory.apivalidation import (
 )
 from generator.inventory.model import LabelSelector
 from generator.inventory.nesting import (
-    MAX_DOCUMENT_DEPTH, MAX_OBJECT_DEPTH, too_deep, yaml_too_deep,
+    MAX_DOCUMENT_DEPTH, object_problem, yaml_too_deep,
 )
 from generator.verify.selectors import (
     SelectorError, label_key_problem, label_value_problem, parse_label_selector,
@@ -269,9 +269,9 @@ def object_identity(kind: str, obj: dict, path: str | None, lines: dict[int, int
                 else f"annotation {k!r} is {type(v).__name__} {v!r}, not a string; quote it")
             if problem:
                 raise InputError(f"{kind} {name}: metadata.{field}: {problem}", path, line)
-    if too_deep(obj):
-        raise InputError(f"{kind} {name}: lists and mappings nest more than {MAX_OBJECT_DEPTH} "
-                         "levels deep, which no policy does; this is not a policy", path, line)
+    problem = object_problem(obj)
+    if problem:
+        raise InputError(f"{kind} {name}: {problem}", path, line)
     return namespace, name
 
 

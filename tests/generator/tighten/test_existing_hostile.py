@@ -36,6 +36,8 @@ def refused(run: subprocess.CompletedProcess[str]) -> str:
     ("duplicate_key.yaml", "13: the key 'egress' appears twice in one mapping (first on line 12)"),
     ("namespace_dotdot.yaml", "1: NetworkPolicy api: metadata.namespace '../../escaped' is not "
                               "a valid namespace name"),
+    ("alias_bomb.yaml", "2: NetworkPolicy api: its YAML aliases expand to more than 1,000,000 "
+                        "values"),
 ])
 def test_existing_file_the_api_server_refuses(asset: str, where: str, tmp_path: Path) -> None:
     # Given as a directory, as a repository of policies is.

@@ -55,6 +55,8 @@ def refused(run: subprocess.CompletedProcess[str]) -> str:
     ("cilium_namespace_dotdot.yaml", 1, ["CiliumNetworkPolicy api: metadata.namespace "
                                          "'../kube-system' is not a valid namespace name"]),
     ("cluster_policy_name_nul.json", 1, [r"ClusterNetworkPolicy 'deny\x00all': metadata.name"]),
+    ("alias_cycle.yaml", 2, ["NetworkPolicy api: lists and mappings nest more than 64 levels "
+                             "deep (or contain themselves through a YAML alias)"]),
 ])
 def test_policy_file_the_api_server_refuses_is_refused(asset: str, line: int,
                                                        named: list[str]) -> None:
