@@ -91,6 +91,13 @@ def _norm_ip(ip: str) -> str:
         return ip
 
 
+def _backend_order(b: Backend) -> tuple:
+    """Backends in a fixed order. Not the dataclass order: a slice may list pod and
+    non-pod endpoints (pod_name None) together, and ``ready`` may be unknown (None)."""
+    return (b.namespace, b.pod_name is not None, b.pod_name or "", b.ip, b.target_port,
+            b.ready is not None, bool(b.ready))
+
+
 def container_port_number(pod: Pod, name: str, protocol: str) -> int | None:
     """The number a pod gives a named container port, for one protocol."""
     for p in pod.ports:
@@ -515,7 +522,8 @@ class InventoryIndex:
         if slices:
             found = self._backends_from_slices(service, sp, port, protocol, slices)
             if found:
-                return BackendsResult(tuple(sorted(found)), (), "endpointslices")
+                return BackendsResult(tuple(sorted(found, key=_backend_order)), (),
+                                      "endpointslices")
             warnings.append(f"{where}: its EndpointSlices have no port "
                             f"{_port_label(sp, port, protocol)}; used its selector instead")
         if not service.selector:
@@ -539,7 +547,8 @@ class InventoryIndex:
         if not found:
             warnings.append(f"{where}: no pod in the snapshot matches its selector "
                             + ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
-        return BackendsResult(tuple(sorted(set(found))), tuple(warnings), "selector" if found else "")
+        return BackendsResult(tuple(sorted(set(found), key=_backend_order)), tuple(warnings),
+                              "selector" if found else "")
 
     @staticmethod
     def _backends_from_slices(service: Service, sp: ServicePort | None, port: int,

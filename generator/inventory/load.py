@@ -24,6 +24,16 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from generator.inventory.apivalidation import (
+    cidr_problem,
+    dns_label_problem,
+    dns_subdomain_problem,
+    ip_problem,
+    label_key_problem,
+    label_value_problem,
+    port_name_problem,
+    port_number_problem,
+)
 from generator.inventory.kinds import (
     CAPTURED_AT_ANNOTATION,
     CONTROLLER_KINDS,
@@ -33,6 +43,7 @@ from generator.inventory.kinds import (
     NAMESPACED,
     REQUIRED_KINDS,
 )
+from generator.inventory.nesting import MAX_DOCUMENT_DEPTH, object_problem, yaml_too_deep
 from generator.inventory.model import (
     ApiServerCall,
     ContainerArgs,
@@ -140,6 +151,8 @@ def _json_docs(text: str, path: str) -> list[_Doc]:
             return docs
         try:
             value, next_pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise _too_deep_error(path, _line_at(text, pos)) from None
         except json.JSONDecodeError as e:
             truncated = e.lineno >= _line_at(text, len(text.rstrip()))
             raise SnapshotError(
@@ -151,6 +164,12 @@ def _json_docs(text: str, path: str) -> list[_Doc]:
             ) from None
         docs.append(_Doc(path, value, _json_locator(text, pos)))
         pos = next_pos
+
+
+def _too_deep_error(path: str, line: int | None) -> SnapshotError:
+    return SnapshotError(
+        f"lists and mappings nest here more than {MAX_DOCUMENT_DEPTH} levels deep, which no "
+        f"Kubernetes object does; it is not a snapshot, {_HOW_TO_CAPTURE}", path, line)
 
 
 def _json_locator(text: str, start: int) -> Callable[[int | None], int | None]:
@@ -205,8 +224,13 @@ def _json_item_offsets(text: str, start: int) -> list[int]:
 
 
 def _yaml_docs(text: str, path: str) -> list[_Doc]:
+    deep = yaml_too_deep(text, _YamlLoader)
+    if deep is not None:
+        raise _too_deep_error(path, deep)
     try:
         values = list(yaml.load_all(text, Loader=_YamlLoader))
+    except RecursionError:
+        raise _too_deep_error(path, None) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -354,7 +378,11 @@ def _items(doc: _Doc) -> Iterator[_Item | tuple[str, str]]:
                 doc.path,
                 line_of(),
             )
-        kind = str(obj.get("kind") or implied or "")
+        kind = obj.get("kind") or implied or ""
+        if not isinstance(kind, str):
+            raise SnapshotError(
+                f"item {i + 1}: kind must be a string, not {kind!r}; {_HOW_TO_CAPTURE}",
+                doc.path, line_of())
         # to_dict() leaves `kind` None on list items: check their fields too.
         key = _snake_case_key(obj, fields=not kind or kind in KINDS)
         if key is not None:
@@ -389,6 +417,40 @@ def _opt_str(value: Any, what: str) -> str | None:
     return value
 
 
+def _namespace(value: Any, what: str) -> str:
+    problem = dns_label_problem(value)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return value
+
+
+def _name(value: Any, what: str) -> str:
+    problem = dns_subdomain_problem(value)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return value
+
+
+def _opt_name(value: Any, what: str) -> str | None:
+    """A reference to an object by name (nodeName, targetRef.name): null or empty is
+    no reference, anything else must be a name the API server would accept."""
+    return None if value is None or value == "" else _name(value, what)
+
+
+def _ip(value: Any, what: str) -> str:
+    problem = ip_problem(value)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return value
+
+
+def _cidr(value: Any, what: str) -> str:
+    problem = cidr_problem(value)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return value
+
+
 def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.isdigit():
@@ -401,6 +463,34 @@ def _opt_int(value: Any, what: str) -> int | None:
     return None if value is None else _int(value, what)
 
 
+def _port(value: Any, what: str) -> int:
+    """A port number; they become the ports of the policies we write."""
+    port = _int(value, what)
+    problem = port_number_problem(port)
+    if problem:
+        raise _Malformed(f"{what} {problem}")
+    return port
+
+
+def _opt_port(value: Any, what: str) -> int | None:
+    return None if value is None else _port(value, what)
+
+
+def _port_name(value: Any, what: str) -> str | None:
+    """A named port (container port, targetPort): named ports of the policies we write."""
+    name = _opt_str(value, what)
+    if name:
+        problem = port_name_problem(name)
+        if problem:
+            raise _Malformed(f"{what} {problem}")
+    return name or None
+
+
+# Label pairs already found valid: a snapshot repeats the same few labels on pod
+# after pod, and the checks are regular expressions.
+_VALID_LABELS: set[tuple[str, str]] = set()
+
+
 def _labels(value: Any, what: str) -> Labels:
     m = _map(value, what)
     out = []
@@ -408,7 +498,15 @@ def _labels(value: Any, what: str) -> Labels:
         if not isinstance(k, str) or isinstance(v, (dict, list)):
             raise _Malformed(f"{what} must map strings to strings, found {k!r}: {v!r}")
         # YAML turns unquoted `true`/`1` into bool/int; the API always has strings.
-        out.append((k, "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))))
+        v = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+        if (k, v) not in _VALID_LABELS:
+            # They become selectors of the policies we write (ValidateLabels).
+            problem = label_key_problem(k) or label_value_problem(k, v)
+            if problem:
+                raise _Malformed(f"{what}: {problem}")
+            if len(_VALID_LABELS) < 100_000:
+                _VALID_LABELS.add((k, v))
+        out.append((k, v))
     return tuple(sorted(out))
 
 
@@ -449,6 +547,7 @@ def _owner(meta: dict) -> OwnerRef | None:
     name = _opt_str(chosen.get("name"), "metadata.ownerReferences[].name")
     if not kind or not name:
         raise _Malformed("an ownerReference has no kind or name")
+    _name(name, "metadata.ownerReferences[].name")
     return OwnerRef(kind, name)
 
 
@@ -464,7 +563,13 @@ def _selector(value: Any, what: str) -> LabelSelector | None:
         if not key or op not in ("In", "NotIn", "Exists", "DoesNotExist"):
             raise _Malformed(f"{what}.matchExpressions[{i}] needs a key and an operator "
                              f"In, NotIn, Exists or DoesNotExist")
-        values = tuple(sorted(str(v) for v in _list(e.get("values"), f"{what}.values")))
+        values = []
+        for v in _list(e.get("values"), f"{what}.matchExpressions[{i}].values"):
+            if isinstance(v, (dict, list)):
+                raise _Malformed(f"{what}.matchExpressions[{i}].values must be strings, "
+                                 f"not {v!r}")
+            values.append(str(v).lower() if isinstance(v, bool) else str(v))
+        values = tuple(sorted(values))
         exprs.append((key, op, values))
     return LabelSelector(
         _labels(sel.get("matchLabels"), f"{what}.matchLabels"), tuple(sorted(exprs))
@@ -486,11 +591,13 @@ def _parse_node(obj: dict, meta: dict, name: str, ns: str | None) -> Node:
     addresses = set()
     for i, a in enumerate(_list(status.get("addresses"), "status.addresses")):
         a = _map(a, f"status.addresses[{i}]")
+        # Hostname and InternalDNS addresses are names, not IPs.
         if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address"):
-            addresses.add(str(a["address"]))
-    cidrs = {str(c) for c in _list(spec.get("podCIDRs"), "spec.podCIDRs")}
+            addresses.add(_ip(a["address"], f"status.addresses[{i}].address"))
+    cidrs = {_cidr(c, f"spec.podCIDRs[{i}]")
+             for i, c in enumerate(_list(spec.get("podCIDRs"), "spec.podCIDRs"))}
     if spec.get("podCIDR"):
-        cidrs.add(str(spec["podCIDR"]))
+        cidrs.add(_cidr(spec["podCIDR"], "spec.podCIDR"))
     return Node(name, tuple(sorted(addresses)), tuple(sorted(cidrs)))
 
 
@@ -517,8 +624,8 @@ def _container_port(p: Any) -> ContainerPort:
     entry (``.name must be ...``); the caller puts the entry's path in front."""
     p = _map(p, "")
     return ContainerPort(
-        _opt_str(p.get("name"), ".name") or None,
-        _int(p.get("containerPort"), ".containerPort"),
+        _port_name(p.get("name"), ".name"),
+        _port(p.get("containerPort"), ".containerPort"),
         _protocol(p.get("protocol"), ".protocol"),
     )
 
@@ -555,18 +662,18 @@ def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
     for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs")):
         ip = _map(entry, f"status.podIPs[{i}]").get("ip")
         if ip:
-            ips.add(str(ip))
+            ips.add(_ip(ip, f"status.podIPs[{i}].ip"))
     if status.get("podIP"):
-        ips.add(str(status["podIP"]))
+        ips.add(_ip(status["podIP"], "status.podIP"))
     host_network = spec.get("hostNetwork") is True
     owner = _owner(meta)
     return _new_pod(
         ns or "",  # namespace
         name,
-        str(meta.get("uid") or ""),  # uid
+        _opt_str(meta.get("uid"), "metadata.uid") or "",  # uid
         _labels(meta.get("labels"), "metadata.labels"),
         tuple(sorted(ips)),  # ips
-        _opt_str(spec.get("nodeName"), "spec.nodeName") or None,  # node
+        _opt_name(spec.get("nodeName"), "spec.nodeName"),  # node
         host_network,
         _opt_str(status.get("phase"), "status.phase"),  # phase
         _time_ns(meta.get("creationTimestamp"), "metadata.creationTimestamp"),  # created
@@ -581,39 +688,42 @@ def _parse_pod(obj: dict, meta: dict, name: str, ns: str | None) -> Pod:
 def _target_port(value: Any, default: int, what: str) -> int | str:
     if value is None or value == "" or value == 0:
         return default
-    if isinstance(value, str):
-        return int(value) if value.isdigit() else value
-    return _int(value, what)
+    if isinstance(value, str) and not value.isdigit():
+        return _port_name(value, what) or default
+    return _port(value, what)
 
 
 def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
     spec = _map(obj.get("spec"), "spec")
     status = _map(obj.get("status"), "status")
     svc_type = _opt_str(spec.get("type"), "spec.type") or "ClusterIP"
-    ips = [str(ip) for ip in _list(spec.get("clusterIPs"), "spec.clusterIPs")]
+    ips = [(ip, f"spec.clusterIPs[{i}]")
+           for i, ip in enumerate(_list(spec.get("clusterIPs"), "spec.clusterIPs"))]
     if not ips and spec.get("clusterIP"):
-        ips = [str(spec["clusterIP"])]
+        ips = [(spec["clusterIP"], "spec.clusterIP")]
     # "None" marks a headless Service; ExternalName has no ClusterIP at all.
-    cluster_ips = tuple(ip for ip in ips if ip not in ("None", "")) if svc_type != "ExternalName" else ()
+    cluster_ips = tuple(_ip(ip, what) for ip, what in ips if ip not in ("None", "")) \
+        if svc_type != "ExternalName" else ()
     ports = []
     for i, p in enumerate(_list(spec.get("ports"), "spec.ports")):
         p = _map(p, f"spec.ports[{i}]")
-        port = _int(p.get("port"), f"spec.ports[{i}].port")
+        port = _port(p.get("port"), f"spec.ports[{i}].port")
         ports.append(ServicePort(
             name=_opt_str(p.get("name"), f"spec.ports[{i}].name") or None,
             port=port,
             target_port=_target_port(p.get("targetPort"), port, f"spec.ports[{i}].targetPort"),
             protocol=_protocol(p.get("protocol"), f"spec.ports[{i}].protocol"),
-            node_port=_opt_int(p.get("nodePort"), f"spec.ports[{i}].nodePort"),
+            # 0: not allocated (a ClusterIP Service)
+            node_port=_opt_port(p.get("nodePort") or None, f"spec.ports[{i}].nodePort"),
         ))
     lb_ips = set()
     for i, ing in enumerate(_list(_map(status.get("loadBalancer"), "status.loadBalancer")
                                   .get("ingress"), "status.loadBalancer.ingress")):
         ing = _map(ing, f"status.loadBalancer.ingress[{i}]")
         if ing.get("ip"):
-            lb_ips.add(str(ing["ip"]))
+            lb_ips.add(_ip(ing["ip"], f"status.loadBalancer.ingress[{i}].ip"))
     if spec.get("loadBalancerIP"):
-        lb_ips.add(str(spec["loadBalancerIP"]))
+        lb_ips.add(_ip(spec["loadBalancerIP"], "spec.loadBalancerIP"))
     return Service(
         namespace=ns or "",
         name=name,
@@ -624,8 +734,9 @@ def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
         ports=tuple(sorted(ports, key=lambda p: (p.port, p.protocol, p.name or ""))),
         external_traffic_policy=_opt_str(spec.get("externalTrafficPolicy"),
                                          "spec.externalTrafficPolicy"),
-        external_ips=tuple(sorted(str(ip) for ip in _list(spec.get("externalIPs"),
-                                                           "spec.externalIPs"))),
+        external_ips=tuple(sorted(
+            _ip(ip, f"spec.externalIPs[{i}]")
+            for i, ip in enumerate(_list(spec.get("externalIPs"), "spec.externalIPs")))),
         load_balancer_ips=tuple(sorted(lb_ips)),
     )
 
@@ -633,9 +744,12 @@ def _parse_service(obj: dict, meta: dict, name: str, ns: str | None) -> Service:
 def _parse_endpointslice(obj: dict, meta: dict, name: str, ns: str | None) -> EndpointSlice:
     labels = dict(_labels(meta.get("labels"), "metadata.labels"))
     endpoints = []
+    address_type = _opt_str(obj.get("addressType"), "addressType") or "IPv4"
+    # FQDN slices (deprecated) list host names, not addresses.
+    check_ips = address_type in ("IPv4", "IPv6")
     for i, e in enumerate(_list(obj.get("endpoints"), "endpoints")):
         try:
-            endpoints.append(_slice_endpoint(e, ns))
+            endpoints.append(_slice_endpoint(e, ns, check_ips))
         except _Malformed as err:
             # Named only when wrong, as container ports are: one slice per Service
             # lists every backend.
@@ -645,14 +759,14 @@ def _parse_endpointslice(obj: dict, meta: dict, name: str, ns: str | None) -> En
         p = _map(p, f"ports[{i}]")
         ports.append(SlicePort(
             name=_opt_str(p.get("name"), f"ports[{i}].name") or None,
-            port=_opt_int(p.get("port"), f"ports[{i}].port"),
+            port=_opt_port(p.get("port"), f"ports[{i}].port"),
             protocol=_protocol(p.get("protocol"), f"ports[{i}].protocol"),
         ))
     return EndpointSlice(
         namespace=ns or "",
         name=name,
         service=labels.get(SERVICE_NAME_LABEL),
-        address_type=_opt_str(obj.get("addressType"), "addressType") or "IPv4",
+        address_type=address_type,
         endpoints=tuple(sorted(endpoints, key=lambda e: (e.addresses, e.pod or ""))),
         ports=tuple(sorted(ports, key=lambda p: (p.name or "", p.port or 0, p.protocol))),
     )
@@ -662,7 +776,7 @@ _new_slice_endpoint = slots_maker(SliceEndpoint, "addresses", "pod", "pod_namesp
                                   "node")
 
 
-def _slice_endpoint(e: Any, ns: str | None) -> SliceEndpoint:
+def _slice_endpoint(e: Any, ns: str | None, check_ips: bool) -> SliceEndpoint:
     """One entry of a slice's endpoints. Messages name the field relative to the
     entry (``.targetRef must be ...``); the caller puts the entry's path in front."""
     e = _map(e, "")
@@ -670,14 +784,23 @@ def _slice_endpoint(e: Any, ns: str | None) -> SliceEndpoint:
     conditions = _map(e.get("conditions"), ".conditions")
     ready = conditions.get("ready")
     topology = _map(e.get("topology"), ".topology")  # v1beta1
-    node = e.get("nodeName") or topology.get("kubernetes.io/hostname")
-    is_pod = ref.get("kind") == "Pod"
+    node = _opt_name(e.get("nodeName"), ".nodeName") or _opt_name(
+        topology.get("kubernetes.io/hostname"), ".topology[kubernetes.io/hostname]")
+    is_pod = _opt_str(ref.get("kind"), ".targetRef.kind") == "Pod"
+    pod = _opt_name(ref.get("name"), ".targetRef.name") if is_pod else None
+    if is_pod and pod is None:
+        # Read as no reference, the address would lose its pod (and its labels).
+        raise _Malformed(".targetRef.name is missing or null in a Pod reference; the "
+                         "EndpointSlice controller always names the pod")
+    ref_ns = ref.get("namespace")
+    addresses = _list(e.get("addresses"), ".addresses")
     return _new_slice_endpoint(
-        tuple(sorted(str(a) for a in _list(e.get("addresses"), ".addresses"))),  # addresses
-        str(ref["name"]) if is_pod and ref.get("name") else None,  # pod
-        str(ref.get("namespace") or ns) if is_pod else None,  # pod_namespace
+        tuple(sorted(_ip(a, f".addresses[{i}]") if check_ips else str(a)
+                     for i, a in enumerate(addresses))),  # addresses
+        pod,  # pod
+        (_namespace(ref_ns, ".targetRef.namespace") if ref_ns else ns) if is_pod else None,
         ready if isinstance(ready, bool) else None,  # ready
-        str(node) if node else None,  # node
+        node,  # node
     )
 
 
@@ -723,6 +846,10 @@ def _controller_parser(kind: str) -> Callable[[dict, dict, str, str | None], Con
 
 def _parse_network_policy(obj: dict, meta: dict, name: str, ns: str | None) -> dict:
     _map(obj.get("spec"), "spec")
+    # The raw object is kept, compared and written out again: bound what those walk.
+    problem = object_problem(obj)
+    if problem:
+        raise _Malformed(problem)
     if "managedFields" in meta:  # noise kubectl hides too
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
     return obj
@@ -744,6 +871,8 @@ def _service_ref(value: Any, what: str) -> ServiceRef | None:
     name = _opt_str(ref.get("name"), f"{what}.name")
     if not ns or not name:
         raise _Malformed(f"{what} needs a namespace and a name")
+    _namespace(ns, f"{what}.namespace")
+    _name(name, f"{what}.name")
     port = _opt_int(ref.get("port"), f"{what}.port")
     if port is not None and not 1 <= port <= 65535:
         raise _Malformed(f"{what}.port must be 1-65535, not {port}")
@@ -909,11 +1038,31 @@ def _parse_item(item: _Item) -> tuple[Any, tuple[str, str]]:
             raise _Malformed("it has no metadata.name")
         if item.kind in NAMESPACED and not ns:
             raise _Malformed("it has no metadata.namespace (kubectl -A always prints it)")
+        # The one place names from a snapshot are checked: they become file names
+        # (<out>/<namespace>.yaml), YAML and comments downstream.
+        problem = (dns_label_problem(name) if item.kind == "Namespace"
+                   # `<version>.<group>`; the core group's is "v1." (empty group).
+                   else dns_subdomain_problem(name.removesuffix("."))
+                   if item.kind == "APIService" else dns_subdomain_problem(name))
+        if problem:
+            raise _Malformed(f"metadata.name {problem}")
+        if item.kind in NAMESPACED:
+            _namespace(ns, "metadata.namespace")
         parsed = _PARSERS[item.kind](obj, meta, name, ns if item.kind in NAMESPACED else None)
     except _Malformed as e:
-        label = f"{item.kind} {ns + '/' if ns else ''}{name or '(unnamed)'}"
+        # repr() of a name that failed validation: a newline or NUL in it must not
+        # reach the terminal as is.
+        label = f"{item.kind} {_shown_name(ns, name)}"
         raise SnapshotError(f"{label}: {e}; {_HOW_TO_CAPTURE}", item.path, item.line_of()) from None
     return parsed, ((ns or "") if item.kind in NAMESPACED else "", name)
+
+
+def _shown_name(ns: str | None, name: str | None) -> str:
+    if ns and dns_label_problem(ns):
+        ns = repr(ns)
+    if name and dns_subdomain_problem(name.removesuffix(".")):
+        name = repr(name)
+    return f"{ns + '/' if ns else ''}{name or '(unnamed)'}"
 
 
 def _captured_at(doc: _Doc, current: int | None) -> int | None:

@@ -10,14 +10,13 @@ YAML" the diff is made against.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from generator.verify.policy import API_VERSION, NetworkPolicy, parse_policies
+from generator.verify.policy import API_VERSION, NetworkPolicy, parse_policies, parse_text
 from generator.verify.run import PolicySet, policies_from_files
 from generator.output.yamlout import dump_all
 from recorder.errors import InputError
@@ -66,14 +65,10 @@ class ExistingSet:
 
 
 def read_documents(text: str, path: str) -> tuple[list[Any], bool]:
-    """All documents of a YAML (or JSON) text; ``True`` when it is JSON only."""
-    try:
-        return list(yaml.load_all(text, Loader=YAML_LOADER)), False
-    except yaml.YAMLError:
-        try:
-            return [json.loads(text)], True
-        except ValueError:
-            raise InputError("not valid YAML or JSON; fix the syntax", path) from None
+    """All documents of a YAML (or JSON) text; ``True`` when it is JSON only. Read as
+    ``verify`` reads policy files (``parse_text``): duplicate keys refused, with the line."""
+    docs, _, is_json = parse_text(text, path)
+    return docs, is_json
 
 
 def policy_objects(docs: list[Any]) -> Iterator[tuple[Locator, dict]]:

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator.inventory.model import LabelSelector
-from generator.verify.policy import IPBlock, _Context, _check_fields, _network
+from generator.verify.policy import IPBlock, _Context, _check_fields, _network, object_identity
 from generator.verify.selectors import SelectorError, parse_label_selector
-from recorder.errors import InputError
 
 API_GROUP = "cilium.io"
 CNP = "CiliumNetworkPolicy"
@@ -348,17 +347,8 @@ def parse_cilium_policy(obj: dict, path: str | None = None, lines: dict[int, int
                         default_namespace: str = "default") -> tuple[CiliumPolicy, ...]:
     """One raw CNP/CCNP object: one CiliumPolicy per rule (``spec`` and each ``specs``)."""
     kind = obj.get("kind")
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise InputError(f"{kind} without metadata.name; give the policy a name", path,
-                         (lines or {}).get(id(obj)))
-    ns = None
-    if kind == CNP:
-        ns = meta.get("namespace") or default_namespace
-        if not isinstance(ns, str):
-            raise InputError(f"{kind} {meta['name']}: metadata.namespace must be a string", path,
-                             (lines or {}).get(id(obj)))
-    name = meta["name"]
+    ns, name = object_identity(str(kind), obj, path, lines,
+                               default_namespace if kind == CNP else None)
     ctx = _Context(path, lines, obj, f"{kind} {ns + '/' if ns else ''}{name}")
     api = obj.get("apiVersion")
     if api != f"{API_GROUP}/v2":

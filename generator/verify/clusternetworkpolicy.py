@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator.inventory.model import LabelSelector
-from generator.verify.policy import IPBlock, _Context, _check_fields, _network
+from generator.verify.policy import IPBlock, _Context, _check_fields, _network, object_identity
 from generator.verify.selectors import SelectorError, parse_label_selector
-from recorder.errors import InputError
 
 API_GROUP = "policy.networking.k8s.io"
 KIND = "ClusterNetworkPolicy"
@@ -188,11 +187,7 @@ def _rules(ctx: _Context, spec: dict, direction: str, tier: str) -> tuple[CnpRul
 
 def parse_cluster_network_policy(obj: dict, path: str | None = None,
                                  lines: dict[int, int] | None = None) -> ClusterNetworkPolicy:
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise InputError(f"{KIND} without metadata.name; give the policy a name", path,
-                         (lines or {}).get(id(obj)))
-    name = meta["name"]
+    _, name = object_identity(KIND, obj, path, lines, None)
     ctx = _Context(path, lines, obj, f"{KIND} {name}")
     if obj.get("apiVersion") != f"{API_GROUP}/v1alpha2":
         raise ctx.error(f"apiVersion {obj.get('apiVersion')!r} is not supported; {KIND} is "

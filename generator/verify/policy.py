@@ -29,8 +29,16 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
+from generator.inventory.apivalidation import (
+    cidr_problem, dns_label_problem, dns_subdomain_problem, port_name_problem,
+)
 from generator.inventory.model import LabelSelector
-from generator.verify.selectors import SelectorError, parse_label_selector
+from generator.inventory.nesting import (
+    MAX_DOCUMENT_DEPTH, object_problem, yaml_too_deep,
+)
+from generator.verify.selectors import (
+    SelectorError, label_key_problem, label_value_problem, parse_label_selector,
+)
 from recorder.errors import InputError
 from recorder.report import Skipped
 from recorder.sources import expand_inputs, open_input
@@ -42,8 +50,6 @@ API_VERSION = "networking.k8s.io/v1"
 POLICY_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 # CIDR text -> (network, its canonical text). Generated policies repeat the same node
 # and resolver addresses in rule after rule, each parsed twice (validation, then
@@ -176,20 +182,8 @@ def parse_policy(
     ``lines`` maps ``id()`` of the raw mappings to their 1-based line (from the YAML
     loader), so errors point at the offending rule or port.
     """
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        raise InputError(
-            "NetworkPolicy without metadata; add metadata.name and metadata.namespace",
-            path,
-            (lines or {}).get(id(obj)),
-        )
-    name = meta.get("name")
-    namespace = meta.get("namespace") or default_namespace
+    namespace, name = object_identity("NetworkPolicy", obj, path, lines, default_namespace)
     ctx = _Context(path, lines, obj, f"NetworkPolicy {namespace}/{name}")
-    if not isinstance(name, str) or not name:
-        raise ctx.error("metadata.name is missing; give the policy a name")
-    if not isinstance(namespace, str):
-        raise ctx.error("metadata.namespace must be a string")
     if obj.get("apiVersion") != API_VERSION:
         raise ctx.error(
             f"apiVersion {obj.get('apiVersion')!r} is not supported; NetworkPolicy is "
@@ -231,6 +225,54 @@ def parse_policy(
         path=path,
         line=ctx.line,
     )
+
+
+def object_identity(kind: str, obj: dict, path: str | None, lines: dict[int, int] | None,
+                    default_namespace: str | None) -> tuple[str | None, str]:
+    """(namespace, name) of a policy object of any kind, refused unless the API server
+    would accept them: the one check of the names a policy file gives (they become file
+    names, YAML and comments when a set is tightened or migrated). ``default_namespace``
+    None: a cluster-scoped kind. Also refuses objects nested deeper than any policy is,
+    which later walks (dumping, copying) would recurse through."""
+    line = (lines or {}).get(id(obj))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise InputError(f"{kind} without metadata; add metadata.name"
+                         + (" and metadata.namespace" if default_namespace else ""), path, line)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{kind}: metadata.name is missing; give the policy a name", path, line)
+    # k8s.io/apimachinery ValidateObjectMeta: NetworkPolicy names are DNS subdomains
+    # (ValidateNetworkPolicyName), namespaces DNS labels (ValidateNamespaceName).
+    problem = dns_subdomain_problem(name)
+    if problem:
+        raise InputError(f"{kind} {name!r}: metadata.name {problem}", path, line)
+    if default_namespace is None:
+        namespace = None
+    else:
+        namespace = meta.get("namespace") or default_namespace
+        problem = dns_label_problem(namespace)
+        if problem:
+            raise InputError(f"{kind} {name}: metadata.namespace {problem}", path, line)
+    # ValidateObjectMeta: labels map qualified names to label values, annotations map
+    # qualified names to strings. Both are written back when a set is tightened.
+    for field in ("labels", "annotations"):
+        values = meta.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise InputError(f"{kind} {name}: metadata.{field} must be a mapping of names to "
+                             f"strings, not {type(values).__name__}", path, line)
+        for k, v in values.items():
+            problem = label_key_problem(k) or (
+                label_value_problem(k, v) if field == "labels" else None if isinstance(v, str)
+                else f"annotation {k!r} is {type(v).__name__} {v!r}, not a string; quote it")
+            if problem:
+                raise InputError(f"{kind} {name}: metadata.{field}: {problem}", path, line)
+    problem = object_problem(obj)
+    if problem:
+        raise InputError(f"{kind} {name}: {problem}", path, line)
+    return namespace, name
 
 
 def _check_fields(ctx: _Context, raw: dict, field: str, allowed: set[str]) -> None:
@@ -326,13 +368,14 @@ def _ip_block(ctx: _Context, raw: Any, field: str) -> IPBlock:
 
 
 def _network(ctx: _Context, text: Any, field: str, node: Any) -> IPNetwork:
-    if not isinstance(text, str) or "/" not in text:
-        raise ctx.error(f"{field} {text!r} is not a CIDR; write address/prefix, e.g. 10.0.0.0/8 or 10.1.2.3/32", node)
-    try:
-        # Host bits are accepted as Go's net.ParseCIDR (the API server) accepts them.
-        return _parse_network(text)[0]
-    except ValueError as e:
-        raise ctx.error(f"{field} {text!r} is not a valid CIDR ({e}); e.g. 10.0.0.0/8 or fd00::/64", node) from None
+    # Cached: the same CIDRs recur rule after rule, and the cache holds valid ones only.
+    hit = _NETWORKS.get(text) if type(text) is str else None
+    if hit is not None:
+        return hit[0]
+    problem = cidr_problem(text)
+    if problem:
+        raise ctx.error(f"{field} {problem}", node)
+    return _parse_network(text)[0]
 
 
 def _port(ctx: _Context, raw: Any, field: str) -> PolicyPort:
@@ -354,12 +397,9 @@ def _port(ctx: _Context, raw: Any, field: str) -> PolicyPort:
     elif isinstance(port, str):
         if port.isdigit():
             raise ctx.error(f"{field}.port {port!r} is a quoted number; write it without quotes: port: {port}", raw)
-        if len(port) > 15 or not _PORT_NAME_RE.fullmatch(port) or "--" in port or not re.search("[a-z]", port):
-            raise ctx.error(
-                f"{field}.port {port!r} is not a valid port name: up to 15 lower-case letters, "
-                "digits and '-', at least one letter, no leading, trailing or double '-'",
-                raw,
-            )
+        problem = port_name_problem(port)
+        if problem:
+            raise ctx.error(f"{field}.port {problem}", raw)
     if end_port is not None:
         if isinstance(end_port, bool) or not isinstance(end_port, int):
             raise ctx.error(f"{field}.endPort must be a number, got {end_port!r}; write it without quotes", raw)
@@ -415,14 +455,120 @@ class _LineLoader(_SafeLoader):  # type: ignore[misc, valid-type]
         self.lines: dict[int, int] = {}
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping with the same key twice: refused, never read as one of them."""
+
+
+_DUPLICATE_HOW = ("the API server refuses it (kubectl: 'key already set in map'), and readers "
+                  "disagree on which one counts (PyYAML keeps the last: `ingress: []` then "
+                  "`ingress: [{}]` reads as allow-all); keep one")
+
+
 def _construct_yaml_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[dict]:
     data: dict = {}
     loader.lines[id(data)] = node.start_mark.line + 1
     yield data
+    first: dict[tuple[type, Any], int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<:` merges defaults that the mapping's own keys override
+        key = loader.construct_object(key_node)
+        # By type too: `1` and `true` are equal in Python, not as the API's JSON keys.
+        try:
+            line = first.get((type(key), key))
+        except TypeError:
+            continue  # an unhashable key: construct_mapping refuses it with its line
+        if line is not None:
+            raise _DuplicateKey(None, None, f"the key {key!r} appears twice in one mapping "
+                                f"(first on line {line}); {_DUPLICATE_HOW}", key_node.start_mark)
+        first[(type(key), key)] = key_node.start_mark.line + 1
     data.update(loader.construct_mapping(node))
 
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_map)
+
+
+class _DuplicateJsonKey(ValueError):
+    pass
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _DuplicateJsonKey()
+    return data
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _json_duplicate(text: str) -> tuple[str, int, int] | None:
+    """(key, line, line of its first occurrence) of the first key repeated in one object
+    of JSON ``text``. Only run once json found one: json.loads gives no positions."""
+    stack: list[dict[str, int] | None] = []  # the keys of each open object; None: array
+    i, end = 0, len(text)
+    while i < end:
+        c = text[i]
+        if c == '"':
+            m = _JSON_STRING.match(text, i)
+            if m is None:
+                return None
+            j = m.end()
+            while j < end and text[j] in " \t\r\n":
+                j += 1
+            if j < end and text[j] == ":" and stack and stack[-1] is not None:
+                key, line = json.loads(m.group()), text.count("\n", 0, i) + 1
+                if key in stack[-1]:
+                    return key, line, stack[-1][key]
+                stack[-1][key] = line
+            i = m.end()
+            continue
+        if c == "{":
+            stack.append({})
+        elif c == "[":
+            stack.append(None)
+        elif c in "}]" and stack:
+            stack.pop()
+        i += 1
+    return None
+
+
+def parse_text(text: str, display: str) -> tuple[list[Any], dict[int, int], bool]:
+    """All documents of a policy file's text: (documents, line of each mapping by id,
+    True when read as JSON). The one reader of policy files: duplicate keys and
+    nesting no policy has are refused here, with the line."""
+    deep = yaml_too_deep(text, _SafeLoader)
+    if deep is not None:
+        raise InputError(f"lists and mappings nest here more than {MAX_DOCUMENT_DEPTH} levels "
+                         "deep, which no policy does; this is not a policy file", display, deep)
+    loader = _LineLoader(text)
+    try:
+        docs = []
+        while loader.check_data():
+            docs.append(loader.get_data())
+        return docs, loader.lines, False
+    except _DuplicateKey as e:
+        raise InputError(str(e.problem), display, e.problem_mark.line + 1) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        try:
+            return [json.loads(text, object_pairs_hook=_json_pairs)], {}, True
+        except RecursionError:
+            raise InputError(f"lists and mappings nest more than {MAX_DOCUMENT_DEPTH} levels "
+                             "deep, which no policy does; this is not a policy file",
+                             display) from None
+        except _DuplicateJsonKey:
+            found = _json_duplicate(text)
+            key, line, first = found if found else ("?", None, "?")
+            raise InputError(f"the key {key!r} appears twice in one object (first on line "
+                             f"{first}); {_DUPLICATE_HOW}", display, line) from None
+        except ValueError:  # json.JSONDecodeError
+            pass
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise InputError(f"not valid YAML or JSON: {problem}; fix the syntax", display, line) from None
+    finally:
+        loader.dispose()
 
 
 def _read_documents(path: Path) -> tuple[list[Any], dict[int, int]]:
@@ -432,23 +578,8 @@ def _read_documents(path: Path) -> tuple[list[Any], dict[int, int]]:
             text = f.read().decode("utf-8")
         except UnicodeDecodeError:
             raise InputError("not a text file; give YAML or JSON NetworkPolicies", display) from None
-    loader = _LineLoader(text)
-    try:
-        docs = []
-        while loader.check_data():
-            docs.append(loader.get_data())
-        return docs, loader.lines
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        try:
-            return [json.loads(text)], {}
-        except ValueError:
-            pass
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise InputError(f"not valid YAML or JSON: {problem}; fix the syntax", display, line) from None
-    finally:
-        loader.dispose()
+    docs, lines, _ = parse_text(text, display)
+    return docs, lines
 
 
 # A reader of policy documents of other kinds (generator.verify.policyset): takes the

@@ -9,19 +9,12 @@ it means "this part of the peer is not specified", not "matches nothing".
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
+from generator.inventory.apivalidation import label_key_problem, label_value_problem
 from generator.inventory.model import LabelSelector
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-# k8s.io/apimachinery/pkg/util/validation: qualified names and label values.
-_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-_KEY_RE = re.compile(rf"(({_DNS_SUBDOMAIN})/)?{_NAME}")
-_VALUE_RE = re.compile(rf"({_NAME})?")
-
 
 # Label pairs already found valid: a generated policy set repeats the same few
 # selectors in rule after rule, and the checks are regular expressions.
@@ -31,31 +24,6 @@ _MAX_VALID_LABELS = 100_000
 
 class SelectorError(ValueError):
     """A selector the API server would reject. The message says how to fix it."""
-
-
-def label_key_problem(key: object) -> str | None:
-    if not isinstance(key, str) or not key:
-        return f"label key {key!r} must be a non-empty string"
-    prefix, _, name = key.rpartition("/")
-    if len(name) > 63 or len(prefix) > 253 or not _KEY_RE.fullmatch(key):
-        return (
-            f"label key {key!r} is not a valid qualified name: an optional DNS-subdomain "
-            "prefix and '/', then up to 63 characters [A-Za-z0-9-_.] starting and ending "
-            "alphanumeric"
-        )
-    return None
-
-
-def label_value_problem(key: str, value: object) -> str | None:
-    if not isinstance(value, str):
-        hint = f'write "{str(value).lower()}" in quotes' if isinstance(value, (bool, int, float)) else "use a string"
-        return f"label value for {key!r} is {type(value).__name__} {value!r}, not a string; {hint}"
-    if len(value) > 63 or not _VALUE_RE.fullmatch(value):
-        return (
-            f"label value {value!r} for {key!r} is invalid: up to 63 characters "
-            "[A-Za-z0-9-_.], starting and ending alphanumeric (or empty)"
-        )
-    return None
 
 
 def parse_label_selector(raw: Any, field: str) -> LabelSelector:
