@@ -357,10 +357,12 @@ class _Reader:
         try:
             for lineno, raw in items:
                 if raw[-2:] != b"}\n":
-                    if raw[-3:] == b"}\r\n":
-                        # CRLF line ends (the file went through a Windows tool): the
-                        # same line, so the same tests (the repeat test above all).
-                        raw = raw[:-3] + b"}\n"
+                    trimmed = raw.rstrip(b"\r\n") if raw[-2:] == b"\r\n" else b""
+                    if trimmed[-1:] == b"}":
+                        # CRLF line ends (the file went through a Windows tool, maybe
+                        # twice): the same line, so the same tests (the repeat test
+                        # above all).
+                        raw = trimmed + b"\n"
                     elif not raw or raw.isspace():
                         continue
                     else:

@@ -182,11 +182,13 @@ def test_crlf_line_ends_read_as_the_same_lines(tmp_path: Path) -> None:
     lf.write_bytes(clean)
     crlf = tmp_path / "crlf.jsonl"
     crlf.write_bytes(clean.replace(b"\n", b"\r\n"))
+    twice = tmp_path / "crcrlf.jsonl"
+    twice.write_bytes(clean.replace(b"\n", b"\r\r\n"))
     runs = []
-    for path in (lf, crlf):
+    for path in (lf, crlf, twice):
         run, out = imported(path, tmp_path)
         assert run.returncode == 0, run.stderr
         summary = run.stderr.replace(str(path), "INPUT")
         runs.append((summary, records_in(out)))
     assert "repeated-observation" in runs[0][0]
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
