@@ -72,3 +72,16 @@ def test_inside_refuses_every_way_out_of_the_directory(tmp_path) -> None:
         with pytest.raises(InputError):
             inside(out, name)
     assert inside(out, "a/b.yaml") == out / "a" / "b.yaml"
+
+
+def test_policy_file_names_only_from_dns_labels() -> None:
+    """The writing boundary's own check, whatever the loaders let through."""
+    from generator.output.paths import policy_file
+    from recorder.errors import InputError
+
+    for bad in ("../x", "/etc/passwd", "Pay_ments", "a\nb", "a.b", "x" * 64, "-a"):
+        with pytest.raises(InputError):
+            policy_file(bad)
+    assert policy_file("payments") == "payments.yaml"
+    assert policy_file("kustomization") == "_kustomization.yaml"
+    assert policy_file("") == "_cluster.yaml"
