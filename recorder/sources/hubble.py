@@ -56,7 +56,7 @@ from recorder.schema import (
     dns_ttl,
 )
 from recorder.sources import jsonframes
-from recorder.sources.base import MAX_LINE, SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source, to_first_content
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -797,21 +797,25 @@ def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int,
 
 
 def _one_array(pending: list[bytes], stream: BinaryIO) -> bool:
-    """Is the file one JSON array, its first non-blank line (the last of ``pending``)
-    starting it? A whole JSON value on that line with more lines after it is a line
-    of junk before compact lines (skipped as not an object), not an array file."""
-    first = pending[-1]
-    if not first.lstrip().startswith(b"["):
+    """Is the file one JSON array of objects, its first non-blank line (the last of
+    ``pending``) starting it? The array's first element, on that line or the next
+    non-blank one, opens an object (or the array is empty): a line such as
+    ``[NEW] tcp ...`` or ``[1795743730.1] ...`` is junk before compact lines, as is a
+    whole JSON value on that line with more lines after it (skipped as not an object)."""
+    first = pending[-1].lstrip()
+    if not first.startswith(b"["):
+        return False
+    after = first[1:].lstrip()
+    if not after:
+        # `[` alone, as `jq .` prints an array: its first element on the next line
+        return to_first_content(stream.readline, pending).lstrip().startswith((b"{", b"]"))
+    if not after.startswith((b"{", b"]")):
         return False
     try:
         orjson.loads(first)
     except orjson.JSONDecodeError:
         return True  # the array goes on over the next lines
-    while True:
-        piece = stream.readline(MAX_LINE)
-        pending.append(piece)
-        if not piece or piece.strip():
-            return not piece
+    return not to_first_content(stream.readline, pending)
 
 
 def read(
@@ -824,11 +828,7 @@ def read(
         # Read up to the first non-blank line (at most a chunk of it): small reads, so
         # a cut-off gzip stream still yields every line before the cut.
         pending: list[bytes] = []
-        while True:
-            piece = stream.readline(MAX_LINE)  # a longer one: jsonframes skips it
-            pending.append(piece)
-            if not piece or piece.strip():
-                break
+        to_first_content(stream.readline, pending)  # a longer one: jsonframes skips it
         if _one_array(pending, stream):
             items: Iterable[tuple[int, bytes]] = _array_elements(
                 b"".join(pending), stream, path, report

@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 import orjson
 
 from recorder.report import ReadReport
-from recorder.sources.base import MAX_LINE, numbered_lines
+from recorder.sources.base import numbered_lines, to_first_content
 
 # A string (escapes included), a quote that starts a string running past the buffer,
 # or a bracket: the tokens that decide where an object ends.
@@ -156,11 +156,7 @@ def lines_or_objects(pending: list[bytes], stream: BinaryIO, path: str, report: 
     first non-blank line (the last of ``pending``, the lines read so far) opens an
     object over many lines - its objects as compact lines (``objects``)."""
     first = pending[-1]
-    while True:  # the next non-blank line tells the two apart
-        piece = stream.readline(MAX_LINE)
-        pending.append(piece)
-        if not piece or piece.strip():
-            break
-    if is_multiline(first, pending[-1]):
+    # the next non-blank line tells the two apart
+    if is_multiline(first, to_first_content(stream.readline, pending)):
         return objects(b"".join(pending), stream, path, report)
     return numbered_lines(stream.readline, path, report, pending)
