@@ -357,11 +357,13 @@ class _Reader:
         try:
             for lineno, raw in items:
                 if raw[-2:] != b"}\n":
-                    if raw[-3:] == b"}\r\n":
-                        # CRLF line ends (the file went through a Windows tool): the
-                        # same line, so the same tests (the repeat test above all).
-                        raw = raw[:-3] + b"}\n"
-                    elif not raw or raw.isspace():
+                    end = raw.rstrip()
+                    if end[-1:] == b"}":
+                        # CRLF line ends (the file went through a Windows tool), CRs
+                        # doubled by two of them, trailing blanks: the same line, so
+                        # the same tests (the repeat test above all).
+                        raw = end + b"\n"
+                    elif not end:
                         continue
                     else:
                         lines += 1

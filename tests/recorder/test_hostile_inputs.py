@@ -176,24 +176,25 @@ def test_an_over_long_json_array_element_is_bounded(tmp_path: Path) -> None:
     assert records_in(out) == 3
 
 
-def test_crlf_line_ends_read_as_the_same_lines(tmp_path: Path) -> None:
-    """A Hubble file that went through a Windows tool: the same records and the same
-    counts (repeated observations of one connection found by the reader, not left to
-    the aggregator)."""
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r\r\n", b" \t\n"],
+                         ids=["crlf", "cr-cr-lf", "trailing-blanks"])
+def test_other_line_ends_read_as_the_same_lines(tmp_path: Path, ending: bytes) -> None:
+    """A Hubble file that went through a Windows tool (twice: CRs doubled), or with
+    blanks at the line ends: the same records and the same counts (repeated
+    observations of one connection found by the reader, not left to the aggregator)."""
     clean = (REPO / "fixtures" / "scenarios" / "dns" / "flows.jsonl").read_bytes()
     lf = tmp_path / "lf.jsonl"
     lf.write_bytes(clean)
-    crlf = tmp_path / "crlf.jsonl"
-    crlf.write_bytes(clean.replace(b"\n", b"\r\n"))
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(clean.replace(b"\n", ending))
     runs = []
-    for path in (lf, crlf):
+    for path in (lf, other):
         run, out = imported(path, tmp_path)
         assert run.returncode == 0, run.stderr
         summary = run.stderr.replace(str(path), "INPUT")
         runs.append((summary, records_in(out)))
     assert "repeated-observation" in runs[0][0]
     assert runs[0] == runs[1]
-
 
 def plain_or_gzip(name: str, plain: bool, tmp_path: Path) -> Path:
     """The asset ``name`` (gzip, to be small in the repository), or decompressed."""
