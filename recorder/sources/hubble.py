@@ -800,23 +800,16 @@ def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int,
 
 def _one_array(pending: list[bytes], stream: BinaryIO) -> bool:
     """Is the file one JSON array of objects, its first non-blank line (the last of
-    ``pending``) starting it? The array's first element, on that line or the next
-    non-blank one, opens an object (or the array is empty): a line such as
-    ``[NEW] tcp ...`` or ``[1795743730.1] ...`` is junk before compact lines, as is a
-    whole JSON value on that line with more lines after it (skipped as not an object)."""
-    first = pending[-1].lstrip()
-    if not first.startswith(b"["):
-        return False
-    after = first[1:].lstrip()
-    if not after:
-        # `[` alone, as `jq .` prints an array: its first element on the next line
-        return to_first_content(stream.readline, pending).lstrip().startswith((b"{", b"]"))
-    if not after.startswith((b"{", b"]")):
+    ``pending``) starting it? Not when that line is a whole JSON value with more lines
+    after it, or a ``[`` that opens no object (``[NEW] tcp ...``, a stray ``[`` before
+    compact lines): junk before compact lines, skipped as a bad line."""
+    first = pending[-1]
+    if not first.lstrip().startswith(b"["):
         return False
     try:
         orjson.loads(first)
     except orjson.JSONDecodeError:
-        return True  # the array goes on over the next lines
+        return jsonframes.opens_objects(pending, stream)  # the array goes on, or junk
     return not to_first_content(stream.readline, pending)
 
 

@@ -53,6 +53,8 @@ CASES = [
     # "[" then no object: junk, not a JSON array holding the whole file
     ("hubble-conntrack-event-first.json", "hubble", FLOWS, ":1", "invalid-json"),
     ("hubble-bracketed-number-first.json.gz", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-bracket-line-first.json", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-bracket-brace-first.json", "hubble", FLOWS, ":1", "invalid-json"),
     ("hubble-nuls-first.json", "hubble", FLOWS, ":1", "nul-bytes"),
     ("conntrack-json-first-line.txt", "conntrack", FLOWS, ":1", "not-conntrack"),
     ("trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),

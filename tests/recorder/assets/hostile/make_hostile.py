@@ -125,6 +125,10 @@ def main() -> None:
             b"[NEW] tcp 6 120 src=999.1.1.1 dst=::: sport=-1 dport=99999\n" + flows,
         "hubble-bracketed-number-first.json.gz":
             gz(b"[1795743730.1]\t [DESTROY] udp\n" + flows),
+        # a stray "[" (the object after it is followed by the next one, no comma), and
+        # a "[{" whose object never closes
+        "hubble-bracket-line-first.json": b"[\n" + flows,
+        "hubble-bracket-brace-first.json": b"[{\n" + flows,
         # blank lines longer than the bytes format detection reads (64 KiB) and than
         # any line may be (1 MiB): whitespace, no bad item (gzip: small to check in;
         # the tests also read them decompressed)
