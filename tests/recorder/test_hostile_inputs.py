@@ -264,3 +264,13 @@ def test_a_pretty_printed_array_with_a_long_blank_line_after_its_bracket(tmp_pat
     run, out = imported(path, tmp_path)
     assert run.returncode == 0, run.stderr
     assert records_in(out) == FLOWS
+
+
+def test_a_conntrack_event_line_among_hubble_lines_is_not_called_cut_off(tmp_path: Path
+                                                                        ) -> None:
+    # it starts like JSON ("[") but stops being JSON at its second byte: not a
+    # truncated write
+    path = HOSTILE / "hubble-conntrack-event-first.json"
+    run, _ = imported(path, tmp_path)
+    assert f"{path}:1: invalid-json (not valid JSON (unexpected character" in run.stderr
+    assert "cut off" not in run.stderr
