@@ -768,6 +768,10 @@ def _array_elements(
                         f"a JSON array element longer than {jsonframes.MAX_OBJECT >> 20} MiB;"
                         " it and the rest of the array were left out")
             return
+        if not buf[start:].strip():
+            # whitespace between elements, however long, is not held
+            line += buf.count(b"\n", start)
+            buf, start = b"", 0
         chunk = stream.read(_CHUNK)
         if not chunk:
             eof = True

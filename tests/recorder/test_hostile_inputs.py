@@ -274,3 +274,16 @@ def test_a_conntrack_event_line_among_hubble_lines_is_not_called_cut_off(tmp_pat
     run, _ = imported(path, tmp_path)
     assert f"{path}:1: invalid-json (not valid JSON (unexpected character" in run.stderr
     assert "cut off" not in run.stderr
+
+
+def test_a_blank_line_longer_than_any_element_between_array_elements(tmp_path: Path
+                                                                     ) -> None:
+    # longer than an element may be (jsonframes.MAX_OBJECT, 16 MiB): whitespace, not
+    # an element, so neither held nor the end of the array
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().splitlines()[1:]
+    path = tmp_path / "array.json"
+    path.write_bytes(b"[" + b",\n".join(flows[:5]) + b",\n" + b" " * (17 << 20) + b"\n"
+                     + b",\n".join(flows[5:]) + b"]\n")
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert records_in(out) == FLOWS
