@@ -123,15 +123,16 @@ def detect_format(path: Path) -> str | None:
 
 
 SNIFF_LINES = 32  # non-blank lines that vote
-# bytes looked through at most: more than one over-long line (which the readers skip);
-# blank bytes do not count (the readers pass over them, however many)
-SNIFF_SCAN = 4 * MAX_LINE
+# bytes looked through at most: several over-long lines (which the readers skip, so they
+# do not vote); blank bytes do not count (the readers pass over them, however many)
+SNIFF_SCAN = 16 * MAX_LINE
 
 
 def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:
     """{format: (lines it claims, number of its first such line)} over the first
-    SNIFF_LINES lines that are not blank (whitespace, NULs). A line longer than
-    SNIFF_BYTES is judged by its start (the sniffs accept a cut-off line)."""
+    SNIFF_LINES lines that the readers read: not blank (whitespace, NULs), not longer
+    than MAX_LINE. A line longer than SNIFF_BYTES is judged by its start (the sniffs
+    accept a cut-off line)."""
     text_sources = [s for s in sources().values() if s.name != "pcap"]
     votes: dict[str, tuple[int, int]] = {}
     scanned = nonblank = 0
@@ -140,14 +141,18 @@ def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:
         if not line:
             break
         blank = not line.strip(BLANK)
-        scanned += 0 if blank else len(line)
+        size = len(line)
+        counted = 0 if blank else size
         rest = line
-        while len(rest) == SNIFF_BYTES and not rest.endswith(b"\n") and scanned < SNIFF_SCAN:
+        while (len(rest) == SNIFF_BYTES and not rest.endswith(b"\n")
+               and scanned + counted < SNIFF_SCAN):
             rest = f.readline(SNIFF_BYTES)
+            size += len(rest)
             if rest.strip(BLANK):
                 blank = False
-                scanned += len(rest)
-        if blank:
+                counted += len(rest)
+        scanned += counted
+        if blank or size > MAX_LINE:
             continue
         nonblank += 1
         for src in text_sources:

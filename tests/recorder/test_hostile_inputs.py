@@ -57,6 +57,7 @@ CASES = [
     ("hubble-bracket-brace-first.json", "hubble", FLOWS, ":1", "invalid-json"),
     ("hubble-nuls-first.json", "hubble", FLOWS, ":1", "nul-bytes"),
     ("conntrack-json-first-line.txt", "conntrack", FLOWS, ":1", "not-conntrack"),
+    ("conntrack-long-hubble-lines-first.txt.gz", "conntrack", FLOWS, ":2", "line-too-long"),
     ("trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
     ("two-members-trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
     ("corrupt-second-member.json.gz", "hubble", 10, "", "bad-compressed-data"),
