@@ -187,7 +187,9 @@ def opens_objects(pending: list[bytes], stream: BinaryIO) -> bool:
             continue
         looked += len(piece)
         if resume < len(piece) or not piece.endswith(b"\n") or looked > FIRST_ELEMENT:
-            return False  # a string not closed on its line (JSON has no such string)
+            # a string not closed on its line (JSON has none), a line longer than any
+            # flow, or no end within FIRST_ELEMENT: not an array of flows
+            return False
         piece = stream.readline(MAX_LINE)
         pending.append(piece)
         pos = 0
