@@ -628,7 +628,10 @@ def json_error_detail(raw: bytes, error: Exception) -> str:
     if not text.startswith((b"{", b"[")):
         shown = text[:40].decode("utf-8", "replace")
         return f"not JSON: {shown!r}; the line was left out"
-    if not text.endswith((b"}", b"]")):
+    # cut off: the parser ran out of line (JSONDecodeError.pos at its end), not stopped
+    # at a byte no JSON has there, as in a "[NEW] tcp ..." line of conntrack -E
+    stop = getattr(error, "pos", len(raw))
+    if not text.endswith((b"}", b"]")) and stop >= len(raw.rstrip(b"\r\n \t")):
         return "the line is cut off (a truncated write?); it was left out"
     return f"not valid JSON ({error}); the line was left out"
 

@@ -18,7 +18,9 @@ from typing import BinaryIO, Iterator
 from recorder.errors import InputError, UsageError
 from recorder.report import ReadReport
 from recorder.schema import LogRecord
-from recorder.sources.base import MAX_LINE, READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, watching
+from recorder.sources.base import (
+    BLANK, MAX_LINE, READ_BUFFER, SNIFF_BYTES, ReadOptions, Source, skip_blank, watching,
+)
 from recorder.sources.gzipped import (
     GZIP_MAGIC, CompressedDataError, open_gzip, problem_of, produced_nothing,
 )
@@ -85,25 +87,26 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 def detect_format(path: Path) -> str | None:
     """The format of a file: a capture by its magic number; text by what most of its
     first lines are, so that junk at the start (a partial line, NULs left by
-    copytruncate rotation, a stray line of another format) does not decide it."""
+    copytruncate rotation, a stray line of another format, whitespace of any length)
+    does not decide it. None: no format, or nothing but blank bytes."""
     table = sources()
     with open_input(path, lenient=True) as f:
         try:
             head = f.read(12)
             if table["pcap"].sniff(head):
                 return "pcap"
-            head = head.lstrip(b"\0")
+            head = head.lstrip(BLANK)
             if not head:
-                skip_leading_nuls(f)
+                skip_blank(f)
             head += f.read(SNIFF_BYTES - len(head))
         except (OSError, EOFError) as e:
             raise InputError(f"cannot read: {e}", str(path)) from None
         if produced_nothing(f) and problem_of(f) is not None:
             raise problem_of(f)  # type: ignore[misc]  # starts with 1f 8b, is no gzip
-    if not head.strip(_BLANK):
+    if not head:
         return None
     with open_input(path, lenient=True) as f:
-        skip_leading_nuls(f)
+        skip_blank(f)
         votes = _line_votes(f)
     if votes:
         # most lines; a tie goes to the format of the earlier line
@@ -119,16 +122,17 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-_BLANK = b" \t\r\n\0"
 SNIFF_LINES = 32  # non-blank lines that vote
-# bytes looked through at most: more than one over-long line (which the readers skip)
-SNIFF_SCAN = 4 * MAX_LINE
+# bytes looked through at most: several over-long lines (which the readers skip, so they
+# do not vote); blank bytes do not count (the readers pass over them, however many)
+SNIFF_SCAN = 16 * MAX_LINE
 
 
 def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:
     """{format: (lines it claims, number of its first such line)} over the first
-    SNIFF_LINES non-blank lines. A line longer than SNIFF_BYTES is judged by its start
-    (the sniffs accept a cut-off line)."""
+    SNIFF_LINES lines that the readers read: not blank (whitespace, NULs), not longer
+    than MAX_LINE. A line longer than SNIFF_BYTES is judged by its start (the sniffs
+    accept a cut-off line)."""
     text_sources = [s for s in sources().values() if s.name != "pcap"]
     votes: dict[str, tuple[int, int]] = {}
     scanned = nonblank = 0
@@ -136,12 +140,19 @@ def _line_votes(f: BinaryIO) -> dict[str, tuple[int, int]]:
         line = f.readline(SNIFF_BYTES)
         if not line:
             break
-        scanned += len(line)
+        blank = not line.strip(BLANK)
+        size = len(line)
+        counted = 0 if blank else size
         rest = line
-        while len(rest) == SNIFF_BYTES and not rest.endswith(b"\n") and scanned < SNIFF_SCAN:
+        while (len(rest) == SNIFF_BYTES and not rest.endswith(b"\n")
+               and scanned + counted < SNIFF_SCAN):
             rest = f.readline(SNIFF_BYTES)
-            scanned += len(rest)
-        if not line.strip():
+            size += len(rest)
+            if rest.strip(BLANK):
+                blank = False
+                counted += len(rest)
+        scanned += counted
+        if blank or size > MAX_LINE:
             continue
         nonblank += 1
         for src in text_sources:
@@ -211,5 +222,11 @@ def read_inputs(
 
 
 def _is_blank(path: Path) -> bool:
+    """Only whitespace in the whole file (read through, a buffer at a time)?"""
     with open_input(path, lenient=True) as f:
-        return not f.read(SNIFF_BYTES).strip()
+        while True:
+            chunk = f.read(READ_BUFFER)
+            if not chunk:
+                return True
+            if chunk.strip():
+                return False

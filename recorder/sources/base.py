@@ -65,13 +65,44 @@ class Source:
 # A flow is a few kB on one line; a longer line is no flow (junk, a binary file, NULs
 # without a newline) and is passed over rather than held in memory.
 MAX_LINE = 1 << 20
+# Bytes that are no content when telling a format or whether a file is empty: whitespace
+# and NULs (copytruncate rotation leaves NULs; the readers count those as bad items).
+BLANK = b" \t\r\n\v\f\0"
+
+
+def skip_blank(stream: BinaryIO) -> None:
+    """Pass over the blank bytes (``BLANK``) at the start of ``stream``, holding at most
+    one buffer of them: a line of spaces may be longer than any window a format is told
+    by, and must not be read into memory."""
+    while True:
+        buf = stream.peek(READ_BUFFER)  # type: ignore[attr-defined]
+        k = len(buf) - len(buf.lstrip(BLANK))
+        if k:
+            stream.read(k)
+        if not buf or k < len(buf):
+            return
+
+
+def to_first_content(readline: Callable[[int], bytes], pending: list[bytes]) -> bytes:
+    """Read lines (``readline(MAX_LINE)``) onto ``pending`` up to the first that is not
+    whitespace, and return that one (``b""`` at the end). A blank line goes on as just
+    its newline, a blank piece of an over-long line not at all: numbering is kept, and
+    whitespace of any length is not held for a reader's look ahead."""
+    while True:
+        piece = readline(MAX_LINE)
+        if not piece or piece.strip():
+            pending.append(piece)
+            return piece
+        if piece.endswith(b"\n"):
+            pending.append(b"\n")
 
 
 def numbered_lines(readline: Callable[[int], AnyStr], path: str, report: ReadReport,
                    first: Iterable[AnyStr] = (), end: AnyStr = b"",  # type: ignore[assignment]
                    ) -> Iterator[tuple[int, AnyStr]]:
     """(line number, line) of a stream, each at most MAX_LINE long: a longer line is
-    skipped as one bad item (``line-too-long``) and read past without being held.
+    skipped as one bad item (``line-too-long``) and read past without being held; a
+    longer one of only whitespace is a blank line, no bad item, and is not yielded.
     ``first``: lines already read with ``readline(MAX_LINE)`` (a reader's look ahead);
     ``end``: what ``readline`` returns at the end (``""`` for a text stream)."""
     lineno = 0
@@ -80,8 +111,12 @@ def numbered_lines(readline: Callable[[int], AnyStr], path: str, report: ReadRep
         lineno += 1
         if len(line) >= MAX_LINE and line[-1:] not in ("\n", b"\n"):
             rest = line
+            blank = not line.strip()
             while len(rest) >= MAX_LINE and rest[-1:] not in ("\n", b"\n"):
                 rest = next(pieces, rest[:0])
+                blank = blank and not rest.strip()
+            if blank:
+                continue  # a blank line, however long, is no bad item
             report.skip(path, lineno, "line-too-long",
                         f"a line longer than {MAX_LINE >> 20} MiB is no flow (junk or a "
                         "binary file?); it was passed over")

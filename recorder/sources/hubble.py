@@ -56,7 +56,7 @@ from recorder.schema import (
     dns_ttl,
 )
 from recorder.sources import jsonframes
-from recorder.sources.base import MAX_LINE, SNIFF_BYTES, ReadOptions, Source
+from recorder.sources.base import SNIFF_BYTES, ReadOptions, Source, to_first_content
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.sources.hubblefast import FastLines
 from recorder.timefmt import parse_time
@@ -357,13 +357,13 @@ class _Reader:
         try:
             for lineno, raw in items:
                 if raw[-2:] != b"}\n":
-                    trimmed = raw.rstrip(b"\r\n") if raw[-2:] == b"\r\n" else b""
-                    if trimmed[-1:] == b"}":
-                        # CRLF line ends (the file went through a Windows tool, maybe
-                        # twice): the same line, so the same tests (the repeat test
-                        # above all).
-                        raw = trimmed + b"\n"
-                    elif not raw or raw.isspace():
+                    end = raw.rstrip()
+                    if end[-1:] == b"}":
+                        # CRLF line ends (the file went through a Windows tool), CRs
+                        # doubled by two of them, trailing blanks: the same line, so
+                        # the same tests (the repeat test above all).
+                        raw = end + b"\n"
+                    elif not end:
                         continue
                     else:
                         lines += 1
@@ -768,6 +768,10 @@ def _array_elements(
                         f"a JSON array element longer than {jsonframes.MAX_OBJECT >> 20} MiB;"
                         " it and the rest of the array were left out")
             return
+        if not buf[start:].strip():
+            # whitespace between elements, however long, is not held
+            line += buf.count(b"\n", start)
+            buf, start = b"", 0
         chunk = stream.read(_CHUNK)
         if not chunk:
             eof = True
@@ -799,21 +803,18 @@ def _element(buf: bytes, start: int, end: int, line: int) -> Iterator[tuple[int,
 
 
 def _one_array(pending: list[bytes], stream: BinaryIO) -> bool:
-    """Is the file one JSON array, its first non-blank line (the last of ``pending``)
-    starting it? A whole JSON value on that line with more lines after it is a line
-    of junk before compact lines (skipped as not an object), not an array file."""
+    """Is the file one JSON array of objects, its first non-blank line (the last of
+    ``pending``) starting it? Not when that line is a whole JSON value with more lines
+    after it, or a ``[`` that opens no object (``[NEW] tcp ...``, a stray ``[`` before
+    compact lines): junk before compact lines, skipped as a bad line."""
     first = pending[-1]
     if not first.lstrip().startswith(b"["):
         return False
     try:
         orjson.loads(first)
     except orjson.JSONDecodeError:
-        return True  # the array goes on over the next lines
-    while True:
-        piece = stream.readline(MAX_LINE)
-        pending.append(piece)
-        if not piece or piece.strip():
-            return not piece
+        return jsonframes.opens_objects(pending, stream)  # the array goes on, or junk
+    return not to_first_content(stream.readline, pending)
 
 
 def read(
@@ -826,11 +827,7 @@ def read(
         # Read up to the first non-blank line (at most a chunk of it): small reads, so
         # a cut-off gzip stream still yields every line before the cut.
         pending: list[bytes] = []
-        while True:
-            piece = stream.readline(MAX_LINE)  # a longer one: jsonframes skips it
-            pending.append(piece)
-            if not piece or piece.strip():
-                break
+        to_first_content(stream.readline, pending)  # a longer one: jsonframes skips it
         if _one_array(pending, stream):
             items: Iterable[tuple[int, bytes]] = _array_elements(
                 b"".join(pending), stream, path, report

@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 import orjson
 
 from recorder.report import ReadReport
-from recorder.sources.base import MAX_LINE, numbered_lines
+from recorder.sources.base import MAX_LINE, numbered_lines, to_first_content
 
 # A string (escapes included), a quote that starts a string running past the buffer,
 # or a bracket: the tokens that decide where an object ends.
@@ -150,17 +150,60 @@ def first_object(head: bytes) -> bytes | None:
     return compact if compact.endswith(b"\n") else None
 
 
+# How far the first element of a JSON array is looked for (see ``opens_objects``): a flow
+# is a few kB, pretty-printed a few times that.
+FIRST_ELEMENT = MAX_LINE
+
+
+def opens_objects(pending: list[bytes], stream: BinaryIO) -> bool:
+    """Does the JSON array opened on the last line of ``pending`` (its ``[``) go on as
+    an array of objects: the array closes at once, or its first element is an object
+    that closes (within FIRST_ELEMENT bytes, no string running past its line) and is
+    followed by ``,`` or ``]``? Lines read to tell are appended to ``pending``.
+
+    A ``[`` line of junk followed by compact lines is not: the object after it is
+    followed by the next object, without a comma."""
+    piece = pending[-1]
+    pos = piece.index(b"[") + 1
+    depth = looked = 0
+    closed = False  # the first element was scanned to its end
+    while True:
+        if depth == 0:
+            rest = piece[pos:].lstrip()
+            if not rest:
+                piece = to_first_content(stream.readline, pending)
+                pos = 0
+                if not piece:
+                    return False
+                continue
+            if closed or rest[:1] == b"]":
+                return rest[:1] in (b",", b"]")
+            if rest[:1] != b"{":
+                return False
+            pos = len(piece) - len(rest)
+        end, resume, depth = _scan(piece, pos, depth)
+        if end is not None:
+            closed, pos = True, end
+            continue
+        looked += len(piece)
+        if resume < len(piece) or not piece.endswith(b"\n") or looked > FIRST_ELEMENT:
+            # a string not closed on its line (JSON has none), a line longer than any
+            # flow, or no end within FIRST_ELEMENT: not an array of flows
+            return False
+        piece = stream.readline(MAX_LINE)
+        pending.append(piece)
+        pos = 0
+        if not piece:
+            return False
+
+
 def lines_or_objects(pending: list[bytes], stream: BinaryIO, path: str, report: ReadReport
                      ) -> Iterable[tuple[int, bytes]]:
     """The items of a file that is not a JSON array: its lines, numbered, or - when its
     first non-blank line (the last of ``pending``, the lines read so far) opens an
     object over many lines - its objects as compact lines (``objects``)."""
     first = pending[-1]
-    while True:  # the next non-blank line tells the two apart
-        piece = stream.readline(MAX_LINE)
-        pending.append(piece)
-        if not piece or piece.strip():
-            break
-    if is_multiline(first, pending[-1]):
+    # the next non-blank line tells the two apart
+    if is_multiline(first, to_first_content(stream.readline, pending)):
         return objects(b"".join(pending), stream, path, report)
     return numbered_lines(stream.readline, path, report, pending)

@@ -50,8 +50,14 @@ CASES = [
     ("hubble-junk-first-line.json", "hubble", FLOWS, ":1", "invalid-json"),
     ("hubble-junk-lines-first.json", "hubble", FLOWS, ":3", "invalid-json"),
     ("hubble-array-first-line.json", "hubble", FLOWS, ":1", "not-an-object"),
+    # "[" then no object: junk, not a JSON array holding the whole file
+    ("hubble-conntrack-event-first.json", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-bracketed-number-first.json.gz", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-bracket-line-first.json", "hubble", FLOWS, ":1", "invalid-json"),
+    ("hubble-bracket-brace-first.json", "hubble", FLOWS, ":1", "invalid-json"),
     ("hubble-nuls-first.json", "hubble", FLOWS, ":1", "nul-bytes"),
     ("conntrack-json-first-line.txt", "conntrack", FLOWS, ":1", "not-conntrack"),
+    ("conntrack-long-hubble-lines-first.txt.gz", "conntrack", FLOWS, ":2", "line-too-long"),
     ("trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
     ("two-members-trailing-garbage.json.gz", "hubble", FLOWS, "", "trailing-garbage"),
     ("corrupt-second-member.json.gz", "hubble", 10, "", "bad-compressed-data"),
@@ -173,22 +179,112 @@ def test_an_over_long_json_array_element_is_bounded(tmp_path: Path) -> None:
     assert records_in(out) == 3
 
 
-def test_crlf_line_ends_read_as_the_same_lines(tmp_path: Path) -> None:
-    """A Hubble file that went through a Windows tool: the same records and the same
-    counts (repeated observations of one connection found by the reader, not left to
-    the aggregator)."""
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r\r\n", b" \t\n"],
+                         ids=["crlf", "cr-cr-lf", "trailing-blanks"])
+def test_other_line_ends_read_as_the_same_lines(tmp_path: Path, ending: bytes) -> None:
+    """A Hubble file that went through a Windows tool (twice: CRs doubled), or with
+    blanks at the line ends: the same records and the same counts (repeated
+    observations of one connection found by the reader, not left to the aggregator)."""
     clean = (REPO / "fixtures" / "scenarios" / "dns" / "flows.jsonl").read_bytes()
     lf = tmp_path / "lf.jsonl"
     lf.write_bytes(clean)
-    crlf = tmp_path / "crlf.jsonl"
-    crlf.write_bytes(clean.replace(b"\n", b"\r\n"))
-    twice = tmp_path / "crcrlf.jsonl"
-    twice.write_bytes(clean.replace(b"\n", b"\r\r\n"))
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(clean.replace(b"\n", ending))
     runs = []
-    for path in (lf, crlf, twice):
+    for path in (lf, other):
         run, out = imported(path, tmp_path)
         assert run.returncode == 0, run.stderr
         summary = run.stderr.replace(str(path), "INPUT")
         runs.append((summary, records_in(out)))
     assert "repeated-observation" in runs[0][0]
-    assert runs[0] == runs[1] == runs[2]
+    assert runs[0] == runs[1]
+
+def plain_or_gzip(name: str, plain: bool, tmp_path: Path) -> Path:
+    """The asset ``name`` (gzip, to be small in the repository), or decompressed."""
+    path = HOSTILE / name
+    if not plain:
+        return path
+    out = tmp_path / name.removesuffix(".gz")
+    out.write_bytes(gzip.decompress(path.read_bytes()))
+    return out
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "gzip"])
+@pytest.mark.parametrize(("name", "fmt"), [("conntrack-spaces-first.txt.gz", "conntrack"),
+                                           ("hubble-long-blank-lines.json.gz", "hubble")])
+def test_blank_lines_of_any_length_are_no_bad_items(tmp_path: Path, name: str, fmt: str,
+                                                    plain: bool) -> None:
+    # longer than the 64 KiB format detection reads, and (hubble) than MAX_LINE, first
+    # and between the records
+    path = plain_or_gzip(name, plain, tmp_path)
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"{path}: {fmt}, {FLOWS} lines read, {FLOWS} records kept" in run.stderr
+    assert records_in(out) == FLOWS
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "gzip"])
+def test_a_nul_line_before_a_long_blank_line(tmp_path: Path, plain: bool) -> None:
+    path = plain_or_gzip("conntrack-nul-line-spaces-first.txt.gz", plain, tmp_path)
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: conntrack, " in run.stderr
+    assert f"{path}:1: nul-bytes (1 NUL bytes" in run.stderr
+    assert records_in(out) == FLOWS
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "gzip"])
+def test_a_file_of_only_whitespace_is_empty(tmp_path: Path, plain: bool) -> None:
+    path = plain_or_gzip("only-whitespace.txt.gz", plain, tmp_path)
+    run, _ = imported(path, tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: the file is empty; give a file with flows or leave it out" in run.stderr
+
+
+def test_a_flow_log_with_a_blank_line_of_1_mib_first_and_junk(tmp_path: Path) -> None:
+    run, log = imported(HOSTILE / "hubble-junk-first-line.json", tmp_path)
+    good = log.read_bytes().splitlines(keepends=True)
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b" " * (1 << 20) + b"\n" + b"".join(good) + b"[junk\n\xff\xfe")
+    again = tmp_path / "again.jsonl"
+    second = flowpol("import", str(damaged), "--out", str(again))
+    assert second.returncode == 2, second.stderr
+    assert f"{damaged}: flowlog, " in second.stderr
+    junk = len(good) + 2
+    assert f"{damaged}:{junk}: invalid-json" in second.stderr
+    assert f"{damaged}:{junk + 1}: invalid-json" in second.stderr
+    assert "line-too-long" not in second.stderr
+    assert records_in(again) == records_in(log) == FLOWS
+
+
+def test_a_pretty_printed_array_with_a_long_blank_line_after_its_bracket(tmp_path: Path
+                                                                        ) -> None:
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().splitlines()[1:]
+    path = tmp_path / "array.json"
+    path.write_bytes(b"[\n" + b" " * 70_000 + b"\n  " + b",\n  ".join(flows) + b"\n]\n")
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert records_in(out) == FLOWS
+
+
+def test_a_conntrack_event_line_among_hubble_lines_is_not_called_cut_off(tmp_path: Path
+                                                                        ) -> None:
+    # it starts like JSON ("[") but stops being JSON at its second byte: not a
+    # truncated write
+    path = HOSTILE / "hubble-conntrack-event-first.json"
+    run, _ = imported(path, tmp_path)
+    assert f"{path}:1: invalid-json (not valid JSON (unexpected character" in run.stderr
+    assert "cut off" not in run.stderr
+
+
+def test_a_blank_line_longer_than_any_element_between_array_elements(tmp_path: Path
+                                                                     ) -> None:
+    # longer than an element may be (jsonframes.MAX_OBJECT, 16 MiB): whitespace, not
+    # an element, so neither held nor the end of the array
+    flows = (HOSTILE / "hubble-junk-first-line.json").read_bytes().splitlines()[1:]
+    path = tmp_path / "array.json"
+    path.write_bytes(b"[" + b",\n".join(flows[:5]) + b",\n" + b" " * (17 << 20) + b"\n"
+                     + b",\n".join(flows[5:]) + b"]\n")
+    run, out = imported(path, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert records_in(out) == FLOWS

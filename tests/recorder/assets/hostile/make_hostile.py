@@ -119,6 +119,32 @@ def main() -> None:
         "hubble-nuls-first.json": b"\0" * 5000 + flows,
         "conntrack-json-first-line.txt": flows.splitlines(keepends=True)[0] + conntrack_lines(),
         "hubble-junk-lines-first.json": b"junk\n" * 3 + flows,
+        # a line starting with "[" that does not open an array of objects: junk, not
+        # the start of a JSON array holding the whole file
+        "hubble-conntrack-event-first.json":
+            b"[NEW] tcp 6 120 src=999.1.1.1 dst=::: sport=-1 dport=99999\n" + flows,
+        "hubble-bracketed-number-first.json.gz":
+            gz(b"[1795743730.1]\t [DESTROY] udp\n" + flows),
+        # a stray "[" (the object after it is followed by the next one, no comma), and
+        # a "[{" whose object never closes
+        "hubble-bracket-line-first.json": b"[\n" + flows,
+        "hubble-bracket-brace-first.json": b"[{\n" + flows,
+        # blank lines longer than the bytes format detection reads (64 KiB) and than
+        # any line may be (1 MiB): whitespace, no bad item (gzip: small to check in;
+        # the tests also read them decompressed)
+        "conntrack-spaces-first.txt.gz": gz(b" " * 70_000 + b"\n" + conntrack_lines()),
+        "hubble-long-blank-lines.json.gz": gz(
+            b" " * (3 << 20) + b"\n" + b"".join(flows.splitlines(keepends=True)[:5])
+            + b"\t" * (2 << 20) + b"\n" + b"".join(flows.splitlines(keepends=True)[5:])),
+        # a NUL line, then a blank line longer than the detection window
+        "conntrack-nul-line-spaces-first.txt.gz":
+            gz(b"\0\n" + b" " * 70_000 + b"\n" + conntrack_lines()),
+        # lines longer than MAX_LINE that start like Hubble flows, more bytes than format
+        # detection once looked through: skipped by the reader, so no vote
+        "conntrack-long-hubble-lines-first.txt.gz": gz(
+            (b'{"flow": {"time": "' + b"9" * (3 << 20) + b'"}}\n') * 2 + conntrack_lines()),
+        # nothing but whitespace, over more than the detection window and MAX_LINE
+        "only-whitespace.txt.gz": gz(b" " * (3 << 20) + b"\n\n\t\r\n" + b" " * 70_000),
         # gzip
         "trailing-garbage.json.gz": gz(flows) + b"this is not gzip\n",
         "two-members-trailing-garbage.json.gz":
