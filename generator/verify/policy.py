@@ -533,6 +533,18 @@ def _json_duplicate(text: str) -> tuple[str, int, int] | None:
     return None
 
 
+def _document_name(doc: Any, number: int) -> str:
+    """``Kind name`` of a document when it has a plain kind and a valid name, else its
+    number in the file (a name the API server refuses is not repeated to the terminal)."""
+    if isinstance(doc, dict):
+        kind, meta = doc.get("kind"), doc.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if (isinstance(kind, str) and kind.isalnum() and isinstance(name, str)
+                and not dns_subdomain_problem(name)):
+            return f"{kind} {name}"
+    return f"document {number}"
+
+
 def parse_text(text: str, display: str) -> tuple[list[Any], dict[int, int], bool]:
     """All documents of a policy file's text: (documents, line of each mapping by id,
     True when read as JSON). The one reader of policy files: duplicate keys and
@@ -545,7 +557,14 @@ def parse_text(text: str, display: str) -> tuple[list[Any], dict[int, int], bool
     try:
         docs = []
         while loader.check_data():
-            docs.append(loader.get_data())
+            doc = loader.get_data()
+            # Every document, policy or not: diff writes the file's other documents back
+            # and compares what it wrote, which a document containing itself never ends.
+            problem = object_problem(doc) if isinstance(doc, (dict, list)) else None
+            if problem is not None:
+                raise InputError(f"{_document_name(doc, len(docs) + 1)}: {problem}", display,
+                                 loader.lines.get(id(doc)))
+            docs.append(doc)
         return docs, loader.lines, False
     except _DuplicateKey as e:
         raise InputError(str(e.problem), display, e.problem_mark.line + 1) from None

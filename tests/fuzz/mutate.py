@@ -67,7 +67,11 @@ def _junk_line(rng: random.Random) -> bytes:
 
 
 def _lines(data: bytes) -> list[bytes]:
-    return data.splitlines(keepends=True)
+    # Lines end at "\n" only, as the readers see them: bytes.splitlines also ends one at a
+    # lone "\r", and junk put there would be glued to a record's line (not only added).
+    lines = data.split(b"\n")
+    out = [line + b"\n" for line in lines[:-1]]
+    return out + [lines[-1]] if lines[-1] else out
 
 
 def _boundary(rng: random.Random, lines: list[bytes], first: bool = False) -> int:

@@ -38,6 +38,8 @@ def refused(run: subprocess.CompletedProcess[str]) -> str:
                               "a valid namespace name"),
     ("alias_bomb.yaml", "2: NetworkPolicy api: its YAML aliases expand to more than 1,000,000 "
                         "values"),
+    ("other_document_contains_itself.yaml", "13: document 2: lists and mappings nest more "
+                                            "than 64 levels deep (or contain themselves"),
 ])
 def test_existing_file_the_api_server_refuses(asset: str, where: str, tmp_path: Path) -> None:
     # Given as a directory, as a repository of policies is.
