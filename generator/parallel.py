@@ -37,6 +37,8 @@ from multiprocessing.connection import wait
 from operator import attrgetter
 from typing import Any, Callable, Iterator
 
+from generator import now_reading
+from recorder.errors import FlowpolError
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
 from recorder.sources import ReadOptions, read_inputs
@@ -255,6 +257,11 @@ class WorkerReaders:
                 self._report.merge(final)
             yield from records
             if error is not None:
-                raise error
+                if isinstance(error, FlowpolError):
+                    raise error
+                # A bug met in the worker: the crash message names the input, as it
+                # does for one read here.
+                with now_reading.reading(f"input {self.paths[i]!r}"):
+                    raise error
             if done:
                 return

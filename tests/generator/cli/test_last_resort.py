@@ -74,3 +74,24 @@ def test_crash_after_reading_is_exit_2_and_says_what_was_written(tmp_path, monke
     assert err.splitlines()[0] == "flowpol: error: internal error"
     assert "RuntimeError: boom second line" in err
     assert "nothing written" in err
+
+
+def test_crash_in_a_reading_worker_names_its_input(tmp_path, monkeypatch, capsys) -> None:
+    """--jobs 2: the reader fails in a worker process (forked, so it has the patch); the
+    parent raises the worker's exception and names the input it came from."""
+    import dataclasses
+
+    import recorder.sources as sources
+
+    table = sources.sources()
+    hubble = dataclasses.replace(table["hubble"], read=lambda *a: iter([broken()]))
+    monkeypatch.setattr(sources, "sources", lambda: {**table, "hubble": hubble})
+    monkeypatch.setenv("FLOWPOL_DEBUG", "")
+    flows = DEMO / "flows"
+    code, err = run_main(monkeypatch, capsys, "generate", str(flows / "hubble-node-a.jsonl"),
+                         str(flows / "hubble-node-b.jsonl"), "--snapshot",
+                         str(DEMO / "cluster.json"), "--out", str(tmp_path / "out"),
+                         "--jobs", "2")
+    assert code == 2, err
+    assert "internal error while reading input '" in err and "hubble-node-" in err, err
+    assert "RuntimeError: boom second line" in err
