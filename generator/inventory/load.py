@@ -942,7 +942,7 @@ def load_snapshot(paths: list[str]) -> SnapshotResult:
     if not paths:
         raise SnapshotError(f"no snapshot given; {_HOW_TO_CAPTURE}")
     try:
-        files = expand_inputs(paths)
+        files = expand_inputs(paths, regular_only=False)  # read once: a pipe works
     except InputError as e:  # a missing path: keep it a snapshot error
         raise SnapshotError(str(e)) from None
     if not files:

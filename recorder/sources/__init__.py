@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -66,8 +67,12 @@ def open_input(path: Path, lenient: bool = False) -> BinaryIO:
     return f
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; directories walked recursively in sorted order (hidden skipped)."""
+def expand_inputs(inputs: list[str], regular_only: bool = True) -> list[Path]:
+    """Files as given; directories walked recursively in sorted order (hidden skipped).
+    ``regular_only`` (flow inputs): only regular files, since a flow input is opened more
+    than once (its format is told from its first lines, then it is read), which a pipe
+    cannot give twice, and a FIFO found in a directory would block the run. A snapshot
+    is read once: ``--snapshot <(kubectl get ...)`` works."""
     out: list[Path] = []
     for raw in inputs:
         p = Path(raw)
@@ -76,12 +81,26 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith("."):
-                        out.append(Path(root) / name)
+                        path = Path(root) / name
+                        out.append(_regular(path, str(path)) if regular_only else path)
         elif p.exists():
-            out.append(p)
+            out.append(_regular(p, raw) if regular_only else p)
         else:
             raise InputError("no such file or directory", raw)
     return out
+
+
+def _regular(path: Path, display: str) -> Path:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", display) from None
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            "not a regular file (a pipe, a process substitution such as <(zcat ...), a "
+            "device or a socket): flowpol reads each input more than once; write it to a "
+            "file first (e.g. zcat x.gz > x.json; gzip inputs are read as they are)", display)
+    return path
 
 
 def detect_format(path: Path) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -288,3 +289,18 @@ def test_a_blank_line_longer_than_any_element_between_array_elements(tmp_path: P
     run, out = imported(path, tmp_path)
     assert run.returncode == 0, run.stderr
     assert records_in(out) == FLOWS
+
+
+def test_a_pipe_as_a_flow_input_is_refused_not_half_read(tmp_path: Path) -> None:
+    """A FIFO (or `<(zcat ...)`) cannot be opened twice: refused at once with what to do,
+    instead of blocking or losing the lines format detection read."""
+    fifo = tmp_path / "flows.fifo"
+    os.mkfifo(fifo)
+    run, out = imported(fifo, tmp_path)  # nothing opens the FIFO: no writer needed
+    assert run.returncode == 2, run.stderr
+    assert f"{fifo}: not a regular file" in run.stderr and "write it to a file first" in run.stderr
+    # the same in a directory of inputs
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "dir" / "x.json")
+    run, _ = imported(tmp_path / "dir", tmp_path)
+    assert run.returncode == 2 and "x.json: not a regular file" in run.stderr, run.stderr

@@ -141,3 +141,24 @@ def test_a_slice_with_pod_and_non_pod_endpoints_is_read(tmp_path: Path) -> None:
     assert "0 denied" in run.stdout
     written = (tmp_path / "out" / "shop.yaml").read_text()
     assert "cidr: 10.244.9.9/32" in written
+
+
+def test_a_snapshot_from_a_pipe_is_read(tmp_path: Path) -> None:
+    """A snapshot is read once, so `--snapshot <(kubectl get ... -o json)` works (flow
+    inputs, read more than once, are refused when they are pipes)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "cluster.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write((SHOP / "cluster.json").read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    run = generate(fifo, tmp_path / "out")
+    writer.join(timeout=10)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "shop.yaml").is_file()
