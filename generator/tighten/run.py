@@ -108,6 +108,16 @@ def proposed_files(existing: ExistingSet, proposal: Proposal) -> tuple[ProposedF
     return tuple(out)
 
 
+def _diff_path(prefix: str, name: str) -> str:
+    """A file name on a ``---``/``+++`` line, which must stay one line whatever the name
+    (an input's file name could otherwise add lines to the patch): quoted with escapes
+    when it holds anything but printable ASCII, as git quotes such paths."""
+    path = prefix + name
+    if path.isascii() and path.isprintable() and '"' not in path and "\\" not in path:
+        return path
+    return json.dumps(path)  # "...", with \n, \", \\ and \uXXXX escapes
+
+
 def unified_diff(files: tuple[ProposedFile, ...]) -> str:
     parts = []
     for f in files:
@@ -115,8 +125,8 @@ def unified_diff(files: tuple[ProposedFile, ...]) -> str:
             continue
         old = f.old.splitlines(keepends=True) if f.old is not None else []
         parts += difflib.unified_diff(old, f.new.splitlines(keepends=True),
-                                      "/dev/null" if f.old is None else f"a/{f.name}",
-                                      f"b/{f.name}")
+                                      "/dev/null" if f.old is None else _diff_path("a/", f.name),
+                                      _diff_path("b/", f.name))
     return "".join(p if p.endswith("\n") else p + "\n\\ No newline at end of file\n"
                    for p in parts)
 
