@@ -120,16 +120,16 @@ def _open_fds_to(pid: int, target: Path) -> bool:
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path: Path) -> None:
-    """An input that never ends (a FIFO whose writer stays open): flowpol waits in the
-    read, and SIGINT stops it there."""
-    fifo = tmp_path / "flows.fifo"
+    """A snapshot that never ends (a FIFO whose writer stays open; a snapshot may be a
+    pipe, a flow input may not): flowpol waits in the read, and SIGINT stops it there."""
+    fifo = tmp_path / "cluster.fifo"
     os.mkfifo(fifo)
     writer = os.open(fifo, os.O_RDWR)  # a writer end that never closes, without blocking
     try:
-        os.write(writer, (FLOWS / "hubble-node-a.jsonl").read_bytes()[:4096])
+        os.write(writer, (DEMO / "cluster.json").read_bytes()[:4096])
         out = tmp_path / "policies"
-        proc = subprocess.Popen(command("generate", str(fifo), "-s", str(DEMO / "cluster.json"),
-                                        "--out", str(out)),
+        proc = subprocess.Popen(command("generate", str(FLOWS / "hubble-node-a.jsonl"),
+                                        "-s", str(fifo), "--out", str(out)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         deadline = time.monotonic() + 120
         while not _open_fds_to(proc.pid, fifo):
