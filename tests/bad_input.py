@@ -1,7 +1,9 @@
-"""Bad input for CLI tests: a flow file whose last write was cut off."""
+"""Bad input for CLI tests: a flow file whose last write was cut off, and what a refusal
+looks like."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 
@@ -17,3 +19,13 @@ def append_cut_line(path: Path) -> int:
 def error_lines(stderr: str) -> list[str]:
     """The `flowpol: error:` lines of a run's stderr."""
     return [line for line in stderr.splitlines() if line.startswith("flowpol: error:")]
+
+
+def refused(run: subprocess.CompletedProcess[str]) -> str:
+    """The one `flowpol: error:` line of a run that refused its input: exit 2, no
+    traceback."""
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    errors = error_lines(run.stderr)
+    assert len(errors) == 1, run.stderr
+    return errors[0]

@@ -417,18 +417,20 @@ def _opt_str(value: Any, what: str) -> str | None:
     return value
 
 
-def _namespace(value: Any, what: str) -> str:
-    problem = dns_label_problem(value)
+def _valid(problem_of: Callable[[Any], str | None], value: Any, what: str) -> Any:
+    """``value`` when ``problem_of`` finds nothing wrong with it, else _Malformed."""
+    problem = problem_of(value)
     if problem:
         raise _Malformed(f"{what} {problem}")
     return value
+
+
+def _namespace(value: Any, what: str) -> str:
+    return _valid(dns_label_problem, value, what)
 
 
 def _name(value: Any, what: str) -> str:
-    problem = dns_subdomain_problem(value)
-    if problem:
-        raise _Malformed(f"{what} {problem}")
-    return value
+    return _valid(dns_subdomain_problem, value, what)
 
 
 def _opt_name(value: Any, what: str) -> str | None:
@@ -438,17 +440,11 @@ def _opt_name(value: Any, what: str) -> str | None:
 
 
 def _ip(value: Any, what: str) -> str:
-    problem = ip_problem(value)
-    if problem:
-        raise _Malformed(f"{what} {problem}")
-    return value
+    return _valid(ip_problem, value, what)
 
 
 def _cidr(value: Any, what: str) -> str:
-    problem = cidr_problem(value)
-    if problem:
-        raise _Malformed(f"{what} {problem}")
-    return value
+    return _valid(cidr_problem, value, what)
 
 
 def _int(value: Any, what: str) -> int:

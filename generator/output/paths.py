@@ -9,17 +9,10 @@ checked again, resolved, against the directory (`inside`).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path, PurePosixPath
 
+from generator.inventory.apivalidation import dns_label_problem
 from recorder.errors import InputError
-
-# A namespace's name is an RFC 1123 label: lower-case letters, digits and '-', starting
-# and ending with a letter or digit, at most 63 characters (Kubernetes, "Object Names
-# and IDs", DNS Label Names; apimachinery validation.IsDNS1123Label, which the API
-# server applies to Namespace names).
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS1123_LABEL_MAX = 63
 
 # Cluster-scoped policies (CiliumClusterwideNetworkPolicy, ClusterNetworkPolicy) have no
 # namespace: their file's name cannot be a namespace's (no "_" in a DNS label).
@@ -30,17 +23,14 @@ CLUSTER_FILE = "_cluster"
 RESERVED_STEMS = frozenset({"kustomization"})
 
 
-def is_dns1123_label(name: str) -> bool:
-    return len(name) <= DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(name) is not None
-
-
 def checked_namespace(namespace: str) -> str:
-    """``namespace`` if it can name a file or directory, else InputError."""
-    if not is_dns1123_label(namespace):
-        raise InputError(
-            f"namespace name {namespace!r} is not a Kubernetes namespace name (an RFC 1123 "
-            "label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or "
-            "digit); no file is named after it: correct it in the snapshot or flow input")
+    """``namespace`` if it can name a file or directory, else InputError. The loaders
+    refuse such names already; this is the writing boundary's own check, by the same
+    rule (an RFC 1123 label, as the API server requires of Namespace names)."""
+    problem = dns_label_problem(namespace)
+    if problem:
+        raise InputError(f"namespace name {problem}; no file is named after it: correct it "
+                         "in the snapshot or flow input")
     return namespace
 
 

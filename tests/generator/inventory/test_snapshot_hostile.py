@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bad_input import refused
 
 REPO = Path(__file__).resolve().parents[3]
 HOSTILE = Path(__file__).parent / "assets" / "hostile"
@@ -27,14 +28,6 @@ def flowpol(*args: str) -> subprocess.CompletedProcess[str]:
 
 def generate(snapshot: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return flowpol("generate", FLOWS, "--snapshot", str(snapshot), "--out", str(out))
-
-
-def refused(run: subprocess.CompletedProcess[str]) -> str:
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("flowpol: error:")]
-    assert len(errors) == 1, run.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("asset, line, named", [

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from standin_apiserver import StandInApiServer
+from bad_input import refused
 
 REPO = Path(__file__).resolve().parents[3]
 HOSTILE = Path(__file__).parent / "assets" / "hostile"
@@ -22,14 +23,6 @@ TRAFFIC = [str(SHOP / "flows.jsonl"), "--snapshot", str(SHOP / "cluster.json")]
 def diff(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "generator.cli.main", "diff", *TRAFFIC, *args],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-def refused(run: subprocess.CompletedProcess[str]) -> str:
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("flowpol: error:")]
-    assert len(errors) == 1, run.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("asset, where", [

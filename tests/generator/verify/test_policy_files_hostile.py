@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bad_input import refused
 
 REPO = Path(__file__).resolve().parents[3]
 ASSETS = Path(__file__).parent / "assets"
@@ -23,14 +24,6 @@ def verify(*policies: Path) -> subprocess.CompletedProcess[str]:
     args = [a for p in policies for a in ("-p", str(p))]
     return subprocess.run([sys.executable, "-m", "generator.cli.main", "verify", *SHOP, *args],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-def refused(run: subprocess.CompletedProcess[str]) -> str:
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("flowpol: error:")]
-    assert len(errors) == 1, run.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("asset, line, named", [
