@@ -84,6 +84,11 @@ def import_command(
     window: str = typer.Option("60s", "--window", metavar="DURATION",
                                help="Aggregation window, e.g. 60s, 5m."),
     workers: Jobs = None,
+    part: str = typer.Option(
+        None, "--part", metavar="K/N",
+        help="Import only part K (from 0) of N disjoint shares of the input files, e.g. "
+             "each pod of a Kubernetes Indexed Job its JOB_COMPLETION_INDEX; then "
+             "`flowpol generate` reads the N flow logs."),
 ) -> None:
     """Normalise any supported input into a flowpol flow log."""
     # imported here: the pipeline brings pandas, which the other commands (the
@@ -93,6 +98,12 @@ def import_command(
 
     window_ns = parse_duration(window, "--window")
     report = ReadReport(strict=strict)
+    share = None
+    if part is not None:
+        from generator.cli.parts import parse_part, select_part
+
+        share = select_part(inputs, parse_part(part), report)
+        inputs = share.files
     aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
     with reading_progress(inputs) as watcher:
         errors = read_into(aggregator, inputs, report,
@@ -101,6 +112,9 @@ def import_command(
     written = write_flow_log(aggregator.drain(), out, FlowLogHeader())
     if out != "-":
         note_written(out)
+    if share is not None:
+        typer.echo(f"part {part.strip()}: {len(share.files):,} of {share.total:,} input "
+                   "file(s)", err=True)
     typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
     typer.echo(f"wrote {written:,} records to {out}", err=True)
     raise_for_bad_input(report, errors,
