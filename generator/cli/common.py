@@ -32,8 +32,8 @@ Strict = Annotated[bool, typer.Option(
                      "record, then exit 2).")]
 Jobs = Annotated[Optional[int], typer.Option(
     "--jobs", "-j", min=1, metavar="N",
-    help="Read the inputs in N worker processes (default: the CPUs available). The "
-         "output is the same for every N.")]
+    help="Read the inputs in N worker processes (default: the CPUs this process may use, "
+         "a container's CPU limit included). The output is the same for every N.")]
 DumpTime = Annotated[Optional[str], typer.Option(
     "--time", metavar="TIME", help="Time of time-less inputs (conntrack -L dumps), RFC 3339; "
                    "default: the file's modification time.")]
@@ -70,8 +70,9 @@ def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
 
 
 def jobs(value: int | None) -> int:
-    """The worker processes of ``--jobs``: as given, else the CPUs available."""
-    from generator.parallel import available_cpus
+    """The worker processes of ``--jobs``: as given, else the CPUs this process may use
+    (its affinity and its cgroup's CPU quota: ``generator.cpus``)."""
+    from generator.cpus import available_cpus
 
     return value if value is not None else available_cpus()
 
