@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from bisect import bisect_left
 from typing import BinaryIO, Callable, Iterator
 
 from recorder.errors import InputError
@@ -52,6 +53,8 @@ from recorder.sources.fastrecord import flow_record_maker
 from recorder.timefmt import check_time_ns
 
 CHUNK = 1 << 20
+BULK = 8 << 20  # bytes per batch of the bulk walk (pcapwalk)
+BULK_MIN = BULK // 2  # smaller files are read record by record: numpy's import costs more
 TABLE_GENERATION = 1 << 14
 EPHEMERAL_MIN = 32768  # Linux's default ip_local_port_range starts here
 MAX_RECORD = 1 << 24  # larger than any real snaplen/block: a corrupt length field
@@ -579,6 +582,7 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
     dec.conv = lambda sec, frac: sec * 1_000_000_000 + frac * unit
     unpack_from = struct.Struct(order + "IIII").unpack_from
     packet = dec.packet
+    tcp_first, udp, dns_udp = dec._tcp, dec._udp, dec._dns_udp
     supported = linktype in SUPPORTED_LINKTYPES
     ethernet = linktype == LINKTYPE_ETHERNET
     # Record header and the packet's Ethernet/IPv4/TCP fields in one unpack. The file's
@@ -588,10 +592,66 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
     eth_ipv4 = 0x0800 if order == ">" else 0x0008
     frag_mask = 0x1FFF if order == ">" else 0xFF1F
     n = decoded = 0
+    walk = _bulk_walker(chunks, linktype) if supported else None
     buf, pos = chunks.buf, chunks.pos
     size = len(buf)
     try:
         while True:
+            if walk is not None:
+                # Most of the file: whole buffers of records at a time, see pcapwalk.
+                if size - pos < BULK // 2:
+                    chunks.pos = pos
+                    chunks.need(BULK)
+                    buf, pos = chunks.buf, chunks.pos
+                    size = len(buf)
+                offsets, after = walk.record_starts(buf, pos, size, order == ">", MAX_RECORD)
+                if len(offsets):
+                    codes, key_delta = walk.classify(buf, offsets, after, linktype)
+                    starts = offsets.tolist()
+                    n0, d0, fails = n, decoded, 0
+                    i = -1
+                    tcp = dec.tcp
+                    try:
+                        for c in codes:
+                            if c >= 0:
+                                if buf[c:c + 12] in tcp:
+                                    continue
+                                c -= key_delta
+                                i = bisect_left(starts, c)
+                                kind = 0
+                            else:
+                                c = ~c
+                                i = c >> 2
+                                kind = c & 3
+                                c = starts[i]
+                            sec, frac, caplen, wirelen = unpack_from(buf, c)
+                            try:
+                                if kind == 0:
+                                    rec = packet(linktype, buf, c + 16, c + 16 + caplen, sec, frac)
+                                elif kind == 1:  # Ethernet, IPv4 TCP SYN: packet()'s branch
+                                    rec = tcp_first(buf, c + 50, c + 42, 4, buf[c + 42:c + 54],
+                                                    sec, frac)
+                                elif kind == 2:
+                                    rec = udp(buf, c + 50, c + 42, 4, buf[c + 42:c + 54], sec,
+                                              frac)
+                                else:
+                                    rec = dns_udp(buf, c + 50, c + 42, 4, buf[c + 42:c + 54],
+                                                  c + 16 + caplen, sec, frac)
+                            except (_BadPacket, IndexError) as e:
+                                _bad_packet(report, path, n0 + i + 1, e, caplen < wirelen)
+                                fails += 1
+                                continue
+                            tcp = dec.tcp  # a new generation when it filled up
+                            if rec is not None:
+                                if type(rec) is list:  # a DNS answer's bindings
+                                    yield from rec
+                                else:
+                                    yield rec
+                        i = len(starts) - 1
+                    finally:
+                        # a consumer that stops at a record stops at packet i
+                        n, decoded = n0 + i + 1, d0 + i + 1 - fails
+                pos = after
             # The buffer is refilled only when a record runs past its end.
             if pos + 16 > size:
                 chunks.pos = pos
@@ -652,6 +712,15 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
     finally:
         stats[0] += n
         stats[1] += decoded
+
+
+def _bulk_walker(chunks: _Chunks, linktype: int):  # noqa: ANN202 - the module or None
+    """recorder.sources.pcapwalk when it pays: a link type it knows and a file of
+    more than one buffer (numpy's import costs as much as reading a few MB)."""
+    if not chunks.need(BULK_MIN):
+        return None
+    from recorder.sources import pcapwalk
+    return pcapwalk if pcapwalk.bulk_linktype(linktype) else None
 
 
 def _linktype_hint(linktype: int) -> str:
