@@ -638,8 +638,8 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                                     rec = dns_udp(buf, c + 50, c + 42, 4, buf[c + 42:c + 54],
                                                   c + 16 + caplen, sec, frac)
                             except (_BadPacket, IndexError) as e:
+                                fails += 1  # first: under --strict the report raises
                                 _bad_packet(report, path, n0 + i + 1, e, caplen < wirelen)
-                                fails += 1
                                 continue
                             tcp = dec.tcp  # a new generation when it filled up
                             if rec is not None:
