@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from bisect import bisect_left
 from typing import BinaryIO, Callable, Iterator
 
 from recorder.errors import InputError
@@ -582,7 +581,6 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
     dec.conv = lambda sec, frac: sec * 1_000_000_000 + frac * unit
     unpack_from = struct.Struct(order + "IIII").unpack_from
     packet = dec.packet
-    tcp_first, udp, dns_udp = dec._tcp, dec._udp, dec._dns_udp
     supported = linktype in SUPPORTED_LINKTYPES
     ethernet = linktype == LINKTYPE_ETHERNET
     # Record header and the packet's Ethernet/IPv4/TCP fields in one unpack. The file's
@@ -606,51 +604,12 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
                     size = len(buf)
                 offsets, after = walk.record_starts(buf, pos, size, order == ">", MAX_RECORD)
                 if len(offsets):
-                    codes, key_delta = walk.classify(buf, offsets, after, linktype)
-                    starts = offsets.tolist()
-                    n0, d0, fails = n, decoded, 0
-                    i = -1
-                    tcp = dec.tcp
+                    counts = [n, decoded]
                     try:
-                        for c in codes:
-                            if c >= 0:
-                                if buf[c:c + 12] in tcp:
-                                    continue
-                                c -= key_delta
-                                i = bisect_left(starts, c)
-                                kind = 0
-                            else:
-                                c = ~c
-                                i = c >> 2
-                                kind = c & 3
-                                c = starts[i]
-                            sec, frac, caplen, wirelen = unpack_from(buf, c)
-                            try:
-                                if kind == 0:
-                                    rec = packet(linktype, buf, c + 16, c + 16 + caplen, sec, frac)
-                                elif kind == 1:  # Ethernet, IPv4 TCP SYN: packet()'s branch
-                                    rec = tcp_first(buf, c + 50, c + 42, 4, buf[c + 42:c + 54],
-                                                    sec, frac)
-                                elif kind == 2:
-                                    rec = udp(buf, c + 50, c + 42, 4, buf[c + 42:c + 54], sec,
-                                              frac)
-                                else:
-                                    rec = dns_udp(buf, c + 50, c + 42, 4, buf[c + 42:c + 54],
-                                                  c + 16 + caplen, sec, frac)
-                            except (_BadPacket, IndexError) as e:
-                                fails += 1  # first: under --strict the report raises
-                                _bad_packet(report, path, n0 + i + 1, e, caplen < wirelen)
-                                continue
-                            tcp = dec.tcp  # a new generation when it filled up
-                            if rec is not None:
-                                if type(rec) is list:  # a DNS answer's bindings
-                                    yield from rec
-                                else:
-                                    yield rec
-                        i = len(starts) - 1
+                        yield from walk.decode_batch(dec, buf, offsets, after, linktype, unit,
+                                                     unpack_from, report, path, counts)
                     finally:
-                        # a consumer that stops at a record stops at packet i
-                        n, decoded = n0 + i + 1, d0 + i + 1 - fails
+                        n, decoded = counts
                 pos = after
             # The buffer is refilled only when a record runs past its end.
             if pos + 16 > size:

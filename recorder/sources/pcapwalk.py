@@ -25,7 +25,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
+
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 MAX_CANDIDATE_CAPLEN = 0xFFFF  # upper half of caplen zero: one more 16-bit test
 
@@ -117,20 +119,20 @@ GENERAL, TCP_SYN, UDP, UDP_DNS = 0, 1, 2, 3
 _TUNNEL_PORTS = (4789, 8472, 6081)  # VXLAN, Geneve: PacketDecoder decapsulates them
 
 
-def classify(buf: bytes, offsets: Any, end: int, linktype: int) -> tuple[list[int], int]:
-    """(codes, key_delta) for the records at ``offsets`` (the last one ending at
-    ``end``), one code per record:
+def classify(buf: bytes, offsets: Any, end: int, linktype: int) -> tuple[list[int], list[bytes]]:
+    """(codes, keys) for the records at ``offsets`` (the last one ending at ``end``),
+    one each per record. A code is ``offset << 2 | kind``: ``kind`` says which of
+    ``PacketDecoder.packet``'s Ethernet fast-path branches the packet takes (TCP_SYN: a
+    SYN without ACK; UDP, UDP_DNS: a datagram not to a tunnel port, from port 53 for
+    the latter), GENERAL when not known to take one.
 
-    * ``>= 0``: the offset of a TCP packet's table key (addresses and ports, 12 bytes);
-      the packet is passed over when that key is in the current TCP table, which is
-      ``PacketDecoder.packet``'s one-lookup test: IPv4 without options, first fragment,
-      TCP with its flags byte captured; for Ethernet (its fast path) without a SYN or
-      with an ACK, for the other link types without a SYN. Record offset = code -
-      ``key_delta``.
-    * ``< 0``: ``~(index << 2 | kind)``, a record to decode: ``kind`` says which of
-      ``PacketDecoder.packet``'s Ethernet fast-path branches it takes (TCP_SYN: a SYN
-      without ACK; UDP, UDP_DNS: a datagram not to a tunnel port, from port 53 for the
-      latter), GENERAL when not known to take one.
+    A key that is not empty is a TCP packet's table key (addresses and ports): the
+    packet is passed over when it is in the current TCP table, which is
+    ``PacketDecoder.packet``'s one-lookup test: IPv4 without options, first fragment,
+    TCP with its flags byte captured; for Ethernet (its fast path) without a SYN or with
+    an ACK, for the other link types without a SYN. (numpy's bytes drop trailing NULs:
+    such a key is shorter than any table key, is never found, and its packet goes the
+    general way like any packet of an unknown connection.)
     """
     link, et_off = _LINK[linktype]
     n = len(offsets)
@@ -139,45 +141,152 @@ def classify(buf: bytes, offsets: Any, end: int, linktype: int) -> tuple[list[in
     if n:
         caplen[-1] = end - offsets[-1] - 16
     ip = 16 + link  # from the record start
-    key_delta = ip + 12
+    width = ip + 34  # up to the TCP flags byte
     octets = np.frombuffer(buf, np.uint8)
-    ethernet = linktype == ETHERNET
+    if len(octets) < width:
+        return (offsets << 2).tolist(), [b""] * n
+    # The first ``width`` bytes of every record as one row (a record near the end of
+    # the buffer shorter than that: the last ``width`` bytes; the caplen tests below
+    # mask every byte a record does not hold).
+    rows = as_strided(octets, (len(octets) - width + 1, width), (1, 1), writeable=False)
+    rows = rows[np.minimum(offsets, len(octets) - width)]
     # the IPv4 header without options and the 8 bytes after it are captured; 14 for
     # a TCP flags byte
-    fast = caplen >= link + 28
-    sel = offsets[fast]
-    ok = octets[sel + ip] == 0x45
+    ok = caplen >= link + 28
+    ok &= rows[:, ip] == 0x45
     if et_off >= 0:
-        ok &= octets[sel + 16 + et_off] == 0x08
-        ok &= octets[sel + 17 + et_off] == 0x00
-    ok &= (octets[sel + ip + 6] & 0x1F | octets[sel + ip + 7]) == 0
-    proto = octets[sel + ip + 9]
-    kind = np.zeros(n, np.int64)
-    if ethernet:
+        ok &= rows[:, 16 + et_off] == 0x08
+        ok &= rows[:, 17 + et_off] == 0x00
+    ok &= (rows[:, ip + 6] & 0x1F | rows[:, ip + 7]) == 0
+    proto = rows[:, ip + 9]
+    flags = rows[:, ip + 33]
+    if linktype == ETHERNET:
         # the Ethernet fast path: 48 bytes for any, 54 for TCP
-        ok &= caplen[fast] >= 48
+        ok &= caplen >= 48
         udp = ok & (proto == 17)
-        l4 = sel + ip + 20
-        dport = octets[l4 + 2].astype(np.int64) << 8 | octets[l4 + 3]
+        dport = rows[:, ip + 22].astype(np.int64) << 8 | rows[:, ip + 23]
         for port in _TUNNEL_PORTS:
             udp &= dport != port
-        dns = (octets[l4] == 0) & (octets[l4 + 1] == 53)
-        k = np.zeros(len(sel), np.int64)
-        k[udp] = UDP
-        k[udp & dns] = UDP_DNS
+        kind = udp * UDP
+        kind[udp & (rows[:, ip + 20] == 0) & (rows[:, ip + 21] == 53)] = UDP_DNS
         ok &= proto == 6
-        ok &= caplen[fast] >= 54
-        flags = octets[np.minimum(sel + ip + 33, len(octets) - 1)]  # masked when beyond
+        ok &= caplen >= 54
         syn = ok & ((flags & 0x12) == 0x02)
-        k[syn] = TCP_SYN
-        kind[fast] = k
+        kind[syn] = TCP_SYN
         ok &= ~syn
     else:
+        kind = np.zeros(n, np.int64)
         ok &= proto == 6
-        ok &= caplen[fast] >= link + 34
-        flags = octets[np.minimum(sel + ip + 33, len(octets) - 1)]
+        ok &= caplen >= link + 34
         ok &= (flags & 0x02) == 0
-    skip = np.zeros(n, bool)
-    skip[fast] = ok
-    codes = np.where(skip, offsets + key_delta, ~(np.arange(n) << 2 | kind))
-    return codes.tolist(), key_delta
+    keys = rows[:, ip + 12:ip + 24]
+    keys[~ok] = 0  # b""
+    return (offsets << 2 | kind).tolist(), keys.view("S12").ravel().tolist()
+
+
+def decode_batch(dec: Any, buf: bytes, offsets: Any, end: int, linktype: int, unit: int,
+                 unpack_from: Any, report: Any, path: str, counts: list[int]) -> Any:
+    """Decode the records at ``offsets`` (complete, the last one ending at ``end``) as
+    ``PacketDecoder.packet`` would, one by one, yielding what it returns (a DNS answer's
+    bindings one by one). ``unit``: ns per unit of the records' second field (the
+    reader's ``dec.conv``, written out). ``counts``: [packets read, packets decoded]
+    before the batch, updated when it ends or stops.
+
+    The common outcomes of the Ethernet branches are written out here (a new TCP
+    connection, a UDP datagram of a known or a new flow) with what each method does
+    step for step; every other outcome calls the method itself."""
+    from recorder.sources import pcap
+
+    codes, keys = classify(buf, offsets, end, linktype)
+    n0, d0 = counts
+    fails = 0
+    c = -1  # the record being decoded
+    done = False
+    generation = pcap.TABLE_GENERATION
+    bad = (pcap.BadPacket, IndexError)
+    bad_packet = pcap._bad_packet
+    packet, tcp_first, udp_first, dns_udp = dec.packet, dec._tcp, dec._udp, dec._dns_udp
+    addr, text, make, window = dec.addr, dec.text, dec.make, dec.window
+    answers = dec.dns.udp
+    tcp, udp = dec.tcp, dec.udp
+    try:
+        for code, key in zip(codes, keys):
+            if key in tcp:
+                continue
+            kind = code & 3
+            c = code >> 2
+            sec, frac, caplen, wirelen = unpack_from(buf, c)
+            try:
+                if kind == GENERAL:
+                    rec = packet(linktype, buf, c + 16, c + 16 + caplen, sec, frac)
+                    tcp, udp = dec.tcp, dec.udp
+                elif kind == TCP_SYN:
+                    key = buf[c + 42:c + 54]
+                    if (key in tcp or key in dec.tcp_old or len(tcp) >= generation
+                            or buf[c + 53] == 53 and not buf[c + 52]):
+                        rec = tcp_first(buf, c + 50, c + 42, 4, key, sec, frac)
+                        tcp = dec.tcp
+                    else:  # _tcp: a connection starts; _connect
+                        ts = sec * 1_000_000_000 + frac * unit
+                        src_raw = buf[c + 42:c + 46]
+                        dst_raw = buf[c + 46:c + 50]
+                        tcp[key] = int.from_bytes(buf[c + 54:c + 58], "big")
+                        tcp[dst_raw + src_raw + buf[c + 52:c + 54] + buf[c + 50:c + 52]] = -1
+                        rec = make(ts, ts, "TCP", addr.get(src_raw) or text(src_raw),
+                                   addr.get(dst_raw) or text(dst_raw),
+                                   buf[c + 52] << 8 | buf[c + 53],
+                                   buf[c + 50] << 8 | buf[c + 51], False, path)
+                else:
+                    key = buf[c + 42:c + 54]
+                    ts = sec * 1_000_000_000 + frac * unit
+                    last = udp.get(key)
+                    if last is None:
+                        last = dec.udp_old.get(key)
+                    if last is not None and ts - last <= window:  # _udp: a known flow
+                        udp[key] = ts
+                        rec = None
+                        if kind == UDP_DNS:
+                            client_raw = buf[c + 46:c + 50]
+                            rec = answers(buf, c + 50, c + 16 + caplen,
+                                          addr.get(client_raw) or text(client_raw),
+                                          client_raw, ts, path) or None
+                    elif len(udp) >= generation:
+                        if kind == UDP:
+                            rec = udp_first(buf, c + 50, c + 42, 4, key, sec, frac)
+                        else:
+                            rec = dns_udp(buf, c + 50, c + 42, 4, key, c + 16 + caplen, sec,
+                                          frac)
+                        udp = dec.udp
+                    else:  # _udp: a new flow; _connect
+                        src_raw = buf[c + 42:c + 46]
+                        dst_raw = buf[c + 46:c + 50]
+                        sport = buf[c + 50] << 8 | buf[c + 51]
+                        dport = buf[c + 52] << 8 | buf[c + 53]
+                        udp[key] = ts
+                        udp[dst_raw + src_raw + buf[c + 52:c + 54] + buf[c + 50:c + 52]] = ts
+                        src = addr.get(src_raw) or text(src_raw)
+                        dst = addr.get(dst_raw) or text(dst_raw)
+                        if last is None and dport >= 32768 > sport:  # a reply seen first
+                            rec = make(ts, ts, "UDP", dst, src, sport, dport, True, path)
+                        else:
+                            rec = make(ts, ts, "UDP", src, dst, dport, sport, False, path)
+                        if kind == UDP_DNS:
+                            names = answers(buf, c + 50, c + 16 + caplen, dst, dst_raw, ts,
+                                            path)
+                            if names:
+                                rec = [rec, *names]
+            except bad as e:
+                fails += 1  # first: under --strict the report raises
+                bad_packet(report, path, n0 + 1 + int(np.searchsorted(offsets, c)), e,
+                           caplen < wirelen)
+                continue
+            if rec is not None:
+                if type(rec) is list:  # a DNS answer's bindings
+                    yield from rec
+                else:
+                    yield rec
+        done = True
+    finally:
+        # a consumer that stops at a record stops at its packet
+        read = len(offsets) if done else int(np.searchsorted(offsets, c, "right"))
+        counts[0], counts[1] = n0 + read, d0 + read - fails
