@@ -331,3 +331,32 @@ def test_real_samples(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.skip("not a capture")
     for bulk, chunk in BULKS[:3]:
         differ(data, monkeypatch, bulk, chunk)
+
+
+def test_compressed_capture_through_read_inputs(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # a .gz capture is a stream that gives what it has, not what was asked for
+    import gzip
+
+    from recorder.sources import read_inputs
+
+    data = capture(random.Random(21), 2000)
+    plain, packed = tmp_path / "c.pcap", tmp_path / "c.pcap.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    out = []
+    for bulk in (False, True):
+        with monkeypatch.context() as m:
+            if bulk:
+                m.setattr(pcap, "BULK", 8192)
+                m.setattr(pcap, "BULK_MIN", 0)
+            else:
+                m.setattr(pcap, "_bulk_walker", lambda chunks, linktype: None)
+            for p in (plain, packed):
+                report = ReadReport()
+                recs = list(read_inputs([str(p)], report))
+                out.append((recs, report.ignored, report.skipped, report.lines[str(p)],
+                            report.kept[str(p)]))
+    general_plain, general_packed, bulk_plain, bulk_packed = out
+    assert general_plain[0] and bulk_plain == general_plain and bulk_packed == general_packed
+    assert general_packed[1:] == general_plain[1:]
