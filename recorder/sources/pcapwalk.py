@@ -79,6 +79,10 @@ def record_starts(buf: bytes, pos: int, size: int, big_endian: bool,
     walked: list[int] = []
     unpack = int.from_bytes
     ci = 0  # the candidates before it are behind pos
+    if len(breaks) > 64 + count // 8:
+        # Mostly false candidates (a clock near 0 and payloads of zeros): passing them
+        # one by one would cost more than walking the records.
+        ci = count
     while True:
         while ci < count and start_at(ci) < pos:
             ci += 1

@@ -258,11 +258,23 @@ def test_udp_flows_turning_over(generation: int, monkeypatch: pytest.MonkeyPatch
     assert 7 < len(recs) < 400
 
 
-@pytest.mark.parametrize("t0", [0x6553FFFF - 3, 0xFFFF - 1])
+@pytest.mark.parametrize("t0", [0x6553FFFF - 3, 0xFFFF - 1, 0])
 def test_clock_crossing_the_upper_16_bits(t0: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # candidates are found by the upper 16 bits of the first record's seconds
     data = capture(random.Random(t0), 800, t0=t0)
     differ(data, monkeypatch, 1 << 20, 1 << 20)
+
+
+def test_payloads_of_zeros_with_a_clock_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    # nearly every offset looks like a record header: the walk goes record by record
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    parts = [head]
+    for k in range(300):
+        f = ETH + b"\x08\x00" + ipv4(bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 17,
+                                     udp(33000 + k % 7, 80, bytes(200 + k % 50)))
+        parts.append(struct.pack("<IIII", k // 100, k, len(f), len(f)) + f)
+    recs, _, _ = differ(b"".join(parts), monkeypatch, 1 << 20, 1 << 20, bulk_used=True)
+    assert len(recs) == 7
 
 
 def test_damaged_and_cut_files(monkeypatch: pytest.MonkeyPatch) -> None:
