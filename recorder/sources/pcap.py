@@ -2,7 +2,13 @@
 
 Our own container reader, not scapy's: it reads 1 MiB chunks and unpacks record headers
 in place with ``struct``, so it stays well ahead of even merely iterating scapy's
-``RawPcapReader`` (benchmarks/bench_pcap.py). No scapy import here at all.
+``RawPcapReader`` (benchmarks/bench_pcap.py). No scapy import here at all. A classic
+pcap file larger than ``BULK_MIN`` is read ``BULK`` bytes at a time by
+recorder/sources/pcapwalk.py: numpy finds the records and the packets of known TCP
+connections (most of a capture), which then cost one table lookup each; the rest are
+decoded as here, with the same outcome, counts and packet numbers (tests/recorder/
+test_pcap_bulk.py compares both on every case either handles). pcapng files and
+smaller captures are read record by record.
 
 Link types: Ethernet (802.1Q/802.1ad tags), Linux cooked v1 (SLL) and v2 (SLL2, what
 ``tcpdump -i any`` writes), raw IP (101, and 12/14 where writers use them), IPv4/IPv6
