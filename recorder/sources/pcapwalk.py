@@ -32,14 +32,11 @@ from numpy.lib.stride_tricks import as_strided
 MAX_CANDIDATE_CAPLEN = 0xFFFF  # upper half of caplen zero: one more 16-bit test
 
 # link type -> (length of the link header, offset of its ethertype or -1 when the
-# link header has none: raw IP, where the IPv4 version/IHL byte is enough)
+# link header has none: raw IP, where the IPv4 version/IHL byte is enough); the keys
+# are pcap._WALK_LINKTYPES
 _LINK = {1: (14, 12), 113: (16, 14), 276: (20, 0), 101: (0, -1), 12: (0, -1),
          14: (0, -1), 228: (0, -1)}
 ETHERNET = 1
-
-
-def bulk_linktype(linktype: int) -> bool:
-    return linktype in _LINK
 
 
 def record_starts(buf: bytes, pos: int, size: int, big_endian: bool,

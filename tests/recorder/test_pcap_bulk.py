@@ -17,55 +17,63 @@ import pytest
 
 from recorder.errors import InputError
 from recorder.report import ReadReport
-from recorder.sources import ReadOptions, pcap
+from recorder.sources import ReadOptions, pcap, pcapwalk
 
 ASSETS = Path(__file__).parent / "assets" / "pcap"
 SAMPLES = Path("/work/shared/samples/pcap")
 
 
-def _read(data: bytes, path: str, strict: bool, options: ReadOptions) -> tuple:
-    import io
-
-    report = ReadReport(strict=strict)
-    out: list = []
-    error = None
-    try:
-        for rec in pcap.read(io.BufferedReader(io.BytesIO(data)), path, report, options):
-            out.append(rec)
-    except InputError as e:
-        error = str(e)
-    return out, report, error
-
-
-def differ(data: bytes, monkeypatch: pytest.MonkeyPatch, bulk: int, chunk: int,
+def differ(data: bytes, monkeypatch: pytest.MonkeyPatch, after: int, chunk: int,
            strict: bool = False, options: ReadOptions = ReadOptions(),
            bulk_used: bool | None = None) -> tuple:
-    """Read ``data`` record by record and with the bulk walk (buffers of ``bulk``
-    bytes, reads of ``chunk``); assert both agree; return the general path's result."""
-    with monkeypatch.context() as m:
-        m.setattr(pcap, "_bulk_walker", lambda chunks, linktype: None)
-        m.setattr(pcap, "CHUNK", chunk)
-        general = _read(data, "cap.pcap", strict, options)
-    used = []
-    walker = pcap._bulk_walker
+    """Read ``data`` record by record and with the bulk walk from packet ``after`` on
+    (reads of ``chunk`` bytes, so buffers end anywhere); assert both agree, and read the
+    same pieces of the file; return the general path's result."""
+    reads: list[list[int]] = []
 
-    def spy(chunks, linktype):  # noqa: ANN001, ANN202
-        w = walker(chunks, linktype)
-        used.append(w is not None)
-        return w
+    def read(m: pytest.MonkeyPatch) -> tuple:
+        import io
+
+        sizes: list[int] = []
+        reads.append(sizes)
+
+        class Spy(io.BytesIO):
+            def read(self, n: int | None = -1) -> bytes:  # type: ignore[override]
+                sizes.append(-1 if n is None else n)
+                return super().read(n)
+
+        report = ReadReport(strict=strict)
+        out: list = []
+        error = None
+        m.setattr(pcap, "CHUNK", chunk)
+        try:
+            for rec in pcap.read(Spy(data), "cap.pcap", report, options):  # type: ignore
+                out.append(rec)
+        except InputError as e:
+            error = str(e)
+        return out, report, error
 
     with monkeypatch.context() as m:
-        m.setattr(pcap, "BULK", bulk)
-        m.setattr(pcap, "BULK_MIN", 0)
-        m.setattr(pcap, "CHUNK", chunk)
-        m.setattr(pcap, "_bulk_walker", spy)
-        fast = _read(data, "cap.pcap", strict, options)
+        m.setattr(pcap, "_WALK_LINKTYPES", frozenset())
+        general = read(m)
+    batches = []
+    decode_batch = pcapwalk.decode_batch
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        batches.append(1)
+        return decode_batch(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(pcap, "BULK_AFTER", after)
+        m.setattr(pcapwalk, "decode_batch", spy)
+        fast = read(m)
     assert fast[2] == general[2]
     assert fast[0] == general[0]
     assert fast[1] == general[1]
     assert [str(e) for e in fast[1].examples] == [str(e) for e in general[1].examples]
+    assert reads[0] == reads[1]
     if bulk_used is not None:
-        assert used == [bulk_used]
+        assert bool(batches) == bulk_used
     return general
 
 
@@ -218,7 +226,7 @@ def capture(rnd: random.Random, count: int, linktype: int = 1, order: str = "<",
     return b"".join(parts)
 
 
-BULKS = [(1 << 20, 1 << 20), (4096, 1000), (300, 64), (64, 16)]
+BULKS = [(0, 1 << 20), (0, 1000), (3, 64), (40, 16)]  # (BULK_AFTER, CHUNK)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -226,8 +234,8 @@ BULKS = [(1 << 20, 1 << 20), (4096, 1000), (300, 64), (64, 16)]
 def test_generated_captures(seed: int, linktype: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rnd = random.Random(seed * 1000 + linktype)
     data = capture(rnd, 600, linktype, order=rnd.choice("<>"), nano=rnd.random() < 0.3)
-    bulk, chunk = BULKS[seed % len(BULKS)]
-    recs, report, error = differ(data, monkeypatch, bulk, chunk)
+    after, chunk = BULKS[seed % len(BULKS)]
+    recs, report, error = differ(data, monkeypatch, after, chunk)
     assert recs and error is None  # the test reads something
 
 
@@ -254,7 +262,7 @@ def test_udp_flows_turning_over(generation: int, monkeypatch: pytest.MonkeyPatch
         f = ETH + b"\x08\x00" + ipv4(bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 17,
                                      udp(port, 53 if rnd.random() < 0.5 else 80, b"x" * 20))
         parts.append(struct.pack("<IIII", 1_700_000_000 + k, 0, len(f), len(f)) + f)
-    recs, _, _ = differ(b"".join(parts), monkeypatch, 4096, 1000)
+    recs, _, _ = differ(b"".join(parts), monkeypatch, 0, 1000)
     assert 7 < len(recs) < 400
 
 
@@ -262,7 +270,7 @@ def test_udp_flows_turning_over(generation: int, monkeypatch: pytest.MonkeyPatch
 def test_clock_crossing_the_upper_16_bits(t0: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # candidates are found by the upper 16 bits of the first record's seconds
     data = capture(random.Random(t0), 800, t0=t0)
-    differ(data, monkeypatch, 1 << 20, 1 << 20)
+    differ(data, monkeypatch, 0, 1 << 20)
 
 
 def test_payloads_of_zeros_with_a_clock_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,7 +281,7 @@ def test_payloads_of_zeros_with_a_clock_at_zero(monkeypatch: pytest.MonkeyPatch)
         f = ETH + b"\x08\x00" + ipv4(bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 17,
                                      udp(33000 + k % 7, 80, bytes(200 + k % 50)))
         parts.append(struct.pack("<IIII", k // 100, k, len(f), len(f)) + f)
-    recs, _, _ = differ(b"".join(parts), monkeypatch, 1 << 20, 1 << 20, bulk_used=True)
+    recs, _, _ = differ(b"".join(parts), monkeypatch, 0, 1 << 20, bulk_used=True)
     assert len(recs) == 7
 
 
@@ -282,47 +290,43 @@ def test_damaged_and_cut_files(monkeypatch: pytest.MonkeyPatch) -> None:
     data = capture(rnd, 300)
     cuts = sorted(rnd.sample(range(24, len(data)), 25)) + [len(data) - 1, 25, 40]
     for cut in cuts:
-        differ(data[:cut], monkeypatch, 4096, 1000)
+        differ(data[:cut], monkeypatch, 0, 1000)
     for _ in range(25):  # a corrupt record length or header byte somewhere
         broken = bytearray(data)
         at = rnd.randrange(24, len(data) - 4)
         broken[at:at + 4] = rnd.choice((b"\xff\xff\xff\x7f", b"\0\0\0\0", b"\x10\0\0\0"))
-        differ(bytes(broken), monkeypatch, rnd.choice((4096, 1 << 20)), 1000)
-        differ(bytes(broken), monkeypatch, 4096, 1000, strict=True)
+        differ(bytes(broken), monkeypatch, rnd.choice((0, 5)), rnd.choice((1000, 1 << 20)))
+        differ(bytes(broken), monkeypatch, 0, 1000, strict=True)
 
 
 def test_random_bytes_after_valid_records(monkeypatch: pytest.MonkeyPatch) -> None:
     rnd = random.Random(3)
     data = capture(rnd, 200)
     for _ in range(10):
-        differ(data + rnd.randbytes(rnd.randrange(1, 3000)), monkeypatch, 2048, 512)
+        differ(data + rnd.randbytes(rnd.randrange(1, 3000)), monkeypatch, 0, 512)
 
 
 @pytest.mark.parametrize("window", [10**6, 10_000, 1000, 0])
 def test_udp_window_option(window: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # packet gaps are 1 us, 10 us, 3 ms or 2 s: some exactly one window apart
     data = capture(random.Random(window), 600)
-    differ(data, monkeypatch, 4096, 1000, options=ReadOptions(udp_window_ns=window))
+    differ(data, monkeypatch, 0, 1000, options=ReadOptions(udp_window_ns=window))
 
 
-def test_big_files_use_the_walk_and_small_ones_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-
+def test_the_walk_starts_after_bulk_after_packets(monkeypatch: pytest.MonkeyPatch) -> None:
     data = capture(random.Random(5), 300)
-    differ(data, monkeypatch, 4096, 1000, bulk_used=True)
-    assert len(data) < pcap.BULK_MIN
-    assert pcap._bulk_walker(pcap._Chunks(io.BytesIO(data)), 1) is None
-    monkeypatch.setattr(pcap, "BULK_MIN", 0)
-    assert pcap._bulk_walker(pcap._Chunks(io.BytesIO(data)), 1) is not None
-    assert pcap._bulk_walker(pcap._Chunks(io.BytesIO(data)), 229) is None  # IPv6 only
+    differ(data, monkeypatch, 0, 1000, bulk_used=True)
+    differ(data, monkeypatch, 290, 1000, bulk_used=True)
+    differ(data, monkeypatch, 400, 1000, bulk_used=False)
+    assert set(pcapwalk._LINK) == pcap._WALK_LINKTYPES
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in ASSETS.iterdir()))
 def test_bundled_captures(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = (ASSETS / name).read_bytes()
-    for bulk, chunk in BULKS:
-        differ(data, monkeypatch, bulk, chunk)
-        differ(data, monkeypatch, bulk, chunk, strict=True)
+    for after, chunk in BULKS:
+        differ(data, monkeypatch, after, chunk)
+        differ(data, monkeypatch, after, chunk, strict=True)
 
 
 def _samples() -> list[Path]:
@@ -341,8 +345,8 @@ def test_real_samples(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         data = gzip.decompress(data)
     if not pcap.sniff(data[:12]):
         pytest.skip("not a capture")
-    for bulk, chunk in BULKS[:3]:
-        differ(data, monkeypatch, bulk, chunk)
+    for after, chunk in BULKS[:3]:
+        differ(data, monkeypatch, after, chunk)
 
 
 def test_compressed_capture_through_read_inputs(tmp_path: Path,
@@ -359,11 +363,11 @@ def test_compressed_capture_through_read_inputs(tmp_path: Path,
     out = []
     for bulk in (False, True):
         with monkeypatch.context() as m:
+            m.setattr(pcap, "CHUNK", 8192)
             if bulk:
-                m.setattr(pcap, "BULK", 8192)
-                m.setattr(pcap, "BULK_MIN", 0)
+                m.setattr(pcap, "BULK_AFTER", 0)
             else:
-                m.setattr(pcap, "_bulk_walker", lambda chunks, linktype: None)
+                m.setattr(pcap, "_WALK_LINKTYPES", frozenset())
             for p in (plain, packed):
                 report = ReadReport()
                 recs = list(read_inputs([str(p)], report))
