@@ -15,9 +15,13 @@ a record start that is no candidate (a capture crossing the 18-hour mark, a pack
 64 KiB or more) is walked to with a Python step. So the offsets returned are those of
 the one-by-one walk, whatever the bytes.
 
-Skippable packets: ``tcp_codes`` marks the packets the reader's one-lookup test applies
-to. The test and its conditions are the same as in ``PacketDecoder.packet``; a
-marked packet whose connection is not in the table goes the general way.
+What a packet is: ``classify`` reads the few header bytes ``PacketDecoder.packet``
+decides most packets by, for every record of the buffer at once: the TCP packets its
+one-lookup test applies to (passed over when their connection is in the table, as
+there) and which branch a SYN or a UDP datagram takes. ``decode_batch`` then goes
+through the records in order: a TCP packet of a known connection costs one lookup; a
+new connection or a UDP datagram is handled as the branch it takes would; everything
+else, and every outcome that is not the common one, is left to ``PacketDecoder``.
 """
 
 from __future__ import annotations
@@ -25,11 +29,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-
-MAX_CANDIDATE_CAPLEN = 0xFFFF  # upper half of caplen zero: one more 16-bit test
 
 # link type -> (length of the link header, offset of its ethertype or -1 when the
 # link header has none: raw IP, where the IPv4 version/IHL byte is enough); the keys
