@@ -20,7 +20,8 @@ from recorder.report import ReadReport
 from recorder.sources import ReadOptions, pcap, pcapwalk
 
 ASSETS = Path(__file__).parent / "assets" / "pcap"
-SAMPLES = Path("/work/shared/samples/pcap")
+# the samples tier (tests/recorder/test_samples_conntrack_pcap.py): ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "pcap"
 
 
 def differ(data: bytes, monkeypatch: pytest.MonkeyPatch, after: int, chunk: int,
@@ -335,7 +336,8 @@ def _samples() -> list[Path]:
     return sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p.stat().st_size < 50 << 20)
 
 
-@pytest.mark.skipif(not _samples(), reason="no samples in /work/shared/samples/pcap")
+@pytest.mark.samples
+@pytest.mark.skipif(not _samples(), reason="no pcap samples in ../shared/samples")
 @pytest.mark.parametrize("sample", _samples(), ids=lambda p: p.name)
 def test_real_samples(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gzip
