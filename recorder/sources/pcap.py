@@ -2,7 +2,13 @@
 
 Our own container reader, not scapy's: it reads 1 MiB chunks and unpacks record headers
 in place with ``struct``, so it stays well ahead of even merely iterating scapy's
-``RawPcapReader`` (benchmarks/bench_pcap.py). No scapy import here at all.
+``RawPcapReader`` (benchmarks/bench_pcap.py). No scapy import here at all. A classic
+pcap file is read, after its first ``BULK_AFTER`` packets, a buffer at a time by
+recorder/sources/pcapwalk.py: numpy finds the records and the packets of known TCP
+connections (most of a capture), which then cost one table lookup each; the rest are
+decoded as here, with the same outcome, counts and packet numbers, and the file is read
+in the same pieces (tests/recorder/test_pcap_bulk.py compares both on every case either
+handles). pcapng files and small captures are read record by record.
 
 Link types: Ethernet (802.1Q/802.1ad tags), Linux cooked v1 (SLL) and v2 (SLL2, what
 ``tcpdump -i any`` writes), raw IP (101, and 12/14 where writers use them), IPv4/IPv6
@@ -52,6 +58,9 @@ from recorder.sources.fastrecord import flow_record_maker
 from recorder.timefmt import check_time_ns
 
 CHUNK = 1 << 20
+# packets read record by record before the bulk walk (pcapwalk) takes over: importing
+# numpy costs about as much as reading them
+BULK_AFTER = 20_000
 TABLE_GENERATION = 1 << 14
 EPHEMERAL_MIN = 32768  # Linux's default ip_local_port_range starts here
 MAX_RECORD = 1 << 24  # larger than any real snaplen/block: a corrupt length field
@@ -70,6 +79,9 @@ LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP = 0, 1, 108
 LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14 = 101, 12, 14
 LINKTYPE_IPV4, LINKTYPE_IPV6 = 228, 229
 LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 113, 276
+# link types pcapwalk decides packets of (its _LINK)
+_WALK_LINKTYPES = frozenset({LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
+                             LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4})
 _RAW_TYPES = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4,
                         LINKTYPE_IPV6})
 SUPPORTED_LINKTYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP,
@@ -588,10 +600,27 @@ def _classic(chunks: _Chunks, path: str, report: ReadReport, dec: PacketDecoder,
     eth_ipv4 = 0x0800 if order == ">" else 0x0008
     frag_mask = 0x1FFF if order == ">" else 0xFF1F
     n = decoded = 0
+    walk = None
+    walkable = linktype in _WALK_LINKTYPES
     buf, pos = chunks.buf, chunks.pos
     size = len(buf)
     try:
         while True:
+            if walk is not None:
+                # Most of the file: the whole buffer at a time, see pcapwalk. What is
+                # left (a record the buffer ends in) is read below, as it always was.
+                offsets, after = walk.record_starts(buf, pos, size, order == ">", MAX_RECORD)
+                if len(offsets):
+                    counts = [n, decoded]
+                    try:
+                        yield from walk.decode_batch(dec, buf, offsets, after, linktype, unit,
+                                                     unpack_from, report, path, counts)
+                    finally:
+                        n, decoded = counts
+                pos = after
+            elif walkable and n >= BULK_AFTER:
+                from recorder.sources import pcapwalk as walk
+                continue
             # The buffer is refilled only when a record runs past its end.
             if pos + 16 > size:
                 chunks.pos = pos
