@@ -36,7 +36,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding
+from recorder.listed import ListedRows
+from recorder.schema import (
+    NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding,
+)
 from recorder.sources.fastrecord import flow_record_maker
 
 _ADD_BATCH = 4096
@@ -256,6 +259,9 @@ class Aggregator:
         try:
             for rec in batch:
                 if type(rec) is not FlowRecord:
+                    if type(rec) is ListedRows:
+                        self._add_listed(rec)
+                        continue
                     if isinstance(rec, IpTimelineRecord):
                         self._ip_records.append(rec)
                         self.stats.ip_records += 1
@@ -370,6 +376,100 @@ class Aggregator:
             stats.overflow += overflow
             stats.keys = len(aggs)
 
+    def _add_listed(self, batch: ListedRows) -> None:
+        """``_add_batch(batch.records())`` without the records: the same steps, with
+        what every row of the batch shares (time, count 1, no hints, service or verdict,
+        so never dropped and never in the identified window) worked out once, and the
+        recent table's get and put done on its dicts where they cannot flip a
+        generation (its methods where they might)."""
+        aggs = self._aggs
+        recent = self._recent
+        young = recent._young
+        old = recent._old
+        generation_size = recent._generation_size
+        dnat_peers = self._dnat_peers
+        max_keys = self.max_keys
+        dedup_ns = self.dedup_ns
+        t = batch.first_seen
+        hints = self._intern(NO_HINTS)
+        meta = (None, hints, hints, None, None, batch.source_format, batch.input, False,
+                batch.time_known)
+        meta = self._metas.setdefault(meta, meta)
+        window = t // self.window_ns
+        seen = duplicates = overflow = 0
+        try:
+            for protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip, xlated_port \
+                    in batch.rows:
+                seen += 1
+                conn = served = None
+                if src_port is not None or protocol in _ICMP:
+                    conn = (protocol, src_ip, src_port, dst_ip, dst_port)
+                    entry = young.get(conn)
+                    if entry is None and old:
+                        entry = recent.get(conn)
+                        young, old = recent._young, recent._old
+                    if xlated_ip is not None:
+                        port = xlated_port if xlated_port is not None else dst_port
+                        if xlated_ip != dst_ip or port != dst_port:
+                            served = (protocol, src_ip, src_port, xlated_ip, port)
+                            if entry is None:
+                                entry = young.get(served)
+                                if entry is None and old:
+                                    entry = recent.get(served)
+                                    young, old = recent._young, recent._old
+                    elif entry is None and dnat_peers is not None and dst_port is not None:
+                        for ip, port in dnat_peers(dst_ip, dst_port, protocol)[:MAX_DNAT_PEERS]:
+                            entry = recent.get((protocol, src_ip, src_port, ip, port))
+                            young, old = recent._young, recent._old
+                            if entry is not None:
+                                break
+                    if entry is not None and -dedup_ns <= t - entry[0] <= dedup_ns:
+                        duplicates += 1
+                        if t > entry[0]:
+                            entry[0] = t
+                        counted = aggs.get(entry[1])
+                        if counted is not None:  # never dropped: extend the counted one
+                            if t < counted[0]:
+                                counted[0] = t
+                            if t > counted[1]:
+                                counted[1] = t
+                        continue
+                key = (window, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port,
+                       meta)
+                agg = aggs.get(key)
+                if agg is None:
+                    if len(aggs) >= max_keys:
+                        overflow += 1
+                        continue
+                    aggs[key] = [t, t, 1, src_port, key]
+                else:
+                    key = agg[4]
+                    if t < agg[0]:
+                        agg[0] = t
+                    if t > agg[1]:
+                        agg[1] = t
+                    agg[2] += 1
+                if conn is not None:
+                    entry = [t, key, False]
+                    # RecentTable.put: a new key flips a full young generation
+                    if len(young) < generation_size or conn in young:
+                        young[conn] = entry
+                    else:
+                        recent.put(conn, entry)
+                        young, old = recent._young, recent._old
+                    if served is not None:
+                        if len(young) < generation_size or served in young:
+                            young[served] = entry
+                        else:
+                            recent.put(served, entry)
+                            young, old = recent._young, recent._old
+        finally:
+            stats = self.stats
+            stats.seen += seen
+            stats.duplicates += duplicates
+            stats.overflow += overflow
+            stats.keys = len(aggs)
+
     def _add_name(self, rec: NameBinding) -> None:
         self.stats.name_records += 1
         key = (rec.first_seen // self.window_ns, rec.client_ip, rec.name, rec.address,
@@ -422,8 +522,14 @@ class Aggregator:
     def _take(self, keys: list[tuple[Any, ...]],
               name_keys: Sequence[tuple[Any, ...]] = ()) -> list[LogRecord]:
         flows: list[FlowRecord] = []
+        # The flows come out in ``sorted_records`` order, sorted once here on keys
+        # built from the aggregates: ``_record_sort_key`` with its constant 2 left out
+        # and its elements that come from the meta (node .. time_known) replaced by the
+        # meta's rank among the metas' such elements, which orders the same.
+        sort_keys: list[tuple[Any, ...]] = []
         aggs = self._aggs
         canonical = self._intern.canonical
+        ranks = self._meta_ranks()
         make = _make_aggregate
         dropped = 0
         include_dropped = self.include_dropped
@@ -437,20 +543,42 @@ class Aggregator:
                 dropped += count
                 if len(left_out) >= MAX_LEFT_OUT:
                     continue
-            # the port of one observation; an aggregate of many has none
-            rec = make(first, last, protocol, src_ip, dst_ip, dst_port,
-                       src_port if count == 1 else None, xlated_ip, xlated_port,
-                       count, node, canonical[src], canonical[dst],
+            if count != 1:
+                src_port = None  # the port of one observation; an aggregate of many has none
+            rec = make(first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                       xlated_port, count, node, canonical[src], canonical[dst],
                        None if service is None else canonical[service], verdict,
                        fmt, input_, inferred, time_known)
-            (left_out if is_dropped else flows).append(rec)
+            if is_dropped:
+                left_out.append(rec)
+                continue
+            flows.append(rec)
+            sort_keys.append((
+                first, protocol, src_ip, dst_ip, -1 if dst_port is None else dst_port,
+                xlated_ip or "", -1 if xlated_port is None else xlated_port, ranks[meta],
+                last, count, -1 if src_port is None else src_port))
         self.stats.keys = len(aggs)
         self.stats.dropped += dropped
         self.stats.emitted += len(flows)
         ips = self._ip_records
         self._ip_records = []
         names = self._take_names(list(name_keys))
-        return sorted_records(ips) + sorted_records(names) + sorted_records(flows)
+        # stable, as sorted_records' sorts are: equal keys keep the table's order
+        order = sorted(range(len(flows)), key=sort_keys.__getitem__)
+        return sorted_records(ips) + sorted_records(names) + [flows[i] for i in order]
+
+    def _meta_ranks(self) -> dict[tuple[Any, ...], int]:
+        """meta -> rank of its elements of ``_record_sort_key`` (equal ones, equal rank)."""
+        canonical = self._intern.canonical
+        parts = {}
+        for meta in self._metas:
+            node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+            svc = None if service is None else canonical[service]
+            parts[meta] = (node or "", _hints_key(canonical[src]), _hints_key(canonical[dst]),
+                           (svc.namespace, svc.name) if svc else ("", ""), verdict or "",
+                           fmt, input_, inferred, time_known)
+        rank = {part: n for n, part in enumerate(sorted(set(parts.values())))}
+        return {meta: rank[part] for meta, part in parts.items()}
 
 
 def _hints_key(h: EndpointHints) -> tuple[Any, ...]:
