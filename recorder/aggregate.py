@@ -406,8 +406,10 @@ class Aggregator:
                     conn = (protocol, src_ip, src_port, dst_ip, dst_port)
                     entry = young.get(conn)
                     if entry is None and old:
-                        entry = recent.get(conn)
-                        young, old = recent._young, recent._old
+                        entry = old.pop(conn, None)
+                        if entry is not None:  # RecentTable.get: an old hit moves up
+                            recent.put(conn, entry)
+                            young, old = recent._young, recent._old
                     if xlated_ip is not None:
                         port = xlated_port if xlated_port is not None else dst_port
                         if xlated_ip != dst_ip or port != dst_port:
@@ -415,8 +417,10 @@ class Aggregator:
                             if entry is None:
                                 entry = young.get(served)
                                 if entry is None and old:
-                                    entry = recent.get(served)
-                                    young, old = recent._young, recent._old
+                                    entry = old.pop(served, None)
+                                    if entry is not None:
+                                        recent.put(served, entry)
+                                        young, old = recent._young, recent._old
                     elif entry is None and dnat_peers is not None and dst_port is not None:
                         for ip, port in dnat_peers(dst_ip, dst_port, protocol)[:MAX_DNAT_PEERS]:
                             entry = recent.get((protocol, src_ip, src_port, ip, port))

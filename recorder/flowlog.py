@@ -187,6 +187,9 @@ class _FlowEncoder:
         # id(hints or service) -> (the object, its JSON text): keyed by identity (their
         # hash is computed in Python); holding the object keeps its id from reuse.
         self._objects: dict[int, tuple[object, str]] = {}
+        self._times: dict[int, str] = {}  # ns -> format_time(ns)
+        # shape (see flow) -> (its template, the objects of the ids in it)
+        self._shapes: dict[tuple[Any, ...], tuple[str, object]] = {}
 
     def _text(self, value: object) -> str:
         text = self._texts.get(value)
@@ -210,41 +213,83 @@ class _FlowEncoder:
         return str(value) if type(value) is int else self._text(value)
 
     def flow(self, r: FlowRecord) -> str:
-        text = self._text
-        out = ['{"count":', self._int(r.count)]
+        """A template per shape (which fields are there, and the values of those that
+        records of one input share), filled with the fields records differ in."""
+        src, dst, service = r.src, r.dst, r.service
+        shape = (id(src), id(dst), id(service), r.node, r.verdict, r.source_format, r.input,
+                 r.inferred, r.time_known, r.dst_port is None, r.src_port is None,
+                 r.xlated_ip is None, r.xlated_port is None)
+        hit = self._shapes.get(shape)
+        if hit is None:
+            hit = self._shape(r, shape)
+        texts = self._texts
+        times = self._times
+        first, last = r.first_seen, r.last_seen
+        count, dst_port, src_port, xlated_port = r.count, r.dst_port, r.src_port, r.xlated_port
+        return hit[0].format(
+            count if type(count) is int else self._text(count),
+            texts.get(r.dst_ip) or self._text(r.dst_ip),
+            dst_port if type(dst_port) is int else self._text(dst_port),
+            times.get(first) or self._time(first),
+            times.get(last) or self._time(last),
+            texts.get(r.protocol) or self._text(r.protocol),
+            texts.get(r.src_ip) or self._text(r.src_ip),
+            src_port if type(src_port) is int else self._text(src_port),
+            texts.get(r.xlated_ip) or self._text(r.xlated_ip),
+            xlated_port if type(xlated_port) is int else self._text(xlated_port),
+        )
+
+    def _time(self, ns: int) -> str:
+        text = format_time(ns)
+        if len(self._times) >= self._LIMIT:
+            self._times.clear()
+        self._times[ns] = text
+        return text
+
+    def _shape(self, r: FlowRecord, shape: tuple[Any, ...]) -> tuple[str, object]:
+        """The str.format template of ``r``'s shape, with the objects whose id() is in
+        ``shape`` (held so that no other object takes their id while it is cached)."""
+        def const(piece: str) -> str:
+            return piece.replace("{", "{{").replace("}", "}}")
+
+        out = ['{{"count":{0}']
         if r.dst is not NO_HINTS and not r.dst.is_empty():
-            out += (',"dst":', self._object(r.dst, _hints_to_dict))
-        out += (',"dst_ip":', text(r.dst_ip))
+            out.append(const(',"dst":' + self._object(r.dst, _hints_to_dict)))
+        out.append(',"dst_ip":{1}')
         if r.dst_port is not None:
-            out += (',"dst_port":', self._int(r.dst_port))
-        out += (',"first_seen":"', format_time(r.first_seen), '"')
+            out.append(',"dst_port":{2}')
+        out.append(',"first_seen":"{3}"')
         if r.inferred:
             out.append(',"inferred":true')
         if r.input:
-            out += (',"input":', text(r.input))
-        out += (',"kind":"flow","last_seen":"', format_time(r.last_seen), '"')
+            out.append(const(',"input":' + self._text(r.input)))
+        out.append(',"kind":"flow","last_seen":"{4}"')
         if r.node is not None:
-            out += (',"node":', text(r.node))
-        out += (',"protocol":', text(r.protocol))
+            out.append(const(',"node":' + self._text(r.node)))
+        out.append(',"protocol":{5}')
         if r.service is not None:
-            out += (',"service":', self._object(r.service, _service_to_dict))
+            out.append(const(',"service":' + self._object(r.service, _service_to_dict)))
         if r.source_format:
-            out += (',"source_format":', text(r.source_format))
+            out.append(const(',"source_format":' + self._text(r.source_format)))
         if r.src is not NO_HINTS and not r.src.is_empty():
-            out += (',"src":', self._object(r.src, _hints_to_dict))
-        out += (',"src_ip":', text(r.src_ip))
+            out.append(const(',"src":' + self._object(r.src, _hints_to_dict)))
+        out.append(',"src_ip":{6}')
         if r.src_port is not None:
-            out += (',"src_port":', self._int(r.src_port))
+            out.append(',"src_port":{7}')
         if not r.time_known:
             out.append(',"time_known":false')
         if r.verdict is not None:
-            out += (',"verdict":', text(r.verdict))
+            out.append(const(',"verdict":' + self._text(r.verdict)))
         if r.xlated_ip is not None:
-            out += (',"xlated_ip":', text(r.xlated_ip))
+            out.append(',"xlated_ip":{8}')
         if r.xlated_port is not None:
-            out += (',"xlated_port":', self._int(r.xlated_port))
-        out.append("}")
-        return "".join(out)
+            out.append(',"xlated_port":{9}')
+        out.append("}}")
+        hit = ("".join(out), (r.src, r.dst, r.service))
+        if len(self._shapes) >= self._LIMIT:
+            self._shapes.clear()
+        self._shapes[shape] = hit
+        return hit
 
 
 def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
