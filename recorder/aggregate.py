@@ -36,6 +36,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from recorder.flowlog import EncodedLines, fill_flow, flow_template, record_to_json
 from recorder.listed import ListedRows
 from recorder.schema import (
     NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding,
@@ -525,38 +526,89 @@ class Aggregator:
 
     def _take(self, keys: list[tuple[Any, ...]],
               name_keys: Sequence[tuple[Any, ...]] = ()) -> list[LogRecord]:
-        flows: list[FlowRecord] = []
-        # The flows come out in ``sorted_records`` order, sorted once here on keys
-        # built from the aggregates: ``_record_sort_key`` with its constant 2 left out
-        # and its elements that come from the meta (node .. time_known) replaced by the
-        # meta's rank among the metas' such elements, which orders the same.
+        canonical = self._intern.canonical
+        make = _make_aggregate
+        flows = [make(first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                      xlated_port, count, node, canonical[src], canonical[dst],
+                      None if service is None else canonical[service], verdict, fmt, input_,
+                      inferred, time_known)
+                 for first, last, count, src_port, (_, protocol, src_ip, dst_ip, dst_port,
+                                                    xlated_ip, xlated_port, (
+                                                        node, src, dst, service, verdict, fmt,
+                                                        input_, inferred, time_known))
+                 in self._take_flows(keys)]
+        return self._take_others(name_keys) + flows  # type: ignore[operator]
+
+    def drain_lines(self) -> EncodedLines:
+        """What ``write_flow_log`` writes of ``drain()``, without the flow records: each
+        flow aggregate's line is filled into the template of its shape (its meta and
+        which of its fields are None), made once from a record of that shape."""
+        keys = list(self._aggs)
+        flows = self._take_flows(keys)
+        lines = [record_to_json(r).decode() for r in self._take_others(list(self._names))]
+        self._recent.clear()
+        canonical = self._intern.canonical
+        templates: dict[tuple[Any, ...], str] = {}
+        fill = fill_flow
+        append = lines.append
+        for first, last, count, src_port, key in flows:
+            _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
+            shape = (meta, dst_port is None, src_port is None, xlated_ip is None,
+                     xlated_port is None)
+            template = templates.get(shape)
+            if template is None:
+                node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+                template = templates[shape] = flow_template(_make_aggregate(
+                    first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                    xlated_port, count, node, canonical[src], canonical[dst],
+                    None if service is None else canonical[service], verdict, fmt, input_,
+                    inferred, time_known))
+            append(fill(template, count, dst_ip, dst_port, first, last, protocol, src_ip,
+                        src_port, xlated_ip, xlated_port))
+        return EncodedLines(lines)
+
+    def _take_others(self, name_keys: list[tuple[Any, ...]]) -> list[LogRecord]:
+        """The IP records held and the name aggregates of ``name_keys``, sorted."""
+        ips = self._ip_records
+        self._ip_records = []
+        names = self._take_names(list(name_keys))
+        return sorted_records(ips) + sorted_records(names)
+
+    def _take_flows(self, keys: list[tuple[Any, ...]]) -> list[list[Any]]:
+        """The flow aggregates of ``keys`` taken from the table, as [first, last, count,
+        src_port (None unless count is 1), key], in ``sorted_records`` order of the
+        records they stand for; dropped ones go to ``left_out`` instead.
+
+        Sorted once here on keys built from the aggregates: ``_record_sort_key`` with
+        its constant 2 left out and its elements that come from the meta (node ..
+        time_known) replaced by the meta's rank among the metas' such elements, which
+        orders the same. Stable, as sorted_records' sorts are: equal keys keep the
+        table's order."""
+        flows: list[list[Any]] = []
         sort_keys: list[tuple[Any, ...]] = []
         aggs = self._aggs
         canonical = self._intern.canonical
         ranks = self._meta_ranks()
-        make = _make_aggregate
         dropped = 0
         include_dropped = self.include_dropped
         left_out = self.left_out
         for key in keys:
-            first, last, count, src_port, _ = aggs.pop(key)
+            agg = aggs.pop(key)
+            first, last, count, src_port, _ = agg
             _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
-            node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
-            is_dropped = not include_dropped and verdict in DROPPED_VERDICTS
-            if is_dropped:
-                dropped += count
-                if len(left_out) >= MAX_LEFT_OUT:
-                    continue
             if count != 1:
-                src_port = None  # the port of one observation; an aggregate of many has none
-            rec = make(first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
-                       xlated_port, count, node, canonical[src], canonical[dst],
-                       None if service is None else canonical[service], verdict,
-                       fmt, input_, inferred, time_known)
-            if is_dropped:
-                left_out.append(rec)
+                agg[3] = src_port = None  # the port of one observation; many have none
+            if not include_dropped and meta[4] in DROPPED_VERDICTS:
+                dropped += count
+                if len(left_out) < MAX_LEFT_OUT:
+                    node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+                    left_out.append(_make_aggregate(
+                        first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                        xlated_port, count, node, canonical[src], canonical[dst],
+                        None if service is None else canonical[service], verdict, fmt,
+                        input_, inferred, time_known))
                 continue
-            flows.append(rec)
+            flows.append(agg)
             sort_keys.append((
                 first, protocol, src_ip, dst_ip, -1 if dst_port is None else dst_port,
                 xlated_ip or "", -1 if xlated_port is None else xlated_port, ranks[meta],
@@ -564,12 +616,8 @@ class Aggregator:
         self.stats.keys = len(aggs)
         self.stats.dropped += dropped
         self.stats.emitted += len(flows)
-        ips = self._ip_records
-        self._ip_records = []
-        names = self._take_names(list(name_keys))
-        # stable, as sorted_records' sorts are: equal keys keep the table's order
         order = sorted(range(len(flows)), key=sort_keys.__getitem__)
-        return sorted_records(ips) + sorted_records(names) + [flows[i] for i in order]
+        return [flows[i] for i in order]
 
     def _meta_ranks(self) -> dict[tuple[Any, ...], int]:
         """meta -> rank of its elements of ``_record_sort_key`` (equal ones, equal rank)."""

@@ -222,20 +222,29 @@ class _FlowEncoder:
         hit = self._shapes.get(shape)
         if hit is None:
             hit = self._shape(r, shape)
+        return self.fill(hit[0], r.count, r.dst_ip, r.dst_port, r.first_seen, r.last_seen,
+                         r.protocol, r.src_ip, r.src_port, r.xlated_ip, r.xlated_port)
+
+    def template(self, r: FlowRecord) -> str:
+        """The template of ``r``'s shape: ``fill`` it with the fields of a record of
+        that shape to get its line."""
+        return self._shape(r, ())[0]
+
+    def fill(self, template: str, count: int, dst_ip: str, dst_port: int | None,
+             first: int, last: int, protocol: str, src_ip: str, src_port: int | None,
+             xlated_ip: str | None, xlated_port: int | None) -> str:
         texts = self._texts
         times = self._times
-        first, last = r.first_seen, r.last_seen
-        count, dst_port, src_port, xlated_port = r.count, r.dst_port, r.src_port, r.xlated_port
-        return hit[0].format(
+        return template.format(
             count if type(count) is int else self._text(count),
-            texts.get(r.dst_ip) or self._text(r.dst_ip),
+            texts.get(dst_ip) or self._text(dst_ip),
             dst_port if type(dst_port) is int else self._text(dst_port),
             times.get(first) or self._time(first),
             times.get(last) or self._time(last),
-            texts.get(r.protocol) or self._text(r.protocol),
-            texts.get(r.src_ip) or self._text(r.src_ip),
+            texts.get(protocol) or self._text(protocol),
+            texts.get(src_ip) or self._text(src_ip),
             src_port if type(src_port) is int else self._text(src_port),
-            texts.get(r.xlated_ip) or self._text(r.xlated_ip),
+            texts.get(xlated_ip) or self._text(xlated_ip),
             xlated_port if type(xlated_port) is int else self._text(xlated_port),
         )
 
@@ -286,9 +295,10 @@ class _FlowEncoder:
             out.append(',"xlated_port":{9}')
         out.append("}}")
         hit = ("".join(out), (r.src, r.dst, r.service))
-        if len(self._shapes) >= self._LIMIT:
-            self._shapes.clear()
-        self._shapes[shape] = hit
+        if shape:
+            if len(self._shapes) >= self._LIMIT:
+                self._shapes.clear()
+            self._shapes[shape] = hit
         return hit
 
 
@@ -299,7 +309,41 @@ def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
 _ENCODER = _FlowEncoder()
 
 
-def _write_lines(out: IO[bytes], header: FlowLogHeader, records: Iterable[LogRecord]) -> int:
+def flow_template(r: FlowRecord) -> str:
+    """The template of ``r``'s shape for ``fill_flow`` (``_FlowEncoder.template``)."""
+    return _ENCODER.template(r)
+
+
+# fill_flow(template, count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip,
+#           src_port, xlated_ip, xlated_port) -> the line (str) of the flow record of
+# those fields and of the template's shape: record_to_json's, byte for byte.
+fill_flow = _ENCODER.fill
+
+
+class EncodedLines:
+    """Flow-log lines already encoded (str, without newlines), for ``write_flow_log``
+    in place of records: what ``record_to_json`` gives for the records they stand for."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+
+def _write_encoded(out: IO[bytes], header: FlowLogHeader, encoded: EncodedLines) -> int:
+    out.write(header_to_json(header) + b"\n")
+    lines = encoded.lines
+    for i in range(0, len(lines), _WRITE_BATCH):
+        batch = lines[i:i + _WRITE_BATCH]
+        batch.append("")
+        out.write("\n".join(batch).encode())
+    return len(lines)
+
+
+def _write_lines(out: IO[bytes], header: FlowLogHeader,
+                 records: Iterable[LogRecord] | EncodedLines) -> int:
+    if type(records) is EncodedLines:
+        return _write_encoded(out, header, records)
     out.write(header_to_json(header) + b"\n")
     n = 0
     batch: list[bytes] = []
@@ -317,7 +361,8 @@ def _write_lines(out: IO[bytes], header: FlowLogHeader, records: Iterable[LogRec
 
 
 def write_flow_log(
-    records: Iterable[LogRecord], path: str | Path, header: FlowLogHeader = FlowLogHeader()
+    records: Iterable[LogRecord] | EncodedLines, path: str | Path,
+    header: FlowLogHeader = FlowLogHeader()
 ) -> int:
     """Stream ``records`` into a flow log at ``path`` ("-" = stdout); returns how many.
 

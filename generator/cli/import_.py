@@ -123,7 +123,7 @@ def import_command(
             errors = read_into(aggregator, inputs, report,
                                ReadOptions(include_dropped=include_dropped, watcher=watcher,
                                            listed_batches=batches), fmt, jobs=n_jobs)
-        written = write_flow_log(aggregator.drain(), out, FlowLogHeader())
+        written = write_flow_log(aggregator.drain_lines(), out, FlowLogHeader())
     if out != "-":
         note_written(out)
     typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
