@@ -36,7 +36,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from recorder.flowlog import EncodedLines, fill_flow, flow_template, record_to_json
+from recorder.flowlog import EncodedLines, flow_filler, record_to_json
 from recorder.listed import ListedRows
 from recorder.schema import (
     NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding,
@@ -541,30 +541,29 @@ class Aggregator:
 
     def drain_lines(self) -> EncodedLines:
         """What ``write_flow_log`` writes of ``drain()``, without the flow records: each
-        flow aggregate's line is filled into the template of its shape (its meta and
+        flow aggregate's line comes from the line function of its shape (its meta and
         which of its fields are None), made once from a record of that shape."""
         keys = list(self._aggs)
         flows = self._take_flows(keys)
         lines = [record_to_json(r).decode() for r in self._take_others(list(self._names))]
         self._recent.clear()
         canonical = self._intern.canonical
-        templates: dict[tuple[Any, ...], str] = {}
-        fill = fill_flow
+        fillers: dict[tuple[Any, ...], Callable[..., str]] = {}
         append = lines.append
         for first, last, count, src_port, key in flows:
             _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
             shape = (meta, dst_port is None, src_port is None, xlated_ip is None,
                      xlated_port is None)
-            template = templates.get(shape)
-            if template is None:
+            fill = fillers.get(shape)
+            if fill is None:
                 node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
-                template = templates[shape] = flow_template(_make_aggregate(
+                fill = fillers[shape] = flow_filler(_make_aggregate(
                     first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
                     xlated_port, count, node, canonical[src], canonical[dst],
                     None if service is None else canonical[service], verdict, fmt, input_,
                     inferred, time_known))
-            append(fill(template, count, dst_ip, dst_port, first, last, protocol, src_ip,
-                        src_port, xlated_ip, xlated_port))
+            append(fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,
+                        xlated_ip, xlated_port))
         return EncodedLines(lines)
 
     def _take_others(self, name_keys: list[tuple[Any, ...]]) -> list[LogRecord]:

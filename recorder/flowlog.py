@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 import orjson
 
@@ -188,8 +188,8 @@ class _FlowEncoder:
         # hash is computed in Python); holding the object keeps its id from reuse.
         self._objects: dict[int, tuple[object, str]] = {}
         self._times: dict[int, str] = {}  # ns -> format_time(ns)
-        # shape (see flow) -> (its template, the objects of the ids in it)
-        self._shapes: dict[tuple[Any, ...], tuple[str, object]] = {}
+        # shape (see flow) -> (its line function, the objects of the ids in it)
+        self._shapes: dict[tuple[Any, ...], tuple[Callable[..., str], object]] = {}
 
     def _text(self, value: object) -> str:
         text = self._texts.get(value)
@@ -213,40 +213,26 @@ class _FlowEncoder:
         return str(value) if type(value) is int else self._text(value)
 
     def flow(self, r: FlowRecord) -> str:
-        """A template per shape (which fields are there, and the values of those that
-        records of one input share), filled with the fields records differ in."""
+        """A line function per shape (which fields are there, and the values of those
+        that records of one input share), given the fields records differ in."""
         src, dst, service = r.src, r.dst, r.service
         shape = (id(src), id(dst), id(service), r.node, r.verdict, r.source_format, r.input,
                  r.inferred, r.time_known, r.dst_port is None, r.src_port is None,
                  r.xlated_ip is None, r.xlated_port is None)
         hit = self._shapes.get(shape)
         if hit is None:
-            hit = self._shape(r, shape)
-        return self.fill(hit[0], r.count, r.dst_ip, r.dst_port, r.first_seen, r.last_seen,
-                         r.protocol, r.src_ip, r.src_port, r.xlated_ip, r.xlated_port)
+            hit = self._shape(r)
+            if len(self._shapes) >= self._LIMIT:
+                self._shapes.clear()
+            self._shapes[shape] = hit
+        return hit[0](r.count, r.dst_ip, r.dst_port, r.first_seen, r.last_seen, r.protocol,
+                      r.src_ip, r.src_port, r.xlated_ip, r.xlated_port)
 
-    def template(self, r: FlowRecord) -> str:
-        """The template of ``r``'s shape: ``fill`` it with the fields of a record of
-        that shape to get its line."""
-        return self._shape(r, ())[0]
-
-    def fill(self, template: str, count: int, dst_ip: str, dst_port: int | None,
-             first: int, last: int, protocol: str, src_ip: str, src_port: int | None,
-             xlated_ip: str | None, xlated_port: int | None) -> str:
-        texts = self._texts
-        times = self._times
-        return template.format(
-            count if type(count) is int else self._text(count),
-            texts.get(dst_ip) or self._text(dst_ip),
-            dst_port if type(dst_port) is int else self._text(dst_port),
-            times.get(first) or self._time(first),
-            times.get(last) or self._time(last),
-            texts.get(protocol) or self._text(protocol),
-            texts.get(src_ip) or self._text(src_ip),
-            src_port if type(src_port) is int else self._text(src_port),
-            texts.get(xlated_ip) or self._text(xlated_ip),
-            xlated_port if type(xlated_port) is int else self._text(xlated_port),
-        )
+    def filler(self, r: FlowRecord) -> Callable[..., str]:
+        """``fill(count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip,
+        src_port, xlated_ip, xlated_port)`` -> the line of the record of those fields
+        and of ``r``'s shape."""
+        return self._shape(r)[0]
 
     def _time(self, ns: int) -> str:
         text = format_time(ns)
@@ -255,51 +241,79 @@ class _FlowEncoder:
         self._times[ns] = text
         return text
 
-    def _shape(self, r: FlowRecord, shape: tuple[Any, ...]) -> tuple[str, object]:
-        """The str.format template of ``r``'s shape, with the objects whose id() is in
-        ``shape`` (held so that no other object takes their id while it is cached)."""
-        def const(piece: str) -> str:
-            return piece.replace("{", "{{").replace("}", "}}")
+    def _shape(self, r: FlowRecord) -> tuple[Callable[..., str], object]:
+        """The line function of ``r``'s shape: one f-string, the JSON text of the values
+        the shape fixes passed in by name (never pasted into the code), with the
+        objects whose id() a shape holds (so that no other object takes their id while
+        it is cached)."""
+        namespace: dict[str, Any] = {"_text": self._text, "_get": self._texts.get,
+                                     "_tget": self._times.get, "_time": self._time}
+        code: list[str] = []
 
-        out = ['{{"count":{0}']
+        def lit(piece: str) -> None:  # this module's own JSON punctuation and key names
+            code.append(piece.replace("{", "{{").replace("}", "}}"))
+
+        def const(piece: str) -> None:
+            name = f"_c{len(namespace)}"
+            namespace[name] = piece
+            code.append("{" + name + "}")
+
+        def number(name: str) -> None:
+            code.append(f"{{({name} if type({name}) is int else _text({name}))}}")
+
+        def text(name: str) -> None:
+            code.append(f"{{(_get({name}) or _text({name}))}}")
+
+        def time(name: str) -> None:
+            code.append(f'"{{(_tget({name}) or _time({name}))}}"')
+
+        lit('{"count":')
+        number("count")
         if r.dst is not NO_HINTS and not r.dst.is_empty():
-            out.append(const(',"dst":' + self._object(r.dst, _hints_to_dict)))
-        out.append(',"dst_ip":{1}')
+            const(',"dst":' + self._object(r.dst, _hints_to_dict))
+        lit(',"dst_ip":')
+        text("dst_ip")
         if r.dst_port is not None:
-            out.append(',"dst_port":{2}')
-        out.append(',"first_seen":"{3}"')
+            lit(',"dst_port":')
+            number("dst_port")
+        lit(',"first_seen":')
+        time("first")
         if r.inferred:
-            out.append(',"inferred":true')
+            lit(',"inferred":true')
         if r.input:
-            out.append(const(',"input":' + self._text(r.input)))
-        out.append(',"kind":"flow","last_seen":"{4}"')
+            const(',"input":' + self._text(r.input))
+        lit(',"kind":"flow","last_seen":')
+        time("last")
         if r.node is not None:
-            out.append(const(',"node":' + self._text(r.node)))
-        out.append(',"protocol":{5}')
+            const(',"node":' + self._text(r.node))
+        lit(',"protocol":')
+        text("protocol")
         if r.service is not None:
-            out.append(const(',"service":' + self._object(r.service, _service_to_dict)))
+            const(',"service":' + self._object(r.service, _service_to_dict))
         if r.source_format:
-            out.append(const(',"source_format":' + self._text(r.source_format)))
+            const(',"source_format":' + self._text(r.source_format))
         if r.src is not NO_HINTS and not r.src.is_empty():
-            out.append(const(',"src":' + self._object(r.src, _hints_to_dict)))
-        out.append(',"src_ip":{6}')
+            const(',"src":' + self._object(r.src, _hints_to_dict))
+        lit(',"src_ip":')
+        text("src_ip")
         if r.src_port is not None:
-            out.append(',"src_port":{7}')
+            lit(',"src_port":')
+            number("src_port")
         if not r.time_known:
-            out.append(',"time_known":false')
+            lit(',"time_known":false')
         if r.verdict is not None:
-            out.append(const(',"verdict":' + self._text(r.verdict)))
+            const(',"verdict":' + self._text(r.verdict))
         if r.xlated_ip is not None:
-            out.append(',"xlated_ip":{8}')
+            lit(',"xlated_ip":')
+            text("xlated_ip")
         if r.xlated_port is not None:
-            out.append(',"xlated_port":{9}')
-        out.append("}}")
-        hit = ("".join(out), (r.src, r.dst, r.service))
-        if shape:
-            if len(self._shapes) >= self._LIMIT:
-                self._shapes.clear()
-            self._shapes[shape] = hit
-        return hit
+            lit(',"xlated_port":')
+            number("xlated_port")
+        lit("}")
+        source = ("def fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,"
+                  " xlated_ip, xlated_port):\n    return f'" + "".join(code) + "'\n")
+        exec(source, namespace)  # noqa: S102 - code of this module's pieces and names only
+        return namespace["fill"], (r.src, r.dst, r.service)
 
 
 def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
@@ -309,15 +323,11 @@ def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
 _ENCODER = _FlowEncoder()
 
 
-def flow_template(r: FlowRecord) -> str:
-    """The template of ``r``'s shape for ``fill_flow`` (``_FlowEncoder.template``)."""
-    return _ENCODER.template(r)
-
-
-# fill_flow(template, count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip,
-#           src_port, xlated_ip, xlated_port) -> the line (str) of the flow record of
-# those fields and of the template's shape: record_to_json's, byte for byte.
-fill_flow = _ENCODER.fill
+def flow_filler(r: FlowRecord) -> Callable[..., str]:
+    """The line function of ``r``'s shape (``_FlowEncoder.filler``): given a record's
+    count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip, src_port,
+    xlated_ip and xlated_port, ``record_to_json`` of it (as str) if it has that shape."""
+    return _ENCODER.filler(r)
 
 
 class EncodedLines:
