@@ -46,16 +46,18 @@ def _udp(client: str, sport: int) -> str:
             "bytes=160 mark=0 use=1\n")
 
 
-def _dump(rnd: random.Random, lines: int, odd: float = 0.0) -> str:
+def _dump(rnd: random.Random, lines: int, odd: float = 0.0, sequential: bool = False,
+          n_clients: int = 87) -> str:
     """A -L dump like the benchmark's (DNAT to backends, DNS over UDP, reused client
-    ports so keys repeat), with ``odd`` of its lines something else."""
-    clients = [f"10.244.{i}.{j}" for i in range(3) for j in range(1, 30)]
+    ports so keys repeat; ``sequential``: client ports counting up, as the benchmark's,
+    so connections do not), with ``odd`` of its lines something else."""
+    clients = [f"10.244.{i}.{j}" for i in range(3) for j in range(1, 30)][:n_clients]
     services = [(f"10.96.0.{i}", 80, [f"10.244.9.{i * 3 + k}" for k in range(3)], 8080)
                 for i in range(1, 12)]
     out = []
-    for _ in range(lines):
+    for i in range(lines):
         client = rnd.choice(clients)
-        sport = rnd.randrange(32768, 32768 + 400)
+        sport = 32768 + i if sequential else rnd.randrange(32768, 32768 + 400)
         if rnd.random() < odd:
             out.append(rnd.choice(_ODD)(rnd, client, sport))
         elif rnd.random() < 0.25:
@@ -144,8 +146,8 @@ def _state(aggregator: Aggregator) -> tuple:
     """What the aggregator holds before it is drained: aggregates in table order and the
     recent connections, generation by generation, in order."""
     recent = aggregator._recent
-    return (list(aggregator._aggs.items()), list(recent._young.items()),
-            list(recent._old.items()))
+    return tuple([(key, tuple(value)) for key, value in table.items()]  # as they are now
+                 for table in (aggregator._aggs, recent._young, recent._old))
 
 
 def _same(path: Path, **agg: int) -> bytes:
@@ -327,3 +329,30 @@ def test_bulk_rows_tracks_as_one_line_at_a_time(seed: int) -> None:
         assert list(tracked.items()) == list(expected.items())
         assert [r[4] for r in rows] == [int(f[4]) for f in found]
         assert {r[0] for r in rows} <= {"TCP", "UDP"}
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dedup_capacity", [64, 2048, 131_072])
+def test_batches_added_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int,
+                               dedup_capacity: int) -> None:
+    """Connections that do not repeat, keys that do (within a batch and across): the
+    aggregator takes most batches a column at a time, and that is the same too."""
+    at_once: list[bool] = []
+    add = Aggregator._add_listed_at_once
+
+    def counted(self: Aggregator, *args: object) -> bool:
+        done = add(self, *args)  # type: ignore[arg-type]
+        at_once.append(done)
+        return done
+
+    monkeypatch.setattr(Aggregator, "_add_listed_at_once", counted)
+    monkeypatch.setattr(conntrack_bulk, "BLOCK", rnd_block := 5000 + 3000 * seed)
+    rnd = random.Random(seed)
+    text = _dump(rnd, 700, sequential=True, n_clients=1 + seed)
+    if seed % 2:  # some connections again, far apart: the recent table must find them
+        lines = text.splitlines(keepends=True)
+        text += "".join(lines[:: 5 + seed]) + _dump(rnd, 300, 0.02, sequential=True)
+    path = tmp_path / "dump.txt"
+    path.write_text(text, encoding="latin-1")
+    _same(path, dedup_capacity=dedup_capacity)
+    assert at_once.count(True) >= 2, rnd_block
