@@ -33,10 +33,7 @@ id, so an id is never reused while it is in the table).
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass
-from itertools import filterfalse, repeat
-from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
 from recorder.flowlog import EncodedLines, flow_filler, record_to_json
@@ -102,20 +99,6 @@ class RecentTable:
             if since is None and at is not None:
                 self._young_since = at
         young[key] = value
-
-    def put_new(self, items: Sequence[tuple[Any, Any]]) -> None:
-        """``put(key, value)`` of each item in order (without ``at``), for keys in
-        neither generation and each once: a dict update a generation at a time."""
-        i = 0
-        while i < len(items):
-            room = self._generation_size - len(self._young)
-            if room <= 0:  # what put does before a new key when the young one is full
-                self._old = self._young
-                self._young = {}
-                self._young_since = None
-                room = self._generation_size
-            self._young.update(items[i:i + room])
-            i += room
 
     def prune(self, keep: Callable[[Any], bool]) -> None:
         """Drop the entries whose value ``keep`` rejects."""
@@ -414,8 +397,6 @@ class Aggregator:
                 batch.time_known)
         meta = self._metas.setdefault(meta, meta)
         window = t // self.window_ns
-        if dnat_peers is None and self._add_listed_at_once(batch, t, window, meta):
-            return
         seen = duplicates = overflow = 0
         try:
             for protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip, xlated_port \
@@ -493,65 +474,6 @@ class Aggregator:
             stats.duplicates += duplicates
             stats.overflow += overflow
             stats.keys = len(aggs)
-
-    def _add_listed_at_once(self, batch: ListedRows, t: int, window: int,
-                            meta: tuple[Any, ...]) -> bool:
-        """``_add_listed`` a column at a time (loops in C), when that provably does the
-        same as row by row: every row has a client port (so each is looked up in the
-        recent table), none of the connections it is looked up or stored under is in
-        the recent table or twice in the batch (so every lookup misses and nothing is
-        a duplicate), and the aggregates it adds fit under ``max_keys`` (nothing
-        overflows). Then the rows add up per aggregate key, in the order of first
-        appearance, and the connections go into the recent table in row order (each
-        row's own connection, then its twin after the DNAT). False, having done
-        nothing, when the batch must go row by row."""
-        if not batch.rows:
-            return False
-        protocols, srcs, dsts, dports, sports, xips, xports = zip(*batch.rows)
-        if None in sports:
-            return False
-        conns = list(zip(protocols, srcs, sports, dsts, dports))
-        twins = [None if x is None or (x == d and (p if xp is None else xp) == p)
-                 else (pr, s, sp, x, p if xp is None else xp)
-                 for pr, s, sp, d, p, x, xp in zip(protocols, srcs, sports, dsts, dports,
-                                                   xips, xports)]
-        looked_up = set(conns)
-        looked_up.update(twins)
-        looked_up.discard(None)
-        recent = self._recent
-        n_twins = len(twins) - twins.count(None)
-        if (len(looked_up) != len(conns) + n_twins or not recent._young.keys().isdisjoint(
-                looked_up) or not recent._old.keys().isdisjoint(looked_up)):
-            return False
-        aggs = self._aggs
-        keys = list(zip(repeat(window), protocols, srcs, dsts, dports, xips, xports,
-                        repeat(meta)))
-        counts = Counter(keys)
-        new = list(filterfalse(aggs.__contains__, counts))
-        if len(aggs) + len(new) > self.max_keys:
-            return False
-        for key in filter(aggs.__contains__, counts):  # aggregates from before the batch
-            agg = aggs[key]
-            if t < agg[0]:
-                agg[0] = t
-            if t > agg[1]:
-                agg[1] = t
-            agg[2] += counts[key]
-        first_port = dict(zip(reversed(keys), reversed(sports)))
-        aggs.update(zip(new, map(list, zip(repeat(t), repeat(t), map(counts.__getitem__, new),
-                                           map(first_port.__getitem__, new), new))))
-        # the key object the table holds, as row by row: the entry shares it
-        held = map(itemgetter(4), map(aggs.__getitem__, keys))
-        entries = list(map(list, zip(repeat(t), held, repeat(False))))
-        if n_twins:
-            recent.put_new([item for conn, twin, entry in zip(conns, twins, entries)
-                            for item in ((conn, entry), (twin, entry)) if item[0] is not None])
-        else:
-            recent.put_new(list(zip(conns, entries)))
-        stats = self.stats
-        stats.seen += len(conns)
-        stats.keys = len(aggs)
-        return True
 
     def _add_name(self, rec: NameBinding) -> None:
         self.stats.name_records += 1
