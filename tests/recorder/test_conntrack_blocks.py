@@ -345,4 +345,4 @@ def test_connections_once_keys_many_times(tmp_path: Path, seed: int,
     path = tmp_path / "dump.txt"
     path.write_text(text, encoding="latin-1")
     out = _same(path, dedup_capacity=dedup_capacity)
-    assert out.count(b"\n") > 10 and b',"src_port":' in out
+    assert out.count(b"\n") > 10
