@@ -102,14 +102,13 @@ def to_first_content(readline: Callable[[int], bytes], pending: list[bytes]) -> 
 
 def numbered_lines(readline: Callable[[int], AnyStr], path: str, report: ReadReport,
                    first: Iterable[AnyStr] = (), end: AnyStr = b"",  # type: ignore[assignment]
-                   start: int = 0) -> Iterator[tuple[int, AnyStr]]:
+                   ) -> Iterator[tuple[int, AnyStr]]:
     """(line number, line) of a stream, each at most MAX_LINE long: a longer line is
     skipped as one bad item (``line-too-long``) and read past without being held; a
     longer one of only whitespace is a blank line, no bad item, and is not yielded.
     ``first``: lines already read with ``readline(MAX_LINE)`` (a reader's look ahead);
-    ``end``: what ``readline`` returns at the end (``""`` for a text stream);
-    ``start``: the number of the line before the first."""
-    lineno = start
+    ``end``: what ``readline`` returns at the end (``""`` for a text stream)."""
+    lineno = 0
     pieces = chain(first, iter(partial(readline, MAX_LINE), end))
     for line in pieces:
         lineno += 1

@@ -42,7 +42,6 @@ from recorder.listed import ListedRows, Row
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
 from recorder.sources.base import ReadOptions, Source, numbered_lines
-from recorder.sources.conntrack_bulk import Blocks, block_pattern, bulk_rows
 from recorder.sources.fastrecord import flow_record_maker
 from recorder.timefmt import check_time_ns
 
@@ -79,7 +78,6 @@ _LIST_LINE = re.compile(  # optional parts as "(?:...|)": cheaper than "(?:...)?
     r"src=([^ ]+) dst=[0-9a-fA-F.:]+ sport=([0-9]+) "
     r"[^[]*(?:\[ASSURED\][^[]*|)(?:\[(?:HW_)?OFFLOAD\][^[]*|)\Z"
 )
-_BLOCK_LINES = block_pattern(_LIST_LINE)
 # The matched protocol group's first letter -> protocol (the pattern pairs name and number).
 _LIST_PROTOCOLS = {name[0]: (_PROTOCOLS[name], _MARKERS[_PROTOCOLS[name]])
                    for name in ("tcp", "udp", "sctp")}
@@ -432,29 +430,8 @@ def read(
     sport: int | None
     dport: int | None
     rsport: int | None
-    blocks = None
-    if rows is not None:  # a consumer of batches: -L dumps a block at a time
-        blocks = Blocks(text.read, text.readline, path, report, _BLOCK_LINES)
     try:
-        for lineno, line in (numbered_lines(text.readline, path, report, end="")
-                             if blocks is None else blocks):
-            if type(line) is not str:  # a block of -L lines (see conntrack_bulk)
-                found, block = line  # type: ignore[misc]
-                bulk = bulk_rows(found, tracked, max_tracked, ip_cache, port_cache,
-                                 list_protocols, _forget_oldest_half)
-                if bulk is None:
-                    blocks.reject(block)  # type: ignore[union-attr]
-                    continue
-                done, tracked = bulk
-                listed += len(done)
-                if dump_time is None:
-                    dump_time = _file_time(stream, path)
-                if make_listed is None:
-                    make_listed = _listed_record_maker(dump_time, path)
-                if rows:
-                    done, rows = rows + done, []  # type: ignore[operator]
-                yield ListedRows(dump_time, "conntrack", path, False, done)
-                continue
+        for lineno, line in numbered_lines(text.readline, path, report, end=""):
             # -L lines start with a protocol or family name (lowercase), -E lines with
             # "[" or spaces: one comparison spares event streams the failing match.
             m = match_list_line(line) if line >= "a" else None

@@ -1,14 +1,13 @@
 """The batch path of a conntrack import against the general one, byte for byte.
 
-Batch path: the reader asked for ListedRows (``listed_batches``: -L dumps a block at
-a time, recorder.sources.conntrack_bulk), the aggregator's ``_add_listed``, and
-``drain_lines`` writing templates filled from the aggregates. General path: the
+Batch path: the reader asked for ListedRows (``listed_batches``), the aggregator's
+``_add_listed``, and ``drain_lines`` writing lines from the aggregates. General path: the
 reader's records one by one, ``_add_batch``, ``drain()`` re-sorted with
 ``sorted_records`` and each record encoded from ``_flow_to_dict`` by orjson (what the
 flow log was written with before the batch path). Both must give the same flow log,
-the same report and the same aggregation figures, on varied and hostile inputs; the
-tiny block, dedup and tracking sizes make every block boundary, generation flip and
-forgetting happen in small inputs.
+the same report, the same aggregation figures and the same tables before the drain,
+on varied and hostile inputs; the tiny dedup and tracking sizes make every generation
+flip and forgetting happen in small inputs.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from recorder.flowlog import _flow_to_dict, record_to_json, write_flow_log
 from recorder.listed import ListedRows
 from recorder.report import ReadReport
 from recorder.schema import FlowLogHeader, FlowRecord
-from recorder.sources import ReadOptions, conntrack, conntrack_bulk, read_inputs
+from recorder.sources import ReadOptions, conntrack, read_inputs
 from recorder.sources.base import MAX_LINE
 
 ASSETS = Path(__file__).parent / "assets" / "conntrack"
@@ -162,30 +161,17 @@ def _same(path: Path, **agg: int) -> bytes:
 
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of ~10 lines, 40 tracked tuples: every boundary is met in a small input."""
-    monkeypatch.setattr(conntrack_bulk, "BLOCK", 2000)
+    """40 tracked tuples: the reader forgets some in a small input."""
     monkeypatch.setattr(conntrack, "MAX_TRACKED_TUPLES", 40)
 
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("odd", [0.0, 0.01, 0.2])
-def test_dumps_like_the_benchmark(tmp_path: Path, small: None, seed: int, odd: float,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[bool] = []
-    bulk_rows = conntrack.bulk_rows
-
-    def counted(*args: object) -> object:
-        rows = bulk_rows(*args)  # type: ignore[arg-type]
-        taken.append(rows is not None)
-        return rows
-
-    monkeypatch.setattr(conntrack, "bulk_rows", counted)
+def test_dumps_like_the_benchmark(tmp_path: Path, small: None, seed: int, odd: float) -> None:
     path = tmp_path / "dump.txt"
     path.write_text(_dump(random.Random(seed), 600, odd), encoding="latin-1")
     out = _same(path, dedup_capacity=64)
     assert out.count(b"\n") > 100  # not an input that yields nothing
-    if odd < 0.1:  # blocks of ~10 lines: most are whole -L blocks
-        assert taken.count(True) > 10
     _same(path)  # the default table sizes
 
 
@@ -218,7 +204,7 @@ def test_over_long_lines(tmp_path: Path, where: str) -> None:
     _same(path)
 
 
-def test_repeats_across_blocks_and_forgotten_tuples(tmp_path: Path, small: None) -> None:
+def test_repeats_far_apart_and_forgotten_tuples(tmp_path: Path, small: None) -> None:
     rnd = random.Random(11)
     base = _dump(rnd, 200).splitlines(keepends=True)
     lines = base + base[:50] + _dump(rnd, 100).splitlines(keepends=True) + base[::3]
@@ -300,35 +286,6 @@ def test_meta_ranks_order_like_sorted_records() -> None:
     assert len(out) > 50
     assert out == sorted_records(out)
 
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_bulk_rows_tracks_as_one_line_at_a_time(seed: int) -> None:
-    """The tuples counted after a block, and which were forgotten, are those of counting
-    its lines one by one (forgetting the oldest half past the limit each time)."""
-    rnd = random.Random(seed)
-    limit = rnd.choice([5, 8, 13, 40])
-    ips = {f"10.0.0.{i}": f"10.0.0.{i}" for i in range(1, 9)}
-    ports = {"80": 80, "8080": 8080}
-    tracked: dict[object, str] = {f"old{i}": "udp " for i in range(rnd.randrange(limit))}
-    expected = dict(tracked)
-    for block in range(5):
-        found = []
-        for i in range(rnd.randrange(1, 3 * limit)):
-            key = f"src=10.0.0.1 dst=10.0.0.2 sport={block * 1000 + i} dport=80"
-            name = rnd.choice(["tcp      6", "udp      17"])
-            found.append((name, key, "10.0.0.1", "10.0.0.2", str(block * 1000 + i), "80",
-                          "10.0.0.3", "8080"))
-            expected[key] = "tcp " if name[0] == "t" else "udp "
-            if len(expected) > limit:
-                expected = conntrack._forget_oldest_half(expected)
-        bulk = conntrack_bulk.bulk_rows(found, tracked, limit, ips, ports,
-                                        conntrack._LIST_PROTOCOLS, conntrack._forget_oldest_half)
-        assert bulk is not None
-        rows, tracked = bulk
-        assert list(tracked.items()) == list(expected.items())
-        assert [r[4] for r in rows] == [int(f[4]) for f in found]
-        assert {r[0] for r in rows} <= {"TCP", "UDP"}
 
 
 @pytest.mark.parametrize("seed", range(6))
