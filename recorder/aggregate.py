@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from itertools import chain
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from recorder.flowlog import EncodedLines, flow_filler, record_to_json
 from recorder.listed import ListedRows
@@ -542,14 +543,18 @@ class Aggregator:
     def drain_lines(self) -> EncodedLines:
         """What ``write_flow_log`` writes of ``drain()``, without the flow records: each
         flow aggregate's line comes from the line function of its shape (its meta and
-        which of its fields are None), made once from a record of that shape."""
-        keys = list(self._aggs)
-        flows = self._take_flows(keys)
-        lines = [record_to_json(r).decode() for r in self._take_others(list(self._names))]
+        which of its fields are None), made once from a record of that shape. The
+        table is emptied now; the lines are made as they are written (held all at
+        once they would be the size of the flow log)."""
+        flows = self._take_flows(list(self._aggs))
+        others = self._take_others(list(self._names))
         self._recent.clear()
+        return EncodedLines(chain((record_to_json(r).decode() for r in others),
+                                  self._flow_lines(flows)))
+
+    def _flow_lines(self, flows: list[list[Any]]) -> Iterator[str]:
         canonical = self._intern.canonical
         fillers: dict[tuple[Any, ...], Callable[..., str]] = {}
-        append = lines.append
         for first, last, count, src_port, key in flows:
             _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
             shape = (meta, dst_port is None, src_port is None, xlated_ip is None,
@@ -562,9 +567,8 @@ class Aggregator:
                     xlated_port, count, node, canonical[src], canonical[dst],
                     None if service is None else canonical[service], verdict, fmt, input_,
                     inferred, time_known))
-            append(fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,
-                        xlated_ip, xlated_port))
-        return EncodedLines(lines)
+            yield fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,
+                       xlated_ip, xlated_port)
 
     def _take_others(self, name_keys: list[tuple[Any, ...]]) -> list[LogRecord]:
         """The IP records held and the name aggregates of ``name_keys``, sorted."""

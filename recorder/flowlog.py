@@ -12,6 +12,7 @@ import ipaddress
 import os
 import sys
 import tempfile
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
@@ -336,18 +337,21 @@ class EncodedLines:
 
     __slots__ = ("lines",)
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: Iterable[str]) -> None:
         self.lines = lines
 
 
 def _write_encoded(out: IO[bytes], header: FlowLogHeader, encoded: EncodedLines) -> int:
     out.write(header_to_json(header) + b"\n")
-    lines = encoded.lines
-    for i in range(0, len(lines), _WRITE_BATCH):
-        batch = lines[i:i + _WRITE_BATCH]
+    n = 0
+    lines = iter(encoded.lines)
+    while True:
+        batch = list(islice(lines, _WRITE_BATCH))
+        if not batch:
+            return n
+        n += len(batch)
         batch.append("")
         out.write("\n".join(batch).encode())
-    return len(lines)
 
 
 def _write_lines(out: IO[bytes], header: FlowLogHeader,

@@ -130,7 +130,7 @@ def _batched(path: Path, options: ReadOptions, **agg: int) -> tuple[bytes, dict,
     aggregator = Aggregator(**agg)  # type: ignore[arg-type]
     aggregator.add_all(read_inputs([str(path)], report, options))
     state = _state(aggregator)
-    lines = [line.encode() for line in aggregator.drain_lines().lines]
+    lines = [line.encode() for line in aggregator.drain_lines().lines]  # once
     header = orjson.dumps({"kind": "header"})
     return b"\n".join([header, *lines, b""]), report.to_dict(), (_figures(aggregator), state)
 
