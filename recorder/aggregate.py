@@ -232,7 +232,9 @@ class Aggregator:
         try:
             for rec in records:
                 pending.append(rec)
-                if len(pending) == _ADD_BATCH:
+                # a ListedRows is a batch of its own: held back, thousands of them would
+                # be the whole input in memory
+                if len(pending) == _ADD_BATCH or type(rec) is ListedRows:
                     batch, pending = pending, []
                     self._add_batch(batch)
         finally:

@@ -303,3 +303,21 @@ def test_connections_once_keys_many_times(tmp_path: Path, seed: int,
     path.write_text(text, encoding="latin-1")
     out = _same(path, dedup_capacity=dedup_capacity)
     assert out.count(b"\n") > 10
+
+
+def test_batches_are_added_as_they_come() -> None:
+    """A ListedRows is added before the next is read: held back with other records, a
+    dump's batches would all be in memory at once."""
+    aggregator = Aggregator()
+    seen_before: list[int] = []
+
+    def stream():  # type: ignore[no-untyped-def]
+        for i in range(5):
+            seen_before.append(aggregator.stats.seen)
+            yield ListedRows(DUMP_TIME, "conntrack", "x", False,
+                             [("TCP", "10.0.0.1", "10.0.0.2", 80, 40000 + i * 10 + k, None, None)
+                              for k in range(3)])
+
+    aggregator.add_all(stream())
+    assert seen_before == [0, 3, 6, 9, 12]
+    assert aggregator.stats.seen == 15
