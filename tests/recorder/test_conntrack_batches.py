@@ -281,7 +281,6 @@ def test_meta_ranks_order_like_sorted_records() -> None:
                for _ in range(400)]
     aggregator = Aggregator()
     aggregator.add_all(records)
-    state = _state(aggregator)
     out = aggregator.drain()
     assert len(out) > 50
     assert out == sorted_records(out)
