@@ -320,3 +320,9 @@ def test_batches_are_added_as_they_come() -> None:
     aggregator.add_all(stream())
     assert seen_before == [0, 3, 6, 9, 12]
     assert aggregator.stats.seen == 15
+
+
+@pytest.mark.parametrize("asset", sorted(p.name for p in (ASSETS.parent / "hostile").iterdir()
+                                         if p.name.startswith("conntrack")))
+def test_hostile_assets(asset: str) -> None:
+    _same(ASSETS.parent / "hostile" / asset)
