@@ -12,6 +12,7 @@ import ipaddress
 import os
 import sys
 import tempfile
+from types import CodeType, FunctionType
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
@@ -189,6 +190,8 @@ class _FlowEncoder:
         # hash is computed in Python); holding the object keeps its id from reuse.
         self._objects: dict[int, tuple[object, str]] = {}
         self._times: dict[int, str] = {}  # ns -> format_time(ns)
+        # layout (see _shape) -> the code of its line functions
+        self._codes: dict[tuple[Any, ...], CodeType] = {}
         # shape (see flow) -> (its line function, the objects of the ids in it)
         self._shapes: dict[tuple[Any, ...], tuple[Callable[..., str], object]] = {}
 
@@ -243,78 +246,100 @@ class _FlowEncoder:
         return text
 
     def _shape(self, r: FlowRecord) -> tuple[Callable[..., str], object]:
-        """The line function of ``r``'s shape: one f-string, the JSON text of the values
-        the shape fixes passed in by name (never pasted into the code), with the
-        objects whose id() a shape holds (so that no other object takes their id while
-        it is cached)."""
-        namespace: dict[str, Any] = {"_text": self._text, "_get": self._texts.get,
-                                     "_tget": self._times.get, "_time": self._time}
-        code: list[str] = []
+        """The line function of ``r``'s shape, with the objects whose id() a shape holds
+        (so that no other object takes their id while it is cached). Shapes are many
+        (one per pair of endpoints a source names), their layouts few: the function's
+        code is made once per layout and each shape's gets the JSON text of the values
+        it fixes as globals (never pasted into the code)."""
+        fixed: dict[str, str] = {}
+        if r.dst is not NO_HINTS and not r.dst.is_empty():
+            fixed["_dst"] = ',"dst":' + self._object(r.dst, _hints_to_dict)
+        if r.input:
+            fixed["_input"] = ',"input":' + self._text(r.input)
+        if r.node is not None:
+            fixed["_node"] = ',"node":' + self._text(r.node)
+        if r.service is not None:
+            fixed["_service"] = ',"service":' + self._object(r.service, _service_to_dict)
+        if r.source_format:
+            fixed["_source_format"] = ',"source_format":' + self._text(r.source_format)
+        if r.src is not NO_HINTS and not r.src.is_empty():
+            fixed["_src"] = ',"src":' + self._object(r.src, _hints_to_dict)
+        if r.verdict is not None:
+            fixed["_verdict"] = ',"verdict":' + self._text(r.verdict)
+        layout = (tuple(fixed), bool(r.inferred), not r.time_known, r.dst_port is not None,
+                  r.src_port is not None, r.xlated_ip is not None, r.xlated_port is not None)
+        code = self._codes.get(layout)
+        if code is None:
+            code = self._codes[layout] = _line_code(*layout)
+        namespace = {"_text": self._text, "_get": self._texts.get, "_tget": self._times.get,
+                     "_time": self._time, **fixed}
+        return FunctionType(code, namespace), (r.src, r.dst, r.service)
 
-        def lit(piece: str) -> None:  # this module's own JSON punctuation and key names
-            code.append(piece.replace("{", "{{").replace("}", "}}"))
 
-        def const(piece: str) -> None:
-            name = f"_c{len(namespace)}"
-            namespace[name] = piece
+def _line_code(fixed: tuple[str, ...], inferred: bool, time_unknown: bool, dst_port: bool,
+               src_port: bool, xlated_ip: bool, xlated_port: bool) -> CodeType:
+    """The code of a line function (``_FlowEncoder.filler``) of this layout: one
+    f-string in the flow log's key order, the values a shape fixes read from globals
+    named in ``fixed``."""
+    code: list[str] = []
+
+    def lit(piece: str) -> None:  # this module's own JSON punctuation and key names
+        code.append(piece.replace("{", "{{").replace("}", "}}"))
+
+    def glob(name: str) -> None:
+        if name in fixed:
             code.append("{" + name + "}")
 
-        def number(name: str) -> None:
-            code.append(f"{{({name} if type({name}) is int else _text({name}))}}")
+    def number(name: str) -> None:
+        code.append(f"{{({name} if type({name}) is int else _text({name}))}}")
 
-        def text(name: str) -> None:
-            code.append(f"{{(_get({name}) or _text({name}))}}")
+    def text(name: str) -> None:
+        code.append(f"{{(_get({name}) or _text({name}))}}")
 
-        def time(name: str) -> None:
-            code.append(f'"{{(_tget({name}) or _time({name}))}}"')
+    def time(name: str) -> None:
+        code.append(f'"{{(_tget({name}) or _time({name}))}}"')
 
-        lit('{"count":')
-        number("count")
-        if r.dst is not NO_HINTS and not r.dst.is_empty():
-            const(',"dst":' + self._object(r.dst, _hints_to_dict))
-        lit(',"dst_ip":')
-        text("dst_ip")
-        if r.dst_port is not None:
-            lit(',"dst_port":')
-            number("dst_port")
-        lit(',"first_seen":')
-        time("first")
-        if r.inferred:
-            lit(',"inferred":true')
-        if r.input:
-            const(',"input":' + self._text(r.input))
-        lit(',"kind":"flow","last_seen":')
-        time("last")
-        if r.node is not None:
-            const(',"node":' + self._text(r.node))
-        lit(',"protocol":')
-        text("protocol")
-        if r.service is not None:
-            const(',"service":' + self._object(r.service, _service_to_dict))
-        if r.source_format:
-            const(',"source_format":' + self._text(r.source_format))
-        if r.src is not NO_HINTS and not r.src.is_empty():
-            const(',"src":' + self._object(r.src, _hints_to_dict))
-        lit(',"src_ip":')
-        text("src_ip")
-        if r.src_port is not None:
-            lit(',"src_port":')
-            number("src_port")
-        if not r.time_known:
-            lit(',"time_known":false')
-        if r.verdict is not None:
-            const(',"verdict":' + self._text(r.verdict))
-        if r.xlated_ip is not None:
-            lit(',"xlated_ip":')
-            text("xlated_ip")
-        if r.xlated_port is not None:
-            lit(',"xlated_port":')
-            number("xlated_port")
-        lit("}")
-        source = ("def fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,"
-                  " xlated_ip, xlated_port):\n    return f'" + "".join(code) + "'\n")
-        exec(source, namespace)  # noqa: S102 - code of this module's pieces and names only
-        return namespace["fill"], (r.src, r.dst, r.service)
+    lit('{"count":')
+    number("count")
+    glob("_dst")
+    lit(',"dst_ip":')
+    text("dst_ip")
+    if dst_port:
+        lit(',"dst_port":')
+        number("dst_port")
+    lit(',"first_seen":')
+    time("first")
+    if inferred:
+        lit(',"inferred":true')
+    glob("_input")
+    lit(',"kind":"flow","last_seen":')
+    time("last")
+    glob("_node")
+    lit(',"protocol":')
+    text("protocol")
+    glob("_service")
+    glob("_source_format")
+    glob("_src")
+    lit(',"src_ip":')
+    text("src_ip")
+    if src_port:
+        lit(',"src_port":')
+        number("src_port")
+    if time_unknown:
+        lit(',"time_known":false')
+    glob("_verdict")
+    if xlated_ip:
+        lit(',"xlated_ip":')
+        text("xlated_ip")
+    if xlated_port:
+        lit(',"xlated_port":')
+        number("xlated_port")
+    lit("}")
+    source = ("def fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,"
+              " xlated_ip, xlated_port):\n    return f'" + "".join(code) + "'\n")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102 - this module's pieces and names only
+    return namespace["fill"].__code__  # type: ignore[no-any-return]
 
 
 def _service_to_dict(s: ServiceRef) -> dict[str, Any]:

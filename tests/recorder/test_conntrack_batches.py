@@ -277,13 +277,19 @@ def test_meta_ranks_order_like_sorted_records() -> None:
                           src=rnd.choice(hints), dst=rnd.choice(hints),
                           service=rnd.choice([None, ServiceRef("ns", "svc")]),
                           verdict=rnd.choice([None, "FORWARDED"]), source_format="hubble",
-                          input=rnd.choice(["a", "b"]), inferred=rnd.choice([False, True]))
+                          input=rnd.choice(["a", "b", "", 'q"{x}\\']),
+                          inferred=rnd.choice([False, True]),
+                          time_known=rnd.choice([False, True]),
+                          xlated_ip=rnd.choice([None, "10.0.0.9"]),
+                          xlated_port=rnd.choice([None, 8080]))
                for _ in range(400)]
     aggregator = Aggregator()
     aggregator.add_all(records)
     out = aggregator.drain()
     assert len(out) > 50
     assert out == sorted_records(out)
+    for r in records + out:  # every layout of a line, each shape's own fixed values
+        assert record_to_json(r) == orjson.dumps(_flow_to_dict(r), option=orjson.OPT_SORT_KEYS)
 
 
 
