@@ -34,9 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from itertools import chain
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from recorder.schema import EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding
+from recorder.flowlog import EncodedLines, flow_filler, record_to_json
+from recorder.listed import ListedRows
+from recorder.schema import (
+    NO_HINTS, EndpointHints, FlowRecord, IpTimelineRecord, LogRecord, NameBinding,
+)
 from recorder.sources.fastrecord import flow_record_maker
 
 _ADD_BATCH = 4096
@@ -227,7 +232,9 @@ class Aggregator:
         try:
             for rec in records:
                 pending.append(rec)
-                if len(pending) == _ADD_BATCH:
+                # a ListedRows is a batch of its own: held back, thousands of them would
+                # be the whole input in memory
+                if len(pending) == _ADD_BATCH or type(rec) is ListedRows:
                     batch, pending = pending, []
                     self._add_batch(batch)
         finally:
@@ -256,6 +263,9 @@ class Aggregator:
         try:
             for rec in batch:
                 if type(rec) is not FlowRecord:
+                    if type(rec) is ListedRows:
+                        self._add_listed(rec)
+                        continue
                     if isinstance(rec, IpTimelineRecord):
                         self._ip_records.append(rec)
                         self.stats.ip_records += 1
@@ -370,6 +380,104 @@ class Aggregator:
             stats.overflow += overflow
             stats.keys = len(aggs)
 
+    def _add_listed(self, batch: ListedRows) -> None:
+        """``_add_batch(batch.records())`` without the records: the same steps, with
+        what every row of the batch shares (time, count 1, no hints, service or verdict,
+        so never dropped and never in the identified window) worked out once, and the
+        recent table's get and put done on its dicts where they cannot flip a
+        generation (its methods where they might)."""
+        aggs = self._aggs
+        recent = self._recent
+        young = recent._young
+        old = recent._old
+        generation_size = recent._generation_size
+        dnat_peers = self._dnat_peers
+        max_keys = self.max_keys
+        dedup_ns = self.dedup_ns
+        t = batch.first_seen
+        hints = self._intern(NO_HINTS)
+        meta = (None, hints, hints, None, None, batch.source_format, batch.input, False,
+                batch.time_known)
+        meta = self._metas.setdefault(meta, meta)
+        window = t // self.window_ns
+        seen = duplicates = overflow = 0
+        try:
+            for protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip, xlated_port \
+                    in batch.rows:
+                seen += 1
+                conn = served = None
+                if src_port is not None or protocol in _ICMP:
+                    conn = (protocol, src_ip, src_port, dst_ip, dst_port)
+                    entry = young.get(conn)
+                    if entry is None and old:
+                        entry = old.pop(conn, None)
+                        if entry is not None:  # RecentTable.get: an old hit moves up
+                            recent.put(conn, entry)
+                            young, old = recent._young, recent._old
+                    if xlated_ip is not None:
+                        port = xlated_port if xlated_port is not None else dst_port
+                        if xlated_ip != dst_ip or port != dst_port:
+                            served = (protocol, src_ip, src_port, xlated_ip, port)
+                            if entry is None:
+                                entry = young.get(served)
+                                if entry is None and old:
+                                    entry = old.pop(served, None)
+                                    if entry is not None:
+                                        recent.put(served, entry)
+                                        young, old = recent._young, recent._old
+                    elif entry is None and dnat_peers is not None and dst_port is not None:
+                        for ip, port in dnat_peers(dst_ip, dst_port, protocol)[:MAX_DNAT_PEERS]:
+                            entry = recent.get((protocol, src_ip, src_port, ip, port))
+                            young, old = recent._young, recent._old
+                            if entry is not None:
+                                break
+                    if entry is not None and -dedup_ns <= t - entry[0] <= dedup_ns:
+                        duplicates += 1
+                        if t > entry[0]:
+                            entry[0] = t
+                        counted = aggs.get(entry[1])
+                        if counted is not None:  # never dropped: extend the counted one
+                            if t < counted[0]:
+                                counted[0] = t
+                            if t > counted[1]:
+                                counted[1] = t
+                        continue
+                key = (window, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port,
+                       meta)
+                agg = aggs.get(key)
+                if agg is None:
+                    if len(aggs) >= max_keys:
+                        overflow += 1
+                        continue
+                    aggs[key] = [t, t, 1, src_port, key]
+                else:
+                    key = agg[4]
+                    if t < agg[0]:
+                        agg[0] = t
+                    if t > agg[1]:
+                        agg[1] = t
+                    agg[2] += 1
+                if conn is not None:
+                    entry = [t, key, False]
+                    # RecentTable.put: a new key flips a full young generation
+                    if len(young) < generation_size or conn in young:
+                        young[conn] = entry
+                    else:
+                        recent.put(conn, entry)
+                        young, old = recent._young, recent._old
+                    if served is not None:
+                        if len(young) < generation_size or served in young:
+                            young[served] = entry
+                        else:
+                            recent.put(served, entry)
+                            young, old = recent._young, recent._old
+        finally:
+            stats = self.stats
+            stats.seen += seen
+            stats.duplicates += duplicates
+            stats.overflow += overflow
+            stats.keys = len(aggs)
+
     def _add_name(self, rec: NameBinding) -> None:
         self.stats.name_records += 1
         key = (rec.first_seen // self.window_ns, rec.client_ip, rec.name, rec.address,
@@ -421,36 +529,113 @@ class Aggregator:
 
     def _take(self, keys: list[tuple[Any, ...]],
               name_keys: Sequence[tuple[Any, ...]] = ()) -> list[LogRecord]:
-        flows: list[FlowRecord] = []
-        aggs = self._aggs
         canonical = self._intern.canonical
         make = _make_aggregate
+        flows = [make(first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                      xlated_port, count, node, canonical[src], canonical[dst],
+                      None if service is None else canonical[service], verdict, fmt, input_,
+                      inferred, time_known)
+                 for first, last, count, src_port, (_, protocol, src_ip, dst_ip, dst_port,
+                                                    xlated_ip, xlated_port, (
+                                                        node, src, dst, service, verdict, fmt,
+                                                        input_, inferred, time_known))
+                 in self._take_flows(keys)]
+        return self._take_others(name_keys) + flows  # type: ignore[operator]
+
+    def drain_lines(self) -> EncodedLines:
+        """What ``write_flow_log`` writes of ``drain()``, without the flow records: each
+        flow aggregate's line comes from the line function of its shape (its meta and
+        which of its fields are None), made once from a record of that shape. The
+        table is emptied now; the lines are made as they are written (held all at
+        once they would be the size of the flow log)."""
+        flows = self._take_flows(list(self._aggs))
+        others = self._take_others(list(self._names))
+        self._recent.clear()
+        return EncodedLines(chain((record_to_json(r).decode() for r in others),
+                                  self._flow_lines(flows)))
+
+    def _flow_lines(self, flows: list[list[Any]]) -> Iterator[str]:
+        canonical = self._intern.canonical
+        fillers: dict[tuple[Any, ...], Callable[..., str]] = {}
+        for first, last, count, src_port, key in flows:
+            _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
+            shape = (meta, dst_port is None, src_port is None, xlated_ip is None,
+                     xlated_port is None)
+            fill = fillers.get(shape)
+            if fill is None:
+                node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+                fill = fillers[shape] = flow_filler(_make_aggregate(
+                    first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                    xlated_port, count, node, canonical[src], canonical[dst],
+                    None if service is None else canonical[service], verdict, fmt, input_,
+                    inferred, time_known))
+            yield fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,
+                       xlated_ip, xlated_port)
+
+    def _take_others(self, name_keys: list[tuple[Any, ...]]) -> list[LogRecord]:
+        """The IP records held and the name aggregates of ``name_keys``, sorted."""
+        ips = self._ip_records
+        self._ip_records = []
+        names = self._take_names(list(name_keys))
+        return sorted_records(ips) + sorted_records(names)
+
+    def _take_flows(self, keys: list[tuple[Any, ...]]) -> list[list[Any]]:
+        """The flow aggregates of ``keys`` taken from the table, as [first, last, count,
+        src_port (None unless count is 1), key], in ``sorted_records`` order of the
+        records they stand for; dropped ones go to ``left_out`` instead.
+
+        Sorted once here on keys built from the aggregates: ``_record_sort_key`` with
+        its constant 2 left out and its elements that come from the meta (node ..
+        time_known) replaced by the meta's rank among the metas' such elements, which
+        orders the same. Stable, as sorted_records' sorts are: equal keys keep the
+        table's order."""
+        flows: list[list[Any]] = []
+        sort_keys: list[tuple[Any, ...]] = []
+        aggs = self._aggs
+        canonical = self._intern.canonical
+        ranks = self._meta_ranks()
         dropped = 0
         include_dropped = self.include_dropped
         left_out = self.left_out
         for key in keys:
-            first, last, count, src_port, _ = aggs.pop(key)
+            agg = aggs.pop(key)
+            first, last, count, src_port, _ = agg
             _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, meta = key
-            node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
-            is_dropped = not include_dropped and verdict in DROPPED_VERDICTS
-            if is_dropped:
+            if count != 1:
+                agg[3] = src_port = None  # the port of one observation; many have none
+            if not include_dropped and meta[4] in DROPPED_VERDICTS:
                 dropped += count
-                if len(left_out) >= MAX_LEFT_OUT:
-                    continue
-            # the port of one observation; an aggregate of many has none
-            rec = make(first, last, protocol, src_ip, dst_ip, dst_port,
-                       src_port if count == 1 else None, xlated_ip, xlated_port,
-                       count, node, canonical[src], canonical[dst],
-                       None if service is None else canonical[service], verdict,
-                       fmt, input_, inferred, time_known)
-            (left_out if is_dropped else flows).append(rec)
+                if len(left_out) < MAX_LEFT_OUT:
+                    node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+                    left_out.append(_make_aggregate(
+                        first, last, protocol, src_ip, dst_ip, dst_port, src_port, xlated_ip,
+                        xlated_port, count, node, canonical[src], canonical[dst],
+                        None if service is None else canonical[service], verdict, fmt,
+                        input_, inferred, time_known))
+                continue
+            flows.append(agg)
+            sort_keys.append((
+                first, protocol, src_ip, dst_ip, -1 if dst_port is None else dst_port,
+                xlated_ip or "", -1 if xlated_port is None else xlated_port, ranks[meta],
+                last, count, -1 if src_port is None else src_port))
         self.stats.keys = len(aggs)
         self.stats.dropped += dropped
         self.stats.emitted += len(flows)
-        ips = self._ip_records
-        self._ip_records = []
-        names = self._take_names(list(name_keys))
-        return sorted_records(ips) + sorted_records(names) + sorted_records(flows)
+        order = sorted(range(len(flows)), key=sort_keys.__getitem__)
+        return [flows[i] for i in order]
+
+    def _meta_ranks(self) -> dict[tuple[Any, ...], int]:
+        """meta -> rank of its elements of ``_record_sort_key`` (equal ones, equal rank)."""
+        canonical = self._intern.canonical
+        parts = {}
+        for meta in self._metas:
+            node, src, dst, service, verdict, fmt, input_, inferred, time_known = meta
+            svc = None if service is None else canonical[service]
+            parts[meta] = (node or "", _hints_key(canonical[src]), _hints_key(canonical[dst]),
+                           (svc.namespace, svc.name) if svc else ("", ""), verdict or "",
+                           fmt, input_, inferred, time_known)
+        rank = {part: n for n, part in enumerate(sorted(set(parts.values())))}
+        return {meta: rank[part] for meta, part in parts.items()}
 
 
 def _hints_key(h: EndpointHints) -> tuple[Any, ...]:

@@ -12,8 +12,10 @@ import ipaddress
 import os
 import sys
 import tempfile
+from types import CodeType, FunctionType
+from itertools import islice
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 import orjson
 
@@ -187,6 +189,11 @@ class _FlowEncoder:
         # id(hints or service) -> (the object, its JSON text): keyed by identity (their
         # hash is computed in Python); holding the object keeps its id from reuse.
         self._objects: dict[int, tuple[object, str]] = {}
+        self._times: dict[int, str] = {}  # ns -> format_time(ns)
+        # layout (see _shape) -> the code of its line functions
+        self._codes: dict[tuple[Any, ...], CodeType] = {}
+        # shape (see flow) -> (its line function, the objects of the ids in it)
+        self._shapes: dict[tuple[Any, ...], tuple[Callable[..., str], object]] = {}
 
     def _text(self, value: object) -> str:
         text = self._texts.get(value)
@@ -210,41 +217,129 @@ class _FlowEncoder:
         return str(value) if type(value) is int else self._text(value)
 
     def flow(self, r: FlowRecord) -> str:
-        text = self._text
-        out = ['{"count":', self._int(r.count)]
+        """A line function per shape (which fields are there, and the values of those
+        that records of one input share), given the fields records differ in."""
+        src, dst, service = r.src, r.dst, r.service
+        shape = (id(src), id(dst), id(service), r.node, r.verdict, r.source_format, r.input,
+                 r.inferred, r.time_known, r.dst_port is None, r.src_port is None,
+                 r.xlated_ip is None, r.xlated_port is None)
+        hit = self._shapes.get(shape)
+        if hit is None:
+            hit = self._shape(r)
+            if len(self._shapes) >= self._LIMIT:
+                self._shapes.clear()
+            self._shapes[shape] = hit
+        return hit[0](r.count, r.dst_ip, r.dst_port, r.first_seen, r.last_seen, r.protocol,
+                      r.src_ip, r.src_port, r.xlated_ip, r.xlated_port)
+
+    def filler(self, r: FlowRecord) -> Callable[..., str]:
+        """``fill(count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip,
+        src_port, xlated_ip, xlated_port)`` -> the line of the record of those fields
+        and of ``r``'s shape."""
+        return self._shape(r)[0]
+
+    def _time(self, ns: int) -> str:
+        text = format_time(ns)
+        if len(self._times) >= self._LIMIT:
+            self._times.clear()
+        self._times[ns] = text
+        return text
+
+    def _shape(self, r: FlowRecord) -> tuple[Callable[..., str], object]:
+        """The line function of ``r``'s shape, with the objects whose id() a shape holds
+        (so that no other object takes their id while it is cached). Shapes are many
+        (one per pair of endpoints a source names), their layouts few: the function's
+        code is made once per layout and each shape's gets the JSON text of the values
+        it fixes as globals (never pasted into the code)."""
+        fixed: dict[str, str] = {}
         if r.dst is not NO_HINTS and not r.dst.is_empty():
-            out += (',"dst":', self._object(r.dst, _hints_to_dict))
-        out += (',"dst_ip":', text(r.dst_ip))
-        if r.dst_port is not None:
-            out += (',"dst_port":', self._int(r.dst_port))
-        out += (',"first_seen":"', format_time(r.first_seen), '"')
-        if r.inferred:
-            out.append(',"inferred":true')
+            fixed["_dst"] = ',"dst":' + self._object(r.dst, _hints_to_dict)
         if r.input:
-            out += (',"input":', text(r.input))
-        out += (',"kind":"flow","last_seen":"', format_time(r.last_seen), '"')
+            fixed["_input"] = ',"input":' + self._text(r.input)
         if r.node is not None:
-            out += (',"node":', text(r.node))
-        out += (',"protocol":', text(r.protocol))
+            fixed["_node"] = ',"node":' + self._text(r.node)
         if r.service is not None:
-            out += (',"service":', self._object(r.service, _service_to_dict))
+            fixed["_service"] = ',"service":' + self._object(r.service, _service_to_dict)
         if r.source_format:
-            out += (',"source_format":', text(r.source_format))
+            fixed["_source_format"] = ',"source_format":' + self._text(r.source_format)
         if r.src is not NO_HINTS and not r.src.is_empty():
-            out += (',"src":', self._object(r.src, _hints_to_dict))
-        out += (',"src_ip":', text(r.src_ip))
-        if r.src_port is not None:
-            out += (',"src_port":', self._int(r.src_port))
-        if not r.time_known:
-            out.append(',"time_known":false')
+            fixed["_src"] = ',"src":' + self._object(r.src, _hints_to_dict)
         if r.verdict is not None:
-            out += (',"verdict":', text(r.verdict))
-        if r.xlated_ip is not None:
-            out += (',"xlated_ip":', text(r.xlated_ip))
-        if r.xlated_port is not None:
-            out += (',"xlated_port":', self._int(r.xlated_port))
-        out.append("}")
-        return "".join(out)
+            fixed["_verdict"] = ',"verdict":' + self._text(r.verdict)
+        layout = (tuple(fixed), bool(r.inferred), not r.time_known, r.dst_port is not None,
+                  r.src_port is not None, r.xlated_ip is not None, r.xlated_port is not None)
+        code = self._codes.get(layout)
+        if code is None:
+            code = self._codes[layout] = _line_code(*layout)
+        namespace = {"_text": self._text, "_get": self._texts.get, "_tget": self._times.get,
+                     "_time": self._time, **fixed}
+        return FunctionType(code, namespace), (r.src, r.dst, r.service)
+
+
+def _line_code(fixed: tuple[str, ...], inferred: bool, time_unknown: bool, dst_port: bool,
+               src_port: bool, xlated_ip: bool, xlated_port: bool) -> CodeType:
+    """The code of a line function (``_FlowEncoder.filler``) of this layout: one
+    f-string in the flow log's key order, the values a shape fixes read from globals
+    named in ``fixed``."""
+    code: list[str] = []
+
+    def lit(piece: str) -> None:  # this module's own JSON punctuation and key names
+        code.append(piece.replace("{", "{{").replace("}", "}}"))
+
+    def glob(name: str) -> None:
+        if name in fixed:
+            code.append("{" + name + "}")
+
+    def number(name: str) -> None:
+        code.append(f"{{({name} if type({name}) is int else _text({name}))}}")
+
+    def text(name: str) -> None:
+        code.append(f"{{(_get({name}) or _text({name}))}}")
+
+    def time(name: str) -> None:
+        code.append(f'"{{(_tget({name}) or _time({name}))}}"')
+
+    lit('{"count":')
+    number("count")
+    glob("_dst")
+    lit(',"dst_ip":')
+    text("dst_ip")
+    if dst_port:
+        lit(',"dst_port":')
+        number("dst_port")
+    lit(',"first_seen":')
+    time("first")
+    if inferred:
+        lit(',"inferred":true')
+    glob("_input")
+    lit(',"kind":"flow","last_seen":')
+    time("last")
+    glob("_node")
+    lit(',"protocol":')
+    text("protocol")
+    glob("_service")
+    glob("_source_format")
+    glob("_src")
+    lit(',"src_ip":')
+    text("src_ip")
+    if src_port:
+        lit(',"src_port":')
+        number("src_port")
+    if time_unknown:
+        lit(',"time_known":false')
+    glob("_verdict")
+    if xlated_ip:
+        lit(',"xlated_ip":')
+        text("xlated_ip")
+    if xlated_port:
+        lit(',"xlated_port":')
+        number("xlated_port")
+    lit("}")
+    source = ("def fill(count, dst_ip, dst_port, first, last, protocol, src_ip, src_port,"
+              " xlated_ip, xlated_port):\n    return f'" + "".join(code) + "'\n")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102 - this module's pieces and names only
+    return namespace["fill"].__code__  # type: ignore[no-any-return]
 
 
 def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
@@ -254,7 +349,40 @@ def _service_to_dict(s: ServiceRef) -> dict[str, Any]:
 _ENCODER = _FlowEncoder()
 
 
-def _write_lines(out: IO[bytes], header: FlowLogHeader, records: Iterable[LogRecord]) -> int:
+def flow_filler(r: FlowRecord) -> Callable[..., str]:
+    """The line function of ``r``'s shape (``_FlowEncoder.filler``): given a record's
+    count, dst_ip, dst_port, first_seen, last_seen, protocol, src_ip, src_port,
+    xlated_ip and xlated_port, ``record_to_json`` of it (as str) if it has that shape."""
+    return _ENCODER.filler(r)
+
+
+class EncodedLines:
+    """Flow-log lines already encoded (str, without newlines), for ``write_flow_log``
+    in place of records: what ``record_to_json`` gives for the records they stand for."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = lines
+
+
+def _write_encoded(out: IO[bytes], header: FlowLogHeader, encoded: EncodedLines) -> int:
+    out.write(header_to_json(header) + b"\n")
+    n = 0
+    lines = iter(encoded.lines)
+    while True:
+        batch = list(islice(lines, _WRITE_BATCH))
+        if not batch:
+            return n
+        n += len(batch)
+        batch.append("")
+        out.write("\n".join(batch).encode())
+
+
+def _write_lines(out: IO[bytes], header: FlowLogHeader,
+                 records: Iterable[LogRecord] | EncodedLines) -> int:
+    if type(records) is EncodedLines:
+        return _write_encoded(out, header, records)
     out.write(header_to_json(header) + b"\n")
     n = 0
     batch: list[bytes] = []
@@ -272,7 +400,8 @@ def _write_lines(out: IO[bytes], header: FlowLogHeader, records: Iterable[LogRec
 
 
 def write_flow_log(
-    records: Iterable[LogRecord], path: str | Path, header: FlowLogHeader = FlowLogHeader()
+    records: Iterable[LogRecord] | EncodedLines, path: str | Path,
+    header: FlowLogHeader = FlowLogHeader()
 ) -> int:
     """Stream ``records`` into a flow log at ``path`` ("-" = stdout); returns how many.
 

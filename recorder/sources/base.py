@@ -38,6 +38,9 @@ class ReadOptions:
     # UDP/ICMP: packets of one 5-tuple closer together than this count as one flow.
     udp_window_ns: int = 60 * 1_000_000_000
     watcher: InputWatcher | None = field(default=None, compare=False)
+    # Readers may yield recorder.listed.ListedRows batches besides records (only a
+    # consumer that adds them to an Aggregator may ask for them).
+    listed_batches: bool = False
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ import xml.etree.ElementTree as ET
 from itertools import islice
 from typing import BinaryIO, Callable, Iterator
 
+from recorder.listed import ListedRows, Row
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
 from recorder.sources.base import ReadOptions, Source, numbered_lines
@@ -85,6 +86,7 @@ _LIST_PROTOCOLS = {name[0]: (_PROTOCOLS[name], _MARKERS[_PROTOCOLS[name]])
 # DESTROY; beyond this many live tuples the oldest is forgotten (the kernel's own
 # default table size is of this order).
 MAX_TRACKED_TUPLES = 65536
+_ROWS_BATCH = 4096
 _MAX_CACHE = 65536
 
 
@@ -422,6 +424,8 @@ def read(
     list_protocols = _LIST_PROTOCOLS
     port_cache = _port_cache
     make_listed = None
+    # With listed_batches, the fast path's lines go out as ListedRows of this many.
+    rows: list[Row] | None = [] if options.listed_batches else None
     protocol: str | None
     sport: int | None
     dport: int | None
@@ -460,7 +464,15 @@ def read(
                         if dump_time is None:
                             dump_time = _file_time(stream, path)
                         make_listed = _listed_record_maker(dump_time, path)
-                    if rsrc != dst or rsport != dport:
+                    if rows is not None:
+                        if rsrc != dst or rsport != dport:
+                            rows.append((protocol, src, dst, dport, sport, rsrc, rsport))
+                        else:
+                            rows.append((protocol, src, dst, dport, sport, None, None))
+                        if len(rows) >= _ROWS_BATCH:
+                            done, rows = rows, []
+                            yield ListedRows(dump_time, "conntrack", path, False, done)
+                    elif rsrc != dst or rsport != dport:
                         yield make_listed(protocol, src, dst, dport, sport, rsrc, rsport)
                     else:
                         yield make_listed(protocol, src, dst, dport, sport, None, None)
@@ -584,12 +596,24 @@ def read(
                     dump_time = _file_time(stream, path)
                 first = last = dump_time
             kept += 1
+            if rows:  # the fast path's rows came first
+                done, rows = rows, []
+                yield ListedRows(dump_time, "conntrack", path, False, done)  # type: ignore[arg-type]
             if rsrc != dst or rsport != dport:
                 yield make(first, last, protocol, src, dst, dport, sport, rsrc, rsport,
                            path, time_known)
             else:
                 yield make(first, last, protocol, src, dst, dport, sport, None, None,
                            path, time_known)
+        if rows:
+            done, rows = rows, []
+            yield ListedRows(dump_time, "conntrack", path, False, done)  # type: ignore[arg-type]
+    except Exception:
+        # What was read before the failure is still handed out, as records would have been.
+        if rows:
+            done, rows = rows, []
+            yield ListedRows(dump_time, "conntrack", path, False, done)  # type: ignore[arg-type]
+        raise
     finally:
         text.detach()
         if repeats:
