@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from typing import Iterator
 
 import typer
 
@@ -73,21 +70,6 @@ def render_summary(
     return "\n".join(out)
 
 
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """An import holds millions of small objects (aggregates, their keys, the dedup
-    table) that make no reference cycles; the cyclic collector walked all of them again
-    and again as they were made (a quarter of an import's time) and found nothing.
-    Reference counting still frees everything else as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def register(app: typer.Typer) -> None:
     app.command("import", cls=FlowpolCommand.with_aliases(OLD_OUT_SPELLINGS))(import_command)
 
@@ -114,7 +96,7 @@ def import_command(
     # imported here: the pipeline brings pandas, which the other commands (the
     # recorder agent's among them) should not pay for at start-up
     from generator.output.files import note_written
-    from generator.pipeline import raise_for_bad_input, read_into
+    from generator.pipeline import collector_paused, raise_for_bad_input, read_into
 
     window_ns = parse_duration(window, "--window")
     report = ReadReport(strict=strict)
@@ -129,7 +111,9 @@ def import_command(
     # Batches of rows instead of a record per line (recorder.listed) go straight from
     # the reader to the aggregator when no worker process carries them over.
     batches = n_jobs == 1 or (len(inputs) == 1 and os.path.isfile(inputs[0]))
-    with _no_cyclic_gc():
+    # collector_paused: the aggregates, their keys and the dedup table make no cycles,
+    # and the collector walking them again and again was a quarter of an import
+    with collector_paused():
         with reading_progress(inputs) as watcher:
             errors = read_into(aggregator, inputs, report,
                                ReadOptions(include_dropped=include_dropped, watcher=watcher,
