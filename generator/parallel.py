@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 
 from generator import now_reading
 from recorder.errors import FlowpolError
+from recorder.listed import ListedRows
 from recorder.report import ReadReport
 from recorder.schema import FlowRecord, LogRecord
 from recorder.sources import ReadOptions, read_inputs
@@ -98,9 +99,12 @@ def _serve(conn: Any, paths: dict[int, str], options: ReadOptions, fmt: str | No
             error: BaseException | None = None
             done = False
             try:
+                size = 0
                 for rec in stream:
                     batch.append(rec)
-                    if len(batch) == BATCH:
+                    # a ListedRows stands for its rows: a batch holds ~BATCH records
+                    size += len(rec.rows) if type(rec) is ListedRows else 1
+                    if size >= BATCH:
                         break
                 else:
                     done = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import typer
 
@@ -108,16 +107,15 @@ def import_command(
         inputs = share.files
     aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
     n_jobs = jobs(workers)
-    # Batches of rows instead of a record per line (recorder.listed) go straight from
-    # the reader to the aggregator when no worker process carries them over.
-    batches = n_jobs == 1 or (len(inputs) == 1 and os.path.isfile(inputs[0]))
+    # Batches of rows instead of a record per line (recorder.listed), from the readers
+    # here or in the worker processes, which pass them on as they are.
     # collector_paused: the aggregates, their keys and the dedup table make no cycles,
     # and the collector walking them again and again was a quarter of an import
     with collector_paused():
         with reading_progress(inputs) as watcher:
             errors = read_into(aggregator, inputs, report,
                                ReadOptions(include_dropped=include_dropped, watcher=watcher,
-                                           listed_batches=batches), fmt, jobs=n_jobs)
+                                           listed_batches=True), fmt, jobs=n_jobs)
         written = write_flow_log(aggregator.drain_lines(), out, FlowLogHeader())
     if out != "-":
         note_written(out)

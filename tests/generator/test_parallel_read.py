@@ -126,3 +126,42 @@ def test_unreadable_inputs_are_collected_in_input_order(tmp_path: Path) -> None:
     assert len(seen[0][0]) == 4
     assert any(hint for _, hint in seen[0][0])  # e.g. the formats flowpol reads
     assert seen[1] == seen[0]
+
+
+def _dump(path: Path, tuples: range, odd_every: int) -> str:
+    lines = []
+    for i in tuples:
+        if i % odd_every == 0:
+            lines.append(f"tcp      6 99 ESTABLISHED src=10.0.{i % 250}.1 dst=10.96.0.1 "
+                         f"sport=notaport dport=80 src=10.1.0.1 dst=10.0.0.1 sport=80 "
+                         f"dport=1 [ASSURED] mark=0 use=1\n")
+        lines.append(f"tcp      6 99 ESTABLISHED src=10.0.{i % 250}.{i // 250 % 250} "
+                     f"dst=10.96.0.{i % 7} sport={20000 + i % 30000} dport=80 packets=1 "
+                     f"bytes=60 src=10.1.{i % 3}.9 dst=10.0.{i % 250}.{i // 250 % 250} "
+                     f"sport=8080 dport={20000 + i % 30000} [ASSURED] mark=0 use=1\n")
+    path.write_text("".join(lines))
+    return str(path)
+
+
+def test_conntrack_dumps_go_to_the_workers_as_row_batches(tmp_path: Path) -> None:
+    # Two nodes' `conntrack -L` dumps sharing a third of their connections, larger than
+    # a worker's batch, with bad lines: the readers hand rows over in ListedRows, through
+    # the workers too, and the flow log is the one of --jobs 1 byte for byte.
+    from generator.parallel import BATCH, WorkerReaders
+    from recorder.listed import ListedRows
+
+    dumps = [_dump(tmp_path / "node-a.txt", range(0, 9000), 997),
+             _dump(tmp_path / "node-b.txt", range(6000, 15000), 1009)]
+    assert 9000 > 2 * BATCH
+    with WorkerReaders(dumps, ReadReport(), ReadOptions(listed_batches=True), None, 2) as w:
+        w.prime()
+        items = list(w.stream(0))
+    assert any(type(item) is ListedRows for item in items)
+    runs = {}
+    for n in (1, 2, 3):
+        out = tmp_path / f"flows-{n}.jsonl"
+        proc = _cli("import", *dumps, "--out", str(out), "--jobs", str(n))
+        runs[n] = (proc.returncode, proc.stderr.replace(str(out), "OUT"), out.read_bytes())
+    assert runs[1][0] == 2 and "node-a.txt:1:" in runs[1][1]  # the bad lines: exit 2
+    assert runs[1][2].count(b"\n") > 9000
+    assert runs[2] == runs[1] and runs[3] == runs[1]
