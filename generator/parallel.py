@@ -52,14 +52,6 @@ _flow_values = attrgetter(*_FIELDS)
 _flow_from_values = flow_record_maker(*_FIELDS)
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def _pack(records: list[LogRecord]) -> bytes:
     # FlowRecords as tuples of their fields: a third of the cost of pickling the
     # dataclasses; pickle shares the strings and hints that records of a batch repeat.
