@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 import pickle
 import threading
 from collections import deque
