@@ -106,16 +106,15 @@ def import_command(
         share = select_part(inputs, parse_part(part), report)
         inputs = share.files
     aggregator = Aggregator(window_ns=window_ns, include_dropped=include_dropped)
-    n_jobs = jobs(workers)
-    # Batches of rows instead of a record per line (recorder.listed), from the readers
-    # here or in the worker processes, which pass them on as they are.
     # collector_paused: the aggregates, their keys and the dedup table make no cycles,
-    # and the collector walking them again and again was a quarter of an import
+    # and the collector walking them again and again was a quarter of an import.
+    # listed_batches: rows instead of a record per line (recorder.listed), from the
+    # readers here or in the worker processes, which pass them on as they are.
     with collector_paused():
         with reading_progress(inputs) as watcher:
             errors = read_into(aggregator, inputs, report,
                                ReadOptions(include_dropped=include_dropped, watcher=watcher,
-                                           listed_batches=True), fmt, jobs=n_jobs)
+                                           listed_batches=True), fmt, jobs=jobs(workers))
         written = write_flow_log(aggregator.drain_lines(), out, FlowLogHeader())
     if out != "-":
         note_written(out)
