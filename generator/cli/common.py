@@ -65,8 +65,11 @@ def read_options(include_dropped: bool, dump_time: str | None, watcher=None):
     display of ``reading_progress``, if any."""
     from recorder.sources import ReadOptions
 
+    # listed_batches: a `conntrack -L` dump's lines as rows (recorder.listed), which the
+    # aggregator takes without a record per line, as `flowpol import` does.
     return ReadOptions(include_dropped=include_dropped,
-                       dump_time=parse_time_option(dump_time, "--time"), watcher=watcher)
+                       dump_time=parse_time_option(dump_time, "--time"), watcher=watcher,
+                       listed_batches=True)
 
 
 def jobs(value: int | None) -> int:

@@ -342,7 +342,10 @@ def skipped_blocks(observed: ObservedTraffic, skipped_edges: Sequence[tuple[str,
         blocks.append(Table(("Reason", "Items"), tuple(
             (reason, f"{n:,}") for reason, n in sorted(r.skipped.items())), numeric=(1,)))
         if r.examples:
-            blocks.append(Bullets(tuple(f"e.g. `{e}`" for e in r.examples[:10])))
+            # by input and line: which reader reported first depends on how the inputs
+            # interleaved (time order, --jobs, batches), and the report must not
+            blocks.append(Bullets(tuple(f"e.g. `{e}`"
+                                        for e in r.examples_in_input_order()[:10])))
     unresolved = unresolved_summary(observed)
     if unresolved:
         said = True
