@@ -21,8 +21,10 @@ Scenarios (default: all of them, in this order):
              and the bytes each distinct key costs (RSS slope between 100k and ~580k
              keys).
   jobs       two inputs of --lines lines each read by `flowpol generate --jobs 2` and
-             `--jobs 1` (Hubble), and `flowpol import --jobs 2` / `--jobs 1` (two
-             conntrack dumps): the speed-up, with both outputs compared byte for byte.
+             `--jobs 1` (Hubble: the capture and the same cluster 6 h later), and
+             `flowpol import --jobs 2` / `--jobs 1` (two conntrack dumps, the second a
+             copy, so a later dump by its file time): the speed-up, with both outputs
+             compared byte for byte.
 
 Every measurement is a child process. The floor and the command alternate --repeat
 times in the same run, on the same file, and each keeps its best wall time
@@ -216,13 +218,14 @@ def hubble(base: Path, lines: int) -> Path:
     return d
 
 
-def hubble_shifted_copies(base: Path, small: Path, copies: int) -> Path:
-    """``copies`` copies of a Hubble file one after the other, copy k shifted k x 6 h
-    later: the same connections, so the same aggregation keys, at ``copies`` times the
-    lines."""
+def hubble_shifted_copies(base: Path, small: Path, copies: int, first: int = 0) -> Path:
+    """Copies ``first`` to ``copies - 1`` of a Hubble file one after the other, copy k
+    shifted k x 6 h later: the same connections, so the same aggregation keys, at
+    ``copies - first`` times the lines."""
     from recorder.timefmt import format_time, parse_time
 
-    path = base / f"{small.parent.name}-x{copies}.jsonl"
+    path = base / (f"{small.parent.name}-x{copies}.jsonl" if not first else
+                   f"{small.parent.name}-{first}-to-{copies - 1}.jsonl")
     if path.exists():
         return path
     stamp = re.compile(rb'"time":"([^"]+)"')
@@ -244,7 +247,7 @@ def hubble_shifted_copies(base: Path, small: Path, copies: int) -> Path:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as out, open(small, "rb") as src:
         data = src.read()
-        for k in range(copies):
+        for k in range(first, copies):
             out.write(data if k == 0 else stamp.sub(shifted(k * 6 * 3600 * 10**9), data))
     tmp.rename(path)
     return path
@@ -339,10 +342,9 @@ def scenario_memory(args: argparse.Namespace) -> None:
 
 def scenario_jobs(args: argparse.Namespace) -> None:
     d = hubble(args.dir, args.lines)
-    second = hubble_shifted_copies(args.dir, d / "flows.jsonl", 1)  # a plain copy
-    pair = [str(d / "flows.jsonl"), str(args.dir / "hubble-second.jsonl")]
-    if not Path(pair[1]).exists():
-        shutil.copyfile(second, pair[1])
+    # the same cluster recorded again 6 h later: the same connections at other times
+    later = hubble_shifted_copies(args.dir, d / "flows.jsonl", 2, first=1)
+    pair = [str(d / "flows.jsonl"), str(later)]
     outs = [args.dir / f"out-jobs-{n}" for n in (1, 2)]
     one, two = [], []
     for _ in range(args.repeat):
@@ -357,7 +359,7 @@ def scenario_jobs(args: argparse.Namespace) -> None:
            f"| {best(one).wall:.2f} s / {best(two).wall:.2f} s wall; outputs identical: "
            f"{same} | {load()}")
     dumps = [conntrack_dump(args.dir, args.lines)]
-    copy = args.dir / "conntrack-L-second.txt"
+    copy = args.dir / "conntrack-L-second.txt"  # a dump's time is its file's time
     if not copy.exists():
         shutil.copyfile(dumps[0], copy)
     dumps.append(copy)
