@@ -603,14 +603,13 @@ class Aggregator:
         Sorted once here on keys built from the aggregates: ``_record_sort_key`` with
         its constant 2 left out and its elements that come from the meta (node ..
         time_known) replaced by the meta's rank among the metas' such elements, which
-        orders the same. Stable, as sorted_records' sorts are: equal keys keep the
-        table's order."""
+        orders the same (``_sorted_flat``, or ``_sorted_grouped`` when many share a
+        time). Stable, as sorted_records' sorts are: equal keys keep the table's
+        order."""
         flows: list[list[Any]] = []
-        sort_keys: list[tuple[Any, ...]] = []
         aggs = self._aggs
         canonical = self._intern.canonical
         metas = self._meta_list
-        ranks = self._meta_ranks()
         dropped = 0
         include_dropped = self.include_dropped
         left_out = self.left_out
@@ -622,12 +621,13 @@ class Aggregator:
             taken = [aggs.pop(key) for key in keys]
         for agg in taken:
             first, last, count, src_port, key = agg
-            _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, number = key
             if count != 1:
                 agg[3] = src_port = None  # the port of one observation; many have none
+            number = key[7]
             if not include_dropped and metas[number][4] in DROPPED_VERDICTS:
                 dropped += count
                 if len(left_out) < MAX_LEFT_OUT:
+                    _, protocol, src_ip, dst_ip, dst_port, xlated_ip, xlated_port, _ = key
                     node, src, dst, service, verdict, fmt, input_, inferred, time_known = \
                         metas[number]
                     left_out.append(_make_aggregate(
@@ -637,15 +637,13 @@ class Aggregator:
                         input_, inferred, time_known))
                 continue
             flows.append(agg)
-            sort_keys.append((
-                first, protocol, src_ip, dst_ip, -1 if dst_port is None else dst_port,
-                xlated_ip or "", -1 if xlated_port is None else xlated_port, ranks[number],
-                last, count, -1 if src_port is None else src_port))
         self.stats.keys = len(aggs)
         self.stats.dropped += dropped
         self.stats.emitted += len(flows)
-        order = sorted(range(len(flows)), key=sort_keys.__getitem__)
-        return [flows[i] for i in order]
+        ranks = self._meta_ranks()
+        if len(flows) >= _GROUPED * len({agg[0] for agg in flows}):
+            return _sorted_grouped(flows, ranks)
+        return _sorted_flat(flows, ranks)
 
     def _meta_ranks(self) -> list[int]:
         """meta number -> rank of its elements of ``_record_sort_key`` (equal ones,
@@ -660,6 +658,51 @@ class Aggregator:
                           fmt, input_, inferred, time_known))
         rank = {part: n for n, part in enumerate(sorted(set(parts)))}
         return [rank[part] for part in parts]
+
+
+# Aggregates per distinct first_seen from which _take_flows sorts them in groups.
+_GROUPED = 8
+
+
+def _sorted_flat(flows: list[list[Any]], ranks: list[int]) -> list[list[Any]]:
+    """``flows`` (aggregates, src_port already None unless count is 1) in the order of
+    their sort keys (see ``_take_flows``), stable."""
+    keys = [(first, protocol, src_ip, dst_ip, -1 if dst_port is None else dst_port,
+             xlated_ip or "", -1 if xlated_port is None else xlated_port, ranks[number],
+             last, count, -1 if src_port is None else src_port)
+            for first, last, count, src_port, (_, protocol, src_ip, dst_ip, dst_port,
+                                               xlated_ip, xlated_port, number) in flows]
+    return [flows[i] for i in sorted(range(len(flows)), key=keys.__getitem__)]
+
+
+def _sorted_grouped(flows: list[list[Any]], ranks: list[int]) -> list[list[Any]]:
+    """What ``_sorted_flat`` returns, for aggregates that share few times (a conntrack
+    dump has one): grouped by the keys' first three elements (first_seen, protocol,
+    src_ip), the groups sorted by those and each group by the rest. The same order
+    (a group's elements are equal, so the rest decides; sorts are stable and groups
+    keep table order), for far fewer comparisons of long tuples: sorting the 578k
+    aggregates of a 1M-line dump took 0.6-0.8 s instead of 1.1-1.5 s."""
+    groups: dict[tuple[Any, ...], list[list[Any]]] = {}
+    for agg in flows:
+        key = agg[4]
+        prefix = (agg[0], key[1], key[2])
+        group = groups.get(prefix)
+        if group is None:
+            groups[prefix] = [agg]
+        else:
+            group.append(agg)
+    out: list[list[Any]] = []
+    for prefix in sorted(groups):
+        group = groups[prefix]
+        if len(group) > 1:
+            keys = [(dst_ip, -1 if dst_port is None else dst_port, xlated_ip or "",
+                     -1 if xlated_port is None else xlated_port, ranks[number], last, count,
+                     -1 if src_port is None else src_port)
+                    for _, last, count, src_port, (_, _, _, dst_ip, dst_port, xlated_ip,
+                                                   xlated_port, number) in group]
+            group = [group[i] for i in sorted(range(len(group)), key=keys.__getitem__)]
+        out += group
+    return out
 
 
 def _hints_key(h: EndpointHints) -> tuple[Any, ...]:
