@@ -332,3 +332,26 @@ def test_flows_to_the_world_keep_their_window_for_the_names_at_the_time() -> Non
     counts = sorted((r.dst_ip, r.count) for r in agg.drain())
     assert counts == [("10.0.0.3", 2), ("10.96.0.20", 2), ("203.0.113.10", 1),
                       ("203.0.113.10", 1)]
+
+
+def test_grouped_sort_orders_like_the_flat_sort() -> None:
+    """_take_flows sorts aggregates that share few times in groups: the same order as
+    the one sort over whole keys, ties (equal keys) in table order included."""
+    import random
+
+    from recorder.aggregate import _sorted_flat, _sorted_grouped
+
+    rnd = random.Random(5)
+    ranks = [0, 1, 1, 2]  # equal ranks: metas that sort alike
+    flows = []
+    for _ in range(3000):
+        count = rnd.choice([1, 1, 2])
+        key = (0, rnd.choice(["TCP", "UDP"]), rnd.choice(["10.0.0.1", "10.0.0.10", "10.0.0.2"]),
+               rnd.choice(["10.1.0.1", "10.1.0.2"]), rnd.choice([None, 53, 80]),
+               rnd.choice([None, "10.2.0.1"]), rnd.choice([None, 8080]), rnd.randrange(4))
+        first = rnd.choice([5, 7])
+        flows.append([first, first + rnd.choice([0, 1]), count,
+                      rnd.choice([None, 1000, 1001]) if count == 1 else None, key])
+    flat = _sorted_flat(flows, ranks)
+    assert [id(a) for a in _sorted_grouped(flows, ranks)] == [id(a) for a in flat]
+    assert len({(a[0], *a[4][1:7], ranks[a[4][7]], *a[1:4]) for a in flat}) < len(flat)  # ties
