@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Iterator, List, Optional
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Iterator, List, Optional
 
 import typer
-from rich.console import Console
 
 from recorder.errors import UsageError
+
+if TYPE_CHECKING:  # rich is imported where a console is made (~50 ms of start-up)
+    from rich.console import Console
 
 
 # Options of the commands that read flows (generate, verify): declared once so that they
@@ -81,12 +85,33 @@ def jobs(value: int | None) -> int:
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
+
+
+def stderr_surely_no_terminal() -> bool:
+    """True when ``stderr_console().is_terminal`` is False, told without importing rich:
+    stderr is no tty and no variable rich reads makes it one anyway (rich/console.py,
+    ``Console.is_terminal``: FORCE_COLOR, TTY_COMPATIBLE). False: ask the console.
+    Benchmarks, pipes and CI (no progress display) then pay no start-up for rich."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)  # stderr None: rich writes nowhere
+    try:
+        return isatty is None or not isatty()
+    except ValueError:  # closed: rich answers False too
+        return True
 
 
 @contextlib.contextmanager
 def reading_progress(inputs: List[str]) -> Iterator[object | None]:
     """Bytes read of the inputs, live on a terminal (stderr); None when it is piped."""
+    if stderr_surely_no_terminal():
+        from generator.cli.progress import OpenInputs
+
+        yield OpenInputs()
+        return
     from generator.cli.progress import input_progress
 
     with input_progress(stderr_console(), list(inputs)) as watcher:

@@ -14,15 +14,13 @@ import contextlib
 import os
 import stat
 import threading
-from typing import BinaryIO, Iterator
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from generator import now_reading
 from recorder.errors import InputError
+
+if TYPE_CHECKING:  # imported when shown: OpenInputs alone needs no rich (start-up)
+    from rich.console import Console
 
 POLL_S = 0.1
 
@@ -146,6 +144,10 @@ def input_progress(console: Console, inputs: list[str],
     if not console.is_terminal:
         yield OpenInputs()
         return
+    from rich.progress import (
+        BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn,
+    )
+
     watcher = BytesRead()
     total, files = _total_size(inputs)
     stop = threading.Event()

@@ -107,12 +107,52 @@ def _expands_past(value: Any, limit: int) -> bool:
     return False
 
 
+def _tree_shape(value: dict | list, limit: int) -> tuple[bool, int] | None:
+    """(deeper than ``limit``, values) of ``value`` in one walk, or None when some list
+    or mapping in it is reached twice (a YAML alias: shared, or containing itself).
+
+    What ``too_deep`` and ``_expands_past`` answer, for the usual object: a tree, where
+    each part is reached once and the values are just counted. A path deeper than the
+    limit is one whatever else is shared, so that answer needs no tree. Iterative, like
+    them. The policies of a generated set are checked so on every run, and the two
+    walks with their bookkeeping for aliases were most of parsing them."""
+    seen: set[int] = set()
+    values = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if depth > limit:
+            return True, values
+        if id(item) in seen:  # all of value is alive: no id is reused meanwhile
+            return None
+        seen.add(id(item))
+        values += 1
+        depth += 1
+        for child in (item.values() if isinstance(item, dict) else item):
+            if isinstance(child, (dict, list)):
+                push((child, depth))
+            else:
+                values += 1
+    return False, values
+
+
 def object_problem(value: Any) -> str | None:
     """Why an object we keep, compare and write again is not one, or None."""
+    shape = _tree_shape(value, MAX_OBJECT_DEPTH) if isinstance(value, (dict, list)) else None
+    if shape is not None:
+        deep, values = shape
+        if deep:
+            return _TOO_DEEP
+        return _EXPANDS if values > MAX_OBJECT_VALUES else None
     if too_deep(value):
-        return (f"lists and mappings nest more than {MAX_OBJECT_DEPTH} levels deep (or "
-                "contain themselves through a YAML alias), which no policy does")
+        return _TOO_DEEP
     if _expands_past(value, MAX_OBJECT_VALUES):
-        return (f"its YAML aliases expand to more than {MAX_OBJECT_VALUES:,} values "
-                "(\"billion laughs\"), which no policy needs; write the values out")
+        return _EXPANDS
     return None
+
+
+_TOO_DEEP = (f"lists and mappings nest more than {MAX_OBJECT_DEPTH} levels deep (or "
+             "contain themselves through a YAML alias), which no policy does")
+_EXPANDS = (f"its YAML aliases expand to more than {MAX_OBJECT_VALUES:,} values "
+            "(\"billion laughs\"), which no policy needs; write the values out")
