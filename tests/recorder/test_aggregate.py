@@ -355,3 +355,42 @@ def test_grouped_sort_orders_like_the_flat_sort() -> None:
     flat = _sorted_flat(flows, ranks)
     assert [id(a) for a in _sorted_grouped(flows, ranks)] == [id(a) for a in flat]
     assert len({(a[0], *a[4][1:7], ranks[a[4][7]], *a[1:4]) for a in flat}) < len(flat)  # ties
+
+
+def test_drain_orders_records_with_varied_hints_as_sorted_records() -> None:
+    """The metas (node, endpoints, service, verdict, ...) are ranked from ranked endpoint
+    keys: records that tie on time and addresses come out as sorted_records orders them
+    on the whole hints, equal hints from different records included."""
+    import random
+
+    from recorder.aggregate import sorted_records
+    from recorder.schema import Workload
+
+    rnd = random.Random(11)
+    ends = [EndpointHints(namespace=rnd.choice([None, "a", "b"]),
+                          pod=rnd.choice([None, "p1", "p2"]),
+                          labels=rnd.choice([(), (("app", "x"),), (("app", "y"),)]),
+                          workload=rnd.choice([None, Workload("Deployment", "w"),
+                                               Workload("StatefulSet", "w")]),
+                          peer_kind=rnd.choice([None, "pod", "world"]),
+                          names=rnd.choice([(), ("api.example",)]))
+            for _ in range(60)]
+    agg = Aggregator(window_ns=60 * 10**9)
+    records = []
+    for k in range(2000):
+        t = rnd.choice([1, 2]) * 10**9
+        src = rnd.choice(ends)
+        if rnd.random() < 0.5:  # equal hints that are not the same object
+            src = dataclasses.replace(src)
+        rec = FlowRecord(t, t, "TCP", rnd.choice(["10.0.0.1", "10.0.0.2"]), "10.0.1.1",
+                         rnd.choice([80, 443]), src_port=30000 + k,
+                         node=rnd.choice([None, "n1", "n2"]),
+                         src=src, dst=rnd.choice(ends),
+                         service=rnd.choice([None, ServiceRef("a", "web")]),
+                         verdict=rnd.choice([None, "FORWARDED"]), source_format="hubble",
+                         input=rnd.choice(["a.json", "b.json"]))
+        records.append(rec)
+    agg.add_all(records)
+    out = agg.drain()
+    assert len(out) > 1000
+    assert out == sorted_records(out)
