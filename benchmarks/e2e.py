@@ -29,7 +29,8 @@ Scenarios (default: all of them, in this order):
 Every measurement is a child process. The floor and the command alternate --repeat
 times in the same run, on the same file, and each keeps its best wall time
 (interference from other processes only ever adds time); CPU time (user + system of the
-child) is printed beside it. The floor's time is its loop alone (it reports it; its
+child) is printed beside it, and the ratio of each run to the floor run just before it
+(median and range: how far the machine's speed drifted during the run). The floor's time is its loop alone (it reports it; its
 interpreter start and imports are not counted), the command's time is the whole
 process: start-up, reading, aggregation, writing. Single-core scenarios are pinned to
 one CPU with taskset when it is there. Each scenario prints one `RESULT` line per
@@ -139,6 +140,18 @@ def best(runs: list[Run]) -> Run:
     """The best wall time and the best CPU time of the runs (of one command)."""
     return Run(min(r.wall for r in runs), min(r.cpu for r in runs),
                max(r.rss_kib for r in runs), runs[0].stderr)
+
+
+def paired(runs: list[Run], floors: list[Run], rate: bool) -> str:
+    """Each run against the floor run just before it: drift of the machine's speed
+    between runs (a virtual machine's can be +-20% within minutes) mostly cancels in a
+    pair, and the median of the pairs says how stable the best-of figure is."""
+    ratios = sorted((f.wall / r.wall) if rate else (r.wall / f.wall)
+                    for r, f in zip(runs, floors))
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return (f"run by run: median {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x over "
+            f"{len(ratios)} pairs)")
 
 
 def load() -> str:
@@ -270,7 +283,8 @@ def scenario_conntrack(args: argparse.Namespace) -> None:
     records, keys = aggregated(r.stderr)
     result(f"import conntrack -L, {args.lines:,} lines, {keys:,} distinct keys "
            f"({keys / records:.0%}): {f.wall / r.wall:.2f}x the split floor's rate "
-           f"(target >= 0.30; CPU time {f.cpu / r.cpu:.2f}x) | import {_times(r, f)}")
+           f"(target >= 0.30; CPU time {f.cpu / r.cpu:.2f}x; {paired(runs, floors, True)}) "
+           f"| import {_times(r, f)}")
 
 
 def scenario_pcap(args: argparse.Namespace) -> None:
@@ -283,8 +297,8 @@ def scenario_pcap(args: argparse.Namespace) -> None:
     records, keys = aggregated(r.stderr)
     result(f"import pcap, {args.lines:,} packets of short connections, {records:,} "
            f"connections, {keys:,} distinct keys: {f.wall / r.wall:.2f}x "
-           f"RawPcapReader's rate (target >= 1.30; CPU time {f.cpu / r.cpu:.2f}x) | import "
-           f"{_times(r, f)}")
+           f"RawPcapReader's rate (target >= 1.30; CPU time {f.cpu / r.cpu:.2f}x; "
+           f"{paired(runs, floors, True)}) | import {_times(r, f)}")
 
 
 def scenario_hubble(args: argparse.Namespace) -> None:
@@ -298,7 +312,8 @@ def scenario_hubble(args: argparse.Namespace) -> None:
     size = (d / "flows.jsonl").stat().st_size
     result(f"generate, {args.lines:,} Hubble lines of {size / args.lines / 1000:.1f} kB: "
            f"{r.wall / f.wall:.2f}x the time of the bare orjson.loads loop (target "
-           f"<= 0.50; CPU time {r.cpu / f.cpu:.2f}x) | generate {_times(r, f)}")
+           f"<= 0.50; CPU time {r.cpu / f.cpu:.2f}x; {paired(runs, floors, False)}) | "
+           f"generate {_times(r, f)}")
 
 
 def scenario_memory(args: argparse.Namespace) -> None:
