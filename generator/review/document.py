@@ -74,11 +74,37 @@ _CODE_SPAN = re.compile(r"`([^`]+)`")
 _TONE_WORD = {"ok": "OK", "warn": "Note", "bad": "Attention"}
 
 
+# Characters of the text that are not text: control characters (an ESC in a file name
+# would drive the terminal of whoever runs `cat report.md`), line and paragraph
+# separators, and format characters (bidi overrides make a reviewer read a line in
+# another order). Written as \xNN or \uNNNN, as YAML comments write them (yamlout).
+# Tab and newline stay: a newline is a <br> in a cell, a line in a code block, and a
+# space where it would end a heading, paragraph or list item ("\n# x" in a file name
+# would add a heading).
+_NOT_TEXT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ufffe\uffff"
+    "\ud800-\udfff]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def _visible(text: str) -> str:
+    return _NOT_TEXT.sub(_escaped, text) if _NOT_TEXT.search(text) else text
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ")
+
+
 # ---------------------------------------------------------------- Markdown
 
 
 def _md_plain(text: str) -> str:
-    text = text.replace("\\", "\\\\")
+    text = _visible(text).replace("\\", "\\\\")
     for ch in "*_<>|":
         text = text.replace(ch, "\\" + ch)
     return text
@@ -90,7 +116,7 @@ def _md_inline(text: str, in_table: bool = False) -> str:
     out, pos = [], 0
     for m in _CODE_SPAN.finditer(text):
         out.append(_md_plain(text[pos:m.start()]))
-        code = m.group(1)
+        code = _visible(m.group(1))
         if in_table:  # GFM: a pipe ends the cell even inside a code span
             code = code.replace("|", "\\|")
         out.append(f"`{code}`")
@@ -125,6 +151,7 @@ def _md_code_cell(line: str) -> str:
     in it, and pipes escaped (GFM ends a cell at a pipe even inside a code span)."""
     if not line.strip():
         return " "
+    line = _visible(line)
     body = line.lstrip(" ")
     text = _NBSP * (len(line) - len(body)) + body
     longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
@@ -144,16 +171,16 @@ def _md_side_by_side(b: SideBySide) -> list[str]:
 
 
 def to_markdown(doc: Document) -> str:
-    out = [f"# {_md_inline(doc.title)}", ""]
+    out = [f"# {_one_line(_md_inline(doc.title))}", ""]
     cell = _memoized(_md_cell)
     for b in doc.blocks:
         if isinstance(b, Heading):
-            out += [f"{'#' * min(b.level + 1, 6)} {_md_inline(b.text)}", ""]
+            out += [f"{'#' * min(b.level + 1, 6)} {_one_line(_md_inline(b.text))}", ""]
         elif isinstance(b, Paragraph):
             lead = f"**{_TONE_WORD[b.tone]}:** " if b.tone else ""
-            out += [lead + _md_inline(b.text), ""]
+            out += [lead + _one_line(_md_inline(b.text)), ""]
         elif isinstance(b, Bullets):
-            out += [f"- {_md_inline(i)}" for i in b.items] + [""]
+            out += [f"- {_one_line(_md_inline(i))}" for i in b.items] + [""]
         elif isinstance(b, Table):
             out.append("| " + " | ".join(map(cell, b.headers)) + " |")
             out.append("|" + "|".join("---:" if i in b.numeric else "---"
@@ -161,8 +188,10 @@ def to_markdown(doc: Document) -> str:
             out += ["| " + " | ".join(map(cell, row)) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Code):
-            fence = "````" if "```" in b.text else "```"
-            out += [f"{fence}{b.language}", b.text.rstrip("\n"), fence, ""]
+            text = _visible(b.text)
+            longest = max((len(r) for r in re.findall(r"`{3,}", text)), default=2)
+            fence = "`" * (longest + 1)  # longer than any run of backticks in it
+            out += [f"{fence}{b.language}", text.rstrip("\n"), fence, ""]
         elif isinstance(b, GraphBlock):
             out += ["```mermaid", mermaid(b.graph).rstrip("\n"), "```", ""]
         elif isinstance(b, SideBySide):
@@ -174,6 +203,7 @@ def to_markdown(doc: Document) -> str:
 
 
 def _html_inline(text: str) -> str:
+    text = _visible(text)
     if "`" not in text:  # most table cells: no code span to keep
         return html.escape(text).replace("\n", "<br>")
     out, pos = [], 0
@@ -268,22 +298,22 @@ def to_html(doc: Document) -> str:
                 for row in b.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(b, Code):
-            body.append(f"<pre>{html.escape(b.text)}</pre>")
+            body.append(f"<pre>{html.escape(_visible(b.text))}</pre>")
         elif isinstance(b, GraphBlock):
             body.append(f'<div class="graph">{svg(b.graph)}</div>')
         elif isinstance(b, SideBySide):
             body.append(
                 f'<table class="side"><thead><tr><th>{inline(b.left_title)}</th>'
                 f'<th>{inline(b.right_title)}</th></tr></thead><tbody><tr>'
-                f"<td><pre>{html.escape(b.left)}</pre></td>"
-                f"<td><pre>{html.escape(b.right)}</pre></td></tr></tbody></table>")
+                f"<td><pre>{html.escape(_visible(b.left))}</pre></td>"
+                f"<td><pre>{html.escape(_visible(b.right))}</pre></td></tr></tbody></table>")
     nav = f'<nav class="toc"><ul>{"".join(toc)}</ul></nav>' if len(toc) > 2 else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; img-src data:\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{html.escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<title>{html.escape(_visible(doc.title))}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
         f"<h1>{_html_inline(doc.title)}</h1>\n{nav}\n" + "\n".join(body)
         + "\n</main>\n</body>\n</html>\n"
     )
