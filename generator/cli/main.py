@@ -114,9 +114,13 @@ def main() -> None:
         typer.echo(f"flowpol: interrupted; {written_text()}", err=True)
         sys.exit(130)
     except FlowpolError as e:
-        typer.echo(f"flowpol: error: {e}", err=True)
+        from generator.output.yamlout import one_line
+
+        # one line, whatever a file name or an excerpt of the input in it holds (a
+        # newline would fake a line of its own, an ESC drive the terminal)
+        typer.echo(f"flowpol: error: {one_line(str(e))}", err=True)
         if e.hint:
-            typer.echo(f"flowpol: hint: {e.hint}", err=True)
+            typer.echo(f"flowpol: hint: {one_line(e.hint)}", err=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:  # defensive: non-standalone typer returns it instead
         sys.exit(e.exit_code)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Union
 
+from generator.output.yamlout import NOT_TEXT_BEYOND_C0, escape_char
 from generator.review.graph import Graph, mermaid, svg
 
 
@@ -77,23 +78,14 @@ _TONE_WORD = {"ok": "OK", "warn": "Note", "bad": "Attention"}
 # Characters of the text that are not text: control characters (an ESC in a file name
 # would drive the terminal of whoever runs `cat report.md`), line and paragraph
 # separators, and format characters (bidi overrides make a reviewer read a line in
-# another order). Written as \xNN or \uNNNN, as YAML comments write them (yamlout).
-# Tab and newline stay: a newline is a <br> in a cell, a line in a code block, and a
-# space where it would end a heading, paragraph or list item ("\n# x" in a file name
-# would add a heading).
-_NOT_TEXT = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e"
-    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ufffe\uffff"
-    "\ud800-\udfff]")
-
-
-def _escaped(m: re.Match[str]) -> str:
-    c = ord(m.group())
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+# another order), written as YAML comments write them (yamlout). Tab and newline stay:
+# a newline is a <br> in a cell, a line in a code block, and a space where it would end
+# a heading, paragraph or list item ("\n# x" in a file name would add a heading).
+_NOT_TEXT = re.compile("[\x00-\x08\x0b-\x1f" + NOT_TEXT_BEYOND_C0 + "]")
 
 
 def _visible(text: str) -> str:
-    return _NOT_TEXT.sub(_escaped, text) if _NOT_TEXT.search(text) else text
+    return _NOT_TEXT.sub(escape_char, text) if _NOT_TEXT.search(text) else text
 
 
 def _one_line(text: str) -> str:
