@@ -85,7 +85,14 @@ _NOT_TEXT = re.compile("[\x00-\x08\x0b-\x1f" + NOT_TEXT_BEYOND_C0 + "]")
 
 
 def _visible(text: str) -> str:
-    return _NOT_TEXT.sub(escape_char, text) if _NOT_TEXT.search(text) else text
+    return _NOT_TEXT.sub(escape_char, text)  # the same object when nothing matches
+
+
+def _fence(text: str, shortest: int) -> str:
+    """Backticks that open and close a code span or block around ``text``: longer than
+    any run of them in it, and at least ``shortest``."""
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    return "`" * max(shortest, longest + 1)
 
 
 def _one_line(text: str) -> str:
@@ -146,8 +153,7 @@ def _md_code_cell(line: str) -> str:
     line = _visible(line)
     body = line.lstrip(" ")
     text = _NBSP * (len(line) - len(body)) + body
-    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
+    fence = _fence(text, 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
 
@@ -181,8 +187,7 @@ def to_markdown(doc: Document) -> str:
             out.append("")
         elif isinstance(b, Code):
             text = _visible(b.text)
-            longest = max((len(r) for r in re.findall(r"`{3,}", text)), default=2)
-            fence = "`" * (longest + 1)  # longer than any run of backticks in it
+            fence = _fence(text, 3)
             out += [f"{fence}{b.language}", text.rstrip("\n"), fence, ""]
         elif isinstance(b, GraphBlock):
             out += ["```mermaid", mermaid(b.graph).rstrip("\n"), "```", ""]
