@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Iterator, List, Optional
+from typing import TYPE_CHECKING, Annotated, Iterable, Iterator, List, Optional
 
 import typer
 
@@ -48,6 +48,18 @@ ApiServerCidrs = Annotated[List[str], typer.Option(
     help="Where the API server's calls to webhooks and aggregated APIs come from, instead of "
          "the default/kubernetes EndpointSlice's addresses (managed control planes: the "
          "provider's range); repeatable.")]
+
+
+def say(lines: Iterable[str], err: bool = False) -> None:
+    """Print ``lines`` for a person, each on one line whatever it holds: the one way the
+    commands print what can carry names from an input (file, pod, namespace names,
+    excerpts of bad lines). Control, separator and bidi characters are escaped as in the
+    error line (``one_line``), so such a name can neither add a line (a fake
+    ``warning:``) nor drive the terminal (ESC)."""
+    from generator.output.plaintext import one_line
+
+    for line in lines:
+        typer.echo(one_line(line), err=err)
 
 
 def apiserver_cidrs(values: List[str]) -> tuple[str, ...]:

@@ -13,9 +13,10 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
-    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict, apiserver_cidrs,
-    parse_duration, read_options, reading_progress, thresholds,
+    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
+    IncludeDropped, InputFormat, MinFlows, MinObservation, OLD_OUT_SPELLINGS,
+    SnapshotFiles, Strict, apiserver_cidrs, parse_duration, read_options, reading_progress,
+    say, thresholds,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
@@ -72,8 +73,7 @@ def diff(
             inputs=list(inputs), snapshot=list(snapshot), out_dir=out, fmt=fmt, strict=strict,
             read_options=read_options(include_dropped, dump_time, watcher), thresholds=needs,
             apiserver_cidrs=cidrs, window_ns=window_ns), policy_set)
-    for line in summary_lines(result):
-        typer.echo(line)
+    say(summary_lines(result))
     raise_for_bad_input(result.observed.read, result.observed.unreadable,
                         f"the proposal and reports in {out}")
     if result.exit_code:

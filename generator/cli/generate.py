@@ -9,9 +9,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
-    IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
-    fqdn_patterns_option, jobs, read_options, reading_progress,
+    ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped,
+    InputFormat, Jobs, OLD_OUT_SPELLINGS, SnapshotFiles, Strict, apiserver_cidrs,
+    dialect_option, fqdn_patterns_option, jobs, read_options, reading_progress, say,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
@@ -82,17 +82,14 @@ def generate(
             read_options=read_options(include_dropped, dump_time, watcher),
             apiserver_cidrs=cidrs, synthesis=synthesis, verify=not no_verify,
             jobs=jobs(workers)))
-    for line in result.summary:
-        typer.echo(line)
+    say(result.summary)
     if result.denied_lines:
-        typer.echo("observed connections the generated policies would DENY:", err=True)
-        for line in result.denied_lines:
-            typer.echo(f"  {line}", err=True)
+        say(["observed connections the generated policies would DENY:"]
+            + [f"  {line}" for line in result.denied_lines], err=True)
     if result.effective_denied_lines:
-        typer.echo("observed connections the cluster's existing policies would still DENY "
-                   "after apply:", err=True)
-        for line in result.effective_denied_lines:
-            typer.echo(f"  {line}", err=True)
+        say(["observed connections the cluster's existing policies would still DENY "
+             "after apply:"] + [f"  {line}" for line in result.effective_denied_lines],
+            err=True)
     # bad input (exit 2) wins over findings (exit 1); both are printed
     raise_for_bad_input(result.read, result.unreadable, f"the policies and reports in {out}")
     if result.denied_lines or result.effective_denied_lines:

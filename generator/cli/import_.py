@@ -7,8 +7,8 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, FlowInputs, InputFormat, Jobs, Strict, jobs, parse_duration,
-    reading_progress,
+    FlowInputs, InputFormat, Jobs, OLD_OUT_SPELLINGS, Strict, jobs, parse_duration,
+    reading_progress, say,
 )
 from recorder.aggregate import Aggregator, AggregateStats
 from recorder.errors import InputError
@@ -18,9 +18,9 @@ from recorder.schema import FlowLogHeader
 from recorder.sources import ReadOptions
 
 
-def render_summary(
+def summary_lines(
     report: ReadReport, stats: AggregateStats, errors: list[InputError], window_ns: int
-) -> str:
+) -> list[str]:
     out: list[str] = []
     data = report.to_dict()
     for path, info in data["inputs"].items():
@@ -66,7 +66,7 @@ def render_summary(
             f"warning: {stats.overflow:,} flow records were dropped because the aggregation "
             "table was full; use a longer --window or split the input"
         )
-    return "\n".join(out)
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -119,9 +119,9 @@ def import_command(
     if out != "-":
         note_written(out)
     if share is not None:
-        typer.echo(f"part {part.strip()}: {len(share.files):,} of {share.total:,} input "
-                   "file(s)", err=True)
-    typer.echo(render_summary(report, aggregator.stats, errors, window_ns), err=True)
-    typer.echo(f"wrote {written:,} records to {out}", err=True)
+        say([f"part {part.strip()}: {len(share.files):,} of {share.total:,} input file(s)"],
+            err=True)
+    say(summary_lines(report, aggregator.stats, errors, window_ns)
+        + [f"wrote {written:,} records to {out}"], err=True)
     raise_for_bad_input(report, errors,
                         "the flow log on stdout" if out == "-" else f"the flow log {out}")

@@ -83,15 +83,15 @@ def _report_bug(e: BaseException) -> None:
     was being read, and what a bug report needs; the traceback with FLOWPOL_DEBUG=1."""
     from generator import now_reading
 
+    from generator.cli.common import say
+
     where = now_reading.current()
     message = " ".join(str(e).split())[:500]  # one line, whatever the exception holds
-    if where is not None:
-        typer.echo(f"flowpol: error: internal error while reading {where}", err=True)
-    else:
-        typer.echo("flowpol: error: internal error", err=True)
-    typer.echo(f"flowpol: this is a bug in flowpol {__version__}: please report it with the "
-               f"command line and this: {type(e).__name__}: {message}", err=True)
-    typer.echo(f"flowpol: {written_text()}", err=True)
+    say([f"flowpol: error: internal error while reading {where}" if where is not None
+         else "flowpol: error: internal error",
+         f"flowpol: this is a bug in flowpol {__version__}: please report it with the "
+         f"command line and this: {type(e).__name__}: {message}",
+         f"flowpol: {written_text()}"], err=True)
     if os.environ.get("FLOWPOL_DEBUG") == "1":
         import traceback
 
@@ -111,10 +111,12 @@ def main() -> None:
         _quiet_stdout()
         sys.exit(0)
     except Interrupted:
-        typer.echo(f"flowpol: interrupted; {written_text()}", err=True)
+        from generator.cli.common import say
+
+        say([f"flowpol: interrupted; {written_text()}"], err=True)
         sys.exit(130)
     except FlowpolError as e:
-        from generator.output.yamlout import one_line
+        from generator.output.plaintext import one_line
 
         # one line, whatever a file name or an excerpt of the input in it holds (a
         # newline would fake a line of its own, an ESC drive the terminal)

@@ -14,10 +14,10 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
-    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict,
+    ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped,
+    InputFormat, MinFlows, MinObservation, OLD_OUT_SPELLINGS, SnapshotFiles, Strict,
     apiserver_cidrs, dialect_option, fqdn_patterns_option, read_options, reading_progress,
-    thresholds,
+    say, thresholds,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError
@@ -66,8 +66,7 @@ def migrate(
             apiserver_cidrs=cidrs, namespaces=tuple(namespace),
             exclude_namespaces=tuple(exclude_namespace), dialect=dialect,
             fqdn_patterns=patterns))
-    for line in summary_lines(plan, out):
-        typer.echo(line)
+    say(summary_lines(plan, out))
     raise_for_bad_input(observed.read, observed.unreadable, f"the plan and manifests in {out}")
     if plan.exit_code:
         raise typer.Exit(plan.exit_code)

@@ -16,9 +16,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, KubeContext,
-    Kubeconfig, MinFlows, MinObservation, SnapshotFiles, Strict, parse_duration, read_options,
-    reading_progress, thresholds,
+    DumpTime, FlowInputs, IncludeDropped, InputFormat, KubeContext, Kubeconfig, MinFlows,
+    MinObservation, OLD_OUT_SPELLINGS, SnapshotFiles, Strict, parse_duration, read_options,
+    reading_progress, say, thresholds,
 )
 from recorder.errors import UsageError
 
@@ -89,8 +89,7 @@ def propose_git(
             thresholds=thresholds(min_observation, min_flows),
             window_ns=parse_duration(window, "--window") if window else None)
         result = run_propose(request, target, kubeconfig, context)
-    for line in result_lines(result, target):
-        typer.echo(line)
+    say(result_lines(result, target))
     if result.diff is not None:
         raise_for_bad_input(result.diff.observed.read, result.diff.observed.unreadable,
                             f"the proposal in {out}")
@@ -106,5 +105,5 @@ def _check_remote(remote: str, base: str, credentials: Optional[Path]) -> None:
     with tempfile.TemporaryDirectory(prefix="flowpol-git-") as scratch:
         access = gitrepo.prepare_access(credentials, Path(scratch) / "access")
         gitrepo.check_remote(access, remote, base)
-    typer.echo(f"git reaches {remote} (branch {base})"
-               + (f" with the credentials in {credentials}" if credentials else ""))
+    say([f"git reaches {remote} (branch {base})"
+         + (f" with the credentials in {credentials}" if credentials else "")])

@@ -11,7 +11,7 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, parse_duration, parse_time_option,
+    KubeContext, Kubeconfig, OLD_OUT_SPELLINGS, parse_duration, parse_time_option, say,
 )
 from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
 from recorder.agent.readers import DEFAULT_READERS
@@ -166,18 +166,15 @@ def collect(
         result = pull_segments(out, namespace, selector, kubeconfig, context, direct=direct,
                                port=port, since=since_ns, progress=progress,
                                token_file=token_file, service_account=service_account)
-    typer.echo(f"collected {len(result.fetched)} new segment(s), {result.fetched_bytes} "
-               f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
-               f"{result.present} already there"
-               + (f", {result.older} older than --since" if since_ns is not None else ""))
-    for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
-    for g in result.gone:
-        typer.echo(f"warning: {g}: deleted on the node (--segments-max-bytes) between the "
-                   "list and the fetch; collect more often", err=True)
+    say([f"collected {len(result.fetched)} new segment(s), {result.fetched_bytes} "
+         f"byte(s), from {len(result.pods)} recorder pod(s) into {out}; "
+         f"{result.present} already there"
+         + (f", {result.older} older than --since" if since_ns is not None else "")])
+    say([f"warning: {w}" for w in result.warnings]
+        + [f"warning: {g}: deleted on the node (--segments-max-bytes) between the list and "
+           "the fetch; collect more often" for g in result.gone], err=True)
     if result.errors:
-        for e in result.errors:
-            typer.echo(f"  {e}", err=True)
+        say([f"  {e}" for e in result.errors], err=True)
         raise FlowpolError(f"{len(result.errors)} problem(s) while collecting (listed above); "
                            "what could be fetched is in place and verified; run collect "
                            "again to fetch the rest")
@@ -216,13 +213,10 @@ def _collect_logs(output: str, since_ns: int | None, namespace: str, selector: s
     n = write_flow_log(result.records, output, FlowLogHeader(created_by="flowpol collect"))
     flows = sum(1 for r in result.records if isinstance(r, FlowRecord))
     r = result.report
-    typer.echo(f"collected {n} record(s) ({flows} flow, {n - flows} IP) from "
-               f"{len(result.pods)} recorder pod(s) into {output}; "
-               f"{r.total_skipped} line(s) skipped, "
-               f"{r.ignored.get('agent-message', 0)} agent message(s) ignored")
-    for ex in r.examples[:5]:
-        typer.echo(f"  skipped {ex}", err=True)
-    for w in result.agent_warnings:
-        typer.echo(f"recorder {w}", err=True)
-    for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+    say([f"collected {n} record(s) ({flows} flow, {n - flows} IP) from "
+         f"{len(result.pods)} recorder pod(s) into {output}; "
+         f"{r.total_skipped} line(s) skipped, "
+         f"{r.ignored.get('agent-message', 0)} agent message(s) ignored"])
+    say([f"  skipped {ex}" for ex in r.examples[:5]]
+        + [f"recorder {w}" for w in result.agent_warnings]
+        + [f"warning: {w}" for w in result.warnings], err=True)

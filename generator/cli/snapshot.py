@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from generator.cli.command import FlowpolCommand
-from generator.cli.common import OLD_OUT_SPELLINGS, KubeContext, Kubeconfig
+from generator.cli.common import OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, say
 
 
 def register(app: typer.Typer) -> None:
@@ -34,8 +34,6 @@ def snapshot(
     if out != "-":
         note_written(out)
     counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items() if n)
-    typer.echo(f"flowpol snapshot: {sum(result.counts.values())} objects from context "
-               f"{result.context} ({counts}) in {result.requests} requests -> {out}",
-               err=True)
-    for w in result.warnings:
-        typer.echo(f"flowpol snapshot: warning: {w}", err=True)
+    say([f"flowpol snapshot: {sum(result.counts.values())} objects from context "
+         f"{result.context} ({counts}) in {result.requests} requests -> {out}"]
+        + [f"flowpol snapshot: warning: {w}" for w in result.warnings], err=True)

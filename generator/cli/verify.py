@@ -13,8 +13,9 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped,
-    InputFormat, SnapshotFiles, Strict, apiserver_cidrs, read_options, reading_progress,
+    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
+    IncludeDropped, InputFormat, SnapshotFiles, Strict, apiserver_cidrs, read_options,
+    reading_progress, say,
 )
 from recorder.errors import UsageError
 
@@ -84,8 +85,7 @@ def verify(
     if output == "json":
         typer.echo(json.dumps(verify_dict(result), indent=2, sort_keys=True))
     else:
-        for line in text_lines(result, show_allowed):
-            typer.echo(line)
+        say(text_lines(result, show_allowed))
     raise_for_bad_input(result.observed.read, result.observed.unreadable,
                         "the verification on stdout")
     if result.exit_code:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from generator.output.plaintext import NOT_TEXT_BEYOND_C0, escape_char
+
 
 @dataclass(frozen=True, slots=True)
 class Commented:
@@ -107,34 +109,8 @@ def _str_scalar(v: str) -> str:
 # the line in another order) is written as a Python-style escape, and so is the
 # backslash itself, so that the escaped text reads back unambiguously. A stream with
 # C0 controls other than tab/LF/CR is not even readable YAML (1.1, 5.1 "Character Set").
-# The class past the C0 controls (C1 controls, soft hyphen, format characters, line and
-# paragraph separators, noncharacters, surrogates), also what the review reports and the
-# CLI's error line escape (generator/review/document.py, generator/cli/main.py).
-NOT_TEXT_BEYOND_C0 = (
-    "\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e"
-    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ufffe\uffff"
-    "\ud800-\udfff")
+# The characters past the C0 controls: generator/output/plaintext.py.
 _UNSAFE_IN_COMMENT = re.compile("[\\\\\x00-\x1f" + NOT_TEXT_BEYOND_C0 + "]")
-_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def escape_char(m: re.Match[str]) -> str:
-    """A match of one character as its Python-style escape."""
-    c = m.group()
-    named = _NAMED_ESCAPES.get(c)
-    if named is not None:
-        return named
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-
-_NOT_TEXT_IN_LINE = re.compile("[\x00-\x1f" + NOT_TEXT_BEYOND_C0 + "]")
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line of plain characters whatever it holds, for a person to read
-    (the CLI's error line): the characters above escaped but the backslash, which the
-    reprs of input in messages already use as their escape."""
-    return _NOT_TEXT_IN_LINE.sub(escape_char, text)
 
 
 def comment_line(text: str) -> str:

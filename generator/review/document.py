@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from generator.output.yamlout import NOT_TEXT_BEYOND_C0, escape_char
+from generator.output.plaintext import NOT_TEXT_BEYOND_C0, escape_char
 from generator.review.graph import Graph, mermaid, svg
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from generator.output.files import atomic_write, replace_owned_dir
+from generator.output.plaintext import one_line
 from generator.tighten import gitrepo
 from generator.tighten.existing import (
     YAML_LOADER, ExistingSet, clean_live_object, existing_from_files, policy_key,
@@ -156,12 +157,9 @@ def commit_message(diff: DiffResult, path: str, pid: str, todo: list[str] = ()) 
     lines += ["", "Evidence:"]
     lines += [line for line in summary_lines(diff) if not line.startswith("wrote ")]
     lines += ["", f"{TRAILER}: {pid}"]
-    return "\n".join(_one_line(line) for line in lines) + "\n"
-
-
-def _one_line(text: str) -> str:
-    # Names in the message come from the inputs: never let one start a new line.
-    return text.replace("\r", " ").replace("\n", " ")
+    # Names in the message come from the inputs: none may start a line of its own (a
+    # fake trailer) or hold a control character.
+    return "\n".join(one_line(line) for line in lines) + "\n"
 
 
 def _inside(root: Path, relative: str) -> Path:
