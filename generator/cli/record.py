@@ -13,6 +13,7 @@ from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
     KubeContext, Kubeconfig, OLD_OUT_SPELLINGS, parse_duration, parse_time_option, say,
 )
+from generator.output.plaintext import one_line
 from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
 from recorder.agent.readers import DEFAULT_READERS
 from recorder.errors import FlowpolError, UsageError
@@ -25,7 +26,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # the recorder's log lines name pods, interfaces and files: one line each (say)
+    print(one_line(message), file=sys.stderr, flush=True)
 
 
 def record(
