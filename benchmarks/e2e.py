@@ -15,6 +15,8 @@ Scenarios (default: all of them, in this order):
              ~1.4 kB (benchmarks/make_synthetic.py: 2,282 pods, 200 workloads, 20
              namespaces, 20 nodes, ~85k connections per 1M lines) against a child that
              only runs `orjson.loads` on every line.
+  gzip       `flowpol generate FLOWS.gz ...` on the same Hubble lines gzipped (level 6)
+             against a child that runs `orjson.loads` on every line of `gzip.open`.
   memory     peak RSS of `flowpol import` on two conntrack dumps with the same 100,000
              distinct keys at 100k and 1M lines, of `flowpol generate` on 100k Hubble
              lines and on ten time-shifted copies of them (the same keys at 1M lines),
@@ -76,6 +78,16 @@ FLOOR_ORJSON = """
 import sys, time, orjson
 t, c = time.perf_counter(), time.process_time()
 with open(sys.argv[1], "rb") as f:
+    for line in f:
+        orjson.loads(line)
+print(time.perf_counter() - t, time.process_time() - c)
+"""
+
+
+FLOOR_GZIP_ORJSON = """
+import gzip, sys, time, orjson
+t, c = time.perf_counter(), time.process_time()
+with gzip.open(sys.argv[1], "rb") as f:
     for line in f:
         orjson.loads(line)
 print(time.perf_counter() - t, time.process_time() - c)
@@ -316,6 +328,33 @@ def scenario_hubble(args: argparse.Namespace) -> None:
            f"generate {_times(r, f)}")
 
 
+def hubble_gzipped(d: Path) -> Path:
+    """The Hubble lines gzipped (level 6, as `gzip` and the exporter's rotation write)."""
+    path = d / "flows.jsonl.gz"
+    if not path.exists():
+        import gzip
+
+        tmp = path.with_suffix(".tmp")
+        with open(d / "flows.jsonl", "rb") as src, gzip.open(tmp, "wb", 6) as out:
+            shutil.copyfileobj(src, out, 4 << 20)
+        tmp.rename(path)
+    return path
+
+
+def scenario_gzip(args: argparse.Namespace) -> None:
+    d = hubble(args.dir, args.lines)
+    gz = hubble_gzipped(d)
+    out = args.dir / "out-hubble-gz"
+    floors, runs = alternate([sys.executable, "-c", FLOOR_GZIP_ORJSON, str(gz)],
+                             flowpol("generate", str(gz), "--snapshot",
+                                     str(d / "cluster.json"), "--out", str(out))
+                             + args.extra, args.repeat)
+    f, r = best(floors), best(runs)
+    result(f"generate, {args.lines:,} Hubble lines gzipped ({gz.stat().st_size >> 20} MiB): "
+           f"{r.wall / f.wall:.2f}x the time of a gzip.open + orjson.loads loop (CPU time "
+           f"{r.cpu / f.cpu:.2f}x; {paired(runs, floors, False)}) | generate {_times(r, f)}")
+
+
 def scenario_memory(args: argparse.Namespace) -> None:
     keys = 100_000
     small = conntrack_dump_keys(args.dir, keys, keys)
@@ -400,7 +439,8 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 
 SCENARIOS = {"conntrack": scenario_conntrack, "pcap": scenario_pcap,
-             "hubble": scenario_hubble, "memory": scenario_memory, "jobs": scenario_jobs}
+             "hubble": scenario_hubble, "gzip": scenario_gzip, "memory": scenario_memory,
+             "jobs": scenario_jobs}
 
 
 def main() -> None:
