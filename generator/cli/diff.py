@@ -13,10 +13,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
-    IncludeDropped, InputFormat, MinFlows, MinObservation, OLD_OUT_SPELLINGS,
-    SnapshotFiles, Strict, apiserver_cidrs, parse_duration, read_options, reading_progress,
-    say, thresholds,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
+    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict,
+    apiserver_cidrs, parse_duration, read_options, reading_progress, say, thresholds,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError

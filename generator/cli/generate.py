@@ -9,9 +9,9 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped,
-    InputFormat, Jobs, OLD_OUT_SPELLINGS, SnapshotFiles, Strict, apiserver_cidrs,
-    dialect_option, fqdn_patterns_option, jobs, read_options, reading_progress, say,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
+    IncludeDropped, InputFormat, Jobs, SnapshotFiles, Strict, apiserver_cidrs, dialect_option,
+    fqdn_patterns_option, jobs, read_options, reading_progress, say,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError

@@ -7,7 +7,7 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    FlowInputs, InputFormat, Jobs, OLD_OUT_SPELLINGS, Strict, jobs, parse_duration,
+    OLD_OUT_SPELLINGS, FlowInputs, InputFormat, Jobs, Strict, jobs, parse_duration,
     reading_progress, say,
 )
 from recorder.aggregate import Aggregator, AggregateStats

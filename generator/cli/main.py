@@ -116,13 +116,11 @@ def main() -> None:
         say([f"flowpol: interrupted; {written_text()}"], err=True)
         sys.exit(130)
     except FlowpolError as e:
-        from generator.output.plaintext import one_line
+        from generator.cli.common import say
 
-        # one line, whatever a file name or an excerpt of the input in it holds (a
-        # newline would fake a line of its own, an ESC drive the terminal)
-        typer.echo(f"flowpol: error: {one_line(str(e))}", err=True)
-        if e.hint:
-            typer.echo(f"flowpol: hint: {one_line(e.hint)}", err=True)
+        # one line each, whatever a file name or an excerpt of the input in it holds
+        say([f"flowpol: error: {e}"] + ([f"flowpol: hint: {e.hint}"] if e.hint else []),
+            err=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:  # defensive: non-standalone typer returns it instead
         sys.exit(e.exit_code)

@@ -14,10 +14,10 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns, IncludeDropped,
-    InputFormat, MinFlows, MinObservation, OLD_OUT_SPELLINGS, SnapshotFiles, Strict,
-    apiserver_cidrs, dialect_option, fqdn_patterns_option, read_options, reading_progress,
-    say, thresholds,
+    OLD_OUT_SPELLINGS, ApiServerCidrs, Dialect, DumpTime, FlowInputs, FqdnPatterns,
+    IncludeDropped, InputFormat, MinFlows, MinObservation, SnapshotFiles, Strict,
+    apiserver_cidrs, dialect_option, fqdn_patterns_option, read_options, reading_progress, say,
+    thresholds,
 )
 from generator.output.outdir import check_out_dir
 from recorder.errors import UsageError

@@ -16,8 +16,8 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    DumpTime, FlowInputs, IncludeDropped, InputFormat, KubeContext, Kubeconfig, MinFlows,
-    MinObservation, OLD_OUT_SPELLINGS, SnapshotFiles, Strict, parse_duration, read_options,
+    OLD_OUT_SPELLINGS, DumpTime, FlowInputs, IncludeDropped, InputFormat, KubeContext,
+    Kubeconfig, MinFlows, MinObservation, SnapshotFiles, Strict, parse_duration, read_options,
     reading_progress, say, thresholds,
 )
 from recorder.errors import UsageError

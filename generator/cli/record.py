@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional
 
@@ -11,9 +10,8 @@ import typer
 
 from generator.cli.command import FlowpolCommand
 from generator.cli.common import (
-    KubeContext, Kubeconfig, OLD_OUT_SPELLINGS, parse_duration, parse_time_option, say,
+    OLD_OUT_SPELLINGS, KubeContext, Kubeconfig, parse_duration, parse_time_option, say,
 )
-from generator.output.plaintext import one_line
 from recorder.agent.collect_token import DEFAULT_SERVICE_ACCOUNT
 from recorder.agent.readers import DEFAULT_READERS
 from recorder.errors import FlowpolError, UsageError
@@ -26,8 +24,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _log(message: str) -> None:
-    # the recorder's log lines name pods, interfaces and files: one line each (say)
-    print(one_line(message), file=sys.stderr, flush=True)
+    say([message], err=True)  # the recorder's log lines name pods, interfaces and files
 
 
 def record(

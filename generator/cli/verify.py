@@ -13,9 +13,8 @@ from typing import List
 import typer
 
 from generator.cli.common import (
-    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs,
-    IncludeDropped, InputFormat, SnapshotFiles, Strict, apiserver_cidrs, read_options,
-    reading_progress, say,
+    ApiServerCidrs, ClusterContext, ClusterKubeconfig, DumpTime, FlowInputs, IncludeDropped,
+    InputFormat, SnapshotFiles, Strict, apiserver_cidrs, read_options, reading_progress, say,
 )
 from recorder.errors import UsageError
 

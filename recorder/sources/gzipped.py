@@ -22,7 +22,7 @@ not depend on how the input was cut into calls.
 
 Where python-isal is installed (a dependency on x86_64 and aarch64) a file that can seek
 is inflated by ISA-L (``isal_zlib``, zlib's API and gzip mode): about twice as fast
-(1.4 GB of Hubble JSON in 0.8 s instead of 1.65 s). A valid deflate stream has exactly
+(in-process diagnostic: 1.4 GB of Hubble JSON in 0.8 s instead of 1.65 s). A valid deflate stream has exactly
 one decompression, so the bytes are the same. What is said about bad data stays
 zlib's: ISA-L's output is handed out once its member's CRC checked out or when it is
 more than ``_AHEAD`` bytes behind what ISA-L decoded, and at ISA-L's first error (or a
@@ -90,7 +90,7 @@ class GzipRaw(io.RawIOBase):
         self._done = False  # nothing more will be decompressed
         self._members = 1
         self.produced = 0  # bytes decompressed, handed out or waiting
-        self.delivered = 0
+        self._delivered = 0
         self.problem: CompressedDataError | None = None
         self._waiting: deque[memoryview] = deque()
         self._skip = 0  # bytes zlib decompresses again that ISA-L handed out already
@@ -131,7 +131,7 @@ class GzipRaw(io.RawIOBase):
             else:
                 waiting[0] = piece[take:]
             at += take
-        self.delivered += n
+        self._delivered += n
         if not n and self.problem is not None and not self._lenient:
             raise self.problem
         return n
@@ -139,8 +139,8 @@ class GzipRaw(io.RawIOBase):
     def _ready(self) -> int:
         """Bytes that may be handed out now."""
         if not self._fast or self._done:
-            return self.produced - self.delivered
-        return max(0, max(self._checked, self.produced - _AHEAD) - self.delivered)
+            return self.produced - self._delivered
+        return max(0, max(self._checked, self.produced - _AHEAD) - self._delivered)
 
     def _emit(self, out: bytes) -> None:
         if self._skip:
@@ -212,7 +212,7 @@ class GzipRaw(io.RawIOBase):
         """ISA-L found the current member bad or cut off: drop what it decompressed of
         the member and did not hand out, and let zlib decompress the member again from
         its start, passing over what was handed out; zlib reads on from there."""
-        keep = max(self.delivered, self._member_produced)
+        keep = max(self._delivered, self._member_produced)
         drop = self.produced - keep
         waiting = self._waiting
         while drop:
